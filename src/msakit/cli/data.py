@@ -1,0 +1,50 @@
+"""`msakit data prepare` and `msakit data export`: build and convert datasets."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from msakit.cli.common import FORMATTER
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from msakit.data.prepare import PREPARERS
+
+    data = subparsers.add_parser(
+        "data", help="prepare real datasets and export them", description="Dataset utilities.",
+        formatter_class=FORMATTER,
+    )
+    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    p = sub.add_parser(
+        "prepare",
+        help="turn a real dataset into msakit's folder format",
+        description=(
+            "Read a real dataset from SOURCE (a folder laid out like ../shared/data) and write msakit's folder "
+            "format to OUT atomically: labels.csv, meta.json and one memory-mappable array per modality. "
+            "Text is encoded offline with all-MiniLM-L6-v2 (token states, cached)."
+        ),
+        formatter_class=FORMATTER,
+    )
+    p.add_argument("name", choices=sorted(PREPARERS), help="dataset to prepare")
+    p.add_argument("--source", type=Path, default=Path("../shared/data"), help="folder holding the raw data")
+    p.add_argument("--out", type=Path, required=True, help="output dataset folder")
+    p.add_argument("--max-len", type=int, default=50, help="text tokens kept per sample")
+    p.add_argument("--cache-dir", type=Path, help="where encoded text is cached (default: OUT/../.msakit-cache)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=run_prepare)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    import time
+
+    from msakit.data.prepare import prepare
+
+    start = time.perf_counter()
+    out = prepare(
+        args.name, args.source, args.out, max_len=args.max_len, overwrite=args.overwrite,
+        progress=not args.no_progress, cache_dir=args.cache_dir,
+    )
+    print(f"prepared {args.name} in {time.perf_counter() - start:.1f} s: {out}")
+    return 0

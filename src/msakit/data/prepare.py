@@ -1,0 +1,526 @@
+"""Turn published dataset layouts into msakit dataset folders (``msakit data prepare``).
+
+``prepare(name, source, out)`` reads ``source/<name>/`` (or ``source`` itself when it is
+already that folder), builds every modality in memory, checks it, and writes ``out``
+atomically with `write_folder`: if anything fails, ``out`` is not created. One preparer
+function per dataset, registered in ``PREPARERS``:
+
+  mosi     labels.csv (``text`` column: the raw transcript) + audio_utterance_73d.npz.
+           text: MiniLM token states (max_len x 384); audio: one 73-d openSMILE step
+           per utterance. Regression in [-3, 3], metric set "mosi".
+  mosei    labels.csv (``text``). Text only; regression in [-3, 3], metric set "mosi".
+  sims     labels.csv. Text only; regression in [-1, 1], metric set "sims".
+           option text_source: "text_en" (default; the English machine translation,
+           which MiniLM can read) or "text" (the original Chinese through the same
+           English-only encoder: most characters become [UNK], so expect poor results).
+  meld     train/dev/test_sent_emo.csv -> train/valid/test. Text only; 3 sentiment
+           classes 0 negative, 1 neutral, 2 positive, metric set "classification".
+           Ids are "<meld split>_dia<Dialogue_ID>_utt<Utterance_ID>" (MELD restarts
+           dialogue ids in each split). Files are read as UTF-8, falling back to
+           cp1252 for files that are not valid UTF-8 (recorded in meta.json).
+  youtube  MFN's audio/video/y_<split>.h5 (+ text_<valid,test>_emb.h5). Audio 74-d
+           COVAREP and visual 36-d FACET over 20 steps; 3 classes (argmax of the
+           one-hot), metric set "classification". A sample whose modality is all zeros
+           is stored as absent for it; lengths run to the last non-zero step.
+           options: include_text=False (GloVe text exists for valid/test only, so a
+           model cannot learn it from train; when True it is written for those rows
+           and train samples lack it), fix_nonfinite=False (NaN/Inf features are an
+           error unless True, which sets them to 0 and records the count),
+           drop_empty=False (True drops samples with no modality at all).
+
+Common options: max_len (text token steps, default 50), overwrite, progress, cache_dir
+(a folder for cached MiniLM features, keyed by model, max_len and texts; None: no cache)
+and text_encoder (anything with MiniLMEncoder's ``encode_tokens``; default MiniLM).
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from msakit.data.core import SPLITS, DatasetInfo
+from msakit.data.folder import write_folder
+from msakit.errors import ConfigError, DataError
+from msakit.text_encoder import MODEL_NAME, TextEncoder, encode_tokens_cached
+
+SENTIMENT_CLASSES = ("negative", "neutral", "positive")
+
+ModalityData = tuple[np.ndarray, np.ndarray, list[str]]  # (N_m, L, D) values, (N_m,) lengths, ids
+
+
+@dataclass
+class Prepared:
+    """Everything `write_folder` needs; built in memory so nothing is written on failure."""
+
+    info: DatasetInfo
+    labels: pd.DataFrame  # id, split, label[, text]
+    modalities: dict[str, ModalityData]
+    modality_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class TextFeaturizer:
+    """Transcripts -> MiniLM token states, through the cache when one is given."""
+
+    max_len: int = 50
+    progress: bool = True
+    cache_dir: Path | None = None
+    encoder: TextEncoder | None = None  # None: MiniLMEncoder, loaded only when needed
+    batch_size: int = 64
+
+    def __call__(self, texts: Sequence[str], ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        texts, ids = list(texts), list(ids)
+        if self.cache_dir is not None:
+            return encode_tokens_cached(
+                texts,
+                self.cache_dir,
+                self.max_len,
+                ids=ids,
+                batch_size=self.batch_size,
+                progress=self.progress,
+                encoder=self.encoder,
+            )
+        if self.encoder is None:
+            from msakit.text_encoder import MiniLMEncoder
+
+            self.encoder = MiniLMEncoder()
+        return self.encoder.encode_tokens(texts, self.max_len, self.batch_size, self.progress, ids=ids)
+
+    def modality(self, texts: Sequence[str], ids: Sequence[str], column: str) -> tuple[ModalityData, dict[str, Any]]:
+        """The text modality and its meta.json entry."""
+        values, lengths = self(texts, ids)
+        name = self.encoder.name if self.encoder is not None else MODEL_NAME
+        meta = {
+            "extractor": "minilm-l6-v2-tokens" if name == MODEL_NAME else f"{name}-tokens",
+            "model": name,
+            "max_len": self.max_len,
+            "source_column": column,
+            "rows_at_max_len": int((lengths >= self.max_len).sum()),  # these may have been truncated
+        }
+        return (values, lengths, list(ids)), meta
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _require(folder: Path, *names: str) -> list[Path]:
+    """The paths of `names` in `folder`; DataError naming the first that is missing."""
+    paths = [folder / n for n in names]
+    for p in paths:
+        if not p.is_file():
+            raise DataError("source file is missing", path=p)
+    return paths
+
+
+def _read_csv(path: Path, columns: Sequence[str], text: str | None = None) -> pd.DataFrame:
+    """All columns as strings (no NA guessing: the transcript "NA" stays "NA")."""
+    try:
+        frame = pd.read_csv(path if text is None else io.StringIO(text), dtype=str, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"cannot read CSV: {exc}", path=path) from exc
+    for column in columns:
+        if column not in frame.columns:
+            raise DataError(f"required column missing (columns: {list(frame.columns)})", path=path, field=column)
+    return frame
+
+
+def _check_ids(ids: Sequence[str], path: Path) -> None:
+    seen: set[str] = set()
+    for i in ids:
+        if not i or "\n" in i:
+            raise DataError(f"invalid id {i!r}", path=path, field="id")
+        if i in seen:
+            raise DataError(f"duplicate id {i!r}", path=path, field="id")
+        seen.add(i)
+
+
+def _regression_labels(frame: pd.DataFrame, path: Path, column: str = "label") -> np.ndarray:
+    """(N,) float64; DataError naming the first id whose label is missing, non-numeric, NaN or Inf."""
+    labels = pd.to_numeric(frame[column].str.strip(), errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(labels)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"label {frame[column].iloc[first]!r} of id {frame['id'].iloc[first]!r} is missing, non-numeric, NaN or Inf",
+            path=path,
+            field=column,
+        )
+    return labels
+
+
+def _check_splits(splits: pd.Series, ids: pd.Series, path: Path) -> None:
+    bad = ~splits.isin(SPLITS)
+    if bad.any():
+        raise DataError(
+            f"split {splits[bad].iloc[0]!r} of id {ids[bad].iloc[0]!r} is not one of {SPLITS}", path=path, field="split"
+        )
+    missing = [s for s in SPLITS if not (splits == s).any()]
+    if missing:
+        raise DataError(f"no rows for split(s) {missing}", path=path, field="split")
+
+
+def _check_transcripts(texts: Sequence[str], ids: Sequence[str], path: Path, column: str) -> None:
+    """DataError naming the file, the id and the column of the first empty transcript."""
+    for i, t in zip(ids, texts, strict=True):
+        if not t.strip():
+            raise DataError(f"empty transcript for id {i!r}", path=path, field=column)
+
+
+def _labelled_text(path: Path, text_column: str) -> pd.DataFrame:
+    """A labels.csv with id, split, label and a transcript column, checked; label parsed to float."""
+    frame = _read_csv(path, ["id", "split", "label", text_column])
+    _check_ids(frame["id"].tolist(), path)
+    _check_splits(frame["split"], frame["id"], path)
+    labels = _regression_labels(frame, path)
+    _check_transcripts(frame[text_column].tolist(), frame["id"].tolist(), path, text_column)
+    return pd.DataFrame({"id": frame["id"], "split": frame["split"], "label": labels, "text": frame[text_column]})
+
+
+def _text_only(name: str, folder: Path, text: TextFeaturizer, *, text_column: str, **info: Any) -> Prepared:
+    (path,) = _require(folder, "labels.csv")
+    labels = _labelled_text(path, text_column)
+    modality, meta = text.modality(labels["text"], labels["id"], text_column)
+    info = {"description": f"{name} prepared by msakit from {folder}", **info}
+    return Prepared(
+        info=DatasetInfo(name=name, dims={"text": modality[0].shape[2]}, **info),
+        labels=labels,
+        modalities={"text": modality},
+        modality_meta={"text": meta},
+    )
+
+
+# --------------------------------------------------------------------------- preparers
+
+
+def prepare_mosi(folder: Path, text: TextFeaturizer) -> Prepared:
+    """CMU-MOSI: MiniLM text tokens + utterance-level 73-d openSMILE audio (one step)."""
+    labels_path, audio_path = _require(folder, "labels.csv", "audio_utterance_73d.npz")
+    labels = _labelled_text(labels_path, "text")
+    ids = labels["id"].tolist()
+    try:
+        with np.load(audio_path, allow_pickle=False) as npz:
+            audio_ids, features = [str(i) for i in npz["ids"]], np.asarray(npz["features"], dtype=np.float32)
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"cannot read arrays 'ids' and 'features': {exc}", path=audio_path) from exc
+    if features.ndim != 2 or features.shape[0] != len(audio_ids):
+        raise DataError(
+            f"features have shape {features.shape} for {len(audio_ids)} ids", path=audio_path, field="features"
+        )
+    if audio_ids != ids:
+        pos = next(
+            (k for k, (a, b) in enumerate(zip(audio_ids, ids, strict=False)) if a != b), min(len(ids), len(audio_ids))
+        )
+        got = audio_ids[pos] if pos < len(audio_ids) else "<end of ids>"
+        want = ids[pos] if pos < len(ids) else "<end of labels.csv>"
+        raise DataError(
+            f"ids do not match labels.csv ({len(audio_ids)} vs {len(ids)} rows); first mismatch at row {pos}: "
+            f"{got!r} where labels.csv has {want!r}",
+            path=audio_path,
+            field="ids",
+        )
+    _check_finite(features[:, None, :], ids, audio_path, "features")
+    text_modality, text_meta = text.modality(labels["text"], ids, "text")
+    audio = (features[:, None, :], np.ones(len(ids), dtype=np.int64), ids)  # (N, 1, 73): one step per utterance
+    return Prepared(
+        info=DatasetInfo(
+            name="mosi",
+            metric_set="mosi",
+            label_range=3.0,
+            dims={"text": text_modality[0].shape[2], "audio": features.shape[1]},
+            description=f"CMU-MOSI prepared by msakit from {folder}",
+        ),
+        labels=labels,
+        modalities={"text": text_modality, "audio": audio},
+        modality_meta={
+            "text": text_meta,
+            "audio": {"extractor": "acl2017-opensmile-utterance-73d", "source_file": audio_path.name},
+        },
+    )
+
+
+def prepare_mosei(folder: Path, text: TextFeaturizer) -> Prepared:
+    """CMU-MOSEI: MiniLM text tokens only (ids as in the ``id`` column)."""
+    return _text_only("mosei", folder, text, text_column="text", metric_set="mosi", label_range=3.0)
+
+
+def prepare_sims(folder: Path, text: TextFeaturizer, *, text_source: str = "text_en") -> Prepared:
+    """CH-SIMS: MiniLM text tokens of ``text_en`` (default) or of the original Chinese ``text``."""
+    if text_source not in ("text_en", "text"):
+        raise ConfigError(f"sims text_source must be 'text_en' or 'text', got {text_source!r}")
+    return _text_only("sims", folder, text, text_column=text_source, metric_set="sims", label_range=1.0)
+
+
+MELD_FILES = {"train": "train_sent_emo.csv", "valid": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
+
+
+def _decode(path: Path) -> tuple[str, str]:
+    """File text and the encoding used: UTF-8 (BOM tolerated), else cp1252 (undefined bytes -> U+FFFD)."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace"), "cp1252"
+
+
+def prepare_meld(folder: Path, text: TextFeaturizer) -> Prepared:
+    """MELD: MiniLM text tokens of each utterance; 3-class sentiment."""
+    paths = _require(folder, *MELD_FILES.values())
+    classes = {c: k for k, c in enumerate(SENTIMENT_CLASSES)}
+    parts, encodings = [], {}
+    for split, path in zip(MELD_FILES, paths, strict=True):
+        content, encodings[path.name] = _decode(path)
+        frame = _read_csv(path, ["Utterance", "Sentiment", "Dialogue_ID", "Utterance_ID"], text=content)
+        for column in ("Dialogue_ID", "Utterance_ID"):
+            bad = ~frame[column].str.strip().str.fullmatch(r"\d+")
+            if bad.any():
+                raise DataError(f"non-integer value {frame[column][bad].iloc[0]!r}", path=path, field=column)
+        prefix = path.name.removesuffix("_sent_emo.csv")  # MELD's own split name: train / dev / test
+        ids = (prefix + "_dia" + frame["Dialogue_ID"].str.strip() + "_utt" + frame["Utterance_ID"].str.strip()).tolist()
+        sentiment = frame["Sentiment"].str.strip().str.lower()
+        unknown = ~sentiment.isin(list(classes))
+        if unknown.any():
+            k = int(np.flatnonzero(unknown.to_numpy())[0])
+            raise DataError(
+                f"sentiment {frame['Sentiment'].iloc[k]!r} of id {ids[k]!r} is not one of {SENTIMENT_CLASSES}",
+                path=path,
+                field="Sentiment",
+            )
+        _check_ids(ids, path)
+        _check_transcripts(frame["Utterance"].tolist(), ids, path, "Utterance")
+        parts.append(
+            pd.DataFrame(
+                {
+                    "id": ids,
+                    "split": split,
+                    "label": sentiment.map(classes).to_numpy(np.int64),
+                    "text": frame["Utterance"].to_numpy(),
+                }
+            )
+        )
+    labels = pd.concat(parts, ignore_index=True)
+    _check_ids(labels["id"].tolist(), folder)
+    modality, meta = text.modality(labels["text"], labels["id"], "Utterance")
+    meta["source_encoding"] = encodings
+    return Prepared(
+        info=DatasetInfo(
+            name="meld",
+            metric_set="classification",
+            num_classes=3,
+            dims={"text": modality[0].shape[2]},
+            class_names=SENTIMENT_CLASSES,
+            description=f"MELD (3-class sentiment) prepared by msakit from {folder}",
+        ),
+        labels=labels,
+        modalities={"text": modality},
+        modality_meta={"text": meta},
+    )
+
+
+def _read_h5(path: Path, ndim: int) -> np.ndarray:
+    """The file's single array (MFN uses key "d1"; "data" is accepted too) as float64."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h5:
+            keys = list(h5.keys())
+            key = next((k for k in ("data", "d1") if k in h5), keys[0] if len(keys) == 1 else None)
+            if key is None or not isinstance(h5[key], h5py.Dataset):
+                raise DataError(f"expected one dataset (key 'data' or 'd1'), found keys {keys}", path=path)
+            values = np.asarray(h5[key][()], dtype=np.float64)
+    except OSError as exc:
+        raise DataError(f"cannot read HDF5: {exc}", path=path) from exc
+    if values.ndim != ndim:
+        raise DataError(f"array has shape {values.shape}, expected {ndim} dimensions", path=path, field=key)
+    return values
+
+
+def _check_finite(values: np.ndarray, ids: Sequence[str], path: Path, field_name: str) -> None:
+    bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
+    if bad.any():
+        raise DataError(
+            f"{int(bad.sum())} rows have NaN or Inf values (first: id {ids[int(np.flatnonzero(bad)[0])]!r})",
+            path=path,
+            field=field_name,
+        )
+
+
+def _step_lengths(values: np.ndarray) -> np.ndarray:
+    """(N, L, D) -> (N,) steps up to and including the last step that is not all zeros."""
+    nonzero = (values != 0).any(axis=2)  # (N, L)
+    last = values.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
+    return np.where(nonzero.any(axis=1), last, 0).astype(np.int64)
+
+
+def prepare_youtube(
+    folder: Path,
+    text: TextFeaturizer,
+    *,
+    include_text: bool = False,
+    fix_nonfinite: bool = False,
+    drop_empty: bool = False,
+) -> Prepared:
+    """YouTube (MFN features): COVAREP audio and FACET visual over 20 steps; optional GloVe text (valid/test)."""
+    sources = {"audio": "audio_{}.h5", "visual": "video_{}.h5"}
+    text_splits = ("valid", "test")
+    names = [p.format(s) for s in SPLITS for p in (*sources.values(), "y_{}.h5")]
+    names += [f"text_{s}_emb.h5" for s in text_splits] if include_text else []
+    _require(folder, *names)
+    if include_text:
+        sources["text"] = "text_{}_emb.h5"
+    ids_by_split: dict[str, list[str]] = {}
+    label_parts: list[np.ndarray] = []
+    arrays: dict[str, list[tuple[str, np.ndarray]]] = {m: [] for m in sources}  # modality -> [(split, (N, L, D))]
+    fixed: dict[str, dict[str, int]] = {m: {} for m in sources}  # modality -> file -> values set to 0
+    for split in SPLITS:
+        y_path = folder / f"y_{split}.h5"
+        onehot = _read_h5(y_path, ndim=2)
+        ids = [f"{split}_{k}" for k in range(len(onehot))]
+        if onehot.shape[1] != len(SENTIMENT_CLASSES) or not (
+            np.isin(onehot, (0.0, 1.0)).all() and (onehot.sum(1) == 1).all()
+        ):
+            bad = (~np.isin(onehot, (0.0, 1.0))).any(1) | (onehot.sum(1) != 1)
+            first = ids[int(np.flatnonzero(bad)[0])] if bad.any() else ids[0]
+            raise DataError(
+                f"labels must be one-hot over {len(SENTIMENT_CLASSES)} classes; shape {onehot.shape}, first bad id {first!r}",
+                path=y_path,
+                field="label",
+            )
+        label_parts.append(onehot.argmax(1))
+        ids_by_split[split] = ids
+        for m, pattern in sources.items():
+            if m == "text" and split not in text_splits:
+                continue
+            path = folder / pattern.format(split)
+            values = _read_h5(path, ndim=3)
+            if len(values) != len(ids):
+                raise DataError(f"{len(values)} rows but {y_path.name} has {len(ids)}", path=path, field=m)
+            nonfinite = ~np.isfinite(values)
+            if nonfinite.any():
+                if not fix_nonfinite:
+                    _check_finite(values, ids, path, m)
+                fixed[m][path.name] = int(nonfinite.sum())
+                values = np.where(nonfinite, 0.0, values)
+            arrays[m].append((split, values))
+    all_ids = [i for s in SPLITS for i in ids_by_split[s]]
+    labels = pd.DataFrame(
+        {
+            "id": all_ids,
+            "split": [s for s in SPLITS for _ in ids_by_split[s]],
+            "label": np.concatenate(label_parts).astype(np.int64),
+        }
+    )
+    modalities: dict[str, ModalityData] = {}
+    modality_meta: dict[str, dict[str, Any]] = {}
+    extractors = {
+        "audio": "covarep-74d (MFN youtube)",
+        "visual": "facet-36d (MFN youtube)",
+        "text": "glove-300d (MFN youtube)",
+    }
+    for m, parts in arrays.items():
+        shapes = {v.shape[1:] for _, v in parts}
+        if len(shapes) != 1:
+            raise DataError(f"{m} arrays differ in (steps, dim) across splits: {sorted(shapes)}", path=folder, field=m)
+        values = np.concatenate([v for _, v in parts]).astype(np.float32)
+        ids = [i for s, _ in parts for i in ids_by_split[s]]
+        lengths = _step_lengths(values)
+        keep = lengths > 0  # an all-zero sequence carries nothing: store it as absent
+        modalities[m] = (values[keep], lengths[keep], [i for i, k in zip(ids, keep, strict=True) if k])
+        modality_meta[m] = {"extractor": extractors[m], "absent_rows": int((~keep).sum())}
+        if fixed[m]:
+            modality_meta[m]["nonfinite_set_to_zero"] = fixed[m]
+        if m == "text":
+            modality_meta[m]["splits"] = list(text_splits)
+    if drop_empty:
+        has_any = set().union(*(set(ids) for _, _, ids in modalities.values()))
+        labels = labels[labels["id"].isin(has_any)].reset_index(drop=True)
+        for split in SPLITS:
+            if not (labels["split"] == split).any():
+                raise DataError(f"drop_empty leaves no {split} samples", path=folder, field="split")
+    return Prepared(
+        info=DatasetInfo(
+            name="youtube",
+            metric_set="classification",
+            num_classes=3,
+            dims={m: v.shape[2] for m, (v, _, _) in modalities.items()},
+            class_names=SENTIMENT_CLASSES,
+            description=f"YouTube opinion dataset (MFN features) prepared by msakit from {folder}",
+        ),
+        labels=labels,
+        modalities=modalities,
+        modality_meta=modality_meta,
+    )
+
+
+Preparer = Callable[..., Prepared]
+
+PREPARERS: dict[str, Preparer] = {
+    "mosi": prepare_mosi,
+    "mosei": prepare_mosei,
+    "sims": prepare_sims,
+    "meld": prepare_meld,
+    "youtube": prepare_youtube,
+}
+
+
+def preparer_options(name: str) -> dict[str, Any]:
+    """The dataset-specific options of `name` and their defaults (for the CLI's --help)."""
+    params = inspect.signature(_preparer(name)).parameters.values()
+    return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _preparer(name: str) -> Preparer:
+    try:
+        return PREPARERS[name]
+    except KeyError:
+        raise ConfigError(f"unknown dataset {name!r}; expected one of {sorted(PREPARERS)}") from None
+
+
+def prepare(
+    name: str,
+    source: str | Path,
+    out: str | Path,
+    *,
+    max_len: int = 50,
+    overwrite: bool = False,
+    progress: bool = True,
+    cache_dir: str | Path | None = None,
+    text_encoder: TextEncoder | None = None,
+    **options: Any,
+) -> Path:
+    """Prepare dataset `name` from `source` (the shared data root or the dataset's own folder) into `out`."""
+    preparer = _preparer(name)
+    unknown = sorted(set(options) - set(preparer_options(name)))
+    if unknown:
+        raise ConfigError(f"dataset {name!r} has no option(s) {unknown}; its options: {preparer_options(name)}")
+    source = Path(source)
+    folder = source / name if (source / name).is_dir() else source
+    if not folder.is_dir():
+        raise DataError("source folder not found", path=source)
+    out = Path(out)
+    if out.exists() and not overwrite:  # fail before minutes of encoding, not after
+        raise DataError("output exists; pass overwrite=True (CLI: --overwrite) to replace it", path=out)
+    text = TextFeaturizer(
+        max_len=max_len,
+        progress=progress,
+        cache_dir=Path(cache_dir) if cache_dir is not None else None,
+        encoder=text_encoder,
+    )
+    prepared = preparer(folder, text, **options)
+    return write_folder(
+        out,
+        prepared.info,
+        prepared.labels,
+        prepared.modalities,
+        modality_meta=prepared.modality_meta,
+        overwrite=overwrite,
+    )
+
+
+__all__ = ["PREPARERS", "SENTIMENT_CLASSES", "Prepared", "TextFeaturizer", "prepare", "preparer_options"]

@@ -1,0 +1,86 @@
+"""Ablation tables and parameter sweeps over the one trainer.
+
+A model declares its paper's ablation rows on its config class:
+
+    @dataclass
+    class AMSGFNConfig(ModelConfig):
+        ...
+        ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
+            "full": {},
+            "w/o CCAM": {"use_ccam": False},
+        }
+
+`run_ablation` trains every row over the same seeds and returns one table;
+`run_sweep` does the same for values of one field. Every row follows the trainer's
+protocol (validation-only selection), so the rows are comparable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from msakit.config import TrainConfig
+from msakit.data.core import MSADataset
+from msakit.errors import ConfigError
+from msakit.registry import build_config, get_model_class
+from msakit.report import metric_table
+from msakit.training.trainer import RunResult, Trainer
+
+
+@dataclass
+class ExperimentTable:
+    model: str
+    dataset: str
+    metric_set: str
+    rows: list[tuple[str, RunResult]]
+
+    def markdown(self) -> str:
+        return metric_table([(label, r.summary()) for label, r in self.rows], self.metric_set)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "dataset": self.dataset, "rows": {k: r.to_dict() for k, r in self.rows}}
+
+
+def ablations_of(model: str) -> dict[str, dict[str, Any]]:
+    rows = getattr(get_model_class(model).config_class, "ABLATIONS", None)
+    if not rows:
+        raise ConfigError(f"model {model!r} declares no ablations (ABLATIONS on its config class)")
+    return dict(rows)
+
+
+def run_rows(
+    model: str,
+    dataset: MSADataset,
+    rows: Mapping[str, Mapping[str, Any]],
+    *,
+    base_overrides: Mapping[str, Any] | None = None,
+    train_config: TrainConfig | None = None,
+    out_dir: str | Path,
+) -> ExperimentTable:
+    """Train `model` once per row (row overrides on top of `base_overrides`)."""
+    out_dir = Path(out_dir)
+    # validate every row before the first one trains
+    for label, overrides in rows.items():
+        try:
+            build_config(model, {**dataset.info.model_overrides(), **(base_overrides or {}), **overrides})
+        except ConfigError as exc:
+            raise ConfigError(f"row {label!r}: {exc}") from exc
+    results = []
+    for i, (label, overrides) in enumerate(rows.items()):
+        trainer = Trainer(
+            model, dataset, model_overrides={**(base_overrides or {}), **overrides},
+            train_config=train_config, out_dir=out_dir / f"{i:02d}",
+        )
+        results.append((label, trainer.fit()))
+    return ExperimentTable(model, dataset.info.name, dataset.info.metric_set, results)
+
+
+def run_ablation(model: str, dataset: MSADataset, **kwargs: Any) -> ExperimentTable:
+    return run_rows(model, dataset, ablations_of(model), **kwargs)
+
+
+def run_sweep(model: str, dataset: MSADataset, field: str, values: Sequence[Any], **kwargs: Any) -> ExperimentTable:
+    return run_rows(model, dataset, {f"{field}={v}": {field: v} for v in values}, **kwargs)

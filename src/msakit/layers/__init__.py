@@ -1,0 +1,18 @@
+"""Shared building blocks. A layer exists once here; model files import it."""
+
+from msakit.layers.attention import CrossModalAttention, safe_key_padding_mask
+from msakit.layers.contrastive import info_nce, symmetric_info_nce
+from msakit.layers.encoders import PositionalEncoding, SequenceEncoder
+from msakit.layers.fusion import masked_softmax
+from msakit.layers.mlp import MLP
+
+__all__ = [
+    "MLP",
+    "CrossModalAttention",
+    "PositionalEncoding",
+    "SequenceEncoder",
+    "info_nce",
+    "masked_softmax",
+    "safe_key_padding_mask",
+    "symmetric_info_nce",
+]

@@ -1,0 +1,68 @@
+"""Per-modality sequence encoders: project, optionally contextualise, pool."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from msakit.batch import masked_mean
+from msakit.layers.attention import safe_key_padding_mask
+
+
+class PositionalEncoding(nn.Module):
+    """Fixed sinusoidal positions added to a (B, L, H) sequence."""
+
+    def __init__(self, dim: int, max_len: int = 4096) -> None:
+        super().__init__()
+        pos = torch.arange(max_len).unsqueeze(1)
+        div = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+        pe = torch.zeros(max_len, dim)
+        pe[:, 0::2] = torch.sin(pos * div)
+        pe[:, 1::2] = torch.cos(pos * div)[:, : dim // 2]
+        self.register_buffer("pe", pe, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[1] > self.pe.shape[0]:
+            raise ValueError(f"sequence of {x.shape[1]} steps exceeds PositionalEncoding max_len {self.pe.shape[0]}")
+        return x + self.pe[: x.shape[1]]
+
+
+class SequenceEncoder(nn.Module):
+    """(B, L, D) features + (B, L) mask -> sequence (B, L, H) and pooled vector (B, H).
+
+    kind: "mean" (projection only), "lstm" (one bidirectional LSTM layer, length-aware)
+    or "transformer" (`layers` encoder layers with sinusoidal positions).
+    """
+
+    def __init__(
+        self, in_dim: int, hidden_dim: int, *, kind: str = "mean", layers: int = 1, heads: int = 4, dropout: float = 0.1
+    ) -> None:
+        super().__init__()
+        if kind not in ("mean", "lstm", "transformer"):
+            raise ValueError(f"SequenceEncoder kind must be mean, lstm or transformer, got {kind!r}")
+        self.kind = kind
+        self.norm = nn.LayerNorm(in_dim)
+        self.proj = nn.Linear(in_dim, hidden_dim)
+        self.dropout = nn.Dropout(dropout)
+        if kind == "lstm":
+            self.lstm = nn.LSTM(hidden_dim, hidden_dim // 2, batch_first=True, bidirectional=True)
+        elif kind == "transformer":
+            self.pos = PositionalEncoding(hidden_dim)
+            layer = nn.TransformerEncoderLayer(
+                hidden_dim, heads, hidden_dim * 2, dropout, batch_first=True, norm_first=True
+            )
+            self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.dropout(self.proj(self.norm(x)))  # (B, L, H)
+        if self.kind == "lstm":
+            lengths = mask.sum(1).clamp_min(1).cpu()
+            packed = nn.utils.rnn.pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=False)
+            out, _ = self.lstm(packed)
+            h, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        elif self.kind == "transformer":
+            h = self.transformer(self.pos(h), src_key_padding_mask=safe_key_padding_mask(mask))
+        h = h * mask.unsqueeze(-1).to(h.dtype)
+        return h, masked_mean(h, mask)

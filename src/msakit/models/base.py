@@ -1,0 +1,93 @@
+"""The base class of every msakit model and its training hooks."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from msakit.batch import MODALITIES, Batch, ModelOutput
+from msakit.config import ModelConfig
+from msakit.errors import ConfigError
+
+
+class MSAModel(nn.Module):
+    """A multimodal sentiment model: `forward(Batch) -> ModelOutput`.
+
+    Subclasses set `config_class` and implement `forward`. Training behaviour that is
+    specific to one model (label generation, curricula, staged training) lives in the
+    hooks below, which the one trainer calls; the trainer never reaches inside a model.
+    """
+
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    model_name: ClassVar[str] = ""
+    #: modalities the model cannot run without (checked at construction)
+    min_modalities: ClassVar[int] = 1
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        mods = tuple(config.modalities)
+        bad = [m for m in mods if m not in MODALITIES]
+        if bad or not mods:
+            raise ConfigError(f"model {self.model_name!r}: modalities must be a non-empty subset of {MODALITIES}")
+        if len(mods) < self.min_modalities:
+            raise ConfigError(
+                f"model {self.model_name!r} needs at least {self.min_modalities} modalities, "
+                f"the data provides {len(mods)}: {list(mods)}"
+            )
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(m for m in MODALITIES if m in self.config.modalities)
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.config.num_classes > 1
+
+    def forward(self, batch: Batch) -> ModelOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def bound_prediction(self, raw: Tensor) -> Tensor:
+        """(B, 1) head output -> (B,) prediction; logits pass through for classifiers."""
+        return raw if self.is_classifier else raw.squeeze(-1)
+
+    # ---- hooks the trainer calls; defaults do nothing -------------------------------
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimizer parameter groups (override to give an encoder its own rate)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr, "weight_decay": weight_decay}]
+
+    def on_fit_start(self, train_loader: Any) -> None:
+        """Called once before the first epoch with the training loader."""
+
+    def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
+        """Called at the start of each training epoch (curricula, schedules)."""
+
+    def on_train_batch_end(self, batch: Batch, output: ModelOutput, epoch: int) -> None:
+        """Called after each optimizer step (e.g. to update label memories)."""
+
+    def task_loss(self, pred: Tensor, y: Tensor) -> Tensor:
+        """The supervised loss of predictions `pred` against labels `y`.
+
+        Models override only when their paper says otherwise.
+        """
+        if self.is_classifier:
+            return nn.functional.cross_entropy(pred, y.long())
+        if self.config.task_loss == "mse":
+            return nn.functional.mse_loss(pred, y.float())
+        if self.config.task_loss == "l1":
+            return nn.functional.l1_loss(pred, y.float())
+        raise ConfigError(f"model {self.model_name!r}: task_loss must be 'l1' or 'mse', got {self.config.task_loss!r}")
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> ModelOutput:
+        was = self.training
+        self.eval()
+        try:
+            return self(batch)
+        finally:
+            self.train(was)

@@ -1,0 +1,84 @@
+"""Text-only reference model: encode the transcript, pool, regress.
+
+The floor every multimodal model must clear. With `finetune_text=True` the MiniLM
+encoder (all-MiniLM-L6-v2) is trained end to end on `Batch.raw_text` instead of
+reading precomputed token states.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from msakit.batch import Batch, ModelOutput, modality_index
+from msakit.config import ModelConfig
+from msakit.errors import ConfigError
+from msakit.layers import MLP, SequenceEncoder
+from msakit.models.base import MSAModel
+from msakit.registry import register_model
+
+
+@dataclass
+class TextOnlyConfig(ModelConfig):
+    encoder: str = "mean"  # SequenceEncoder kind over token states: mean | lstm | transformer
+    head_depth: int = 1
+    finetune_text: bool = False  # fine-tune MiniLM on raw text instead of precomputed features
+    text_lr: float = 2e-5  # learning rate of the fine-tuned encoder
+    max_tokens: int = 50
+
+
+@register_model("text_only")
+class TextOnly(MSAModel):
+    config_class = TextOnlyConfig
+    config: TextOnlyConfig
+
+    def __init__(self, config: TextOnlyConfig) -> None:
+        super().__init__(config)
+        if "text" not in self.modalities:
+            raise ConfigError("model 'text_only' needs text, the data has none")
+        self.text_model: nn.Module | None = None
+        if config.finetune_text:
+            from msakit.text_encoder import load_minilm
+
+            self.tokenizer, self.text_model = load_minilm()
+            if config.text_dim != 384:
+                raise ConfigError("model 'text_only': finetune_text uses MiniLM, so text_dim must be 384")
+        self.encoder = SequenceEncoder(config.text_dim, config.hidden_dim, kind=config.encoder, dropout=config.dropout)
+        self.head = MLP(
+            config.hidden_dim, config.num_classes, hidden_dim=config.hidden_dim, depth=config.head_depth,
+            dropout=config.dropout,
+        )
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        tokens, mask = self._text_states(batch)  # (B, Lt, Dt), (B, Lt)
+        _, pooled = self.encoder(tokens, mask)  # (B, H)
+        prediction = self.bound_prediction(self.head(pooled))
+        weights = torch.zeros_like(batch.present, dtype=pooled.dtype)
+        weights[:, modality_index("text")] = 1.0
+        return ModelOutput(prediction=prediction, modality_weights=weights, features={"text": pooled})
+
+    def _text_states(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.text_model is None:
+            return batch.features["text"], batch.masks["text"]
+        if batch.raw_text is None:
+            raise ConfigError("model 'text_only' with finetune_text=True needs raw text in the dataset")
+        device = next(self.parameters()).device
+        enc = self.tokenizer(
+            batch.raw_text, padding=True, truncation=True, max_length=self.config.max_tokens, return_tensors="pt"
+        ).to(device)
+        states = self.text_model(**enc).last_hidden_state  # (B, Lt, 384)
+        mask = enc["attention_mask"].bool() & batch.present_mask("text").to(device)[:, None]
+        return states, mask
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        if self.text_model is None:
+            return super().param_groups(lr, weight_decay)
+        encoder_ids = {id(p) for p in self.text_model.parameters()}
+        rest = [p for p in self.parameters() if id(p) not in encoder_ids]
+        return [
+            {"params": rest, "lr": lr, "weight_decay": weight_decay},
+            {"params": list(self.text_model.parameters()), "lr": self.config.text_lr, "weight_decay": weight_decay},
+        ]
