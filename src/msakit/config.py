@@ -123,7 +123,13 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key=value")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads "3e-4" (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
+    return key.strip(), value
 
 
 def load_yaml_overrides(path: str | Path) -> dict[str, dict[str, Any]]:

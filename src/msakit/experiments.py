@@ -71,8 +71,11 @@ def run_rows(
     results = []
     for i, (label, overrides) in enumerate(rows.items()):
         trainer = Trainer(
-            model, dataset, model_overrides={**(base_overrides or {}), **overrides},
-            train_config=train_config, out_dir=out_dir / f"{i:02d}",
+            model,
+            dataset,
+            model_overrides={**(base_overrides or {}), **overrides},
+            train_config=train_config,
+            out_dir=out_dir / f"{i:02d}",
         )
         results.append((label, trainer.fit()))
     return ExperimentTable(model, dataset.info.name, dataset.info.metric_set, results)

@@ -15,15 +15,21 @@ FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
 def add_training_options(parser: argparse.ArgumentParser, *, default_epochs: int | None = None) -> None:
     group = parser.add_argument_group("training")
+    group.add_argument("--preset", type=Path, help="YAML file with 'model:' and 'train:' sections of field overrides")
     group.add_argument(
-        "--preset", type=Path, help="YAML file with 'model:' and 'train:' sections of field overrides"
-    )
-    group.add_argument(
-        "-m", "--model-opt", action="append", default=[], metavar="KEY=VALUE",
+        "-m",
+        "--model-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a field of the model's config (repeatable; see `msakit models --details`)",
     )
     group.add_argument(
-        "-t", "--train-opt", action="append", default=[], metavar="KEY=VALUE",
+        "-t",
+        "--train-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a field of the trainer's config, e.g. lr=3e-4 (repeatable)",
     )
     group.add_argument("--seeds", type=int, nargs="+", help="seeds to run (default: 1 2 3 4 5)")

@@ -12,7 +12,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from msakit.data.prepare import PREPARERS
 
     data = subparsers.add_parser(
-        "data", help="prepare real datasets and export them", description="Dataset utilities.",
+        "data",
+        help="prepare real datasets and export them",
+        description="Dataset utilities.",
         formatter_class=FORMATTER,
     )
     sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
@@ -43,8 +45,13 @@ def run_prepare(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     out = prepare(
-        args.name, args.source, args.out, max_len=args.max_len, overwrite=args.overwrite,
-        progress=not args.no_progress, cache_dir=args.cache_dir,
+        args.name,
+        args.source,
+        args.out,
+        max_len=args.max_len,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        cache_dir=args.cache_dir,
     )
     print(f"prepared {args.name} in {time.perf_counter() - start:.1f} s: {out}")
     return 0

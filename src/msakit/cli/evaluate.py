@@ -7,11 +7,14 @@ import csv
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from msakit.batch import MODALITIES
 from msakit.cli.common import FORMATTER, write_json_atomic
+from msakit.data.core import MSADataset
+from msakit.models.base import MSAModel
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_predict)
 
 
-def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load(args: argparse.Namespace) -> tuple[MSAModel, dict[str, Any], MSADataset]:
     from msakit.data import load_dataset
     from msakit.training import load_checkpoint
     from msakit.training.compat import check_compatible

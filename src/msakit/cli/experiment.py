@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from msakit.cli.common import FORMATTER, add_training_options, overrides_from, write_json_atomic
+from msakit.experiments import ExperimentTable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,7 +43,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     add_training_options(p)
 
 
-def _finish(table, out: Path, name: str) -> int:  # type: ignore[no-untyped-def]
+def _finish(table: ExperimentTable, out: Path, name: str) -> int:
     md = table.markdown()
     print(f"\n{table.model} on {table.dataset}: test mean ± std over seeds\n\n{md}")
     write_json_atomic(out / f"{name}.json", table.to_dict())
@@ -63,8 +64,9 @@ def run_ablate(args: argparse.Namespace) -> int:
             raise ConfigError(f"model {args.model!r} has no ablation row(s) {unknown}; rows: {list(rows)}")
         rows = {r: rows[r] for r in args.rows}
     dataset = load_dataset(args.data)
-    table = run_rows(args.model, dataset, rows, base_overrides=model_overrides, train_config=train_config,
-                     out_dir=args.out)
+    table = run_rows(
+        args.model, dataset, rows, base_overrides=model_overrides, train_config=train_config, out_dir=args.out
+    )
     return _finish(table, args.out, "ablation")
 
 
@@ -77,6 +79,13 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
     model_overrides, train_config = overrides_from(args)
     values = [yaml.safe_load(v) for v in args.values]
     dataset = load_dataset(args.data)
-    table = run_sweep(args.model, dataset, args.field, values, base_overrides=model_overrides,
-                      train_config=train_config, out_dir=args.out)
+    table = run_sweep(
+        args.model,
+        dataset,
+        args.field,
+        values,
+        base_overrides=model_overrides,
+        train_config=train_config,
+        out_dir=args.out,
+    )
     return _finish(table, args.out, f"sweep_{args.field}")

@@ -39,8 +39,9 @@ def run_models(args: argparse.Namespace) -> int:
         print(f"{name:<16} {doc.splitlines()[0] if doc else ''}")
         if args.details or args.name:
             hints = typing.get_type_hints(cls.config_class)
+            defaults = cls.config_class()
             for f in dataclasses.fields(cls.config_class):
-                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+                default = getattr(defaults, f.name)
                 print(f"    {f.name:<22} {getattr(hints[f.name], '__name__', str(hints[f.name])):<10} {default!r}")
     return 0
 

@@ -36,7 +36,6 @@ def run_default(args: argparse.Namespace) -> int:
 
     model_overrides, train_config = overrides_from(args)
     dataset = load_dataset(args.data)
-    trainer = Trainer(args.model, dataset, model_overrides=model_overrides, train_config=train_config,
-                      out_dir=args.out)
+    trainer = Trainer(args.model, dataset, model_overrides=model_overrides, train_config=train_config, out_dir=args.out)
     print_result(trainer.fit(), args.out)
     return 0

@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, help="registered model name (see `msakit models`)")
     p.add_argument(
-        "--data", required=True,
+        "--data",
+        required=True,
         help="dataset: 'synthetic[:preset]', a folder from `msakit data prepare`, or an MMSA/MulT .pkl",
     )
     p.add_argument("--out", type=Path, help="output folder (default: runs/<model>-<dataset>)")

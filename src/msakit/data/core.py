@@ -125,7 +125,7 @@ class MSADataset:
 
     def __post_init__(self) -> None:
         for name, split in self.splits.items():
-            validate_split(split, self.info, where=f"{self.source or self.info.name}:{name}")
+            validate_split(split, self.info, source=self.source or self.info.name, split_name=name)
 
     def split(self, name: str) -> SplitData:
         try:
@@ -139,35 +139,41 @@ class MSADataset:
         return iter(self.splits.items())
 
 
-def validate_split(split: SplitData, info: DatasetInfo, *, where: str) -> None:
-    """Shape, dimension, id and finiteness checks; DataError names the field at fault."""
+def validate_split(split: SplitData, info: DatasetInfo, *, source: str, split_name: str) -> None:
+    """Shape, dimension, id and finiteness checks; DataError names the file and field at fault."""
+
+    def fail(message: str, field_name: str) -> DataError:
+        return DataError(f"split {split_name!r}: {message}", path=source, field=field_name)
+
     n = len(split.ids)
+    if len(set(split.ids)) != n:
+        raise fail("duplicate ids", "id")
     if split.labels.shape != (n,):
-        raise DataError(f"{where}: labels have shape {split.labels.shape}, expected ({n},)", field="label")
+        raise fail(f"labels have shape {split.labels.shape}, expected ({n},)", "label")
     if split.labels.dtype.kind == "f" and not np.isfinite(split.labels).all():
         bad = split.ids[int(np.flatnonzero(~np.isfinite(split.labels))[0])]
-        raise DataError(f"{where}: label is NaN or Inf (first at id {bad!r})", field="label")
+        raise fail(f"label is NaN or Inf (first at id {bad!r})", "label")
     if split.raw_text is not None and len(split.raw_text) != n:
-        raise DataError(f"{where}: {len(split.raw_text)} transcripts for {n} samples", field="text")
+        raise fail(f"{len(split.raw_text)} transcripts for {n} samples", "text")
     for m, arr in split.modalities.items():
         if arr.values.ndim != 3 or arr.values.shape[0] != n:
-            raise DataError(f"{where}: {m} has shape {arr.values.shape}, expected ({n}, L, D)", field=m)
+            raise fail(f"{m} has shape {arr.values.shape}, expected ({n}, L, D)", m)
         if m in info.dims and arr.values.shape[2] != info.dims[m]:
-            raise DataError(
-                f"{where}: {m} features are {arr.values.shape[2]}-d but the dataset declares {info.dims[m]}-d",
-                field=m,
-            )
+            raise fail(f"{m} features are {arr.values.shape[2]}-d but the dataset declares {info.dims[m]}-d", m)
         if arr.lengths.shape != (n,) or arr.present.shape != (n,):
-            raise DataError(f"{where}: {m} lengths/presence must have shape ({n},)", field=f"{m}_lengths")
+            raise fail(f"{m} lengths/presence must have shape ({n},)", f"{m}_lengths")
         if (arr.lengths < 0).any() or (arr.lengths > arr.values.shape[1]).any():
-            raise DataError(f"{where}: {m} lengths outside [0, {arr.values.shape[1]}]", field=f"{m}_lengths")
-        _check_finite(arr.values, f"{where}: {m}", m, split.ids)
+            raise fail(f"{m} lengths outside [0, {arr.values.shape[1]}]", f"{m}_lengths")
+        first = _first_nonfinite(arr.values)
+        if first is not None:
+            raise fail(f"{m} has NaN or Inf values (first at id {split.ids[first]!r})", m)
 
 
-def _check_finite(values: np.ndarray, where: str, field_name: str, ids: list[str], chunk: int = 4096) -> None:
+def _first_nonfinite(values: np.ndarray, chunk: int = 4096) -> int | None:
+    """Row index of the first sample with a NaN/Inf value, reading `chunk` rows at a time."""
     for start in range(0, values.shape[0], chunk):
         block = np.asarray(values[start : start + chunk])
         finite = np.isfinite(block).reshape(block.shape[0], -1).all(axis=1)
         if not finite.all():
-            first = start + int(np.flatnonzero(~finite)[0])
-            raise DataError(f"{where} has NaN or Inf values (first at id {ids[first]!r})", field=field_name)
+            return start + int(np.flatnonzero(~finite)[0])
+    return None

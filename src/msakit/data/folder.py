@@ -65,7 +65,9 @@ def read_folder(path: str | Path) -> MSADataset:
             )
         declared = int(mmeta.get("dim", values.shape[2]))
         if declared != values.shape[2]:
-            raise DataError(f"features are {values.shape[2]}-d, meta.json says {declared}", path=root / f"{m}.npy", field=m)
+            raise DataError(
+                f"features are {values.shape[2]}-d, meta.json says {declared}", path=root / f"{m}.npy", field=m
+            )
         dims[m] = declared
         rows_by_modality[m] = (values, lengths, {i: r for r, i in enumerate(row_ids)})
     if not dims:
@@ -222,7 +224,11 @@ def write_folder(
             np.save(tmp / f"{m}.npy", values)
             np.save(tmp / f"{m}.lengths.npy", np.asarray(lengths, dtype=np.int32))
             (tmp / f"{m}.ids.txt").write_text("\n".join(ids) + "\n")
-            meta["modalities"][m] = {"dim": int(values.shape[2]), "max_len": int(values.shape[1]), **dict((modality_meta or {}).get(m, {}))}
+            meta["modalities"][m] = {
+                "dim": int(values.shape[2]),
+                "max_len": int(values.shape[1]),
+                **dict((modality_meta or {}).get(m, {})),
+            }
         labels.to_csv(tmp / "labels.csv", index=False)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         if out.exists():

@@ -146,9 +146,9 @@ def _regression_labels(frame: pd.DataFrame, path: Path, column: str = "label") -
     labels = pd.to_numeric(frame[column].str.strip(), errors="coerce").to_numpy(np.float64)
     bad = ~np.isfinite(labels)
     if bad.any():
-        first = int(np.flatnonzero(bad)[0])
+        k = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"label {frame[column].iloc[first]!r} of id {frame['id'].iloc[first]!r} is missing, non-numeric, NaN or Inf",
+            f"label {frame[column].iloc[k]!r} of id {frame['id'].iloc[k]!r} is missing, non-numeric, NaN or Inf",
             path=path,
             field=column,
         )
@@ -183,11 +183,11 @@ def _labelled_text(path: Path, text_column: str) -> pd.DataFrame:
     return pd.DataFrame({"id": frame["id"], "split": frame["split"], "label": labels, "text": frame[text_column]})
 
 
-def _text_only(name: str, folder: Path, text: TextFeaturizer, *, text_column: str, **info: Any) -> Prepared:
+def _text_only(name: str, title: str, folder: Path, text: TextFeaturizer, *, text_column: str, **info: Any) -> Prepared:
     (path,) = _require(folder, "labels.csv")
     labels = _labelled_text(path, text_column)
     modality, meta = text.modality(labels["text"], labels["id"], text_column)
-    info = {"description": f"{name} prepared by msakit from {folder}", **info}
+    info = {"description": f"{title} prepared by msakit from {folder} (text: {text_column})", **info}
     return Prepared(
         info=DatasetInfo(name=name, dims={"text": modality[0].shape[2]}, **info),
         labels=labels,
@@ -247,14 +247,14 @@ def prepare_mosi(folder: Path, text: TextFeaturizer) -> Prepared:
 
 def prepare_mosei(folder: Path, text: TextFeaturizer) -> Prepared:
     """CMU-MOSEI: MiniLM text tokens only (ids as in the ``id`` column)."""
-    return _text_only("mosei", folder, text, text_column="text", metric_set="mosi", label_range=3.0)
+    return _text_only("mosei", "CMU-MOSEI", folder, text, text_column="text", metric_set="mosi", label_range=3.0)
 
 
 def prepare_sims(folder: Path, text: TextFeaturizer, *, text_source: str = "text_en") -> Prepared:
     """CH-SIMS: MiniLM text tokens of ``text_en`` (default) or of the original Chinese ``text``."""
     if text_source not in ("text_en", "text"):
         raise ConfigError(f"sims text_source must be 'text_en' or 'text', got {text_source!r}")
-    return _text_only("sims", folder, text, text_column=text_source, metric_set="sims", label_range=1.0)
+    return _text_only("sims", "CH-SIMS", folder, text, text_column=text_source, metric_set="sims", label_range=1.0)
 
 
 MELD_FILES = {"train": "train_sent_emo.csv", "valid": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
@@ -382,16 +382,12 @@ def prepare_youtube(
         y_path = folder / f"y_{split}.h5"
         onehot = _read_h5(y_path, ndim=2)
         ids = [f"{split}_{k}" for k in range(len(onehot))]
-        if onehot.shape[1] != len(SENTIMENT_CLASSES) or not (
-            np.isin(onehot, (0.0, 1.0)).all() and (onehot.sum(1) == 1).all()
-        ):
-            bad = (~np.isin(onehot, (0.0, 1.0))).any(1) | (onehot.sum(1) != 1)
-            first = ids[int(np.flatnonzero(bad)[0])] if bad.any() else ids[0]
-            raise DataError(
-                f"labels must be one-hot over {len(SENTIMENT_CLASSES)} classes; shape {onehot.shape}, first bad id {first!r}",
-                path=y_path,
-                field="label",
-            )
+        if onehot.shape[1] != len(SENTIMENT_CLASSES):
+            raise DataError(f"labels have shape {onehot.shape}, expected (N, 3) one-hot", path=y_path, field="label")
+        not_onehot = (~np.isin(onehot, (0.0, 1.0))).any(axis=1) | (onehot.sum(axis=1) != 1)
+        if not_onehot.any():
+            first = ids[int(np.flatnonzero(not_onehot)[0])]
+            raise DataError(f"label row of id {first!r} is not one-hot", path=y_path, field="label")
         label_parts.append(onehot.argmax(1))
         ids_by_split[split] = ids
         for m, pattern in sources.items():

@@ -141,5 +141,3 @@ def _draw_roles(
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v)
-
-

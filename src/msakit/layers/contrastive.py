@@ -7,7 +7,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def info_nce(anchor: Tensor, positive: Tensor, *, temperature: float | Tensor = 0.1, valid: Tensor | None = None) -> Tensor:
+def info_nce(
+    anchor: Tensor, positive: Tensor, *, temperature: float | Tensor = 0.1, valid: Tensor | None = None
+) -> Tensor:
     """One-directional InfoNCE: row i of `anchor` should match row i of `positive`.
 
     anchor, positive: (B, H); valid: (B,) bool, samples that take part (both views

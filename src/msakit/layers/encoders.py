@@ -21,6 +21,7 @@ class PositionalEncoding(nn.Module):
         pe = torch.zeros(max_len, dim)
         pe[:, 0::2] = torch.sin(pos * div)
         pe[:, 1::2] = torch.cos(pos * div)[:, : dim // 2]
+        self.pe: Tensor
         self.register_buffer("pe", pe, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import nn
 
 
 class MLP(nn.Sequential):
@@ -21,6 +21,3 @@ class MLP(nn.Sequential):
             width = hidden_dim
         layers.append(nn.Linear(width, out_dim))
         super().__init__(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102 - typed override
-        return super().forward(x)

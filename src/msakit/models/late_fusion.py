@@ -54,7 +54,7 @@ class LateFusion(MSAModel):
         aux = {}
         if self.training and self.config.unimodal_weight > 0:
             losses = []
-            for i, m in enumerate(self.modalities):
+            for i in range(len(self.modalities)):
                 keep = present[:, i]
                 if keep.any():
                     losses.append(self.task_loss(self.bound_prediction(unimodal[keep, i]), batch.labels[keep]))
@@ -69,4 +69,3 @@ class LateFusion(MSAModel):
             features={f"{m}": v for m, v in pooled.items()},
             explanations={"unimodal_predictions": unimodal if self.is_classifier else unimodal.squeeze(-1)},
         )
-

@@ -44,11 +44,15 @@ class TextOnly(MSAModel):
             from msakit.text_encoder import load_minilm
 
             self.tokenizer, self.text_model = load_minilm()
+            self.text_model.pooler = None  # unused: we read the token states, not the pooled [CLS]
             if config.text_dim != 384:
                 raise ConfigError("model 'text_only': finetune_text uses MiniLM, so text_dim must be 384")
         self.encoder = SequenceEncoder(config.text_dim, config.hidden_dim, kind=config.encoder, dropout=config.dropout)
         self.head = MLP(
-            config.hidden_dim, config.num_classes, hidden_dim=config.hidden_dim, depth=config.head_depth,
+            config.hidden_dim,
+            config.num_classes,
+            hidden_dim=config.hidden_dim,
+            depth=config.head_depth,
             dropout=config.dropout,
         )
 

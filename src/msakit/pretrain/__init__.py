@@ -27,7 +27,7 @@ from msakit.data.core import MSADataset
 from msakit.errors import ConfigError
 
 _OBJECTIVES: dict[str, type[PretrainObjective]] = {}
-O = TypeVar("O", bound="type[PretrainObjective]")
+ObjectiveT = TypeVar("ObjectiveT", bound="type[PretrainObjective]")
 
 
 class PretrainObjective:
@@ -54,8 +54,8 @@ class PretrainObjective:
         raise NotImplementedError
 
 
-def register_objective(name: str) -> Callable[[O], O]:
-    def wrap(cls: O) -> O:
+def register_objective(name: str) -> Callable[[ObjectiveT], ObjectiveT]:
+    def wrap(cls: ObjectiveT) -> ObjectiveT:
         if name in _OBJECTIVES:
             raise ValueError(f"pretraining objective {name!r} is registered twice")
         cls.name = name

@@ -223,14 +223,26 @@ class Trainer:
             score = val[self.select_key]
             if state.is_better(score, self.higher_is_better):
                 state.best, state.best_epoch, state.bad_epochs = score, epoch, 0
-                save_checkpoint(run_dir / "best", model, dataset=self.dataset.info, train_config=cfg,
-                                extra={"epoch": epoch, "seed": seed, "valid": val})
+                save_checkpoint(
+                    run_dir / "best",
+                    model,
+                    dataset=self.dataset.info,
+                    train_config=cfg,
+                    extra={"epoch": epoch, "seed": seed, "valid": val},
+                )
             else:
                 state.bad_epochs += 1
             state.epoch = epoch
             self._save_last(run_dir, model, optimizer, state)
-            _append_log(log_path, {"epoch": epoch, **{f"train_{k}": v for k, v in losses.items()},
-                                   **{f"valid_{k}": v for k, v in val.items()}, "seconds": epoch_times[-1]})
+            _append_log(
+                log_path,
+                {
+                    "epoch": epoch,
+                    **{f"train_{k}": v for k, v in losses.items()},
+                    **{f"valid_{k}": v for k, v in val.items()},
+                    "seconds": epoch_times[-1],
+                },
+            )
             if writer is not None:
                 for k, v in losses.items():
                     writer.add_scalar(f"train/{k}", v, epoch)
@@ -241,8 +253,9 @@ class Trainer:
         if state.best_epoch == 0:
             raise TrainingError(f"seed {seed}: no epoch was trained (epochs={cfg.epochs}); nothing to evaluate")
         best, meta = load_checkpoint(run_dir / "best", map_location=self.device)
-        test = evaluate(best, self.dataset.split("test"), self.metric_set.name,
-                        batch_size=cfg.batch_size * 4, device=self.device)
+        test = evaluate(
+            best, self.dataset.split("test"), self.metric_set.name, batch_size=cfg.batch_size * 4, device=self.device
+        )
         return SeedResult(
             seed=seed,
             best_epoch=state.best_epoch,
@@ -276,8 +289,13 @@ class Trainer:
         return total, parts
 
     def _save_last(self, run_dir: Path, model: MSAModel, optimizer: torch.optim.Optimizer, state: _FitState) -> None:
-        save_checkpoint(run_dir / "last", model, dataset=self.dataset.info, train_config=self.cfg,
-                        extra={"fit_state": state.__dict__})
+        save_checkpoint(
+            run_dir / "last",
+            model,
+            dataset=self.dataset.info,
+            train_config=self.cfg,
+            extra={"fit_state": state.__dict__},
+        )
         tmp = run_dir / "last" / "optimizer.pt.tmp"
         torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, tmp)
         tmp.replace(run_dir / "last" / "optimizer.pt")
