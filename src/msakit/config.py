@@ -8,6 +8,7 @@ starts, naming the field and the owner (model or trainer).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import types
@@ -125,10 +126,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, raw = text.split("=", 1)
     value = yaml.safe_load(raw) if raw.strip() else ""
     if isinstance(value, str):
-        try:  # YAML 1.1 reads "3e-4" (no dot) as a string
+        with contextlib.suppress(ValueError):  # YAML 1.1 reads "3e-4" (no dot) as a string
             value = float(value)
-        except ValueError:
-            pass
     return key.strip(), value
 
 

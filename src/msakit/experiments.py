@@ -25,8 +25,9 @@ from typing import Any
 from msakit.config import TrainConfig
 from msakit.data.core import MSADataset
 from msakit.errors import ConfigError
+from msakit.metrics import get_metric_set
 from msakit.registry import build_config, get_model_class
-from msakit.report import metric_table
+from msakit.report import format_value, metric_table
 from msakit.training.trainer import RunResult, Trainer
 
 
@@ -37,8 +38,21 @@ class ExperimentTable:
     metric_set: str
     rows: list[tuple[str, RunResult]]
 
+    def best_on_validation(self) -> str:
+        """The row a validation-only protocol would pick: best mean validation selection score."""
+        metric = get_metric_set(self.metric_set)
+        key, sign = metric.select_key, 1.0 if metric.higher_is_better[metric.select_key] else -1.0
+        return max(self.rows, key=lambda row: sign * row[1].summary("valid")[key][0])[0]
+
     def markdown(self) -> str:
-        return metric_table([(label, r.summary()) for label, r in self.rows], self.metric_set)
+        """Test metrics per row; the row chosen on validation is marked with *."""
+        best = self.best_on_validation()
+        key = get_metric_set(self.metric_set).select_key
+        table = metric_table(
+            [(f"{label}{' *' if label == best else ''}", r.summary()) for label, r in self.rows], self.metric_set
+        )
+        valid = ", ".join(f"{label}: {format_value(key, r.summary('valid')[key][0])}" for label, r in self.rows)
+        return f"{table}\n\n\\* best on validation {key} (mean over seeds): {valid}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "dataset": self.dataset, "rows": {k: r.to_dict() for k, r in self.rows}}

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from msakit.config import TrainConfig, load_yaml_overrides, parse_override
+from msakit.io import atomic_write_json
 from msakit.training.trainer import RunResult, train_config_from
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
@@ -65,8 +65,4 @@ def print_result(result: RunResult, out_dir: Path) -> None:
     print(f"\n{spe:.2f} s per epoch; results: {out_dir / 'results.json'}")
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(path)
+write_json_atomic = atomic_write_json

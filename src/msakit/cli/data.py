@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from msakit.cli.common import FORMATTER
+from msakit.cli.data_export import add_export_parser
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run_prepare)
+    add_export_parser(sub)
 
 
 def run_prepare(args: argparse.Namespace) -> int:

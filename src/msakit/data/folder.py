@@ -213,6 +213,7 @@ def write_folder(
         raise DataError("output exists; pass overwrite=True (CLI: --overwrite) to replace it", path=out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a dataset folder is meant to be shared
     try:
         meta = {
             "format": FORMAT,

@@ -48,7 +48,7 @@ import pandas as pd
 from msakit.data.core import SPLITS, DatasetInfo
 from msakit.data.folder import write_folder
 from msakit.errors import ConfigError, DataError
-from msakit.text_encoder import MODEL_NAME, TextEncoder, encode_tokens_cached
+from msakit.text_encoder import MODEL_NAME, MiniLMEncoder, TextEncoder, encode_tokens_cached
 
 SENTIMENT_CLASSES = ("negative", "neutral", "positive")
 
@@ -88,8 +88,6 @@ class TextFeaturizer:
                 encoder=self.encoder,
             )
         if self.encoder is None:
-            from msakit.text_encoder import MiniLMEncoder
-
             self.encoder = MiniLMEncoder()
         return self.encoder.encode_tokens(texts, self.max_len, self.batch_size, self.progress, ids=ids)
 

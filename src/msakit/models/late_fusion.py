@@ -24,7 +24,7 @@ from msakit.registry import register_model
 
 @dataclass
 class LateFusionConfig(ModelConfig):
-    encoder: str = "mean"  # SequenceEncoder kind: mean | lstm | transformer
+    encoder: str = "transformer"  # SequenceEncoder kind: mean | lstm | transformer
     unimodal_weight: float = 0.5  # weight of each unimodal head's own task loss
 
 

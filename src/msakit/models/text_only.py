@@ -23,7 +23,7 @@ from msakit.registry import register_model
 
 @dataclass
 class TextOnlyConfig(ModelConfig):
-    encoder: str = "mean"  # SequenceEncoder kind over token states: mean | lstm | transformer
+    encoder: str = "transformer"  # SequenceEncoder kind over token states: mean | lstm | transformer
     head_depth: int = 1
     finetune_text: bool = False  # fine-tune MiniLM on raw text instead of precomputed features
     text_lr: float = 2e-5  # learning rate of the fine-tuned encoder

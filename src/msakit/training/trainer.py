@@ -11,7 +11,6 @@ ddof=1).
 from __future__ import annotations
 
 import csv
-import json
 import math
 import random
 import time
@@ -28,6 +27,7 @@ from msakit.batch import Batch, ModelOutput, modality_index
 from msakit.config import ModelConfig, TrainConfig, apply_overrides
 from msakit.data.core import MSADataset, SplitData
 from msakit.errors import ConfigError, TrainingError
+from msakit.io import atomic_write_json
 from msakit.metrics import MetricAccumulator, get_metric_set
 from msakit.models.base import MSAModel
 from msakit.registry import build_config, create_model
@@ -161,8 +161,10 @@ class Trainer:
         result = RunResult(self.model_name, self.dataset.info.name, self.metric_set.name)
         for seed in self.cfg.seeds:
             result.seeds.append(self.fit_seed(seed, resume=resume))
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.out_dir / "results.json", json.dumps(result.to_dict(), indent=2))
+            # rewritten after every seed, so a stopped run keeps the seeds it finished
+            atomic_write_json(
+                self.out_dir / "results.json", {**result.to_dict(), "seeds_planned": list(self.cfg.seeds)}
+            )
         return result
 
     def fit_seed(self, seed: int, *, resume: bool = False) -> SeedResult:
@@ -179,6 +181,8 @@ class Trainer:
             state = self._restore(run_dir, model, optimizer)
         writer = _tensorboard(run_dir) if cfg.tensorboard else None
         log_path = run_dir / "log.csv"
+        if state.epoch == 0:
+            log_path.unlink(missing_ok=True)  # a fresh run does not append to an old run's log
         epoch_times: list[float] = []
         epoch = state.epoch
         for epoch in range(state.epoch + 1, cfg.epochs + 1):
@@ -332,12 +336,6 @@ def _append_log(path: Path, row: dict[str, Any]) -> None:
         if new:
             writer.writeheader()
         writer.writerow(row)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _tensorboard(run_dir: Path) -> Any:

@@ -1,0 +1,439 @@
+"""TSSP-MSA: Tri-Stage Self-supervised Pretraining for multimodal sentiment analysis (seed paper §3).
+
+Stage 1 (modality-specific self-supervision) lives in `msakit.pretrain` (objectives
+`s_mlm`, `ecam`, `fmr`); this model loads what they wrote through `pretrained_text`,
+`pretrained_audio`, `pretrained_visual`. Stages 2 and 3 are this file:
+
+    z_m   = TimeAwarePool(Enc_m(x_m))                      per-modality encoder (+ Time2Vec, TEAC)
+    z̃_m   = W_m z_m + b_m                                  (UEMF 1) common space
+    u_m   = H[p(y | f_m(dropout(z̃_m)))], T MC samples      (UEMF 2) epistemic uncertainty
+    α_m   = softmax_{m present}(−u_m / τ)                  (UEMF 3) expert weights
+    z_f   = Σ_m α_m z̃_m                                    (UEMF 4)
+    r     = LN(z_f + Σ_m α_m g_m ⊙ z̃_m + Σ_{i<j} α_i α_j P z̃_i ⊙ P z̃_j)   GTFAR, g_m = σ(W_g[z̃_m; z_f])
+    ŷ     = head(r)
+    L     = L_task + λ_e·L_experts + λ7·L_C3R + λ_kd·L_KL + λ_fa·L_align + λ_o·L_orth + λ_a·L_TEAC
+
+Dimension legend: B batch, L steps, D feature width, H hidden width, M modalities of the
+config, T MC-dropout samples, C outputs (1 regression, else classes).
+
+Interpretations (choices where the paper is silent or ambiguous):
+- Uncertainty for regression: each expert head predicts a Gaussian (μ, log σ²) trained
+  with Gaussian NLL; the T MC-dropout samples are moment-matched into one Gaussian with
+  var = mean σ² + var μ, and u = its entropy ½·log(2πe·var). For classification u is
+  the entropy of the mean MC softmax (the paper's H[Softmax(f(z̃))]). MC dropout acts on
+  the expert head's input; in eval mode its masks come from a fixed-seed generator so
+  predictions are deterministic. Absent modalities get u = 0 and α = 0.
+- "w/o uncertainty weighting" = uniform α over present modalities; "simple
+  concatenation" = the concatenated z̃ (zeros where absent) through a linear layer,
+  replacing UEMF and GTFAR (no expert weights are reported then).
+- C3R: InfoNCE between nonlinear projections h_m of every present modality pair, both
+  directions, averaged over pairs (the paper sums; the constant is in λ7). Curriculum:
+  in epoch e only the `frac(e)` most confident samples of a batch (lowest mean u) take
+  part, frac rising linearly from `curriculum_start` to 1 over `curriculum_epochs`.
+- Rotating distillation: the teacher is modality (e−1) mod M in epoch e; every other
+  modality is a student on samples where both are present and, with
+  `distill_confident_only`, where the teacher is the more certain one. Outputs: KL
+  between the teacher's and the student's predictive Gaussians (regression) or softmaxes
+  (classification); features: 1 − cos(z̃_student, sg(z̃_teacher)).
+- Orthogonality: MISA's ‖Ẑ_iᵀ Ẑ_j‖²_F between the batch-centred, L2-normalised pooled
+  encodings z_i, z_j (before the common projection, so it does not fight C3R's alignment).
+- TEAC: Time2Vec of each step's relative position enters the attention pooling of every
+  encoder; k-means++ (scikit-learn) over the training set's r gives pseudo-labels,
+  refreshed every `anchor_refresh` epochs in `on_epoch_start`; before the first refresh
+  the sentiment sign (or class) is the pseudo-label. The emotion-weighted supervised
+  contrastive loss weights anchor i by (|y_i|/label_range + 0.1)·exp(−ū_i) (classes: exp(−ū_i)).
+- S-MLM feeds stage 2 by re-encoding `Batch.raw_text` with the adapted MiniLM (frozen,
+  kept outside the state dict; token states cached per transcript), replacing the
+  dataset's precomputed states of the original MiniLM. Without `pretrained_text` the
+  precomputed features are used, which is exactly "w/o S-MLM".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from msakit.batch import Batch, ModelOutput, modality_index
+from msakit.config import ModelConfig
+from msakit.errors import ConfigError
+from msakit.layers import MLP, SequenceEncoder, masked_softmax, symmetric_info_nce
+from msakit.layers.time2vec import Time2Vec
+from msakit.models.base import MSAModel
+from msakit.registry import register_model
+
+
+@dataclass
+class TSSPMSAConfig(ModelConfig):
+    encoder: str = "transformer"  # SequenceEncoder kind; stage-1 weights must use the same
+    time2vec_dim: int = 8  # TEAC: Time2Vec channels in the time-aware pooling
+    # stage 1: folders written by `msakit pretrain s_mlm | ecam | fmr` ("" = no pretraining)
+    pretrained_text: str = ""  # re-encode raw_text with the S-MLM-adapted MiniLM
+    pretrained_audio: str = ""
+    pretrained_visual: str = ""
+    text_max_tokens: int = 50  # as the dataset's precomputed MiniLM states
+    # stage 2: UEMF
+    fusion: str = "uncertainty"  # uncertainty | mean (w/o uncertainty weighting) | concat (simple concatenation)
+    mc_samples: int = 8  # T
+    mc_dropout: float = 0.2  # dropout rate of the MC samples
+    tau: float = 0.5  # τ of α = softmax(−u/τ)
+    expert_weight: float = 0.5  # per-modality expert heads' own loss (Gaussian NLL / CE)
+    # stage 3: C3R, distillation, GTFAR, orthogonality, TEAC
+    contrastive_weight: float = 0.1  # λ7
+    contrastive_temperature: float = 0.1
+    curriculum_start: float = 0.5  # share of most confident samples used in epoch 1
+    curriculum_epochs: int = 10  # epochs until every sample takes part
+    distill_weight: float = 0.1  # KL between teacher and student outputs
+    distill_feature_weight: float = 0.1  # teacher-student feature alignment
+    distill_confident_only: bool = True  # distil only where the teacher is more certain
+    orth_weight: float = 0.01
+    anchor_weight: float = 0.1  # emotion-weighted supervised contrastive loss on anchors
+    anchor_temperature: float = 0.2
+    num_anchors: int = 8  # k of k-means++
+    anchor_refresh: int = 1  # epochs between pseudo-label refreshes
+
+    ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
+        "full": {},
+        "w/o S-MLM": {"pretrained_text": ""},
+        "w/o ECAM": {"pretrained_audio": ""},
+        "w/o FMR": {"pretrained_visual": ""},
+        "w/o uncertainty weighting": {"fusion": "mean"},
+        "simple concatenation": {"fusion": "concat"},
+        "w/o contrastive loss": {"contrastive_weight": 0.0},
+        "w/o rotating distillation": {"distill_weight": 0.0, "distill_feature_weight": 0.0},
+    }
+
+
+class TimeAwarePool(nn.Module):
+    """Attention pooling whose scores see Time2Vec(t / (len − 1)): (B, L, H), (B, L) -> (B, H)."""
+
+    def __init__(self, dim: int, time_dim: int) -> None:
+        super().__init__()
+        self.time = Time2Vec(time_dim)
+        self.key = nn.Linear(dim + time_dim, dim)
+        self.score = nn.Linear(dim, 1, bias=False)
+
+    def forward(self, states: Tensor, mask: Tensor) -> Tensor:
+        lengths = mask.sum(1, keepdim=True).clamp_min(2).to(states.dtype)  # (B, 1)
+        t = torch.arange(states.shape[1], device=states.device, dtype=states.dtype)[None, :] / (lengths - 1)
+        keys = torch.tanh(self.key(torch.cat([states, self.time(t.unsqueeze(-1))], dim=-1)))  # (B, L, H)
+        weights = masked_softmax(self.score(keys).squeeze(-1), mask)  # (B, L), 0 where no valid step
+        return (weights.unsqueeze(-1) * states).sum(1)
+
+
+# adapted-MiniLM token states per (pretrained_text, transcript); shared by every instance, so
+# the seeds of one run and the reloaded best checkpoint encode each transcript once
+_TEXT_CACHE: dict[tuple[str, str], Tensor] = {}
+
+
+@register_model("tssp_msa")
+class TSSPMSA(MSAModel):
+    config_class = TSSPMSAConfig
+    config: TSSPMSAConfig
+
+    def __init__(self, config: TSSPMSAConfig) -> None:
+        super().__init__(config)
+        if config.fusion not in ("uncertainty", "mean", "concat"):
+            raise ConfigError(f"model 'tssp_msa': fusion must be uncertainty, mean or concat, got {config.fusion!r}")
+        h, mods = config.hidden_dim, self.modalities
+        self.regression = config.num_classes == 1
+        expert_out = 2 if self.regression else config.num_classes  # (μ, log σ²) or logits
+        self.encoders = nn.ModuleDict(
+            {m: SequenceEncoder(config.dim(m), h, kind=config.encoder, dropout=config.dropout) for m in mods}
+        )
+        self.pools = nn.ModuleDict({m: TimeAwarePool(h, config.time2vec_dim) for m in mods})
+        self.project = nn.ModuleDict({m: nn.Linear(h, h) for m in mods})  # W_i, b_i
+        self.experts = nn.ModuleDict({m: MLP(h, expert_out, hidden_dim=h) for m in mods})  # f_i
+        self.contrast = nn.ModuleDict({m: MLP(h, h, hidden_dim=h) for m in mods})  # Proj_i of C3R
+        if config.fusion == "concat":
+            self.concat = nn.Linear(h * len(mods), h)
+        else:
+            self.gates = nn.ModuleDict({m: nn.Linear(2 * h, h) for m in mods})  # GTFAR g_m
+            self.pair_proj = nn.Linear(h, h)  # GTFAR tensor term P
+            self.fuse_norm = nn.LayerNorm(h)
+        self.anchor_proj = MLP(h, h, hidden_dim=h)  # TEAC
+        self.head = MLP(h, config.num_classes, hidden_dim=h, dropout=config.dropout)
+        # training state set by hooks (not parameters, not saved)
+        self._curriculum = 1.0
+        self._teacher = 0
+        self._loader: Any = None
+        self._pseudo: dict[str, int] = {}
+        self._minilm: tuple[Any, Any] | None = None
+        self._load_stage1()
+
+    # ---- stage 1 -> stage 2 ----------------------------------------------------------
+    def _load_stage1(self) -> None:
+        from msakit.pretrain._loop import load_encoder_state, load_weights, unprefixed
+
+        c = self.config
+        for m, path in (("audio", c.pretrained_audio), ("visual", c.pretrained_visual)):
+            if path and m in self.modalities:
+                state = load_encoder_state(path, modality=m, in_dim=c.dim(m), hidden_dim=c.hidden_dim, kind=c.encoder)
+                self.encoders[m].load_state_dict(state)
+        if c.pretrained_text and "text" in self.modalities:
+            from msakit.text_encoder import HIDDEN_DIM, load_minilm
+
+            if c.text_dim != HIDDEN_DIM:
+                raise ConfigError("model 'tssp_msa': pretrained_text re-encodes with MiniLM, text_dim must be 384")
+            tensors, meta = load_weights(c.pretrained_text)
+            if meta.get("objective") != "s_mlm":
+                raise ConfigError(f"{c.pretrained_text}: pretrained_text needs `msakit pretrain s_mlm` output")
+            tokenizer, encoder = load_minilm()
+            encoder.load_state_dict(unprefixed(tensors, "encoder"))
+            for p in encoder.parameters():
+                p.requires_grad_(False)
+            self._minilm = (tokenizer, encoder.eval())
+
+    def _text_states(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Adapted-MiniLM token states for raw_text (B, Lt, 384), cached per transcript."""
+        if self._minilm is None:
+            return batch.features["text"], batch.masks["text"]
+        if batch.raw_text is None:
+            raise ConfigError("model 'tssp_msa': pretrained_text re-encodes transcripts, but the batch has no raw_text")
+        tokenizer, encoder = self._minilm
+        device = batch.present.device
+        key = self.config.pretrained_text
+        todo = sorted({t for t in batch.raw_text if (key, t) not in _TEXT_CACHE})
+        if todo:
+            enc = tokenizer(
+                todo, padding=True, truncation=True, max_length=self.config.text_max_tokens, return_tensors="pt"
+            )
+            encoder.to(device)
+            with torch.no_grad():
+                hidden = encoder(**enc.to(device)).last_hidden_state  # (n, l, 384)
+            for text, h, m in zip(todo, hidden, enc["attention_mask"].bool(), strict=True):
+                _TEXT_CACHE[key, text] = h[m].cpu()
+        rows = [_TEXT_CACHE[key, t] for t in batch.raw_text]
+        states = nn.utils.rnn.pad_sequence(rows, batch_first=True).to(device)  # (B, Lt, 384)
+        mask = (
+            torch.arange(states.shape[1], device=device)[None, :]
+            < torch.tensor([len(r) for r in rows], device=device)[:, None]
+        )
+        mask &= batch.present_mask("text")[:, None]
+        return states * mask.unsqueeze(-1), mask
+
+    # ---- stage 2: UEMF ---------------------------------------------------------------
+    def _uncertainty(self, m: str, zt: Tensor) -> tuple[Tensor, Tensor]:
+        """MC-dropout predictive entropy (B,) and the deterministic expert output (B, E)."""
+        c = self.config
+        gen = None if self.training else torch.Generator(device=zt.device).manual_seed(0)
+        keep = torch.rand((c.mc_samples, *zt.shape), generator=gen, device=zt.device) >= c.mc_dropout
+        samples = self.experts[m](zt.unsqueeze(0) * keep / (1 - c.mc_dropout))  # (T, B, E)
+        if self.regression:
+            mu, logvar = samples[..., 0], samples[..., 1].clamp(-6, 6)
+            var = logvar.exp().mean(0) + mu.var(0, unbiased=False)  # (B,) moment-matched
+            u = 0.5 * torch.log(2 * math.pi * math.e * var)
+        else:
+            p = samples.softmax(-1).mean(0)  # (B, C)
+            u = -(p * p.clamp_min(1e-9).log()).sum(-1)
+        return u, self.experts[m](zt)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        c, mods = self.config, self.modalities
+        present = batch.present[:, [modality_index(m) for m in mods]]  # (B, M)
+        z, zt, u, expert = {}, {}, [], {}
+        for i, m in enumerate(mods):
+            x, mask = self._text_states(batch) if m == "text" else (batch.features[m], batch.masks[m])
+            mask = mask & present[:, i : i + 1]
+            states, _ = self.encoders[m](x, mask)  # (B, L, H)
+            z[m] = self.pools[m](states, mask)  # (B, H)
+            zt[m] = self.project[m](z[m]) * present[:, i : i + 1]  # (UEMF 1), zero where absent
+            u_m, expert[m] = self._uncertainty(m, zt[m])
+            u.append(u_m)
+        unc = torch.stack(u, dim=1) * present  # (B, M), 0 where absent
+        stacked = torch.stack([zt[m] for m in mods], dim=1)  # (B, M, H)
+        alpha: Tensor | None = None
+        if c.fusion == "concat":
+            r = self.concat(stacked.flatten(1))  # (B, H)
+        else:
+            scores = -unc / c.tau if c.fusion == "uncertainty" else torch.zeros_like(unc)
+            alpha = masked_softmax(scores, present)  # (UEMF 3), (B, M)
+            fused = (alpha.unsqueeze(-1) * stacked).sum(1)  # (UEMF 4), (B, H)
+            r = self._gtfar(stacked, fused, alpha)
+        prediction = self.bound_prediction(self.head(r))
+        aux: dict[str, Tensor] = {}
+        if self.training:
+            aux = self._stage3_losses(batch, present, z, zt, unc, expert, r)
+        weights = torch.zeros_like(batch.present, dtype=r.dtype)
+        uncertainty = torch.zeros_like(weights)
+        columns = [modality_index(m) for m in mods]
+        uncertainty[:, columns] = unc
+        if alpha is not None:
+            weights[:, columns] = alpha
+        return ModelOutput(
+            prediction=prediction,
+            modality_weights=weights if alpha is not None else None,
+            uncertainty=uncertainty,
+            aux_losses=aux,
+            features={"fused": r, **{m: zt[m] for m in mods}},
+            explanations={
+                "expert_predictions": torch.stack([expert[m][:, 0] for m in mods], 1)
+                if self.regression
+                else torch.stack([expert[m] for m in mods], 1)
+            },
+        )
+
+    def _gtfar(self, stacked: Tensor, fused: Tensor, alpha: Tensor) -> Tensor:
+        """Gated tensor fusion with confidence (α) reweighting: (B, M, H), (B, H), (B, M) -> (B, H)."""
+        gated = sum(
+            alpha[:, i : i + 1] * torch.sigmoid(self.gates[m](torch.cat([stacked[:, i], fused], -1))) * stacked[:, i]
+            for i, m in enumerate(self.modalities)
+        )
+        q = self.pair_proj(stacked)  # (B, M, H)
+        tensor = sum(
+            (alpha[:, i] * alpha[:, j]).unsqueeze(-1) * q[:, i] * q[:, j]
+            for i, j in combinations(range(len(self.modalities)), 2)
+        )
+        return self.fuse_norm(fused + gated + tensor)
+
+    # ---- stage 3: C3R and calibration --------------------------------------------------
+    def _stage3_losses(
+        self,
+        batch: Batch,
+        present: Tensor,
+        z: dict[str, Tensor],
+        zt: dict[str, Tensor],
+        unc: Tensor,
+        expert: dict[str, Tensor],
+        r: Tensor,
+    ) -> dict[str, Tensor]:
+        c, mods, y = self.config, self.modalities, batch.labels
+        zero = r.sum() * 0.0
+        aux: dict[str, Tensor] = {}
+        # per-expert supervision keeps each u_m meaningful (Gaussian NLL / CE)
+        expert_losses = [
+            self._expert_loss(expert[m][present[:, i]], y[present[:, i]])
+            for i, m in enumerate(mods)
+            if present[:, i].any()
+        ]
+        if c.expert_weight > 0 and expert_losses:
+            aux["experts"] = c.expert_weight * torch.stack(expert_losses).mean()
+        # curriculum: the frac most confident samples (lowest mean u over present modalities)
+        mean_u = (unc.detach() * present).sum(1) / present.sum(1).clamp_min(1)  # (B,)
+        n_keep = max(2, math.ceil(self._curriculum * batch.size))
+        confident = mean_u.argsort().argsort() < n_keep  # (B,) bool
+        pairs = list(combinations(range(len(mods)), 2))
+        if c.contrastive_weight > 0 and pairs:  # C3R (Algorithm 3)
+            h = {m: self.contrast[m](zt[m]) for m in mods}
+            nce = [
+                symmetric_info_nce(
+                    h[mods[i]],
+                    h[mods[j]],
+                    temperature=c.contrastive_temperature,
+                    valid=present[:, i] & present[:, j] & confident,
+                )
+                for i, j in pairs
+            ]
+            aux["c3r"] = c.contrastive_weight * torch.stack(nce).mean()
+        if (c.distill_weight > 0 or c.distill_feature_weight > 0) and len(mods) > 1:
+            aux.update(self._distill(present, zt, unc, expert, zero))
+        if c.orth_weight > 0 and pairs:
+            aux["orth"] = (
+                c.orth_weight
+                * torch.stack(
+                    [_orthogonality(z[mods[i]], z[mods[j]], present[:, i] & present[:, j]) for i, j in pairs]
+                ).mean()
+            )
+        if c.anchor_weight > 0:
+            aux["teac"] = c.anchor_weight * self._anchor_loss(batch, r, mean_u, confident, zero)
+        return aux
+
+    def _expert_loss(self, out: Tensor, y: Tensor) -> Tensor:
+        if not self.regression:
+            return F.cross_entropy(out, y.long())
+        mu, logvar = out[:, 0], out[:, 1].clamp(-6, 6)
+        return 0.5 * (logvar + (y.float() - mu).pow(2) / logvar.exp()).mean()
+
+    def _distill(
+        self, present: Tensor, zt: dict[str, Tensor], unc: Tensor, expert: dict[str, Tensor], zero: Tensor
+    ) -> dict[str, Tensor]:
+        """Rotating teacher -> students: KL on outputs, cosine alignment of z̃."""
+        c, mods = self.config, self.modalities
+        t = self._teacher % len(mods)
+        kl, align = [], []
+        for s in range(len(mods)):
+            if s == t:
+                continue
+            ok = present[:, t] & present[:, s]
+            if c.distill_confident_only:
+                ok &= unc[:, t].detach() < unc[:, s].detach()
+            if not ok.any():
+                continue
+            teacher, student = expert[mods[t]][ok].detach(), expert[mods[s]][ok]
+            kl.append(self._output_kl(teacher, student))
+            align.append((1 - F.cosine_similarity(zt[mods[s]][ok], zt[mods[t]][ok].detach(), dim=-1)).mean())
+        return {
+            "distill_kl": c.distill_weight * (torch.stack(kl).mean() if kl else zero),
+            "distill_align": c.distill_feature_weight * (torch.stack(align).mean() if align else zero),
+        }
+
+    def _output_kl(self, teacher: Tensor, student: Tensor) -> Tensor:
+        if not self.regression:
+            return F.kl_div(student.log_softmax(-1), teacher.softmax(-1), reduction="batchmean")
+        mt, lt = teacher[:, 0], teacher[:, 1].clamp(-6, 6)
+        ms, ls = student[:, 0], student[:, 1].clamp(-6, 6)
+        return 0.5 * (ls - lt + (lt.exp() + (mt - ms).pow(2)) / ls.exp() - 1).mean()  # KL(N_t || N_s)
+
+    def _anchor_loss(self, batch: Batch, r: Tensor, mean_u: Tensor, confident: Tensor, zero: Tensor) -> Tensor:
+        """TEAC: emotion-weighted supervised contrastive loss over k-means++ pseudo-labels."""
+        c, y = self.config, batch.labels
+        fallback = y.long() if not self.regression else torch.sign(y.float()).long()
+        labels = torch.tensor([self._pseudo.get(i, -1) for i in batch.ids], device=r.device)
+        labels = torch.where(labels >= 0, labels, fallback + 1000) if self._pseudo else fallback
+        a = F.normalize(self.anchor_proj(r), dim=-1)  # (B, H)
+        eye = torch.eye(batch.size, dtype=torch.bool, device=r.device)
+        logits = (a @ a.T / c.anchor_temperature).masked_fill(eye, float("-inf"))
+        log_prob = logits.log_softmax(-1).masked_fill(eye, 0.0)
+        pos = (labels[:, None] == labels[None, :]) & ~eye & confident[None, :]
+        rows = pos.any(1) & confident
+        if not rows.any():
+            return zero + a.sum() * 0.0
+        per_anchor = -(log_prob * pos).sum(1)[rows] / pos.sum(1)[rows]
+        emotion = y.float().abs() / c.label_range + 0.1 if self.regression else torch.ones_like(mean_u)
+        w = (emotion * torch.exp(-mean_u))[rows]
+        return (w * per_anchor).sum() / w.sum().clamp_min(1e-9)
+
+    # ---- hooks -----------------------------------------------------------------------
+    def on_fit_start(self, train_loader: Any) -> None:
+        self._loader = train_loader
+
+    def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
+        c = self.config
+        progress = min(1.0, (epoch - 1) / max(1, c.curriculum_epochs))
+        self._curriculum = c.curriculum_start + (1.0 - c.curriculum_start) * progress
+        self._teacher = (epoch - 1) % len(self.modalities)  # each modality teaches in turn
+        if c.anchor_weight > 0 and self._loader is not None and (epoch - 1) % max(1, c.anchor_refresh) == 0:
+            self.refresh_anchors()
+
+    @torch.no_grad()
+    def refresh_anchors(self) -> None:
+        """k-means++ over the fused representations of the training set -> pseudo-labels by id."""
+        from sklearn.cluster import KMeans
+
+        was = self.training
+        self.eval()
+        ids, feats = [], []
+        device = next(self.parameters()).device
+        for batch in self._loader:
+            feats.append(self(batch.to(device)).features["fused"].cpu())
+            ids += batch.ids
+        self.train(was)
+        x = torch.cat(feats).numpy()
+        k = min(self.config.num_anchors, len(ids))
+        assign = KMeans(n_clusters=k, init="k-means++", n_init=3, random_state=0).fit_predict(x)
+        self._pseudo = dict(zip(ids, (int(a) for a in assign), strict=True))
+
+
+def _orthogonality(a: Tensor, b: Tensor, valid: Tensor) -> Tensor:
+    """‖Âᵀ B̂‖²_F / H² on batch-centred, row-normalised encodings (MISA's difference loss)."""
+    if valid.sum() < 2:
+        return a.sum() * 0.0 + b.sum() * 0.0
+    a, b = a[valid], b[valid]
+    a = F.normalize(a - a.mean(0), dim=-1)
+    b = F.normalize(b - b.mean(0), dim=-1)
+    return (a.T @ b).pow(2).mean()

@@ -1,0 +1,142 @@
+"""What the TSSP-MSA stage-1 objectives share: a guarded step loop and a weights file.
+
+`guarded_steps` runs an optimiser loop that stops on the first non-finite loss with the
+step number, *before* that step touches the weights or the checkpoint, so the last
+good checkpoint on disk stays intact. `save_weights` / `load_weights` write and read a
+folder `weights.safetensors` + `meta.json`, atomically (temporary sibling, then rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from msakit.batch import Batch
+from msakit.data.core import MSADataset
+from msakit.errors import ConfigError, TrainingError
+
+WEIGHTS, META = "weights.safetensors", "meta.json"
+
+
+def save_weights(out: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> Path:
+    """Write `out/` = weights.safetensors + meta.json; the previous folder survives a failed write."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp / WEIGHTS))
+        (tmp / META).write_text(json.dumps(meta, indent=2))
+        old = out.with_name(f".{out.name}.old")
+        if out.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def load_weights(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(tensors, meta) from a folder written by `save_weights` (or its .safetensors file)."""
+    path = Path(path)
+    folder = path.parent if path.suffix == ".safetensors" else path
+    if not (folder / WEIGHTS).is_file() or not (folder / META).is_file():
+        raise ConfigError(f"{folder}: not a stage-1 pretraining output (needs {WEIGHTS} and {META})")
+    return load_file(str(folder / WEIGHTS)), json.loads((folder / META).read_text())
+
+
+def prefixed(module: nn.Module, prefix: str) -> dict[str, Tensor]:
+    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
+
+
+def unprefixed(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def require_frames(name: str, dataset: MSADataset, modality: str, min_steps: int = 2) -> None:
+    """ConfigError when `modality` has fewer than `min_steps` frames per sample (e.g. MOSI's audio)."""
+    longest = int(dataset.split("train").modalities[modality].lengths.max(initial=0))
+    if longest < min_steps:
+        raise ConfigError(
+            f"pretraining objective {name!r} needs frame-level {modality!r} sequences; dataset "
+            f"{dataset.info.name!r} has at most {longest} {modality} step(s) per sample (field {modality!r} "
+            f"is utterance-level), so {name} is skipped: it is never run on faked frames"
+        )
+
+
+def epochs_of_batches(dataset: MSADataset, batch_size: int, epochs: int, seed: int) -> Iterator[Batch]:
+    train = dataset.split("train")
+    for epoch in range(epochs):
+        yield from train.loader(batch_size, shuffle=True, seed=seed * 10_007 + epoch)
+
+
+def guarded_steps(
+    name: str,
+    batches: Iterable[Batch],
+    loss_fn: Callable[[Batch], tuple[Tensor, dict[str, float]]],
+    optimizer: torch.optim.Optimizer,
+    save: Callable[[int], None],
+    *,
+    save_every: int,
+    grad_clip: float = 1.0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Optimise `loss_fn` over `batches`; checkpoint every `save_every` steps and at the end.
+
+    A non-finite loss raises TrainingError naming the objective and the step; nothing
+    is saved after the last finite step, so the checkpoint on disk is the last good one.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    sums: dict[str, float] = {}
+    step, saved = 0, 0
+    for batch in tqdm(batches, desc=name, unit="step", disable=not progress):
+        step += 1
+        loss, parts = loss_fn(batch)
+        if not torch.isfinite(loss):
+            where = f"step {saved}" if saved else "none written yet"
+            raise TrainingError(
+                f"pretraining objective {name!r}: loss became {loss.item()} at step {step} (parts: {parts}); "
+                f"stopped, the last good checkpoint ({where}) is intact"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        for k, v in {"loss": float(loss.detach()), **parts}.items():
+            sums[k] = sums.get(k, 0.0) + v
+        if save_every > 0 and step % save_every == 0:
+            save(step)
+            saved = step
+    if step == 0:
+        raise TrainingError(f"pretraining objective {name!r}: the training split gave no batch")
+    if saved != step:
+        save(step)
+    return {"objective": name, "steps": step, **{f"mean_{k}": v / step for k, v in sums.items()}}
+
+
+def load_encoder_state(
+    path: str | Path, *, modality: str, in_dim: int, hidden_dim: int, kind: str
+) -> dict[str, Tensor]:
+    """The stage-1 frame encoder's state dict for `modality`, checked against the stage-2 encoder."""
+    tensors, meta = load_weights(path)
+    expected = {"modality": modality, "in_dim": in_dim, "hidden_dim": hidden_dim, "encoder": kind}
+    wrong = {k: (meta.get(k), v) for k, v in expected.items() if meta.get(k) != v}
+    if wrong:
+        detail = ", ".join(f"{k}: pretrained {a!r} vs model {b!r}" for k, (a, b) in wrong.items())
+        raise ConfigError(
+            f"{path}: stage-1 {meta.get('objective')!r} weights do not fit this {modality} encoder ({detail})"
+        )
+    return unprefixed(tensors, "net.encoder")

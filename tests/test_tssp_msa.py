@@ -1,0 +1,168 @@
+"""TSSP-MSA: stage-1 objectives (s_mlm, ecam, fmr), their hand-over to stage 2, and the UEMF weights."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from msakit import create_model
+from msakit.data import ModalityArrays, MSADataset, SyntheticConfig, make_synthetic
+from msakit.errors import ConfigError, TrainingError
+from msakit.models.tssp_msa import TSSPMSAConfig
+from msakit.pretrain import create_objective
+from msakit.pretrain.ecam import ECAMNet, salience, salient_mask
+from msakit.pretrain.s_mlm import is_sentiment_word, sop_pairs
+
+
+def _utterance_level_audio(ds: MSADataset) -> MSADataset:
+    """The tiny dataset with one audio vector per sample, as MOSI's."""
+    splits = {}
+    for name, split in ds.splits.items():
+        a = split.modalities["audio"]
+        one = ModalityArrays(values=np.asarray(a.values[:, :1]), lengths=np.minimum(a.lengths, 1), present=a.present)
+        splits[name] = replace(split, modalities={**split.modalities, "audio": one})
+    return MSADataset(ds.info, splits, source="utterance-audio")
+
+
+def test_objectives_refuse_data_without_their_modality(tiny_dataset: MSADataset) -> None:
+    with pytest.raises(ConfigError, match=r"'ecam'.*frame-level 'audio'.*field 'audio'"):
+        create_objective("ecam").check(_utterance_level_audio(tiny_dataset))
+    no_visual = make_synthetic(SyntheticConfig(sizes=(8, 4, 4), modalities=("text", "audio"), seed=1))
+    with pytest.raises(ConfigError, match=r"'fmr'.*'visual'"):
+        create_objective("fmr").check(no_visual)
+    with pytest.raises(ConfigError, match=r"'s_mlm'.*raw transcripts.*field 'text'"):
+        create_objective("s_mlm").check(tiny_dataset)  # synthetic data has no transcripts
+
+
+def test_salient_masking_prefers_high_energy_frames() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(64, 20, 6) * 0.3
+    x[:, 5:8] *= 6.0  # loud, fast-changing frames
+    valid = torch.ones(64, 20, dtype=torch.bool)
+    masked = salient_mask(salience(x, valid), valid, 0.2, 0.5, torch.Generator().manual_seed(0))
+    assert masked.sum(1).eq(4).all()  # ratio·length frames per utterance
+    assert masked[:, 5:8].float().mean() > 3 * masked[:, 12:].float().mean()
+
+
+def test_lexicon_and_sentence_pairs() -> None:
+    assert is_sentiment_word("Heartbreaking,") and is_sentiment_word("good")
+    assert not is_sentiment_word("table")
+    pairs = sop_pairs(["v_2", "v_1", "w_1"], ["second part", "first part", "one two three four"])
+    assert ("first part", "second part") in pairs and ("one two", "three four") in pairs
+
+
+@pytest.mark.parametrize("objective", ["ecam", "fmr"])
+def test_stage1_weights_load_into_stage2(objective: str, tiny_dataset: MSADataset, tmp_path: Path) -> None:
+    modality = "audio" if objective == "ecam" else "visual"
+    obj = create_objective(objective, epochs=1, batch_size=8, hidden_dim=16)
+    summary = obj.fit(tiny_dataset, tmp_path / objective, progress=False)
+    assert summary["steps"] == 3 and np.isfinite(summary["mean_loss"])
+    overrides = {**tiny_dataset.info.model_overrides(), "hidden_dim": 16}
+    model = create_model("tssp_msa", **overrides, **{f"pretrained_{modality}": str(tmp_path / objective)})
+    fresh = create_model("tssp_msa", **overrides)
+    from msakit.pretrain._loop import load_weights
+
+    saved, _ = load_weights(tmp_path / objective)
+    torch.testing.assert_close(model.encoders[modality].proj.weight, saved["net.encoder.proj.weight"])
+    assert not torch.equal(fresh.encoders[modality].proj.weight, saved["net.encoder.proj.weight"])
+    with pytest.raises(ConfigError, match="hidden_dim"):
+        create_model(
+            "tssp_msa", **{**overrides, "hidden_dim": 32}, **{f"pretrained_{modality}": str(tmp_path / objective)}
+        )
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(
+    tiny_dataset: MSADataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = ECAMNet.losses
+    calls = {"n": 0}
+
+    def diverging(self, x, valid, gen=None):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        loss, parts = real(self, x, valid, gen)
+        return (loss * float("nan"), parts) if calls["n"] == 3 else (loss, parts)
+
+    monkeypatch.setattr(ECAMNet, "losses", diverging)
+    out = tmp_path / "ecam"
+    with pytest.raises(TrainingError, match=r"'ecam'.*at step 3.*step 2\).*intact"):
+        create_objective("ecam", epochs=2, batch_size=8, hidden_dim=16, save_every=1).fit(
+            tiny_dataset, out, progress=False
+        )
+    assert json.loads((out / "meta.json").read_text())["step"] == 2
+    from msakit.pretrain._loop import load_weights
+
+    tensors, _ = load_weights(out)
+    assert all(torch.isfinite(t).all() for t in tensors.values())
+
+
+def _model(ds: MSADataset, **overrides: object):  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    return create_model("tssp_msa", **{**ds.info.model_overrides(), "hidden_dim": 16, **overrides})
+
+
+def test_hooks_rotate_teacher_grow_curriculum_and_assign_anchors(tiny_dataset: MSADataset) -> None:
+    model = _model(tiny_dataset, num_anchors=3, curriculum_start=0.5, curriculum_epochs=4)
+    model.on_fit_start(tiny_dataset.split("train").loader(8, shuffle=False))
+    seen = []
+    for epoch in (1, 2, 3, 4, 5):
+        model.train()
+        model.on_epoch_start(epoch, 5)
+        seen.append((model._teacher, model._curriculum))
+    assert [t for t, _ in seen] == [0, 1, 2, 0, 1]
+    assert seen[0][1] == 0.5 and seen[-1][1] == 1.0
+    assert set(model._pseudo) == set(tiny_dataset.split("train").ids)
+    assert set(model._pseudo.values()) <= {0, 1, 2}
+    out = model(tiny_dataset.split("train").batch(range(16)))
+    assert {"experts", "c3r", "distill_kl", "distill_align", "orth", "teac"} <= set(out.aux_losses)
+
+
+def test_expert_weights_follow_uncertainty_and_ablations(tiny_dataset: MSADataset) -> None:
+    batch = tiny_dataset.split("test").batch(range(12))
+    model = _model(tiny_dataset).eval()
+    with torch.no_grad():
+        out = model(batch)
+    w, u = out.modality_weights, out.uncertainty
+    assert w is not None and u is not None
+    torch.testing.assert_close(w.sum(1), torch.ones(12))
+    # α = softmax(−u/τ) over present modalities: lower uncertainty, higher weight
+    expected = torch.softmax((-u / model.config.tau).masked_fill(~batch.present, float("-inf")), dim=1)
+    torch.testing.assert_close(w, expected)
+    with torch.no_grad():
+        mean = _model(tiny_dataset, fusion="mean").eval()(batch).modality_weights
+        concat = _model(tiny_dataset, fusion="concat").eval()(batch)
+    assert mean is not None
+    torch.testing.assert_close(mean, batch.present.float() / batch.present.sum(1, keepdim=True))
+    assert concat.modality_weights is None and torch.isfinite(concat.prediction).all()
+    for label, row in TSSPMSAConfig.ABLATIONS.items():
+        _model(tiny_dataset, **row)  # every Table-4 row builds
+        assert isinstance(label, str)
+
+
+@pytest.mark.slow
+def test_noisy_modality_gets_lower_expert_weight(tmp_path: Path) -> None:
+    """synthetic:noisy: each modality is pure noise for 30 % of samples (role 1)."""
+    from msakit.config import TrainConfig
+    from msakit.data import load_dataset
+    from msakit.training.trainer import Trainer, predict_split
+
+    ds = load_dataset("synthetic:noisy")
+    trainer = Trainer(
+        "tssp_msa",
+        ds,
+        model_overrides={"hidden_dim": 32},
+        train_config=TrainConfig(epochs=5, seeds=(1,), progress=False, tensorboard=False),
+        out_dir=tmp_path,
+    )
+    from msakit.training.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(trainer.fit().seeds[0].checkpoint)
+    outs = predict_split(model, ds.split("test"))
+    weights = torch.cat([o.modality_weights for _, o, _ in outs])  # type: ignore[misc]
+    for i, m in enumerate(("text", "audio", "visual")):
+        role = torch.cat([b.targets[f"role_{m}"] for _, _, b in outs])
+        assert weights[role == 1, i].mean() < weights[role == 0, i].mean(), m
