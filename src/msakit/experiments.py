@@ -18,7 +18,7 @@ protocol (validation-only selection), so the rows are comparable.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from msakit.config import TrainConfig
 from msakit.data.core import MSADataset
 from msakit.errors import ConfigError
 from msakit.metrics import get_metric_set
-from msakit.registry import build_config, get_model_class
+from msakit.registry import build_config, create_model, get_model_class
 from msakit.report import format_value, metric_table
 from msakit.training.trainer import RunResult, Trainer
 
@@ -37,6 +37,7 @@ class ExperimentTable:
     dataset: str
     metric_set: str
     rows: list[tuple[str, RunResult]]
+    skipped: dict[str, str] = field(default_factory=dict)  # row -> why the data cannot run it
 
     def best_on_validation(self) -> str:
         """The row a validation-only protocol would pick: best mean validation selection score."""
@@ -52,10 +53,12 @@ class ExperimentTable:
             [(f"{label}{' *' if label == best else ''}", r.summary()) for label, r in self.rows], self.metric_set
         )
         valid = ", ".join(f"{label}: {format_value(key, r.summary('valid')[key][0])}" for label, r in self.rows)
-        return f"{table}\n\n\\* best on validation {key} (mean over seeds): {valid}"
+        notes = "".join(f"\n\nnot run: {label} ({why})" for label, why in self.skipped.items())
+        return f"{table}\n\n\\* best on validation {key} (mean over seeds): {valid}{notes}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "dataset": self.dataset, "rows": {k: r.to_dict() for k, r in self.rows}}
+        rows = {k: r.to_dict() for k, r in self.rows}
+        return {"model": self.model, "dataset": self.dataset, "rows": rows, "skipped": self.skipped}
 
 
 def ablations_of(model: str) -> dict[str, dict[str, Any]]:
@@ -74,16 +77,27 @@ def run_rows(
     train_config: TrainConfig | None = None,
     out_dir: str | Path,
 ) -> ExperimentTable:
-    """Train `model` once per row (row overrides on top of `base_overrides`)."""
+    """Train `model` once per row (row overrides on top of `base_overrides`).
+
+    Every row is checked before the first one trains: a config error (unknown field,
+    wrong type) stops the run; a row the data cannot support (e.g. a visual-oriented
+    variant on a dataset without visual) is skipped and reported in the table.
+    """
     out_dir = Path(out_dir)
-    # validate every row before the first one trains
+    runnable, skipped = {}, {}
     for label, overrides in rows.items():
         try:
-            build_config(model, {**dataset.info.model_overrides(), **(base_overrides or {}), **overrides})
+            config = build_config(model, {**dataset.info.model_overrides(), **(base_overrides or {}), **overrides})
         except ConfigError as exc:
             raise ConfigError(f"row {label!r}: {exc}") from exc
+        try:
+            create_model(model, config)
+        except ConfigError as exc:
+            skipped[label] = str(exc)
+            continue
+        runnable[label] = overrides
     results = []
-    for i, (label, overrides) in enumerate(rows.items()):
+    for i, (label, overrides) in enumerate(runnable.items()):
         trainer = Trainer(
             model,
             dataset,
@@ -92,12 +106,12 @@ def run_rows(
             out_dir=out_dir / f"{i:02d}",
         )
         results.append((label, trainer.fit()))
-    return ExperimentTable(model, dataset.info.name, dataset.info.metric_set, results)
+    return ExperimentTable(model, dataset.info.name, dataset.info.metric_set, results, skipped)
 
 
 def run_ablation(model: str, dataset: MSADataset, **kwargs: Any) -> ExperimentTable:
     return run_rows(model, dataset, ablations_of(model), **kwargs)
 
 
-def run_sweep(model: str, dataset: MSADataset, field: str, values: Sequence[Any], **kwargs: Any) -> ExperimentTable:
-    return run_rows(model, dataset, {f"{field}={v}": {field: v} for v in values}, **kwargs)
+def run_sweep(model: str, dataset: MSADataset, name: str, values: Sequence[Any], **kwargs: Any) -> ExperimentTable:
+    return run_rows(model, dataset, {f"{name}={v}": {name: v} for v in values}, **kwargs)

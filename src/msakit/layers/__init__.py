@@ -4,13 +4,17 @@ from msakit.layers.attention import CrossModalAttention, safe_key_padding_mask
 from msakit.layers.contrastive import info_nce, symmetric_info_nce
 from msakit.layers.encoders import PositionalEncoding, SequenceEncoder
 from msakit.layers.fusion import masked_softmax
+from msakit.layers.gated_fusion import GatedResidualFusion
 from msakit.layers.mlp import MLP
+from msakit.layers.time2vec import Time2Vec
 
 __all__ = [
     "MLP",
     "CrossModalAttention",
+    "GatedResidualFusion",
     "PositionalEncoding",
     "SequenceEncoder",
+    "Time2Vec",
     "info_nce",
     "masked_softmax",
     "safe_key_padding_mask",
