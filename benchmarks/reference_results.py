@@ -36,10 +36,11 @@ def main() -> None:
     sections = []
     for name in args.datasets:
         dataset = load_dataset(args.data_root / name)
-        rows = []
+        rows, ran = [], []
         for model in args.models:
             if model == "text_only" and "text" not in dataset.info.dims:
                 continue
+            ran.append(model)
             start = time.perf_counter()
             trainer = Trainer(
                 model,
@@ -53,7 +54,7 @@ def main() -> None:
             rows.append((f"{model} ({spe:.2f} s/epoch, {time.perf_counter() - start:.0f} s total)", result.summary()))
             print(name, model, {k: f"{m:.4f}" for k, (m, _) in result.summary().items()}, flush=True)
         cmds = "\n".join(
-            f"    msakit train --model {m} --data {args.data_root / name} {flags}".rstrip() for m in args.models
+            f"    msakit train --model {m} --data {args.data_root / name} {flags}".rstrip() for m in ran
         )
         sections.append(
             f"### {dataset.info.name} ({', '.join(dataset.info.modalities)})\n\n"

@@ -58,6 +58,9 @@ class TrainConfig:
     select_metric: str = ""  # empty: the dataset's metric set default (MAE / Acc)
     modality_dropout: float = 0.0  # per-sample prob. of dropping each modality in training
     num_workers: int = 0
+    # torch CPU threads while training; 0 keeps torch's default (one per core). The models here are
+    # small: on a shared 2-core machine two threads ran 30x slower per epoch than one (oversubscription).
+    num_threads: int = 1
     log_every: int = 0  # batches between progress-bar refreshes; 0 = per epoch
     progress: bool = True
     tensorboard: bool = True

@@ -158,6 +158,8 @@ class Trainer:
         self.callbacks = list(callbacks)
 
     def fit(self, *, resume: bool = False) -> RunResult:
+        if self.cfg.num_threads > 0 and self.device.type == "cpu":
+            torch.set_num_threads(self.cfg.num_threads)
         result = RunResult(self.model_name, self.dataset.info.name, self.metric_set.name)
         for seed in self.cfg.seeds:
             result.seeds.append(self.fit_seed(seed, resume=resume))
