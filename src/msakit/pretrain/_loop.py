@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,36 @@ def load_encoder_state(
             f"{path}: stage-1 {meta.get('objective')!r} weights do not fit this {modality} encoder ({detail})"
         )
     return unprefixed(tensors, "net.encoder")
+
+
+def fit_frame_objective(
+    name: str, net: nn.Module, dataset: MSADataset, modality: str, config: Any, out: Path, *, progress: bool
+) -> dict[str, Any]:
+    """The step loop shared by the frame-level objectives (ECAM, FMR).
+
+    `net.losses(features, valid, generator)` returns (loss, named parts); `config` has
+    lr, seed, hidden_dim, encoder, batch_size, epochs and save_every.
+    """
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr)
+    gen = torch.Generator().manual_seed(config.seed)
+    meta = {
+        "objective": name,
+        "modality": modality,
+        "in_dim": dataset.info.dims[modality],
+        "hidden_dim": config.hidden_dim,
+        "encoder": config.encoder,
+        "dataset": dataset.info.name,
+        "config": asdict(config),
+    }
+
+    def loss_fn(batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        net.train()
+        valid = batch.masks[modality] & batch.present_mask(modality)[:, None]
+        return net.losses(batch.features[modality], valid, gen)  # type: ignore[operator]
+
+    def save(step: int) -> None:
+        save_weights(out, prefixed(net, "net"), {**meta, "step": step})
+
+    batches = epochs_of_batches(dataset, config.batch_size, config.epochs, config.seed)
+    summary = guarded_steps(name, batches, loss_fn, optimizer, save, save_every=config.save_every, progress=progress)
+    return {**summary, "out": str(out)}

@@ -26,7 +26,7 @@ Interpretations (the paper is ambiguous or assumes raw audio):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from msakit.batch import Batch
 from msakit.data.core import MSADataset
 from msakit.layers import SequenceEncoder, info_nce
 from msakit.pretrain import PretrainObjective, register_objective
-from msakit.pretrain._loop import epochs_of_batches, guarded_steps, prefixed, require_frames, save_weights
+from msakit.pretrain._loop import fit_frame_objective, require_frames
 
 
 @dataclass
@@ -150,28 +149,4 @@ class EmotionCentredAcousticMasking(PretrainObjective):
         torch.manual_seed(c.seed)
         net = ECAMNet(dataset.info.dims["audio"], c)
         net.mean, net.std = frame_stats(dataset, "audio")
-        optimizer = torch.optim.AdamW(net.parameters(), lr=c.lr)
-        gen = torch.Generator().manual_seed(c.seed)
-        meta = {
-            "objective": self.name,
-            "modality": "audio",
-            "in_dim": dataset.info.dims["audio"],
-            "hidden_dim": c.hidden_dim,
-            "encoder": c.encoder,
-            "dataset": dataset.info.name,
-            "config": asdict(c),
-        }
-
-        def loss_fn(batch: Batch) -> tuple[Tensor, dict[str, float]]:
-            net.train()
-            valid = batch.masks["audio"] & batch.present_mask("audio")[:, None]
-            return net.losses(batch.features["audio"], valid, gen)
-
-        def save(step: int) -> None:
-            save_weights(out, prefixed(net, "net"), {**meta, "step": step})
-
-        batches = epochs_of_batches(dataset, c.batch_size, c.epochs, c.seed)
-        summary = guarded_steps(
-            self.name, batches, loss_fn, optimizer, save, save_every=c.save_every, progress=progress
-        )
-        return {**summary, "out": str(out)}
+        return fit_frame_objective(self.name, net, dataset, "audio", c, out, progress=progress)

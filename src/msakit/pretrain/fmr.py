@@ -22,7 +22,7 @@ Interpretations:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from msakit.batch import Batch
 from msakit.data.core import MSADataset
 from msakit.layers import SequenceEncoder
 from msakit.pretrain import PretrainObjective, register_objective
-from msakit.pretrain._loop import epochs_of_batches, guarded_steps, prefixed, require_frames, save_weights
+from msakit.pretrain._loop import fit_frame_objective, require_frames
 from msakit.pretrain.ecam import frame_stats
 
 
@@ -137,28 +136,5 @@ class FacialMicroExpressionReconstruction(PretrainObjective):
         net = FMRNet(dim, c)
         net.mean, net.std = frame_stats(dataset, "visual")
         net.importance = au_importance(dataset, c, net.mean, net.std)
-        optimizer = torch.optim.AdamW(net.parameters(), lr=c.lr)
-        gen = torch.Generator().manual_seed(c.seed)
-        meta = {
-            "objective": self.name,
-            "modality": "visual",
-            "in_dim": dim,
-            "hidden_dim": c.hidden_dim,
-            "encoder": c.encoder,
-            "dataset": dataset.info.name,
-            "config": asdict(c),
-        }
-
-        def loss_fn(batch: Batch) -> tuple[Tensor, dict[str, float]]:
-            net.train()
-            valid = batch.masks["visual"] & batch.present_mask("visual")[:, None]
-            return net.losses(batch.features["visual"], valid, gen)
-
-        def save(step: int) -> None:
-            save_weights(out, prefixed(net, "net"), {**meta, "step": step})
-
-        batches = epochs_of_batches(dataset, c.batch_size, c.epochs, c.seed)
-        summary = guarded_steps(
-            self.name, batches, loss_fn, optimizer, save, save_every=c.save_every, progress=progress
-        )
-        return {**summary, "importance_top5": net.importance.topk(min(5, dim)).indices.tolist(), "out": str(out)}
+        summary = fit_frame_objective(self.name, net, dataset, "visual", c, out, progress=progress)
+        return {**summary, "importance_top5": net.importance.topk(min(5, dim)).indices.tolist()}
