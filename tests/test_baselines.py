@@ -11,7 +11,7 @@ import torch
 
 from msakit import create_model
 from msakit.batch import Batch
-from msakit.cli.data_export import add_export_parser, fill_absent_modalities
+from msakit.cli._export import add_export_parser, fill_absent_modalities
 from msakit.data import MSADataset, SyntheticConfig, make_synthetic
 from msakit.data.pickles import read_pickle_dataset, write_mmsa_pickle
 from msakit.errors import ConfigError, DataError

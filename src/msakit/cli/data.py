@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from msakit.cli._export import add_export_parser
 from msakit.cli.common import FORMATTER
-from msakit.cli.data_export import add_export_parser
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

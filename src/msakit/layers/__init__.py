@@ -6,12 +6,15 @@ from msakit.layers.encoders import PositionalEncoding, SequenceEncoder
 from msakit.layers.fusion import masked_softmax
 from msakit.layers.gated_fusion import GatedResidualFusion
 from msakit.layers.mlp import MLP
+from msakit.layers.tensor_fusion import LowRankFusion, ModalitySubNet
 from msakit.layers.time2vec import Time2Vec
 
 __all__ = [
     "MLP",
+    "ModalitySubNet",
     "CrossModalAttention",
     "GatedResidualFusion",
+    "LowRankFusion",
     "PositionalEncoding",
     "SequenceEncoder",
     "Time2Vec",

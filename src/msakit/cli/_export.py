@@ -1,8 +1,7 @@
 """`msakit data export --format mmsa DIR OUT.pkl`: write a prepared dataset for MMSA.
 
-The lead wires `add_export_parser` under `msakit data` (cli/data.py builds that
-command's sub-parsers); `register` is deliberately a no-op so that command discovery
-does not add a stray top-level command.
+`cli/data.py` adds this parser under `msakit data`; the leading underscore keeps the
+module out of top-level command discovery.
 
 MMSA's loader needs text, audio and vision arrays. A modality the dataset lacks (MOSI
 here has no visual features) is written as a one-step, one-wide zero array with length
@@ -23,10 +22,6 @@ from msakit.data.core import DatasetInfo, ModalityArrays, MSADataset, SplitData
 from msakit.errors import ConfigError
 
 FORMATS = ("mmsa",)
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """No top-level command: `export` lives under `msakit data` (see `add_export_parser`)."""
 
 
 def add_export_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
