@@ -11,10 +11,10 @@ from msakit.layers.time2vec import Time2Vec
 
 __all__ = [
     "MLP",
-    "ModalitySubNet",
     "CrossModalAttention",
     "GatedResidualFusion",
     "LowRankFusion",
+    "ModalitySubNet",
     "PositionalEncoding",
     "SequenceEncoder",
     "Time2Vec",
