@@ -53,9 +53,7 @@ def main() -> None:
             spe = sum(s.seconds_per_epoch for s in result.seeds) / len(result.seeds)
             rows.append((f"{model} ({spe:.2f} s/epoch, {time.perf_counter() - start:.0f} s total)", result.summary()))
             print(name, model, {k: f"{m:.4f}" for k, (m, _) in result.summary().items()}, flush=True)
-        cmds = "\n".join(
-            f"    msakit train --model {m} --data {args.data_root / name} {flags}".rstrip() for m in ran
-        )
+        cmds = "\n".join(f"    msakit train --model {m} --data {args.data_root / name} {flags}".rstrip() for m in ran)
         sections.append(
             f"### {dataset.info.name} ({', '.join(dataset.info.modalities)})\n\n"
             f"{metric_table(rows, dataset.info.metric_set)}\n\nReproduce:\n\n{cmds}\n"
