@@ -270,7 +270,7 @@ NOTES = """
   `conv1d_kernel_size_a = conv1d_kernel_size_v = 1`.
 - Not comparable: MMSA's MISA and MMIM assert `use_bert == True` and Self-MM always builds
   `BertTextEncoder`, which downloads bert-base-uncased; none of the three can run offline on
-  precomputed text features, so only msakit's versions are measured (docs/results_baselines.md).
+  precomputed text features, so only msakit's versions are measured (docs/results.md, 'Baseline zoo').
 - Hyper-parameters: each framework's own MOSI defaults (MMSA: config_regression.json; msakit:
   the config dataclasses). CPU time is the process's CPU time, which is what to compare on a
   shared machine; wall time depends on the load at the time.
@@ -316,7 +316,7 @@ def main() -> None:
         f"selection on validation, patience {PATIENCE}).\n\n"
         + (
             "**One seed only**: a difference of about a point is within seed-to-seed spread (msakit's 5-seed "
-            "std on MOSI is 0.6-1.7 points of Non0 Acc-2, docs/results_baselines.md).\n\n"
+            "std on MOSI is 0.6-1.7 points of Non0 Acc-2, docs/results.md, 'Baseline zoo').\n\n"
             if len(args.seeds) == 1
             else ""
         )
