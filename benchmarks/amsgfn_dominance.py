@@ -6,7 +6,7 @@ accuracy (classification), and, where the data says which modality is informativ
 (`synthetic:dominant`, target "informative"), how often the choice matches it.
 
     python benchmarks/amsgfn_dominance.py --data synthetic:dominant --epochs 20 --seed 1
-    python benchmarks/amsgfn_dominance.py --data /tmp/msakit_data/mosi --checkpoint runs/x/seed1/best
+    python benchmarks/amsgfn_dominance.py --data data/mosi --checkpoint runs/x/seed1/best
 
 Importable: `dominance_report(model, split)` and `train_fresh(...)` are used by the tests.
 """

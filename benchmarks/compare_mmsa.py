@@ -2,7 +2,7 @@
 
 Usage (CPU; every run single-threaded):
 
-    msakit data export --format mmsa /tmp/msakit_data/mosi /tmp/mosi_mmsa.pkl
+    msakit data export --format mmsa data/mosi /tmp/mosi_mmsa.pkl
     OMP_NUM_THREADS=1 python benchmarks/compare_mmsa.py /tmp/mosi_mmsa.pkl \
         --models tfn lmf mult --seeds 1 2 3 --out docs/compare_mmsa.md
 
@@ -320,7 +320,7 @@ def main() -> None:
             if len(args.seeds) == 1
             else ""
         )
-        + f"Exported with `msakit data export --format mmsa /tmp/msakit_data/mosi {args.data}`.\n\n"
+        + f"Exported with `msakit data export --format mmsa data/mosi {args.data}`.\n\n"
         f"Command: `OMP_NUM_THREADS=1 python benchmarks/compare_mmsa.py {args.data} --models {' '.join(args.models)} "
         f"--seeds {seeds}`\n\n" + table(rows, args.seeds) + NOTES
     )

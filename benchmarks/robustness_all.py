@@ -30,7 +30,7 @@ from msakit.robustness import RandomMissingRate, fit_with_robustness, run_protoc
 from msakit.robustness.training import read_mli
 from msakit.training import load_checkpoint
 
-DATASETS = {"mosi": "/tmp/msakit_data/mosi", "youtube": "/tmp/msakit_data/youtube", "synthetic": "synthetic"}
+DATASETS = ("mosi", "youtube", "synthetic")  # mosi / youtube are read from --data-root
 FIRST = ("text_only", "late_fusion", "tssp_msa", "amsgfn", "tecafn", "sadgr")
 
 
@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/robustness_all"))
     parser.add_argument("--models", nargs="+", help="default: every registered model")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--data-root", default="data", help="folder with mosi/ and youtube/ from `msakit data prepare`")
     parser.add_argument("--augment", nargs="*", default=["late_fusion"], help="also train these with random rates")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--patience", type=int, default=5)
@@ -135,7 +136,8 @@ def main() -> None:
             continue
         start = time.perf_counter()
         try:
-            run_one(dataset, model, DATASETS[dataset], out, args, augment)
+            spec = "synthetic" if dataset == "synthetic" else f"{args.data_root}/{dataset}"
+            run_one(dataset, model, spec, out, args, augment)
             print(f"{dataset}/{label}: done in {time.perf_counter() - start:.0f} s", flush=True)
         except Exception as exc:  # a model under development must not stop the others
             out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Time `msakit robustness CHECKPOINT --protocol all` on MOSI (target: < 5 minutes on 2 cores).
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python benchmarks/robustness_speed.py \
-        --checkpoint runs/lf/seed1/best --data /tmp/msakit_data/mosi --threads 2
+        --checkpoint runs/lf/seed1/best --data data/mosi --threads 2
 
 Without --checkpoint a late_fusion checkpoint is trained first (seed 1, 15 epochs; not
 timed). The timed part is the whole CLI command: loading, every protocol (66
@@ -23,7 +23,7 @@ from msakit.cli import main as cli
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path)
-    parser.add_argument("--data", default="/tmp/msakit_data/mosi")
+    parser.add_argument("--data", default="data/mosi")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads for the timed run")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="msakit-robustness-speed-"))

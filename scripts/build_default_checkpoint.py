@@ -1,7 +1,7 @@
 """Rebuild msakit's default analysis checkpoint: `text_only` on MiniLM tokens, MOSI + MOSEI transcripts.
 
-    msakit data prepare mosi  --source ../shared/data --out /tmp/msakit_data/mosi
-    msakit data prepare mosei --source ../shared/data --out /tmp/msakit_data/mosei
+    msakit data prepare mosi  --source ../shared/data --out data/mosi
+    msakit data prepare mosei --source ../shared/data --out data/mosei
     OMP_NUM_THREADS=1 python scripts/build_default_checkpoint.py
 
 The two prepared folders (text = all-MiniLM-L6-v2 token states, 50 steps, exactly what
@@ -44,8 +44,8 @@ def joined_text_dataset(sources: dict[str, Path], out: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mosi", type=Path, default=Path("/tmp/msakit_data/mosi"), help="prepared MOSI folder")
-    parser.add_argument("--mosei", type=Path, default=Path("/tmp/msakit_data/mosei"), help="prepared MOSEI folder")
+    parser.add_argument("--mosi", type=Path, default=Path("data/mosi"), help="prepared MOSI folder")
+    parser.add_argument("--mosei", type=Path, default=Path("data/mosei"), help="prepared MOSEI folder")
     parser.add_argument("--work", type=Path, default=Path("/tmp/msakit_default_ckpt"), help="scratch folder")
     parser.add_argument("--out", type=Path, default=OUT, help="checkpoint folder to write")
     parser.add_argument("--epochs", type=int, default=20, help="maximum epochs")

@@ -10,7 +10,7 @@ steps (eqs. 5–6) and mapped by *linear* projection heads g_t, g_a into a share
 matched text–audio pair of each sample together and pushes the other N−1 pairs of the
 batch apart (eqs. 9–11). Only the heads (and τ) train. Labels are never read.
 
-    msakit pretrain sta_ca --data /tmp/msakit_data/mosi --out /tmp/sta_ca -o epochs=30
+    msakit pretrain sta_ca --data data/mosi --out /tmp/sta_ca -o epochs=30
 
 writes `heads.safetensors` + `heads.json` (dims, τ, retrieval before/after) to OUT;
 fine-tune with `msakit train --model sadgr -m pretrained_heads=OUT`.
