@@ -14,6 +14,7 @@ import csv
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -343,7 +344,8 @@ def _append_log(path: Path, row: dict[str, Any]) -> None:
 def _tensorboard(run_dir: Path) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is an optional extra
+    except ImportError as exc:  # the [logging] extra is missing, or its protobuf clashes with mediapipe's pin
+        warnings.warn(f"TensorBoard logging is off ({exc}); CSV logs are still written", stacklevel=2)
         return None
     return SummaryWriter(str(run_dir / "tensorboard"))
 
