@@ -162,7 +162,7 @@ def test_noisy_modality_gets_lower_expert_weight(tmp_path: Path) -> None:
 
     model, _ = load_checkpoint(trainer.fit().seeds[0].checkpoint)
     outs = predict_split(model, ds.split("test"))
-    weights = torch.cat([o.modality_weights for _, o, _ in outs])  # type: ignore[misc]
+    weights = torch.cat([o.modality_weights for o, _ in outs])  # type: ignore[misc]
     for i, m in enumerate(("text", "audio", "visual")):
-        role = torch.cat([b.targets[f"role_{m}"] for _, _, b in outs])
+        role = torch.cat([b.targets[f"role_{m}"] for _, b in outs])
         assert weights[role == 1, i].mean() < weights[role == 0, i].mean(), m

@@ -119,10 +119,10 @@ def evaluate(
 @torch.no_grad()
 def predict_split(
     model: MSAModel, split: SplitData, *, batch_size: int = 128, device: torch.device | str = "cpu"
-) -> list[tuple[str, ModelOutput, Batch]]:
-    """(id-ordered) outputs for every batch of a split, for explanations and export."""
+) -> list[tuple[ModelOutput, Batch]]:
+    """(output, batch) for every batch of a split in order, for explanations and export."""
     model.eval()
-    return [(b.ids[0], model(b.to(device)), b) for b in split.loader(batch_size, shuffle=False)]
+    return [(model(b.to(device)), b) for b in split.loader(batch_size, shuffle=False)]
 
 
 class Trainer:
