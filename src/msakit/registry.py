@@ -6,52 +6,38 @@ second list of model names anywhere.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from msakit.config import ModelConfig, apply_overrides
 from msakit.errors import ConfigError
 from msakit.models.base import MSAModel
+from msakit.plugins import Registry, import_modules
 
-_MODELS: dict[str, type[MSAModel]] = {}
 M = TypeVar("M", bound=type[MSAModel])
+
+
+def _discover_models() -> None:
+    """Import every module of `msakit.models`; their decorators register them."""
+    import msakit.models
+
+    import_modules("msakit.models", msakit.models.__path__, skip=("base",))
+
+
+MODELS: Registry[MSAModel] = Registry("model", name_attr="model_name", discover=_discover_models)
 
 
 def register_model(name: str) -> Callable[[M], M]:
     """Class decorator: make `cls` creatable as `create_model(name)`."""
-
-    def wrap(cls: M) -> M:
-        if name in _MODELS:
-            raise ValueError(f"model {name!r} is registered twice ({_MODELS[name].__module__}, {cls.__module__})")
-        cls.model_name = name
-        _MODELS[name] = cls
-        return cls
-
-    return wrap
-
-
-def _load_builtin_models() -> None:
-    """Import every module of `msakit.models` once; their decorators register them."""
-    import msakit.models
-
-    for info in pkgutil.iter_modules(msakit.models.__path__):
-        if not info.name.startswith("_") and info.name != "base":
-            importlib.import_module(f"msakit.models.{info.name}")
+    return MODELS.register(name)  # type: ignore[return-value]
 
 
 def list_models() -> list[str]:
-    _load_builtin_models()
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def get_model_class(name: str) -> type[MSAModel]:
-    _load_builtin_models()
-    try:
-        return _MODELS[name]
-    except KeyError:
-        raise ConfigError(f"unknown model {name!r}; registered models: {', '.join(sorted(_MODELS))}") from None
+    return MODELS.get(name)
 
 
 def build_config(name: str, overrides: Mapping[str, Any] | None = None) -> ModelConfig:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from msakit.config import apply_overrides, config_to_dict
-from msakit.errors import ConfigError
+from msakit.plugins import Registry
 
 
 @dataclass
@@ -76,36 +76,26 @@ class Extractor:
         return Features(values=np.zeros((0, self.output_dim), np.float32), missing=reason)
 
 
-_EXTRACTORS: dict[str, type[Extractor]] = {}
 E = TypeVar("E", bound=type[Extractor])
-
-
-def register_extractor(name: str) -> Callable[[E], E]:
-    def wrap(cls: E) -> E:
-        if name in _EXTRACTORS:
-            raise ValueError(f"extractor {name!r} is registered twice")
-        cls.name = name
-        _EXTRACTORS[name] = cls
-        return cls
-
-    return wrap
 
 
 def _load_builtin() -> None:
     from msakit.extract import audio, text, visual  # noqa: F401  (their decorators register them)
 
 
+EXTRACTORS: Registry[Extractor] = Registry("extractor", discover=_load_builtin)
+
+
+def register_extractor(name: str) -> Callable[[E], E]:
+    return EXTRACTORS.register(name)  # type: ignore[return-value]
+
+
 def list_extractors(modality: str | None = None) -> list[str]:
-    _load_builtin()
-    return sorted(n for n, c in _EXTRACTORS.items() if modality is None or c.modality == modality)
+    return [n for n in EXTRACTORS.names() if modality is None or EXTRACTORS.get(n).modality == modality]
 
 
 def get_extractor_class(name: str) -> type[Extractor]:
-    _load_builtin()
-    try:
-        return _EXTRACTORS[name]
-    except KeyError:
-        raise ConfigError(f"unknown extractor {name!r}; registered: {', '.join(sorted(_EXTRACTORS))}") from None
+    return EXTRACTORS.get(name)
 
 
 def create_extractor(name: str, overrides: Mapping[str, Any] | None = None) -> Extractor:

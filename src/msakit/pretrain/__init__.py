@@ -16,8 +16,6 @@ discovered, so adding an objective is adding a file here.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -25,8 +23,8 @@ from typing import Any, ClassVar, TypeVar
 from msakit.config import apply_overrides
 from msakit.data.core import MSADataset
 from msakit.errors import ConfigError
+from msakit.plugins import Registry, import_modules
 
-_OBJECTIVES: dict[str, type[PretrainObjective]] = {}
 ObjectiveT = TypeVar("ObjectiveT", bound="type[PretrainObjective]")
 
 
@@ -54,32 +52,21 @@ class PretrainObjective:
         raise NotImplementedError
 
 
+def _discover() -> None:
+    import_modules(__name__, __path__)
+
+
+OBJECTIVES: Registry[PretrainObjective] = Registry("pretraining objective", discover=_discover)
+
+
 def register_objective(name: str) -> Callable[[ObjectiveT], ObjectiveT]:
-    def wrap(cls: ObjectiveT) -> ObjectiveT:
-        if name in _OBJECTIVES:
-            raise ValueError(f"pretraining objective {name!r} is registered twice")
-        cls.name = name
-        _OBJECTIVES[name] = cls
-        return cls
-
-    return wrap
-
-
-def _load() -> None:
-    for info in pkgutil.iter_modules(__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
+    return OBJECTIVES.register(name)  # type: ignore[return-value]
 
 
 def list_objectives() -> list[str]:
-    _load()
-    return sorted(_OBJECTIVES)
+    return OBJECTIVES.names()
 
 
 def create_objective(name: str, **overrides: Any) -> PretrainObjective:
-    _load()
-    try:
-        cls = _OBJECTIVES[name]
-    except KeyError:
-        raise ConfigError(f"unknown pretraining objective {name!r}; registered: {sorted(_OBJECTIVES)}") from None
+    cls = OBJECTIVES.get(name)
     return cls(apply_overrides(cls.config_class(), overrides, owner=f"objective {name!r}"))
