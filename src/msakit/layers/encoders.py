@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
 
 from msakit.batch import masked_mean
+from msakit.config import ModelConfig
 from msakit.layers.attention import safe_key_padding_mask
 
 
@@ -67,3 +69,20 @@ class SequenceEncoder(nn.Module):
             h = self.transformer(self.pos(h), src_key_padding_mask=safe_key_padding_mask(mask))
         h = h * mask.unsqueeze(-1).to(h.dtype)
         return h, masked_mean(h, mask)
+
+
+def modality_encoders(
+    config: ModelConfig, modalities: Iterable[str], *, text_kind: str, other_kind: str
+) -> nn.ModuleDict:
+    """One SequenceEncoder per modality to `config.hidden_dim`: `text_kind` for text, `other_kind` otherwise."""
+    return nn.ModuleDict(
+        {
+            m: SequenceEncoder(
+                config.dim(m),
+                config.hidden_dim,
+                kind=text_kind if m == "text" else other_kind,
+                dropout=config.dropout,
+            )
+            for m in modalities
+        }
+    )

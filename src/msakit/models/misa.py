@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from msakit.batch import Batch, ModelOutput
 from msakit.config import ModelConfig
 from msakit.layers import MLP, SequenceEncoder
+from msakit.layers.encoders import modality_encoders
 from msakit.models.base import MSAModel
 from msakit.registry import register_model
 
@@ -84,17 +85,7 @@ class MISA(MSAModel):
     def __init__(self, config: MISAConfig) -> None:
         super().__init__(config)
         d, mods = config.hidden_dim, self.modalities
-        self.encoders = nn.ModuleDict(
-            {
-                m: SequenceEncoder(
-                    config.dim(m),
-                    d,
-                    kind=config.text_encoder if m == "text" else config.other_encoder,
-                    dropout=config.dropout,
-                )
-                for m in mods
-            }
-        )
+        self.encoders = modality_encoders(config, mods, text_kind=config.text_encoder, other_kind=config.other_encoder)
         self.project = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.LayerNorm(d)) for m in mods})
         self.private = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, d), nn.Sigmoid()) for m in mods})
         self.shared = nn.Sequential(nn.Linear(d, d), nn.Sigmoid())  # E_c, one for every modality

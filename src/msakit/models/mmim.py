@@ -37,7 +37,8 @@ from torch import Tensor, nn
 
 from msakit.batch import Batch, ModelOutput
 from msakit.config import ModelConfig
-from msakit.layers import MLP, SequenceEncoder, info_nce
+from msakit.layers import MLP, info_nce
+from msakit.layers.encoders import modality_encoders
 from msakit.models.base import MSAModel
 from msakit.registry import register_model
 
@@ -79,17 +80,7 @@ class MMIM(MSAModel):
     def __init__(self, config: MMIMConfig) -> None:
         super().__init__(config)
         h, mods = config.hidden_dim, self.modalities
-        self.encoders = nn.ModuleDict(
-            {
-                m: SequenceEncoder(
-                    config.dim(m),
-                    h,
-                    kind=config.text_encoder if m == "text" else config.other_encoder,
-                    dropout=config.dropout,
-                )
-                for m in mods
-            }
-        )
+        self.encoders = modality_encoders(config, mods, text_kind=config.text_encoder, other_kind=config.other_encoder)
         self.fusion = nn.Sequential(nn.Linear(h * len(mods), h), nn.Tanh(), nn.Dropout(config.dropout))  # z
         self.head = nn.Linear(h, config.num_classes)
         # input level: text paired with each other modality (the paper's (t, a) and (t, v))

@@ -47,7 +47,8 @@ from torch import Tensor, nn
 
 from msakit.batch import Batch, ModelOutput
 from msakit.config import ModelConfig
-from msakit.layers import MLP, SequenceEncoder
+from msakit.layers import MLP
+from msakit.layers.encoders import modality_encoders
 from msakit.models.base import MSAModel
 from msakit.registry import register_model
 
@@ -72,17 +73,7 @@ class SelfMM(MSAModel):
     def __init__(self, config: SelfMMConfig) -> None:
         super().__init__(config)
         h, u, mods = config.hidden_dim, config.unimodal_dim, self.modalities
-        self.encoders = nn.ModuleDict(
-            {
-                m: SequenceEncoder(
-                    config.dim(m),
-                    h,
-                    kind=config.text_encoder if m == "text" else config.other_encoder,
-                    dropout=config.dropout,
-                )
-                for m in mods
-            }
-        )
+        self.encoders = modality_encoders(config, mods, text_kind=config.text_encoder, other_kind=config.other_encoder)
         self.fused_feature = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(h * len(mods), h), nn.ReLU())  # F*_m
         self.fused_head = MLP(h, config.num_classes, hidden_dim=h)
         self.unimodal_feature = nn.ModuleDict(
