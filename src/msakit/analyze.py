@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -32,6 +30,7 @@ from msakit.extract.pipeline import ClipMedia, Pipeline, PipelineConfig
 from msakit.extract.registry import Features
 from msakit.extract.speech import Utterance, read_transcript, speech_segments, transcribe
 from msakit.extract.visual import FER_LABELS
+from msakit.io import atomic_path
 
 DEFAULT_MODEL = "default_text"
 
@@ -312,17 +311,6 @@ def _csv_row(u: UtteranceResult, fused: list[str]) -> dict[str, Any]:
     return row
 
 
-def _atomic(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_outputs(analysis: Analysis, out: str | Path) -> dict[str, Path]:
     """timeline.json, timeline.csv and timeline.png in `out` (each written atomically)."""
     out = Path(out)
@@ -340,9 +328,9 @@ def write_outputs(analysis: Analysis, out: str | Path) -> dict[str, Path]:
             writer.writeheader()
             writer.writerows(_csv_row(u, analysis.fused_modalities) for u in analysis.utterances)
 
-    _atomic(paths["json"], lambda p: write_json(p))
-    _atomic(paths["csv"], write_csv)
-    _atomic(paths["png"], lambda p: plot(analysis, p))
+    for key, write in (("json", write_json), ("csv", write_csv), ("png", lambda p: plot(analysis, p))):
+        with atomic_path(paths[key]) as tmp:
+            write(tmp)
     return paths
 
 

@@ -27,7 +27,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from msakit.errors import DataError
+from msakit.io import atomic_open
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 HIDDEN_DIM = 384
@@ -220,15 +220,8 @@ def encode_tokens_cached(
             pass  # damaged cache entry: recompute below
     encoder = encoder or MiniLMEncoder()
     values, lengths = encoder.encode_tokens(texts, max_len, batch_size, progress, ids=ids)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=cache_dir)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, values=values, lengths=lengths)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as fh:
+        np.savez(fh, values=values, lengths=lengths)
     return values, lengths
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from msakit.config import TrainConfig, load_yaml_overrides, parse_override
-from msakit.io import atomic_write_json
 from msakit.training.trainer import RunResult, train_config_from
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
@@ -63,6 +62,3 @@ def print_result(result: RunResult, out_dir: Path) -> None:
     print(metric_table([(result.model, result.summary())], result.metric_set, markdown=False))
     spe = sum(s.seconds_per_epoch for s in result.seeds) / n
     print(f"\n{spe:.2f} s per epoch; results: {out_dir / 'results.json'}")
-
-
-write_json_atomic = atomic_write_json

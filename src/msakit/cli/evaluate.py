@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from msakit.batch import MODALITIES
-from msakit.cli.common import FORMATTER, write_json_atomic
+from msakit.cli.common import FORMATTER
 from msakit.data.core import MSADataset
+from msakit.io import atomic_open, atomic_write_json
 from msakit.models.base import MSAModel
 
 
@@ -67,7 +66,7 @@ def run_eval(args: argparse.Namespace) -> int:
     for k, v in metrics.items():
         print(f"  {k:<14} {format_value(k, v)}")
     if args.json:
-        write_json_atomic(args.json, {"checkpoint": str(args.checkpoint), "split": args.split, "metrics": metrics})
+        atomic_write_json(args.json, {"checkpoint": str(args.checkpoint), "split": args.split, "metrics": metrics})
     return 0
 
 
@@ -76,25 +75,17 @@ def run_predict(args: argparse.Namespace) -> int:
     split = dataset.split(args.split)
     header = ["id", "label", "prediction"]
     header += [f"{kind}_{m}" for kind in ("present", "weight", "uncertainty") for m in MODALITIES]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{args.out.name}.", dir=args.out.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(header)
-            with torch.no_grad():
-                for batch in split.loader(128, shuffle=False):
-                    out = model(batch)
-                    pred = out.prediction.argmax(-1) if model.is_classifier else out.prediction
-                    for i, sample_id in enumerate(batch.ids):
-                        row = [sample_id, float(batch.labels[i]), float(pred[i])]
-                        row += [int(batch.present[i, j]) for j in range(len(MODALITIES))]
-                        for extra in (out.modality_weights, out.uncertainty):
-                            row += [float(extra[i, j]) if extra is not None else "" for j in range(len(MODALITIES))]
-                        writer.writerow(row)
-        os.replace(tmp, args.out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(args.out, "w", newline="") as fh, torch.no_grad():
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for batch in split.loader(128, shuffle=False):
+            out = model(batch)
+            pred = out.prediction.argmax(-1) if model.is_classifier else out.prediction
+            for i, sample_id in enumerate(batch.ids):
+                row = [sample_id, float(batch.labels[i]), float(pred[i])]
+                row += [int(batch.present[i, j]) for j in range(len(MODALITIES))]
+                for extra in (out.modality_weights, out.uncertainty):
+                    row += [float(extra[i, j]) if extra is not None else "" for j in range(len(MODALITIES))]
+                writer.writerow(row)
     print(f"wrote {len(split)} predictions to {args.out}")
     return 0

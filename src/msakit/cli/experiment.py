@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from msakit.cli.common import FORMATTER, add_training_options, overrides_from, write_json_atomic
+from msakit.cli.common import FORMATTER, add_training_options, overrides_from
 from msakit.experiments import ExperimentTable
+from msakit.io import atomic_write_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,7 +47,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _finish(table: ExperimentTable, out: Path, name: str) -> int:
     md = table.markdown()
     print(f"\n{table.model} on {table.dataset}: test mean ± std over seeds\n\n{md}")
-    write_json_atomic(out / f"{name}.json", table.to_dict())
+    atomic_write_json(out / f"{name}.json", table.to_dict())
     (out / f"{name}.md").write_text(md + "\n")
     return 0
 

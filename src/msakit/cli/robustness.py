@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from msakit.cli.common import FORMATTER, add_training_options, overrides_from, print_result, write_json_atomic
+from msakit.cli.common import FORMATTER, add_training_options, overrides_from, print_result
+from msakit.io import atomic_open, atomic_write_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -119,22 +118,16 @@ def write_csv_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
     fields: list[str] = []
     for row in rows:
         fields.extend(k for k in row if k not in fields)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def write_report(report: Any, out: Path) -> list[Path]:
     from msakit.robustness.plots import plot_report
 
-    write_json_atomic(out / "robustness.json", report.to_dict())
+    atomic_write_json(out / "robustness.json", report.to_dict())
     write_csv_atomic(out / "robustness.csv", report.csv_rows())
     return [out / "robustness.json", out / "robustness.csv", *plot_report(report, out)]
 
@@ -174,7 +167,7 @@ def _run_compare(args: argparse.Namespace, dataset: Any, settings: Any) -> int:
         "relative_robustness_normalised": compare_summaries(reports, labels),
         "reports": {label: r.to_dict() for label, r in zip(labels, reports, strict=True)},
     }
-    write_json_atomic(args.out / "compare.json", json.loads(json.dumps(payload, default=str)))
+    atomic_write_json(args.out / "compare.json", json.loads(json.dumps(payload, default=str)))
     write_csv_atomic(args.out / "compare.csv", rows)
     pngs = plot_compare(reports, labels, args.out)
     print(f"wrote {args.out / 'compare.json'}, {args.out / 'compare.csv'} and {len(pngs)} overlay plot(s)")

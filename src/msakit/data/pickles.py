@@ -31,12 +31,10 @@ non-finite features unless ``fix_nonfinite=True``, which zeroes them with a warn
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,6 +42,7 @@ import numpy as np
 
 from msakit.data.core import SPLITS, DatasetInfo, ModalityArrays, MSADataset, SplitData
 from msakit.errors import DataError, UnsafePickleError
+from msakit.io import atomic_open
 
 MODALITY_KEYS: dict[str, str] = {"text": "text", "audio": "audio", "vision": "visual"}  # pickle key -> modality
 _UNIMODAL = ("T", "A", "V")
@@ -265,7 +264,8 @@ def write_mmsa_pickle(dataset: MSADataset, out_path: str | Path, *, overwrite: b
         raise DataError(f"MMSA pickles need text, audio and visual; the dataset lacks {lacking}", path=out)
     payload = {name: _mmsa_split(split) for name, split in dataset}
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out, lambda file: pickle.dump(payload, file, protocol=4))  # protocol 4: Python >= 3.4
+    with atomic_open(out, "wb") as file:
+        pickle.dump(payload, file, protocol=4)  # protocol 4: Python >= 3.4
     return out
 
 
@@ -284,19 +284,6 @@ def _mmsa_split(split: SplitData) -> dict[str, Any]:
         if f"label_{m}" in split.targets:
             raw[f"regression_labels_{m}"] = np.asarray(split.targets[f"label_{m}"], dtype=np.float32)
     return raw
-
-
-def _atomic_write(out: Path, write: Callable[[IO[bytes]], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 __all__ = ["MODALITY_KEYS", "read_pickle_dataset", "safe_load_pickle", "write_mmsa_pickle"]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from msakit.data import DatasetInfo, write_folder
 from msakit.data.core import SPLITS
 from msakit.errors import DataError
 from msakit.extract.pipeline import Pipeline, PipelineConfig
+from msakit.io import atomic_open
 
 REQUIRED = ("video_id", "clip_id", "text", "label", "mode")
 MODES = {"train": "train", "valid": "valid", "val": "valid", "dev": "valid", "test": "test"}
@@ -136,16 +136,9 @@ def _extract_clip(clip: Clip, cache: Path) -> dict[str, Any]:
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            payload: dict[str, Any] = {"__meta__": np.array(json.dumps(meta)), **arrays}
-            np.savez(fh, **payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    payload: dict[str, Any] = {"__meta__": np.array(json.dumps(meta)), **arrays}
+    with atomic_open(path, "wb") as fh:
+        np.savez(fh, **payload)
 
 
 def _load_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:

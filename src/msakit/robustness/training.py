@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from msakit.batch import Batch
+from msakit.io import atomic_write_text
 from msakit.models.base import MSAModel
 from msakit.robustness.perturbations import Perturbation, RobustnessError
 
@@ -168,16 +169,9 @@ def fit_with_robustness(
         if logger is not None:
             summary = logger.summary()
             summary["train_transform"] = repr(train_transform)
-            _atomic_write(out_dir / f"seed{seed}" / "mli.json", json.dumps(summary, indent=1))
-    _atomic_write(out_dir / "results.json", json.dumps(result.to_dict(), indent=2))
+            atomic_write_text(out_dir / f"seed{seed}" / "mli.json", json.dumps(summary, indent=1))
+    atomic_write_text(out_dir / "results.json", json.dumps(result.to_dict(), indent=2))
     return result
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def read_mli(checkpoint: str | Path) -> dict[str, Any] | None:

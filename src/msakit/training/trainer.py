@@ -28,7 +28,7 @@ from msakit.batch import Batch, ModelOutput, modality_index
 from msakit.config import ModelConfig, TrainConfig, apply_overrides
 from msakit.data.core import MSADataset, SplitData
 from msakit.errors import ConfigError, TrainingError
-from msakit.io import atomic_write_json
+from msakit.io import atomic_path, atomic_write_json
 from msakit.metrics import MetricAccumulator, get_metric_set
 from msakit.models.base import MSAModel
 from msakit.registry import build_config, create_model
@@ -303,9 +303,8 @@ class Trainer:
             train_config=self.cfg,
             extra={"fit_state": state.__dict__},
         )
-        tmp = run_dir / "last" / "optimizer.pt.tmp"
-        torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, tmp)
-        tmp.replace(run_dir / "last" / "optimizer.pt")
+        with atomic_path(run_dir / "last" / "optimizer.pt") as tmp:
+            torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, tmp)
 
     def _restore(self, run_dir: Path, model: MSAModel, optimizer: torch.optim.Optimizer) -> _FitState:
         restored, meta = load_checkpoint(run_dir / "last", map_location=self.device)
