@@ -56,6 +56,41 @@ def test_lexicon_and_sentence_pairs() -> None:
     assert ("first part", "second part") in pairs and ("one two", "three four") in pairs
 
 
+def _with_transcripts(ds: MSADataset) -> MSADataset:
+    words = ["good", "bad", "movie", "the", "plot", "was", "awful", "great", "acting", "boring"]
+    splits = {
+        name: replace(split, raw_text=[" ".join(words[(i + k) % 10] for k in range(6)) for i in range(len(split.ids))])
+        for name, split in ds.splits.items()
+    }
+    return MSADataset(ds.info, splits, source="with-transcripts")
+
+
+def test_s_mlm_warms_up_heads_then_adapts_only_the_top_layers(tiny_dataset: MSADataset, tmp_path: Path) -> None:
+    from msakit.pretrain._loop import load_weights
+    from msakit.text_encoder import load_minilm
+
+    _, base = load_minilm()
+    original = {k: v.clone() for k, v in base.state_dict().items()}
+    data = _with_transcripts(tiny_dataset)
+
+    def changed_after(steps: int) -> set[str]:
+        cfg = {"max_steps": steps, "batch_size": 4, "head_warmup_steps": 2, "train_layers": 1}
+        summary = create_objective("s_mlm", **cfg).fit(data, tmp_path / "smlm", progress=False)
+        assert summary["steps"] == steps and summary["transcripts"] == 24 and np.isfinite(summary["mean_mlm"])
+        tensors, _ = load_weights(tmp_path / "smlm")
+        adapted = {k.removeprefix("encoder."): v for k, v in tensors.items() if k.startswith("encoder.")}
+        return {k for k, v in adapted.items() if not torch.equal(v, original[k])}
+
+    assert changed_after(2) == set()  # heads' warm-up: the encoder is untouched
+    changed = changed_after(3)
+    assert changed and all(k.startswith("encoder.layer.5.") for k in changed)  # then only the top layer moves
+    out = tmp_path / "refused"
+    with pytest.raises(ConfigError, match=r"'s_mlm'.*train_layers"):
+        create_objective("s_mlm", train_layers=7).fit(_with_transcripts(tiny_dataset), out, progress=False)
+    with pytest.raises(ConfigError, match=r"'s_mlm'.*extra_data 'synthetic'.*field 'text'"):
+        create_objective("s_mlm", extra_data=("synthetic",)).fit(_with_transcripts(tiny_dataset), out, progress=False)
+
+
 @pytest.mark.parametrize("objective", ["ecam", "fmr"])
 def test_stage1_weights_load_into_stage2(objective: str, tiny_dataset: MSADataset, tmp_path: Path) -> None:
     modality = "audio" if objective == "ecam" else "visual"

@@ -1,0 +1,63 @@
+"""Parameter count and CPU inference latency of registered models on real test batches.
+
+    OMP_NUM_THREADS=1 python benchmarks/model_latency.py --data data/mosi --models text_only tecafn tssp_msa
+    OMP_NUM_THREADS=1 python benchmarks/model_latency.py --data data/mosi --models tssp_msa \
+        -m pretrained_text=pt/smlm_mosi        # includes re-encoding transcripts with the S-MLM MiniLM
+
+For each model: eval mode, no grad, one thread; the first `batch` test samples of the
+dataset; `--warmup` untimed calls, then the median of `--repeats` timed calls. The
+machine's 1-minute load average is printed beside the numbers: on a shared machine other
+processes inflate every time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+from msakit import create_model
+from msakit.config import parse_override
+from msakit.data import load_dataset
+
+
+def median_ms(model: torch.nn.Module, batch: object, warmup: int, repeats: int) -> float:
+    with torch.no_grad():
+        for _ in range(warmup):
+            model(batch)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(batch)
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="dataset spec (prepared folder or synthetic[:preset])")
+    parser.add_argument("--models", nargs="+", required=True)
+    parser.add_argument("-m", "--model-opt", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    dataset = load_dataset(args.data)
+    test = dataset.split("test")
+    overrides = dict(parse_override(o) for o in args.model_opt)
+    print(f"{dataset.info.name}, 1 thread, load average {os.getloadavg()[0]:.1f}")
+    print("| model | parameters | " + " | ".join(f"batch {b} (ms)" for b in args.batch_sizes) + " |")
+    print("|---|---|" + "---|" * len(args.batch_sizes))
+    for name in args.models:
+        torch.manual_seed(0)
+        model = create_model(name, **dataset.info.model_overrides(), **overrides).eval()
+        cells = [f"{median_ms(model, test.batch(range(b)), args.warmup, args.repeats):.2f}" for b in args.batch_sizes]
+        print(f"| {name} | {model.num_parameters():,} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
