@@ -156,6 +156,24 @@ def test_hooks_rotate_teacher_grow_curriculum_and_assign_anchors(tiny_dataset: M
     assert {"experts", "c3r", "distill_kl", "distill_align", "orth", "teac"} <= set(out.aux_losses)
 
 
+def test_curriculum_ranks_only_samples_that_have_a_modality(tiny_dataset: MSADataset) -> None:
+    """Empty samples (YouTube: 125 of 173 training clips) have no uncertainty to be confident about."""
+    batch = tiny_dataset.split("train").batch(range(16))
+    empty = torch.arange(16) < 12
+    batch = replace(
+        batch,
+        present=batch.present & ~empty[:, None],
+        masks={m: v & ~empty[:, None] for m, v in batch.masks.items()},
+    )
+    model = _model(tiny_dataset, curriculum_start=0.5)
+    model.on_epoch_start(1, 5)
+    model.train()
+    c3r = model(batch).aux_losses["c3r"]
+    assert c3r.item() > 0  # the 4 full samples are contrasted, not crowded out by the 12 empty ones
+    c3r.backward()
+    assert model.contrast["audio"][0].weight.grad.abs().sum() > 0
+
+
 def test_expert_weights_follow_uncertainty_and_ablations(tiny_dataset: MSADataset) -> None:
     batch = tiny_dataset.split("test").batch(range(12))
     model = _model(tiny_dataset).eval()

@@ -313,10 +313,13 @@ class TSSPMSA(MSAModel):
         ]
         if c.expert_weight > 0 and expert_losses:
             aux["experts"] = c.expert_weight * torch.stack(expert_losses).mean()
-        # curriculum: the frac most confident samples (lowest mean u over present modalities)
+        # curriculum: the frac most confident samples (lowest mean u over present modalities);
+        # a sample with no modality has no u and is never among them
+        seen = present.any(1)  # (B,)
         mean_u = (unc.detach() * present).sum(1) / present.sum(1).clamp_min(1)  # (B,)
-        n_keep = max(2, math.ceil(self._curriculum * batch.size))
-        confident = mean_u.argsort().argsort() < n_keep  # (B,) bool
+        n_keep = max(2, math.ceil(self._curriculum * int(seen.sum())))
+        ranked = mean_u.masked_fill(~seen, float("inf"))
+        confident = (ranked.argsort().argsort() < n_keep) & seen  # (B,) bool
         pairs = list(combinations(range(len(mods)), 2))
         if c.contrastive_weight > 0 and pairs:  # C3R (Algorithm 3)
             h = {m: self.contrast[m](zt[m]) for m in mods}
