@@ -42,6 +42,10 @@ Interpretations (where the paper leaves a choice):
   Such samples take no part in any contrastive or pairwise loss.
 - With one partner (MOSI: text + audio) L_bicon has no second fusion and is 0.
 - The paper gives no per-modality weights, so `modality_weights` is None.
+- Defaults are the paper's (p = 0.7, num = 3, γ1 = γ2 = 0.1, no text Transformer, since
+  its BERT is the text encoder). For msakit's MOSI (frozen MiniLM states, utterance-level
+  audio) `presets/tecafn_mosi.yaml` holds the configuration chosen on the validation
+  split (text_layers = 1, dropout 0.3, p = 0.3, lr 5e-4); docs/models/tecafn.md has the search.
 """
 
 from __future__ import annotations

@@ -30,6 +30,12 @@ Interpretations (choices where the paper is silent or ambiguous):
   directions, averaged over pairs (the paper sums; the constant is in λ7). Curriculum:
   in epoch e only the `frac(e)` most confident samples of a batch (lowest mean u) take
   part, frac rising linearly from `curriculum_start` to 1 over `curriculum_epochs`.
+  The ranking covers only samples with at least one modality: a sample with none has no
+  u (YouTube has 125 such clips among 173 training clips) and never counts as confident.
+- Missing modalities at test time: α is renormalised over what a sample has, so the
+  model runs on any subset. Training with `-t modality_dropout=0.3` (the trainer's
+  per-sample modality dropout) is what keeps the drop-one cost under 2 points on the
+  synthetic benchmark (docs/models/tssp_msa.md); it is a training choice, not a field here.
 - Rotating distillation: the teacher is modality (e−1) mod M in epoch e; every other
   modality is a student on samples where both are present and, with
   `distill_confident_only`, where the teacher is the more certain one. Outputs: KL
