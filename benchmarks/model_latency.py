@@ -54,7 +54,7 @@ def main() -> None:
     print("|---|---|" + "---|" * len(args.batch_sizes))
     for name in args.models:
         torch.manual_seed(0)
-        model = create_model(name, **dataset.info.model_overrides(), **overrides).eval()
+        model = create_model(name, **{**dataset.info.model_overrides(), **overrides}).eval()
         cells = [f"{median_ms(model, test.batch(range(b)), args.warmup, args.repeats):.2f}" for b in args.batch_sizes]
         print(f"| {name} | {model.num_parameters():,} | " + " | ".join(cells) + " |")
 

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 
+from model_latency import median_ms  # sibling script: run from any folder as python benchmarks/...
 from msakit import create_model
 from msakit.batch import Batch
 
@@ -36,17 +35,6 @@ def make_batch(length: int, batch_size: int, dims: dict[str, int]) -> Batch:
         labels=torch.zeros(batch_size),
         ids=[str(i) for i in range(batch_size)],
     )
-
-
-def time_call(model: torch.nn.Module, batch: Batch, repeats: int) -> float:
-    with torch.no_grad():
-        model(batch)  # warm-up
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(batch)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -67,18 +55,18 @@ def main() -> None:
             "sadgr", text_dim=384, audio_dim=74, visual_dim=36, hidden_dim=args.hidden_dim, visual_refine=refine
         ).eval()
         params[label] = model.num_parameters()
-        rows[label] = {n: time_call(model, make_batch(n, args.batch_size, dims), args.repeats) for n in args.lengths}
+        rows[label] = {n: median_ms(model, make_batch(n, args.batch_size, dims), 1, args.repeats) for n in args.lengths}
     header = "| variant | params | " + " | ".join(f"L={n} (ms)" for n in args.lengths) + " | ratio last/first |"
     print(header)
     print("|" + "---|" * (len(args.lengths) + 3))
     for label, times in rows.items():
-        cells = " | ".join(f"{1000 * times[n]:.1f}" for n in args.lengths)
+        cells = " | ".join(f"{times[n]:.1f}" for n in args.lengths)
         ratio = times[args.lengths[-1]] / times[args.lengths[0]]
         print(f"| {label} | {params[label]:,} | {cells} | {ratio:.0f}× |")
     print(f"(length grows {args.lengths[-1] / args.lengths[0]:.0f}×; batch {args.batch_size}, 1 thread)")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"params": params, "seconds": rows, "batch_size": args.batch_size}, fh, indent=2)
+            json.dump({"params": params, "milliseconds": rows, "batch_size": args.batch_size}, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -174,18 +174,16 @@ class SentimentMLM(PretrainObjective):
                         return
                     step += 1
                     yield (
+                        step,
                         [texts[i] for i in order[start : start + c.batch_size]],
                         rng.sample(pairs, min(c.batch_size, len(pairs))),
                     )
 
-        steps_done = 0
-
         def loss_fn(item: Any) -> tuple[Tensor, dict[str, float]]:
-            nonlocal steps_done
-            steps_done += 1
-            for p in adapted:  # the encoder joins after the heads' warm-up
-                p.requires_grad_(steps_done > c.head_warmup_steps)
-            batch_texts, batch_pairs = item
+            step, batch_texts, batch_pairs = item
+            if step == c.head_warmup_steps + 1:  # the encoder joins after the heads' warm-up
+                for p in adapted:
+                    p.requires_grad_(True)
             l_mlm, n_masked, n_sent = self._mlm_loss(tokenizer, encoder, mlm, batch_texts, rng)
             l_sop = self._sop_loss(tokenizer, encoder, sop, batch_pairs, polarity, rng)
             loss = c.mlm_weight * l_mlm + c.sop_weight * l_sop
