@@ -57,7 +57,7 @@ from msakit.config import ModelConfig
 from msakit.errors import ConfigError
 from msakit.layers import MLP, SequenceEncoder, info_nce, masked_softmax, safe_key_padding_mask, symmetric_info_nce
 from msakit.layers.gated_fusion import GatedResidualFusion
-from msakit.models.base import MSAModel
+from msakit.models.base import Capabilities, MSAModel
 from msakit.registry import register_model
 
 
@@ -120,7 +120,7 @@ class DMGFLayer(nn.Module):
 class AMSGFN(MSAModel):
     config_class = AMSGFNConfig
     config: AMSGFNConfig
-    min_modalities = 2  # a dominant modality and at least one auxiliary
+    capabilities = Capabilities(min_modalities=2)  # a dominant modality and at least one auxiliary
     columns: Tensor  # (M,) buffer: index in MODALITIES of each modality the model was built for
 
     def __init__(self, config: AMSGFNConfig) -> None:

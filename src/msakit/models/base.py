@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -10,6 +11,24 @@ from torch import Tensor, nn
 from msakit.batch import MODALITIES, Batch, ModelOutput
 from msakit.config import ModelConfig
 from msakit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model needs and does, declared on the class and read by the trainer, the
+    robustness suite, the CLI and the service (never guessed from config attributes).
+
+    reads_raw_text: the model (re-)encodes `Batch.raw_text` itself, so text perturbations
+        must be applied to the raw text before encoding, not only to the features.
+    min_modalities: modalities the model cannot run without (checked at construction).
+    needs_dialogue_context: the model reads `Batch.context` (preceding turns).
+    needs_frames: the model reads raw frames rather than pooled visual features.
+    """
+
+    reads_raw_text: bool = False
+    min_modalities: int = 1
+    needs_dialogue_context: bool = False
+    needs_frames: bool = False
 
 
 class MSAModel(nn.Module):
@@ -22,8 +41,8 @@ class MSAModel(nn.Module):
 
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     model_name: ClassVar[str] = ""
-    #: modalities the model cannot run without (checked at construction)
-    min_modalities: ClassVar[int] = 1
+    #: what the model needs and does; override on the class (see `Capabilities`)
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -32,9 +51,9 @@ class MSAModel(nn.Module):
         bad = [m for m in mods if m not in MODALITIES]
         if bad or not mods:
             raise ConfigError(f"model {self.model_name!r}: modalities must be a non-empty subset of {MODALITIES}")
-        if len(mods) < self.min_modalities:
+        if len(mods) < self.capabilities.min_modalities:
             raise ConfigError(
-                f"model {self.model_name!r} needs at least {self.min_modalities} modalities, "
+                f"model {self.model_name!r} needs at least {self.capabilities.min_modalities} modalities, "
                 f"the data provides {len(mods)}: {list(mods)}"
             )
 
