@@ -66,7 +66,7 @@ def test_modality_absent_per_sample_and_for_whole_dataset(name: str, tiny_datase
         _check_output(out, batch)
     # a dataset that lacks one modality entirely (keep the text, which text-centred models need)
     kept = ("text", "audio")
-    if len(kept) >= cls.min_modalities:
+    if len(kept) >= cls.capabilities.min_modalities:
         overrides = {**tiny_dataset.info.model_overrides(), "modalities": kept, "hidden_dim": 16}
         torch.manual_seed(0)
         two = create_model(name, **overrides).eval()
