@@ -150,12 +150,31 @@ def make_youtube(root: Path, *, neginf: bool = False) -> Path:
     return folder
 
 
+def make_mmmo(root: Path, *, name: str = "mmmo", offset: float = 0.0) -> Path:
+    """MFN layout with (N,) scores 1-5 and text for valid/test only, like ICT-MMMO."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for k, split in enumerate(("train", "valid", "test")):
+        n = 4 + k
+        audio = rng.normal(size=(n, 20, 74)) * 100
+        audio[2] = 0.0  # no audio for sample 2
+        write_h5(folder / f"audio_{split}.h5", audio)
+        write_h5(folder / f"video_{split}.h5", rng.normal(size=(n, 20, 36)))
+        write_h5(folder / f"y_{split}.h5", np.array([1.0, 2.5, 3.0, 5.0, 4.5, 1.5][:n]) - offset)
+        if split != "train":
+            write_h5(folder / f"text_{split}_emb.h5", rng.normal(size=(n, 20, 300)))
+    return folder
+
+
 MAKERS: dict[str, Callable[[Path], Path]] = {
     "mosi": make_mosi,
     "mosei": make_mosei,
     "sims": make_sims,
     "meld": make_meld,
     "youtube": make_youtube,
+    "mmmo": make_mmmo,
+    "h5": lambda root: make_mmmo(root, name="h5", offset=3.0),
 }
 EXPECTED = {  # name -> (metric_set, num_classes, modalities)
     "mosi": ("mosi", 1, ("text", "audio")),
@@ -163,6 +182,8 @@ EXPECTED = {  # name -> (metric_set, num_classes, modalities)
     "sims": ("sims", 1, ("text",)),
     "meld": ("classification", 3, ("text",)),
     "youtube": ("classification", 3, ("audio", "visual")),
+    "mmmo": ("mosi", 1, ("audio", "visual")),
+    "h5": ("mosi", 1, ("audio", "visual")),
 }
 
 
@@ -374,6 +395,49 @@ def test_youtube_labels_must_be_one_hot(tmp_path: Path) -> None:
         run("youtube", tmp_path, tmp_path / "out")
 
 
+def test_mmmo_labels_shifted_to_zero_centre(tmp_path: Path) -> None:
+    make_mmmo(tmp_path)
+    out = run("mmmo", tmp_path, tmp_path / "out")
+    ds = read_folder(out)
+    assert (ds.info.metric_set, ds.info.label_range, ds.info.num_classes) == ("mosi", 2.0, 1)
+    np.testing.assert_allclose(ds.split("train").labels, [-2.0, -0.5, 0.0, 2.0])
+    assert ds.split("train").modalities["audio"].present.tolist() == [True, True, False, True]
+    meta = json.loads((out / "meta.json").read_text())
+    assert "text" not in meta["modalities"] and "shifted" in meta["description"]
+    with_text = read_folder(run("mmmo", tmp_path, tmp_path / "t", include_text=True))
+    assert not with_text.split("train").modalities["text"].present.any()
+    assert with_text.split("valid").modalities["text"].present.all()
+
+
+def test_generic_h5_route(tmp_path: Path) -> None:
+    make_mmmo(tmp_path, name="reviews")
+    ds = read_folder(
+        run("h5", tmp_path / "reviews", tmp_path / "r", dataset_name="reviews", label_shift=-3.0, label_range=2.0)
+    )
+    assert ds.info.name == "reviews" and ds.info.label_range == 2.0
+    np.testing.assert_allclose(ds.split("valid").labels, [-2.0, -0.5, 0.0, 2.0, 1.5])
+    with pytest.raises(DataError, match=r"y_train\.h5.*beyond label_range 3"):
+        run("h5", tmp_path / "reviews", tmp_path / "bad")  # 1-5 unshifted exceeds the default range 3
+    assert not (tmp_path / "bad").exists()
+    make_youtube(tmp_path)
+    ds = read_folder(run("h5", tmp_path / "youtube", tmp_path / "y", labels="onehot", dataset_name="yt"))
+    assert (ds.info.metric_set, ds.info.num_classes) == ("classification", 3)
+    np.testing.assert_array_equal(ds.split("train").labels, [0, 1, 2])
+    with pytest.raises(ConfigError, match="labels must be one of"):
+        run("h5", tmp_path / "youtube", tmp_path / "z", labels="ordinal")
+
+
+def test_prepare_cli_passes_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from msakit.cli import main
+
+    make_mmmo(tmp_path, name="reviews")
+    args = ["data", "prepare", "h5", "--source", str(tmp_path / "reviews"), "--out", str(tmp_path / "o")]
+    assert main([*args, "-o", "label_shift=-3", "-o", "label_range=2", "-o", "dataset_name=rv"]) == 0
+    assert read_folder(tmp_path / "o").info.name == "rv"
+    assert main([*args, "-o", "no_such=1"]) == 2
+    assert "no_such" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- options, atomicity, cache
 
 
@@ -475,6 +539,7 @@ REAL_COUNTS = {  # name -> rows per split, from shared/data/README.md
     "sims": (1368, 456, 457),
     "meld": (9989, 1109, 2610),
     "youtube": (173, 36, 60),
+    "mmmo": (220, 40, 80),
 }
 
 
@@ -487,5 +552,7 @@ def test_real_data_prepares(name: str, tmp_path: Path) -> None:
     assert tuple(len(ds.split(s)) for s in ("train", "valid", "test")) == REAL_COUNTS[name]
     if name == "mosi":
         assert ds.info.dims == {"text": 8, "audio": 73}
-    if name == "youtube":
+    if name in ("youtube", "mmmo"):
         assert ds.info.dims == {"audio": 74, "visual": 36}
+    if name == "mmmo":
+        assert ds.split("train").labels.min() == -2.0 and ds.split("train").labels.max() == 2.0

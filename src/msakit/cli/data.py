@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 from msakit.cli._export import add_export_parser
 from msakit.cli.common import FORMATTER
 
 
+class _PrepareFormatter(FORMATTER, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help, and the per-dataset option list kept one dataset per line."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from msakit.data.prepare import PREPARERS
+    from msakit.data.prepare import PREPARERS, preparer_options
 
     data = subparsers.add_parser(
         "data",
@@ -22,18 +27,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prepare",
         help="turn a real dataset into msakit's folder format",
-        description=(
+        description=textwrap.fill(
             "Read a real dataset from SOURCE (a folder laid out like ../shared/data) and write msakit's folder "
             "format to OUT atomically: labels.csv, meta.json and one memory-mappable array per modality. "
             "Text is encoded offline with all-MiniLM-L6-v2 (token states, cached)."
         ),
-        formatter_class=FORMATTER,
+        epilog="dataset options (--option KEY=VALUE):\n"
+        + "\n".join(
+            f"  {n}: " + (", ".join(f"{k}={v!r}" for k, v in preparer_options(n).items()) or "none")
+            for n in sorted(PREPARERS)
+        ),
+        formatter_class=_PrepareFormatter,
     )
     p.add_argument("name", choices=sorted(PREPARERS), help="dataset to prepare")
     p.add_argument("--source", type=Path, default=Path("../shared/data"), help="folder holding the raw data")
     p.add_argument("--out", type=Path, required=True, help="output dataset folder")
     p.add_argument("--max-len", type=int, default=50, help="text tokens kept per sample")
     p.add_argument("--cache-dir", type=Path, help="where encoded text is cached (default: OUT/../.msakit-cache)")
+    p.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a dataset option (repeatable), e.g. include_text=true; the options are listed below",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run_prepare)
@@ -43,8 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_prepare(args: argparse.Namespace) -> int:
     import time
 
+    from msakit.config import parse_override
     from msakit.data.prepare import prepare
 
+    options = dict(parse_override(o) for o in args.option)
     start = time.perf_counter()
     out = prepare(
         args.name,
@@ -54,6 +74,7 @@ def run_prepare(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         cache_dir=args.cache_dir,
+        **options,
     )
     print(f"prepared {args.name} in {time.perf_counter() - start:.1f} s: {out}")
     return 0

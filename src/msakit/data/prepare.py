@@ -18,19 +18,26 @@ function per dataset, registered in ``PREPARERS``:
            Ids are "<meld split>_dia<Dialogue_ID>_utt<Utterance_ID>" (MELD restarts
            dialogue ids in each split). Files are read as UTF-8, falling back to
            cp1252 for files that are not valid UTF-8 (recorded in meta.json).
-  youtube  MFN's audio/video/y_<split>.h5 (+ text_<valid,test>_emb.h5). Audio 74-d
-           COVAREP and visual 36-d FACET over 20 steps; 3 classes (argmax of the
-           one-hot), metric set "classification". A sample whose modality is all zeros
-           is stored as absent for it; lengths run to the last non-zero step.
+  youtube  MFN's audio/video/y_<split>.h5 (+ text_<valid,test>_emb.h5), read by
+           `msakit.data.h5.read_mfn_h5`. Audio 74-d COVAREP and visual 36-d FACET over
+           20 steps; 3 classes (argmax of the one-hot), metric set "classification". A
+           sample whose modality is all zeros is stored as absent for it.
            options: include_text=False (GloVe text exists for valid/test only, so a
            model cannot learn it from train; when True it is written for those rows
            and train samples lack it), fix_nonfinite=False (NaN/Inf features are an
            error unless True, which sets them to 0 and records the count),
            drop_empty=False (True drops samples with no modality at all).
+  mmmo     ICT-MMMO in the same layout: labels 1-5 (half steps) shifted by -3 to a
+           0-centred [-2, 2] (label_range 2), metric set "mosi" (Acc-7 then spans the
+           five values -2..2 only); options as youtube.
+  h5       any folder in that layout. options: dataset_name, labels ("regression" or
+           "onehot"), label_shift, label_range, metric_set (default "mosi" for
+           regression, "classification" for one-hot), class_names, and youtube's.
 
 Common options: max_len (text token steps, default 50), overwrite, progress, cache_dir
 (a folder for cached MiniLM features, keyed by model, max_len and texts; None: no cache)
 and text_encoder (anything with MiniLMEncoder's ``encode_tokens``; default MiniLM).
+CLI: ``msakit data prepare NAME --option key=value`` passes a dataset option.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ import pandas as pd
 
 from msakit.data.core import SPLITS, DatasetInfo
 from msakit.data.folder import write_folder
+from msakit.data.h5 import H5Data, H5Layout, check_finite, read_mfn_h5
 from msakit.errors import ConfigError, DataError
 from msakit.text_encoder import MODEL_NAME, MiniLMEncoder, TextEncoder, encode_tokens_cached
 
@@ -223,7 +231,7 @@ def prepare_mosi(folder: Path, text: TextFeaturizer) -> Prepared:
             path=audio_path,
             field="ids",
         )
-    _check_finite(features[:, None, :], ids, audio_path, "features")
+    check_finite(features[:, None, :], ids, audio_path, "features")
     text_modality, text_meta = text.modality(labels["text"], ids, "text")
     audio = (features[:, None, :], np.ones(len(ids), dtype=np.int64), ids)  # (N, 1, 73): one step per utterance
     return Prepared(
@@ -321,39 +329,35 @@ def prepare_meld(folder: Path, text: TextFeaturizer) -> Prepared:
     )
 
 
-def _read_h5(path: Path, ndim: int) -> np.ndarray:
-    """The file's single array (MFN uses key "d1"; "data" is accepted too) as float64."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as h5:
-            keys = list(h5.keys())
-            key = next((k for k in ("data", "d1") if k in h5), keys[0] if len(keys) == 1 else None)
-            if key is None or not isinstance(h5[key], h5py.Dataset):
-                raise DataError(f"expected one dataset (key 'data' or 'd1'), found keys {keys}", path=path)
-            values = np.asarray(h5[key][()], dtype=np.float64)
-    except OSError as exc:
-        raise DataError(f"cannot read HDF5: {exc}", path=path) from exc
-    if values.ndim != ndim:
-        raise DataError(f"array has shape {values.shape}, expected {ndim} dimensions", path=path, field=key)
-    return values
+def _from_h5(data: H5Data) -> Prepared:
+    return Prepared(info=data.info, labels=data.labels, modalities=data.modalities, modality_meta=data.modality_meta)
 
 
-def _check_finite(values: np.ndarray, ids: Sequence[str], path: Path, field_name: str) -> None:
-    bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
-    if bad.any():
-        raise DataError(
-            f"{int(bad.sum())} rows have NaN or Inf values (first: id {ids[int(np.flatnonzero(bad)[0])]!r})",
-            path=path,
-            field=field_name,
-        )
-
-
-def _step_lengths(values: np.ndarray) -> np.ndarray:
-    """(N, L, D) -> (N,) steps up to and including the last step that is not all zeros."""
-    nonzero = (values != 0).any(axis=2)  # (N, L)
-    last = values.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
-    return np.where(nonzero.any(axis=1), last, 0).astype(np.int64)
+YOUTUBE = H5Layout(
+    name="youtube",
+    title="YouTube opinion dataset (MFN features)",
+    labels="onehot",
+    metric_set="classification",
+    class_names=SENTIMENT_CLASSES,
+    extractors=(
+        ("audio", "covarep-74d (MFN youtube)"),
+        ("visual", "facet-36d (MFN youtube)"),
+        ("text", "glove-300d (MFN youtube)"),
+    ),
+)
+MMMO = H5Layout(
+    name="mmmo",
+    title="ICT-MMMO movie reviews (MFN features; sentiment 1-5 shifted to [-2, 2])",
+    labels="regression",
+    metric_set="mosi",
+    label_shift=-3.0,
+    label_range=2.0,
+    extractors=(
+        ("audio", "covarep-74d (MFN mmmo, raw scale)"),
+        ("visual", "facet-36d (MFN mmmo)"),
+        ("text", "glove-300d (MFN mmmo)"),
+    ),
+)
 
 
 def prepare_youtube(
@@ -365,90 +369,51 @@ def prepare_youtube(
     drop_empty: bool = False,
 ) -> Prepared:
     """YouTube (MFN features): COVAREP audio and FACET visual over 20 steps; optional GloVe text (valid/test)."""
-    sources = {"audio": "audio_{}.h5", "visual": "video_{}.h5"}
-    text_splits = ("valid", "test")
-    names = [p.format(s) for s in SPLITS for p in (*sources.values(), "y_{}.h5")]
-    names += [f"text_{s}_emb.h5" for s in text_splits] if include_text else []
-    _require(folder, *names)
-    if include_text:
-        sources["text"] = "text_{}_emb.h5"
-    ids_by_split: dict[str, list[str]] = {}
-    label_parts: list[np.ndarray] = []
-    arrays: dict[str, list[tuple[str, np.ndarray]]] = {m: [] for m in sources}  # modality -> [(split, (N, L, D))]
-    fixed: dict[str, dict[str, int]] = {m: {} for m in sources}  # modality -> file -> values set to 0
-    for split in SPLITS:
-        y_path = folder / f"y_{split}.h5"
-        onehot = _read_h5(y_path, ndim=2)
-        ids = [f"{split}_{k}" for k in range(len(onehot))]
-        if onehot.shape[1] != len(SENTIMENT_CLASSES):
-            raise DataError(f"labels have shape {onehot.shape}, expected (N, 3) one-hot", path=y_path, field="label")
-        not_onehot = (~np.isin(onehot, (0.0, 1.0))).any(axis=1) | (onehot.sum(axis=1) != 1)
-        if not_onehot.any():
-            first = ids[int(np.flatnonzero(not_onehot)[0])]
-            raise DataError(f"label row of id {first!r} is not one-hot", path=y_path, field="label")
-        label_parts.append(onehot.argmax(1))
-        ids_by_split[split] = ids
-        for m, pattern in sources.items():
-            if m == "text" and split not in text_splits:
-                continue
-            path = folder / pattern.format(split)
-            values = _read_h5(path, ndim=3)
-            if len(values) != len(ids):
-                raise DataError(f"{len(values)} rows but {y_path.name} has {len(ids)}", path=path, field=m)
-            nonfinite = ~np.isfinite(values)
-            if nonfinite.any():
-                if not fix_nonfinite:
-                    _check_finite(values, ids, path, m)
-                fixed[m][path.name] = int(nonfinite.sum())
-                values = np.where(nonfinite, 0.0, values)
-            arrays[m].append((split, values))
-    all_ids = [i for s in SPLITS for i in ids_by_split[s]]
-    labels = pd.DataFrame(
-        {
-            "id": all_ids,
-            "split": [s for s in SPLITS for _ in ids_by_split[s]],
-            "label": np.concatenate(label_parts).astype(np.int64),
-        }
+    return _from_h5(
+        read_mfn_h5(folder, YOUTUBE, include_text=include_text, fix_nonfinite=fix_nonfinite, drop_empty=drop_empty)
     )
-    modalities: dict[str, ModalityData] = {}
-    modality_meta: dict[str, dict[str, Any]] = {}
-    extractors = {
-        "audio": "covarep-74d (MFN youtube)",
-        "visual": "facet-36d (MFN youtube)",
-        "text": "glove-300d (MFN youtube)",
-    }
-    for m, parts in arrays.items():
-        shapes = {v.shape[1:] for _, v in parts}
-        if len(shapes) != 1:
-            raise DataError(f"{m} arrays differ in (steps, dim) across splits: {sorted(shapes)}", path=folder, field=m)
-        values = np.concatenate([v for _, v in parts]).astype(np.float32)
-        ids = [i for s, _ in parts for i in ids_by_split[s]]
-        lengths = _step_lengths(values)
-        keep = lengths > 0  # an all-zero sequence carries nothing: store it as absent
-        modalities[m] = (values[keep], lengths[keep], [i for i, k in zip(ids, keep, strict=True) if k])
-        modality_meta[m] = {"extractor": extractors[m], "absent_rows": int((~keep).sum())}
-        if fixed[m]:
-            modality_meta[m]["nonfinite_set_to_zero"] = fixed[m]
-        if m == "text":
-            modality_meta[m]["splits"] = list(text_splits)
-    if drop_empty:
-        has_any = set().union(*(set(ids) for _, _, ids in modalities.values()))
-        labels = labels[labels["id"].isin(has_any)].reset_index(drop=True)
-        for split in SPLITS:
-            if not (labels["split"] == split).any():
-                raise DataError(f"drop_empty leaves no {split} samples", path=folder, field="split")
-    return Prepared(
-        info=DatasetInfo(
-            name="youtube",
-            metric_set="classification",
-            num_classes=3,
-            dims={m: v.shape[2] for m, (v, _, _) in modalities.items()},
-            class_names=SENTIMENT_CLASSES,
-            description=f"YouTube opinion dataset (MFN features) prepared by msakit from {folder}",
-        ),
+
+
+def prepare_mmmo(
+    folder: Path,
+    text: TextFeaturizer,
+    *,
+    include_text: bool = False,
+    fix_nonfinite: bool = False,
+    drop_empty: bool = False,
+) -> Prepared:
+    """ICT-MMMO (MFN features): labels 1-5 shifted by -3 to [-2, 2], MOSI metrics; audio + visual."""
+    return _from_h5(
+        read_mfn_h5(folder, MMMO, include_text=include_text, fix_nonfinite=fix_nonfinite, drop_empty=drop_empty)
+    )
+
+
+def prepare_h5(
+    folder: Path,
+    text: TextFeaturizer,
+    *,
+    dataset_name: str = "h5",
+    labels: str = "regression",
+    label_shift: float = 0.0,
+    label_range: float = 3.0,
+    metric_set: str = "",
+    class_names: tuple[str, ...] = (),
+    include_text: bool = False,
+    fix_nonfinite: bool = False,
+    drop_empty: bool = False,
+) -> Prepared:
+    """Any MFN-style ``*_{train,valid,test}.h5`` folder; the options say how to read its labels."""
+    layout = H5Layout(
+        name=dataset_name,
+        title=f"{dataset_name} (MFN-style HDF5)",
         labels=labels,
-        modalities=modalities,
-        modality_meta=modality_meta,
+        metric_set=metric_set or ("classification" if labels == "onehot" else "mosi"),
+        label_shift=float(label_shift),
+        label_range=float(label_range),
+        class_names=tuple(str(c) for c in class_names),
+    )
+    return _from_h5(
+        read_mfn_h5(folder, layout, include_text=include_text, fix_nonfinite=fix_nonfinite, drop_empty=drop_empty)
     )
 
 
@@ -460,6 +425,8 @@ PREPARERS: dict[str, Preparer] = {
     "sims": prepare_sims,
     "meld": prepare_meld,
     "youtube": prepare_youtube,
+    "mmmo": prepare_mmmo,
+    "h5": prepare_h5,
 }
 
 
