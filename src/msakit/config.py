@@ -4,6 +4,10 @@ Every model has a config dataclass deriving from `ModelConfig`; the trainer has
 `TrainConfig`. Overrides (from the CLI, a YAML preset or Python) go through
 `apply_overrides`, which rejects unknown fields and wrong types *before* any training
 starts, naming the field and the owner (model or trainer).
+
+A field's search range for `msakit tune` is declared beside it with `tunable(...)`;
+`search_ranges` reads them back. Presets are `model:`/`train:` YAML files, shipped in
+`msakit/presets/<model>/<dataset>.yaml` and named `<model>/<dataset>` (`resolve_preset`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import dataclasses
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +27,62 @@ import yaml
 from msakit.errors import ConfigError
 
 C = TypeVar("C")
+T = TypeVar("T")
+
+TUNE_KEY = "msakit.tune"  # the dataclass-field metadata key that `tunable` fills
+
+
+@dataclass(frozen=True)
+class SearchRange:
+    """Where `msakit tune` may move one field: a numeric interval or a list of choices."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False  # sample on a log scale (learning rates, weight decays)
+    step: float | None = None  # grid step of a numeric range (ints default to 1)
+    choices: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.choices is not None:
+            if not self.choices or self.low is not None or self.high is not None:
+                raise ConfigError(f"search range: give either choices or low/high, got {self}")
+            return
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ConfigError(f"search range: needs low < high (or choices), got low={self.low} high={self.high}")
+        if self.log and (self.low <= 0 or self.step is not None):
+            raise ConfigError(f"search range: a log scale needs low > 0 and no step, got {self}")
+
+
+def tunable(
+    default: T,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    log: bool = False,
+    choices: Sequence[Any] | None = None,
+    step: float | None = None,
+) -> T:
+    """A dataclass field with default `default` whose search range for `msakit tune` sits beside it.
+
+    `hidden_dim: int = tunable(64, choices=(32, 64, 128))`, `lr: float = tunable(1e-3, low=1e-4,
+    high=1e-2, log=True)`. A subclass that redefines the field without `tunable` keeps the range
+    its base declared (`search_ranges` walks the MRO).
+    """
+    spec = SearchRange(low, high, log, step, tuple(choices) if choices is not None else None)
+    return dataclasses.field(default=default, metadata={TUNE_KEY: spec})
+
+
+def search_ranges(config_class: type) -> dict[str, SearchRange]:
+    """field name -> SearchRange for every tunable field of a config dataclass (bases included)."""
+    names = [f.name for f in dataclasses.fields(config_class)]
+    ranges: dict[str, SearchRange] = {}
+    for name in names:
+        for klass in config_class.__mro__:
+            own = klass.__dict__.get("__dataclass_fields__", {}).get(name)
+            if own is not None and TUNE_KEY in own.metadata:
+                ranges[name] = own.metadata[TUNE_KEY]
+                break
+    return ranges
 
 
 @dataclass
@@ -35,12 +95,23 @@ class ModelConfig:
     modalities: tuple[str, ...] = ("text", "audio", "visual")  # the dataset's modalities
     num_classes: int = 1  # 1 = regression, otherwise classification logits
     label_range: float = 3.0  # |label| bound for regression (MOSI 3, SIMS 1)
-    hidden_dim: int = 64
-    dropout: float = 0.1
+    hidden_dim: int = tunable(64, choices=(32, 64, 128, 256))  # multiples of 4 attention heads
+    dropout: float = tunable(0.1, low=0.0, high=0.5)
     task_loss: str = "l1"  # "l1" | "mse" for regression; classification always uses CE
 
     def dim(self, modality: str) -> int:
         return int(getattr(self, f"{modality}_dim"))
+
+
+def dataset_overrides(info: Any) -> dict[str, object]:
+    """The data-dependent `ModelConfig` fields of a dataset (`msakit.data.DatasetInfo`).
+
+    The config side owns these field names; the data package only states dims,
+    modalities, classes and label range.
+    """
+    out: dict[str, object] = {f"{m}_dim": int(d) for m, d in info.dims.items()}
+    out.update(modalities=tuple(info.modalities), num_classes=info.num_classes, label_range=info.label_range)
+    return out
 
 
 @dataclass
@@ -48,15 +119,15 @@ class TrainConfig:
     """The trainer's knobs. Selection and early stopping use the validation split only."""
 
     epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    batch_size: int = tunable(32, choices=(16, 32, 64))
+    lr: float = tunable(1e-3, low=1e-4, high=1e-2, log=True)
+    weight_decay: float = tunable(0.0, choices=(0.0, 1e-5, 1e-4, 1e-3))
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
     patience: int = 8  # epochs without validation improvement before stopping
     seeds: tuple[int, ...] = (1, 2, 3, 4, 5)
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     select_metric: str = ""  # empty: the dataset's metric set default (MAE / Acc)
-    modality_dropout: float = 0.0  # per-sample prob. of dropping each modality in training
+    modality_dropout: float = tunable(0.0, low=0.0, high=0.3)  # per-sample prob. of dropping each modality
     num_workers: int = 0
     # torch CPU threads while training; 0 keeps torch's default (one per core). The models here are
     # small: on a shared 2-core machine two threads ran 30x slower per epoch than one (oversubscription).
@@ -64,6 +135,9 @@ class TrainConfig:
     log_every: int = 0  # batches between progress-bar refreshes; 0 = per epoch
     progress: bool = True
     tensorboard: bool = True
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast on CUDA; on CPU bf16 autocast is slower, so refused)
+    compile: bool = False  # torch.compile the model before training (CUDA or CPU)
+    dist_timeout: float = 300.0  # seconds a collective waits for the other ranks before failing
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -134,15 +208,41 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def list_presets() -> list[str]:
+    """Names (`<model>/<dataset>`) of the presets shipped inside the package."""
+    return sorted(f"{p.parent.name}/{p.stem}" for p in PRESETS_DIR.glob("*/*.yaml"))
+
+
+def resolve_preset(name_or_path: str | Path) -> Path:
+    """An existing YAML file as given, else the shipped preset `<model>/<dataset>`; ConfigError otherwise."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = str(name_or_path).removesuffix(".yaml")
+    shipped = PRESETS_DIR / f"{name}.yaml"
+    if name.count("/") == 1 and shipped.is_file():
+        return shipped
+    raise ConfigError(
+        f"preset {str(name_or_path)!r}: no such file and no shipped preset of that name; "
+        f"shipped: {', '.join(list_presets()) or 'none'}"
+    )
+
+
 def load_yaml_overrides(path: str | Path) -> dict[str, dict[str, Any]]:
-    """A preset file: top-level sections `model:` and `train:` with field overrides."""
-    path = Path(path)
+    """A preset (a file, or a shipped `<model>/<dataset>`): sections `model:` and `train:` of overrides."""
+    path = resolve_preset(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read preset: {exc}") from exc
     if not isinstance(data, dict) or set(data) - {"model", "train"}:
         raise ConfigError(f"{path}: a preset has only the sections 'model' and 'train'")
+    for section, fields in data.items():
+        if fields is not None and not isinstance(fields, dict):
+            raise ConfigError(f"{path}: section {section!r} must map field names to values")
     return {k: dict(v or {}) for k, v in data.items()}
 
 
@@ -152,9 +252,15 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 __all__ = [
     "ModelConfig",
+    "SearchRange",
     "TrainConfig",
     "apply_overrides",
     "config_to_dict",
+    "dataset_overrides",
+    "list_presets",
     "load_yaml_overrides",
     "parse_override",
+    "resolve_preset",
+    "search_ranges",
+    "tunable",
 ]

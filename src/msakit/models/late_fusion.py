@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from msakit.batch import Batch, ModelOutput, modality_index
-from msakit.config import ModelConfig
+from msakit.config import ModelConfig, tunable
 from msakit.layers import MLP, SequenceEncoder, masked_softmax
 from msakit.models.base import MSAModel
 from msakit.registry import register_model
@@ -24,8 +24,8 @@ from msakit.registry import register_model
 
 @dataclass
 class LateFusionConfig(ModelConfig):
-    encoder: str = "transformer"  # SequenceEncoder kind: mean | lstm | transformer
-    unimodal_weight: float = 0.5  # weight of each unimodal head's own task loss
+    encoder: str = tunable("transformer", choices=("mean", "lstm", "transformer"))  # SequenceEncoder kind
+    unimodal_weight: float = tunable(0.5, low=0.0, high=1.0)  # weight of each unimodal head's own task loss
 
 
 @register_model("late_fusion")

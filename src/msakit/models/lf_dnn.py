@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from msakit.batch import Batch, ModelOutput
-from msakit.config import ModelConfig
+from msakit.config import ModelConfig, tunable
 from msakit.layers import MLP
 from msakit.layers.tensor_fusion import ModalitySubNet
 from msakit.models.base import MSAModel
@@ -38,7 +38,7 @@ from msakit.registry import register_model
 class LFDNNConfig(ModelConfig):
     text_encoder: str = "lstm"  # SequenceEncoder kind for text (the paper's LSTM)
     other_encoder: str = "mean"  # for audio and visual (the paper averages over time)
-    fusion_depth: int = 2  # hidden layers of the post-fusion MLP
+    fusion_depth: int = tunable(2, low=1, high=3)  # hidden layers of the post-fusion MLP
 
 
 @register_model("lf_dnn")

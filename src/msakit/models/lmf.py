@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from msakit.batch import Batch, ModelOutput
-from msakit.config import ModelConfig
+from msakit.config import ModelConfig, tunable
 from msakit.layers.tensor_fusion import LowRankFusion, ModalitySubNet
 from msakit.models.base import MSAModel
 from msakit.registry import register_model
@@ -35,7 +35,7 @@ from msakit.registry import register_model
 
 @dataclass
 class LMFConfig(ModelConfig):
-    rank: int = 4  # R, the rank of the fusion weight tensor (MMSA MOSI: 4)
+    rank: int = tunable(4, choices=(2, 4, 8, 16))  # R, the rank of the fusion weight tensor (MMSA MOSI: 4)
     text_encoder: str = "lstm"  # SequenceEncoder kind for text (the paper's LSTM)
     other_encoder: str = "mean"  # audio and visual: averaged over time
     text_out: int = 32  # width of z_text

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msakit.batch import Batch, ModelOutput
-from msakit.config import ModelConfig
+from msakit.config import ModelConfig, tunable
 from msakit.layers import MLP, SequenceEncoder
 from msakit.layers.encoders import modality_encoders
 from msakit.models.base import MSAModel
@@ -47,9 +47,9 @@ from msakit.registry import register_model
 class MISAConfig(ModelConfig):
     text_encoder: str = "mean"  # over MiniLM token states (the paper's BERT)
     other_encoder: str = "lstm"  # audio and visual (the paper's sLSTM)
-    sim_weight: float = 0.3  # α, CMD similarity loss
-    diff_weight: float = 0.1  # β, orthogonality loss
-    recon_weight: float = 1.0  # γ, reconstruction loss
+    sim_weight: float = tunable(0.3, low=0.01, high=1.0, log=True)  # α, CMD similarity loss
+    diff_weight: float = tunable(0.1, low=0.01, high=1.0, log=True)  # β, orthogonality loss
+    recon_weight: float = tunable(1.0, low=0.1, high=2.0, log=True)  # γ, reconstruction loss
     cmd_moments: int = 5  # K, central moments matched by CMD
 
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from msakit.batch import Batch, ModelOutput
-from msakit.config import ModelConfig
+from msakit.config import ModelConfig, tunable
 from msakit.layers import MLP, info_nce
 from msakit.layers.encoders import modality_encoders
 from msakit.models.base import MSAModel
@@ -47,8 +47,8 @@ from msakit.registry import register_model
 class MMIMConfig(ModelConfig):
     text_encoder: str = "mean"  # over MiniLM token states (the paper's BERT)
     other_encoder: str = "lstm"  # audio and visual (the paper's bidirectional LSTM)
-    cpc_weight: float = 0.1  # α, fusion-level CPC (InfoNCE) loss
-    ba_weight: float = 0.1  # β, input-level BA lower bound
+    cpc_weight: float = tunable(0.1, low=0.01, high=1.0, log=True)  # α, fusion-level CPC (InfoNCE) loss
+    ba_weight: float = tunable(0.1, low=0.01, high=1.0, log=True)  # β, input-level BA lower bound
     cpc_temperature: float = 1.0  # the paper's code scores normalised vectors without temperature
 
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {

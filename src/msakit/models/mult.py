@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from msakit.batch import Batch, ModelOutput
-from msakit.config import ModelConfig
+from msakit.config import ModelConfig, tunable
 from msakit.layers import MLP, CrossModalAttention, PositionalEncoding, SequenceEncoder
 from msakit.models.base import MSAModel
 from msakit.registry import register_model
@@ -39,12 +39,12 @@ from msakit.registry import register_model
 
 @dataclass
 class MulTConfig(ModelConfig):
-    hidden_dim: int = 32  # d, the common width (MMSA MOSI: 30 with 5 heads)
+    hidden_dim: int = tunable(32, choices=(16, 32, 48, 64))  # d, the common width (MMSA MOSI: 30 with 5 heads)
     heads: int = 4
     cross_layers: int = 2  # D, layers per crossmodal transformer (MMSA MOSI: 4; 2 keeps CPU time low)
     self_layers: int = 1  # layers of the self-attention transformer over each target
-    attn_dropout: float = 0.1
-    embed_dropout: float = 0.2  # dropout on the projected inputs
+    attn_dropout: float = tunable(0.1, low=0.0, high=0.3)
+    embed_dropout: float = tunable(0.2, low=0.0, high=0.4)  # dropout on the projected inputs
 
 
 class CrossmodalTransformer(nn.Module):

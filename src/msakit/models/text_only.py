@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from msakit.batch import Batch, ModelOutput, modality_index
-from msakit.config import ModelConfig
+from msakit.config import ModelConfig, tunable
 from msakit.errors import ConfigError
 from msakit.layers import MLP, SequenceEncoder
 from msakit.models.base import MSAModel
@@ -23,8 +23,8 @@ from msakit.registry import register_model
 
 @dataclass
 class TextOnlyConfig(ModelConfig):
-    encoder: str = "transformer"  # SequenceEncoder kind over token states: mean | lstm | transformer
-    head_depth: int = 1
+    encoder: str = tunable("transformer", choices=("mean", "lstm", "transformer"))  # over token states
+    head_depth: int = tunable(1, low=1, high=3)
     finetune_text: bool = False  # fine-tune MiniLM on raw text instead of precomputed features
     text_lr: float = 2e-5  # learning rate of the fine-tuned encoder
     max_tokens: int = 50

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from msakit.batch import Batch, ModelOutput
-from msakit.config import ModelConfig
+from msakit.config import ModelConfig, tunable
 from msakit.layers import MLP
 from msakit.layers.tensor_fusion import ModalitySubNet, tensor_fusion
 from msakit.models.base import MSAModel
@@ -39,10 +39,10 @@ from msakit.registry import register_model
 class TFNConfig(ModelConfig):
     text_encoder: str = "lstm"  # SequenceEncoder kind for text (the paper's LSTM)
     other_encoder: str = "mean"  # audio and visual: averaged over time, as in the paper
-    text_out: int = 32  # width of z_text (MMSA MOSI: 32)
+    text_out: int = tunable(32, choices=(16, 32, 64))  # width of z_text (MMSA MOSI: 32)
     other_out: int = 8  # width of z_audio and z_visual, kept small: |z| grows as their product
-    post_fusion_dim: int = 64  # width of the inference sub-network's hidden layers
-    post_fusion_dropout: float = 0.2
+    post_fusion_dim: int = tunable(64, choices=(32, 64, 128))  # width of the inference sub-network's hidden layers
+    post_fusion_dropout: float = tunable(0.2, low=0.0, high=0.5)
 
 
 @register_model("tfn")
