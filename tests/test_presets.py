@@ -1,4 +1,4 @@
-"""Every shipped preset (`presets/<model>/<dataset>.yaml`) names a registered model and valid fields."""
+"""Every shipped preset (`src/msakit/presets/<model>/<dataset>.yaml`) names a registered model and valid fields."""
 
 from __future__ import annotations
 
@@ -6,20 +6,60 @@ from pathlib import Path
 
 import pytest
 
-from msakit.config import load_yaml_overrides
+from msakit.config import PRESETS_DIR, list_presets, load_yaml_overrides, resolve_preset
+from msakit.errors import ConfigError
 from msakit.registry import build_config, list_models
 from msakit.training.trainer import train_config_from
 
-PRESETS = sorted((Path(__file__).resolve().parents[1] / "presets").glob("*/*.yaml"))
+PRESETS = sorted(PRESETS_DIR.glob("*/*.yaml"))
 
 
-def test_presets_exist() -> None:
-    assert PRESETS, "presets/ holds no <model>/<dataset>.yaml file"
+def test_presets_ship_inside_the_package() -> None:
+    assert PRESETS, f"{PRESETS_DIR} holds no <model>/<dataset>.yaml file"
+    assert PRESETS_DIR.parent.name == "msakit"
+    assert "tecafn/mosi" in list_presets()
 
 
-@pytest.mark.parametrize("path", PRESETS, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_preset_fields_validate(path: Path) -> None:
     assert path.parent.name in list_models(), f"{path}: folder must be a registered model name"
     preset = load_yaml_overrides(path)
+    assert preset, f"{path}: empty preset"
     build_config(path.parent.name, preset.get("model", {}))  # ConfigError names any unknown or mistyped field
     train_config_from(preset.get("train", {}))
+
+
+def test_preset_name_and_path_resolve_to_the_same_file(tmp_path: Path) -> None:
+    assert resolve_preset("tecafn/mosi") == PRESETS_DIR / "tecafn" / "mosi.yaml"
+    assert load_yaml_overrides("tecafn/mosi") == load_yaml_overrides(PRESETS_DIR / "tecafn" / "mosi.yaml")
+    own = tmp_path / "mine.yaml"
+    own.write_text("train:\n  lr: 0.01\n")
+    assert load_yaml_overrides(own) == {"train": {"lr": 0.01}}
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [("model: [1, 2]\n", "must map field names"), ("other: {}\n", "only the sections"), ("a: [\n", "cannot read")],
+)
+def test_bad_preset_is_one_config_error(tmp_path: Path, text: str, match: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_yaml_overrides(bad)
+
+
+def test_unknown_preset_name_lists_the_shipped_ones() -> None:
+    with pytest.raises(ConfigError, match="tecafn/mosi"):
+        resolve_preset("late_fusion/nowhere")
+
+
+def test_train_reads_a_preset_by_name() -> None:
+    from msakit.cli import build_parser, main
+    from msakit.cli.common import overrides_from
+
+    argv = ["train", "--model", "tssp_msa", "--data", "synthetic", "--preset", "tssp_msa/missing_modalities"]
+    args = build_parser().parse_args([*argv, "-t", "epochs=3"])
+    model, train = overrides_from(args)
+    assert model == {} and train.modality_dropout == 0.3 and train.patience == 5
+    assert train.epochs == 3  # -t overrides the preset
+    assert main(["train", "--model", "tssp_msa", "--data", "synthetic", "--preset", "nope/none"]) == 2

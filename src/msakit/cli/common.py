@@ -14,7 +14,10 @@ FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
 def add_training_options(parser: argparse.ArgumentParser, *, default_epochs: int | None = None) -> None:
     group = parser.add_argument_group("training")
-    group.add_argument("--preset", type=Path, help="YAML file with 'model:' and 'train:' sections of field overrides")
+    group.add_argument(
+        "--preset",
+        help="a shipped preset <model>/<dataset> (e.g. tecafn/mosi) or a YAML file with 'model:' and 'train:' sections",
+    )
     group.add_argument(
         "-m",
         "--model-opt",

@@ -44,7 +44,7 @@ Interpretations (where the paper leaves a choice):
 - The paper gives no per-modality weights, so `modality_weights` is None.
 - Defaults are the paper's (p = 0.7, num = 3, γ1 = γ2 = 0.1, no text Transformer, since
   its BERT is the text encoder). For msakit's MOSI (frozen MiniLM states, utterance-level
-  audio) `presets/tecafn_mosi.yaml` holds the configuration chosen on the validation
+  audio) preset `tecafn/mosi` (src/msakit/presets/) holds the configuration chosen on the validation
   split (text_layers = 1, dropout 0.3, p = 0.3, lr 5e-4); docs/models/tecafn.md has the search.
 """
 
