@@ -54,6 +54,7 @@ from msakit.batch import MODALITIES, Batch, ModelOutput, masked_mean, modality_i
 from msakit.config import ModelConfig
 from msakit.errors import ConfigError
 from msakit.layers import MLP, CrossModalAttention, SequenceEncoder, info_nce, masked_softmax
+from msakit.layers.fusion import mean_of_others
 from msakit.layers.prompts import DisentangledPrompts, PromptedEncoder
 from msakit.models.base import Capabilities, MSAModel
 from msakit.registry import register_model
@@ -143,7 +144,7 @@ class ProMMA(MSAModel):
         prob = torch.zeros(present.shape, dtype=pooled.dtype, device=pooled.device)
         imputation: list[Tensor] = []
         if self.multi:
-            ctx, has_ctx = _others_mean(pooled.detach(), present)  # (B, m, H), (B, m)
+            ctx, has_ctx = mean_of_others(pooled.detach(), present)  # (B, m, H), (B, m)
             logits = torch.cat([self.evaluators[m](ctx[:, i]) for i, m in enumerate(mods)], dim=-1)  # (B, m)
             prob = torch.sigmoid(logits)
             wanted = {"learned": logits > 0, "always": torch.ones_like(present), "never": torch.zeros_like(present)}
@@ -203,7 +204,7 @@ class ProMMA(MSAModel):
             attended = self.cross[m](slots[m], keys, key_mask).mean(1)  # (B, H)
             reps.append(torch.where(key_mask.any(1, keepdim=True), attended, own[:, i]))
         rep = torch.stack(reps, dim=1)  # (B, m, H)
-        context, has_ctx = _others_mean(own, avail)  # (B, m, H)
+        context, has_ctx = mean_of_others(own, avail)  # (B, m, H)
         q = F.normalize(self.critic_q(rep), dim=-1)
         k = F.normalize(self.critic_k(context), dim=-1)
         scores = (q * k).sum(-1) / self.config.temperature  # pointwise critic score, (B, m)
@@ -242,15 +243,6 @@ class ProMMA(MSAModel):
         if self.is_classifier:
             return F.cross_entropy(pred, y.long(), reduction="none")
         return (pred - y.float()).abs()
-
-
-def _others_mean(x: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
-    """Per modality, the mean of x over the *other* present modalities (B, m, H), and whether any exists (B, m)."""
-    w = present.to(x.dtype)  # (B, m)
-    total = (x * w.unsqueeze(-1)).sum(1, keepdim=True)  # (B, 1, H)
-    count = w.sum(1, keepdim=True) - w  # (B, m): others present
-    mean = (total - x * w.unsqueeze(-1)) / count.clamp_min(1.0).unsqueeze(-1)
-    return mean, count > 0
 
 
 def _place_first(seq: Tensor, mask: Tensor, token: Tensor, where: Tensor) -> tuple[Tensor, Tensor]:
