@@ -6,20 +6,30 @@ from msakit.layers.encoders import PositionalEncoding, SequenceEncoder
 from msakit.layers.fusion import masked_softmax
 from msakit.layers.gated_fusion import GatedResidualFusion
 from msakit.layers.mlp import MLP
+from msakit.layers.moe import MixtureOfExperts, MoEOutput
+from msakit.layers.reliability import ReliabilityEstimator, trust_weights
 from msakit.layers.tensor_fusion import LowRankFusion, ModalitySubNet
 from msakit.layers.time2vec import Time2Vec
+from msakit.layers.uncertainty import HeteroscedasticHead, gaussian_nll, predictive_entropy
 
 __all__ = [
     "MLP",
     "CrossModalAttention",
     "GatedResidualFusion",
+    "HeteroscedasticHead",
     "LowRankFusion",
+    "MixtureOfExperts",
+    "MoEOutput",
     "ModalitySubNet",
     "PositionalEncoding",
+    "ReliabilityEstimator",
     "SequenceEncoder",
     "Time2Vec",
+    "gaussian_nll",
     "info_nce",
     "masked_softmax",
+    "predictive_entropy",
     "safe_key_padding_mask",
     "symmetric_info_nce",
+    "trust_weights",
 ]
