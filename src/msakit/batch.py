@@ -33,6 +33,57 @@ def modality_index(name: str) -> int:
 
 
 @dataclass
+class DialogueContext:
+    """The preceding turns of each sample's dialogue, carried in `Batch.context`.
+
+    K is the context window: up to K preceding turns, right-aligned (the newest preceding
+    turn at index K-1); a sample with fewer has unused slots on the left, mask False.
+    A dialogue's first turn has no preceding turn: its mask row is all False.
+
+    dialogue_ids: dialogue of each sample, length B.
+    turns:        (B,) long, the sample's turn index within its dialogue.
+    speakers:     speaker of each sample, length B ("" when unknown).
+    features:     modality -> (B, K, D) each preceding turn's mean-pooled features.
+    mask:         (B, K) bool, True where a preceding turn exists.
+    present:      (B, K, M) bool, True where that turn has the modality.
+    same_speaker: (B, K) bool, True where that turn's speaker is the sample's.
+    """
+
+    dialogue_ids: list[str]
+    turns: Tensor
+    speakers: list[str]
+    features: dict[str, Tensor]
+    mask: Tensor
+    present: Tensor
+    same_speaker: Tensor
+
+    @property
+    def window(self) -> int:
+        return int(self.mask.shape[1])
+
+    def to(self, device: torch.device | str) -> DialogueContext:
+        return replace(
+            self,
+            turns=self.turns.to(device),
+            features={m: x.to(device) for m, x in self.features.items()},
+            mask=self.mask.to(device),
+            present=self.present.to(device),
+            same_speaker=self.same_speaker.to(device),
+        )
+
+    def drop_modalities(self, modalities: Iterable[str], samples: Tensor) -> DialogueContext:
+        """A copy where `modalities` are absent from the context of `samples` ((B,) bool)."""
+        features, present = dict(self.features), self.present.clone()
+        for m in modalities:
+            if m not in features:
+                continue
+            keep = ~samples
+            features[m] = features[m] * keep[:, None, None].to(features[m].dtype)
+            present[:, :, modality_index(m)] &= keep[:, None]
+        return replace(self, features=features, present=present)
+
+
+@dataclass
 class Batch:
     """A padded mini-batch of multimodal samples.
 
@@ -43,6 +94,7 @@ class Batch:
     ids:      sample ids, length B.
     raw_text: the untokenised transcripts, when the dataset has them.
     targets:  further named targets (e.g. unimodal labels "label_T"), each (B,).
+    context:  the preceding dialogue turns (`DialogueContext`), when the data is dialogue.
     """
 
     features: dict[str, Tensor]
@@ -52,6 +104,7 @@ class Batch:
     ids: list[str]
     raw_text: list[str] | None = None
     targets: dict[str, Tensor] = field(default_factory=dict)
+    context: DialogueContext | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.features) - set(MODALITIES)
@@ -84,6 +137,7 @@ class Batch:
             present=self.present.to(device),
             labels=self.labels.to(device),
             targets={k: v.to(device) for k, v in self.targets.items()},
+            context=self.context.to(device) if self.context is not None else None,
         )
 
     def drop_modalities(self, modalities: Iterable[str], samples: Tensor | None = None) -> Batch:
@@ -101,7 +155,8 @@ class Batch:
             features[m] = features[m] * keep[:, None, None].to(features[m].dtype)
             masks[m] = masks[m] & keep[:, None]
             present[:, modality_index(m)] &= keep
-        return replace(self, features=features, masks=masks, present=present)
+        context = self.context.drop_modalities(modalities, samples) if self.context is not None else None
+        return replace(self, features=features, masks=masks, present=present, context=context)
 
 
 @dataclass

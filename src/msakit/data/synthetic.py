@@ -24,6 +24,7 @@ import numpy as np
 
 from msakit.batch import MODALITIES
 from msakit.data.core import DatasetInfo, ModalityArrays, MSADataset, SplitData
+from msakit.data.dialogue import DialogueIndex, carryover_labels, with_dialogue
 from msakit.errors import ConfigError
 
 ROLES: tuple[str, ...] = ("informative", "noisy", "missing", "conflicting")
@@ -43,6 +44,9 @@ class SyntheticConfig:
     signal: float = 1.0  # signal amplitude relative to unit noise
     noise: float = 1.0
     seed: int = 0
+    # > 0: samples form dialogues of this many turns whose sentiment carries over (msakit.data.dialogue)
+    dialogue_turns: int = 0
+    carryover: float = 0.8  # y_t = carryover·y_{t-1} + √(1 − carryover²)·ε within a dialogue
 
 
 PRESETS: dict[str, SyntheticConfig] = {
@@ -58,6 +62,9 @@ PRESETS: dict[str, SyntheticConfig] = {
     "noisy": SyntheticConfig(role_probs={m: (0.7, 0.3, 0.0, 0.0) for m in MODALITIES}),
     # all clean: an upper bound
     "clean": SyntheticConfig(role_probs={m: (1.0, 0.0, 0.0, 0.0) for m in MODALITIES}),
+    # dialogues of 6 turns whose sentiment carries over; each modality is noise for 40 % of
+    # utterances, so the preceding turns tell what the current one may not (CAGMamba)
+    "dialogue": SyntheticConfig(dialogue_turns=6, role_probs={m: (0.6, 0.4, 0.0, 0.0) for m in MODALITIES}),
 }
 
 
@@ -98,7 +105,10 @@ def _make_split(
     lengths: dict[str, int],
     directions: dict[str, np.ndarray],
 ) -> SplitData:
-    y = np.clip(rng.normal(0.0, 1.5, n), -3, 3).round(1).astype(np.float32)
+    if config.dialogue_turns > 0:
+        y, dialogue_ids, turns, speakers = carryover_labels(rng, n, config.dialogue_turns, config.carryover)
+    else:
+        y = np.clip(rng.normal(0.0, 1.5, n), -3, 3).round(1).astype(np.float32)
     roles = _draw_roles(config, rng, n, mods)
     informative = np.full(n, -1, dtype=np.int64)
     if config.one_informative:
@@ -123,7 +133,11 @@ def _make_split(
         targets[f"role_{m}"] = role.astype(np.int64)
     targets["informative"] = informative
     ids = [f"{split}_{i:05d}" for i in range(n)]
-    return SplitData(labels=y, ids=ids, modalities=modality_arrays, targets=targets)
+    data = SplitData(labels=y, ids=ids, modalities=modality_arrays, targets=targets)
+    if config.dialogue_turns > 0:
+        dialogue_ids = [f"{split}_{d}" for d in dialogue_ids]
+        return with_dialogue(data, DialogueIndex.build(dialogue_ids, turns, speakers, ids=ids, source=split))
+    return data
 
 
 def _draw_roles(
