@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 
 from msakit.batch import MODALITIES
-from msakit.data import validate
 from msakit.data.core import SPLITS, DatasetInfo, ModalityArrays, MSADataset, SplitData
 from msakit.errors import DataError
 
@@ -50,10 +49,13 @@ def read_folder(path: str | Path) -> MSADataset:
     for m, mmeta in meta["modalities"].items():
         if m not in MODALITIES:
             raise DataError(f"unknown modality {m!r}; expected one of {MODALITIES}", path=root / "meta.json", field=m)
-        values = validate.load_array(root / f"{m}.npy", m)
-        lengths = validate.load_array(root / f"{m}.lengths.npy", f"{m}_lengths", lengths=True)
+        values = _load_array(root / f"{m}.npy", m)
+        lengths = _load_array(root / f"{m}.lengths.npy", f"{m}_lengths")
         id_file = root / f"{m}.ids.txt"
-        row_ids = validate.read_ids(id_file)
+        try:
+            row_ids = id_file.read_text().splitlines()
+        except OSError as exc:
+            raise DataError(f"cannot read: {exc}", path=id_file, field="id") from exc
         if values.ndim != 3 or len(row_ids) != values.shape[0] or lengths.shape != (values.shape[0],):
             raise DataError(
                 f"{m}.npy has shape {values.shape}, {m}.lengths.npy {lengths.shape} and {m}.ids.txt "
@@ -87,9 +89,7 @@ def read_folder(path: str | Path) -> MSADataset:
         dims=dims,
         class_names=tuple(meta.get("class_names", ())),
         description=str(meta.get("description", "")),
-        features={m: f for m, f in ((m, feature_set_id(meta["modalities"][m])) for m in dims) if f},
     )
-    validate.check_class_labels(labels["label"], info.num_classes, root / "labels.csv", labels["id"].tolist())
     splits: dict[str, SplitData] = {}
     for split in SPLITS:
         part = labels[labels["split"] == split]
@@ -127,20 +127,6 @@ def _with_dialogue(split: SplitData, part: pd.DataFrame, path: Path) -> SplitDat
         part["dialogue"].astype(str).tolist(), turns.to_numpy(np.int64), speakers, ids=split.ids, source=str(path)
     )
     return with_dialogue(split, index)
-
-
-def feature_set_id(modality_meta: Mapping[str, Any]) -> str:
-    """What a modality's features are, from its meta.json entry: extractor (+ model), width.
-
-    E.g. "minilm-l6-v2-tokens (sentence-transformers/all-MiniLM-L6-v2), 384-d". Empty when
-    the entry names no extractor (then only the width is checked against a checkpoint).
-    """
-    extractor = str(modality_meta.get("extractor", ""))
-    if not extractor:
-        return ""
-    model = str(modality_meta.get("model", ""))
-    dim = modality_meta.get("dim")
-    return extractor + (f" ({model})" if model else "") + (f", {int(dim)}-d" if dim is not None else "")
 
 
 def _rows_view(values: np.ndarray, lengths: np.ndarray, rows: np.ndarray) -> ModalityArrays:
@@ -186,13 +172,15 @@ class _Gather:
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
-    meta = validate.read_json(path, "dataset metadata")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read dataset metadata: {exc}", path=path) from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataError(f"not an msakit dataset (format must be {FORMAT!r})", path=path, field="format")
     for key in ("metric_set", "modalities"):
         if key not in meta:
             raise DataError("required key missing", path=path, field=key)
-    validate.check_meta(meta, path)
     return meta
 
 
@@ -215,6 +203,13 @@ def _read_labels(path: Path, *, regression: bool) -> pd.DataFrame:
         raise DataError(f"label is missing, non-numeric, NaN or Inf (first at id {first!r})", path=path, field="label")
     frame["label"] = labels
     return frame
+
+
+def _load_array(path: Path, field_name: str) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read array: {exc}", path=path, field=field_name) from exc
 
 
 def write_folder(
@@ -241,7 +236,7 @@ def write_folder(
         meta = {
             "format": FORMAT,
             "version": 1,
-            **{k: v for k, v in asdict(info).items() if k not in ("dims", "features")},  # both live per modality
+            **{k: v for k, v in asdict(info).items() if k != "dims"},
             "modalities": {},
         }
         for m, (values, lengths, ids) in modalities.items():
