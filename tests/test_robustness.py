@@ -295,7 +295,9 @@ def test_gradient_logger_param_source(tiny_dataset):
     logger = GradientNormLogger(("text", "audio", "visual"), source="params")
     batch = logger(_batch(tiny_dataset, "train"), _rng())
     model.task_loss(model(batch).prediction, batch.labels).backward()
-    logger.on_after_backward(model, batch, 0)
+    from msakit.training.engine import FitState
+
+    logger.on_after_backward(FitState(model=model), batch)
     assert all(logger.steps[0][m] > 0 for m in ("text", "audio", "visual"))
 
 

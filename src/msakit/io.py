@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,3 +49,62 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, payload: Any) -> Path:
     return atomic_write_text(path, json.dumps(payload, indent=2))
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def stale_dir_prefix(path: str | Path) -> str:
+    """The name prefix of `atomic_dir`'s temporary siblings of `path` (for cleaning up)."""
+    return f".{Path(path).name}.tmp-"
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """A temporary sibling folder to fill; it becomes `path` only once the block succeeds.
+
+    Every file is fsynced, then the folder is renamed into place (an existing `path` is
+    moved to `.NAME.old` first and removed after), so a reader, or a run killed at any
+    moment, sees the old folder or the complete new one. A kill between the two renames
+    leaves only `.NAME.old`, which `recover_dir` puts back.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=stale_dir_prefix(path), dir=path.parent))
+    try:
+        yield tmp
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                _fsync_path(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it 0700
+        _fsync_path(tmp)
+        old = path.with_name(f".{path.name}.old")
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        _fsync_path(path.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def recover_dir(path: str | Path) -> Path | None:
+    """`path` if it exists, else its `.NAME.old` left by an interrupted `atomic_dir` swap
+    (renamed back); stale temporary siblings are removed. None when neither exists."""
+    path = Path(path)
+    if path.parent.is_dir():
+        for stale in path.parent.glob(stale_dir_prefix(path) + "*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and old.is_dir():
+        os.replace(old, path)
+    return path if path.exists() else None

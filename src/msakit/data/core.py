@@ -7,8 +7,10 @@ per modality, a (N, L, D) array, per-sample lengths and a per-sample presence fl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -17,7 +19,11 @@ from torch.utils.data import DataLoader
 from msakit.batch import MODALITIES, Batch
 from msakit.errors import DataError
 
+#: the split names the readers write; a dataset may carry others (validated when read)
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
+#: the splits training cannot do without (`test` is optional: without it no test score is reported)
+REQUIRED_SPLITS: tuple[str, ...] = ("train", "valid")
+_SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 METRIC_SETS = ("mosi", "sims", "classification")
 
 
@@ -32,6 +38,9 @@ class DatasetInfo:
     dims: Mapping[str, int] = field(default_factory=dict)  # modality -> feature width
     class_names: tuple[str, ...] = ()
     description: str = ""
+    # modality -> the feature set it holds (extractor / text encoder and width), recorded in every
+    # checkpoint; applying a checkpoint to another feature set is an error (msakit.training.compat)
+    features: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.metric_set not in METRIC_SETS:
@@ -42,10 +51,10 @@ class DatasetInfo:
         return tuple(m for m in MODALITIES if m in self.dims)
 
     def model_overrides(self) -> dict[str, object]:
-        """The data-dependent model config fields."""
-        out: dict[str, object] = {f"{m}_dim": d for m, d in self.dims.items()}
-        out.update(modalities=self.modalities, num_classes=self.num_classes, label_range=self.label_range)
-        return out
+        """The data-dependent model config fields (the config side owns the field names)."""
+        from msakit.config import dataset_overrides
+
+        return dataset_overrides(self)
 
 
 @dataclass
@@ -103,16 +112,126 @@ class SplitData:
         )
 
     def loader(self, batch_size: int, *, shuffle: bool, seed: int = 0, num_workers: int = 0) -> DataLoader[Batch]:
-        """Batches of this split; shuffling is seeded so runs are reproducible."""
-        generator = torch.Generator().manual_seed(seed)
-        return DataLoader(
-            range(len(self)),  # type: ignore[arg-type]
-            batch_size=batch_size,
-            shuffle=shuffle,
-            generator=generator,
-            collate_fn=self.batch,
-            num_workers=num_workers,
-        )
+        """Batches of this split in one process (a thin wrapper over `RandomBatches` + `collate`)."""
+        batches = RandomBatches().batches(self, batch_size, shuffle=shuffle, seed=seed)
+        return collate(self, batches, num_workers=num_workers)
+
+
+class Sampler(Protocol):
+    """Orders a split into *global* batches of sample indices.
+
+    The plug point for batch order: `RandomBatches` (the default) shuffles, a
+    dialogue-ordered sampler keeps a conversation's turns together. Sharding over
+    processes is not the sampler's business: `DataModule` splits every global batch
+    across ranks, so any sampler works unchanged under distributed training.
+    """
+
+    def batches(self, split: SplitData, batch_size: int, *, shuffle: bool, seed: int) -> list[list[int]]: ...
+
+
+@dataclass(frozen=True)
+class RandomBatches:
+    """Consecutive batches of a seeded permutation (or of the split order when not shuffling)."""
+
+    drop_last: bool = False
+
+    def batches(self, split: SplitData, batch_size: int, *, shuffle: bool, seed: int) -> list[list[int]]:
+        n = len(split)
+        order = list(range(n))
+        if shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+        stop = n - n % batch_size if self.drop_last else n
+        return [order[i : i + batch_size] for i in range(0, stop, batch_size)]
+
+
+def collate(split: SplitData, batches: Sequence[Sequence[int]], *, num_workers: int = 0) -> DataLoader[Batch]:
+    """A loader yielding `split.batch(indices)` for each index list, in order."""
+    return DataLoader(
+        range(len(split)),  # type: ignore[arg-type]
+        batch_sampler=[list(b) for b in batches],
+        collate_fn=split.batch,
+        num_workers=num_workers,
+    )
+
+
+def shard(batch: Sequence[int], rank: int, world_size: int) -> tuple[list[int], float]:
+    """This rank's part of a global batch and its loss weight.
+
+    The weight `local * world / global` makes the ranks' averaged gradient equal to the
+    gradient of the whole batch's mean loss even when the parts are uneven. A rank left
+    without a sample (a last batch smaller than the world) reruns the first sample with
+    weight 0, so every rank takes part in every gradient all-reduce.
+    """
+    n = len(batch)
+    lo, hi = rank * n // world_size, (rank + 1) * n // world_size
+    if hi == lo:
+        return [batch[0]], 0.0
+    return list(batch[lo:hi]), (hi - lo) * world_size / n
+
+
+@dataclass
+class DataModule:
+    """Sampler and collation of a dataset's splits for training and evaluation, in one object.
+
+    rank / world_size: this process's place in a distributed run (1 process: 0 / 1).
+    Training batches are the sampler's global batches, each split across ranks by
+    `shard`; evaluation gives every rank a contiguous, unpadded slice so that the
+    gathered predictions hold each sample exactly once, in split order.
+    """
+
+    dataset: MSADataset
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    sampler: Sampler = field(default_factory=RandomBatches)
+    num_workers: int = 0
+    rank: int = 0
+    world_size: int = 1
+    train_split: str = "train"
+    valid_split: str = "valid"
+
+    def __post_init__(self) -> None:
+        for name in (self.train_split, self.valid_split):
+            self.dataset.split(name)  # DataError naming the split when it is missing
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise DataError(
+                f"batch sizes must be >= 1, got {self.batch_size} / {self.eval_batch_size}", field="batch_size"
+            )
+        n = len(self.train)
+        if self.world_size > n:
+            raise DataError(
+                f"world size {self.world_size} is larger than the training split ({n} samples); "
+                "use at most that many processes",
+                path=self.dataset.source or self.dataset.info.name,
+                field=self.train_split,
+            )
+
+    @property
+    def train(self) -> SplitData:
+        return self.dataset.split(self.train_split)
+
+    @property
+    def valid(self) -> SplitData:
+        return self.dataset.split(self.valid_split)
+
+    def has_split(self, name: str) -> bool:
+        return name in self.dataset.splits
+
+    def train_batches(self, *, seed: int) -> tuple[DataLoader[Batch], list[float]]:
+        """This rank's training batches for one epoch (seeded) and each one's loss weight."""
+        global_batches = self.sampler.batches(self.train, self.batch_size, shuffle=True, seed=seed)
+        parts = [shard(b, self.rank, self.world_size) for b in global_batches if b]
+        return collate(self.train, [p for p, _ in parts], num_workers=self.num_workers), [w for _, w in parts]
+
+    def eval_indices(self, split: SplitData) -> range:
+        """This rank's contiguous slice of `split` for evaluation (no padding, maybe empty)."""
+        n = len(split)
+        return range(self.rank * n // self.world_size, (self.rank + 1) * n // self.world_size)
+
+    def eval_batches(self, split: SplitData | str) -> DataLoader[Batch]:
+        split = self.dataset.split(split) if isinstance(split, str) else split
+        idx = list(self.eval_indices(split))
+        batches = [idx[i : i + self.eval_batch_size] for i in range(0, len(idx), self.eval_batch_size)]
+        return collate(split, batches, num_workers=0)
 
 
 @dataclass
@@ -125,6 +244,12 @@ class MSADataset:
 
     def __post_init__(self) -> None:
         for name, split in self.splits.items():
+            if not isinstance(name, str) or not _SPLIT_NAME.match(name):
+                raise DataError(
+                    f"split name {name!r} is not a plain name (letters, digits, '_', '-', '.')",
+                    path=self.source or self.info.name,
+                    field="split",
+                )
             validate_split(split, self.info, source=self.source or self.info.name, split_name=name)
 
     def split(self, name: str) -> SplitData:
@@ -144,6 +269,8 @@ def validate_split(split: SplitData, info: DatasetInfo, *, source: str, split_na
 
     def fail(message: str, field_name: str) -> DataError:
         return DataError(f"split {split_name!r}: {message}", path=source, field=field_name)
+
+    from msakit.data.validate import check_split
 
     n = len(split.ids)
     if len(set(split.ids)) != n:
@@ -167,6 +294,7 @@ def validate_split(split: SplitData, info: DatasetInfo, *, source: str, split_na
         first = _first_nonfinite(arr.values)
         if first is not None:
             raise fail(f"{m} has NaN or Inf values (first at id {split.ids[first]!r})", m)
+    check_split(split, info, fail, split_name)  # dtypes, lengths, class labels, features present
 
 
 def _first_nonfinite(values: np.ndarray, chunk: int = 4096) -> int | None:

@@ -31,6 +31,7 @@ from msakit.batch import Batch
 from msakit.io import atomic_write_text
 from msakit.models.base import MSAModel
 from msakit.robustness.perturbations import Perturbation, RobustnessError
+from msakit.training.engine import Callback, FitState
 
 
 def gini(values: Sequence[float]) -> float:
@@ -52,11 +53,17 @@ def equity_index(values: Sequence[float]) -> float:
 
 
 @dataclass
-class GradientNormLogger:
-    """Trainer callback + train transform logging per-modality gradient norms for the MLI."""
+class GradientNormLogger(Callback):
+    """Engine callback + train transform logging per-modality gradient norms for the MLI.
+
+    Each fit (one seed) starts a fresh log; at its end the summary is written to
+    `out_dir/seed<N>/mli.json` when `out_dir` is set (by rank 0 only).
+    """
 
     modalities: tuple[str, ...]
     source: str = "input"  # "input": ‖x ⊙ ∂L/∂x‖ per modality; "params": per-modality parameter names
+    out_dir: Path | None = None
+    note: dict[str, Any] = field(default_factory=dict)  # extra entries for mli.json
     steps: list[dict[str, float]] = field(default_factory=list)
     _leaves: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
@@ -75,13 +82,21 @@ class GradientNormLogger:
         # the model receives a non-leaf copy, so in-place ops inside a model stay legal
         return replace(batch, features={m: leaf * 1.0 for m, leaf in self._leaves.items()})
 
-    def on_after_backward(self, model: MSAModel, batch: Batch, step: int) -> None:
-        row: dict[str, float] = {"step": float(step)}
+    def on_fit_start(self, state: FitState) -> None:
+        self.reset()
+
+    def on_after_backward(self, state: FitState, batch: Batch) -> None:
+        row: dict[str, float] = {"step": float(state.step)}
         for m in self.modalities:
-            value = self._input_norm(m, batch) if self.source == "input" else self._param_norm(m, model)
+            value = self._input_norm(m, batch) if self.source == "input" else self._param_norm(m, state.model)
             if value is not None:
                 row[m] = value
         self.steps.append(row)
+
+    def on_fit_end(self, state: FitState) -> None:
+        if self.out_dir is not None and state.is_main:
+            summary = {**self.summary(), **self.note}
+            atomic_write_text(self.out_dir / f"seed{state.seed}" / "mli.json", json.dumps(summary, indent=1))
 
     def _input_norm(self, modality: str, batch: Batch) -> float | None:
         leaf = self._leaves.get(modality)
@@ -148,10 +163,18 @@ def fit_with_robustness(
     """Train like `msakit train`, optionally with `train_transform` (e.g. `RandomMissingRate`),
     and write OUT/seed<N>/mli.json from a `GradientNormLogger` when `log_gradients`."""
     from msakit.training import Trainer
-    from msakit.training.trainer import RunResult
 
     out_dir = Path(out_dir)
-    logger = GradientNormLogger(tuple(dataset.info.modalities), source=gradient_source) if log_gradients else None
+    logger = (
+        GradientNormLogger(
+            tuple(dataset.info.modalities),
+            source=gradient_source,
+            out_dir=out_dir,
+            note={"train_transform": repr(train_transform)},
+        )
+        if log_gradients
+        else None
+    )
     trainer = Trainer(
         model_name,
         dataset,
@@ -161,17 +184,7 @@ def fit_with_robustness(
         train_transform=chain(train_transform, logger),
         callbacks=[logger] if logger is not None else (),
     )
-    result = RunResult(model_name, dataset.info.name, trainer.metric_set.name)
-    for seed in trainer.cfg.seeds:
-        if logger is not None:
-            logger.reset()
-        result.seeds.append(trainer.fit_seed(seed))
-        if logger is not None:
-            summary = logger.summary()
-            summary["train_transform"] = repr(train_transform)
-            atomic_write_text(out_dir / f"seed{seed}" / "mli.json", json.dumps(summary, indent=1))
-    atomic_write_text(out_dir / "results.json", json.dumps(result.to_dict(), indent=2))
-    return result
+    return trainer.fit()
 
 
 def read_mli(checkpoint: str | Path) -> dict[str, Any] | None:

@@ -1,19 +1,24 @@
-"""Checkpoints: weights as safetensors, everything else as JSON. Nothing is unpickled.
+"""Checkpoints: weights as safetensors, everything else as JSON; one format, one writer.
 
-A checkpoint is a folder:
+A weights folder (model checkpoints, and the stage-1 pretraining outputs under their
+own file names) is written by `save_weights` through `msakit.io.atomic_dir`: it
+becomes visible only once every file in it is complete and fsynced.
+
+A model checkpoint (`seed<N>/best`, `seed<N>/last`) is a folder:
     model.safetensors   the model's state dict
-    config.json         {"model": name, "model_config": {...}, "train_config": {...},
-                         "dataset": {...}, "metrics": {...}, "msakit_version": ...}
-Writes go to a temporary sibling that is renamed into place, so an interrupted save
-never leaves a half-written checkpoint and the previous one stays intact.
+    config.json         {"format": 2, "model": name, "model_config": {...},
+                         "train_config": {...}, "dataset": {...}, "msakit_version": ...,
+                         and e.g. "epoch", "seed", "valid", "fit_state"}
+    optimizer.pt        (`last` only) optimizer state and RNG state, tensors only: read
+                        with `torch.load(weights_only=True)`, so nothing is unpickled
+Checkpoints written before the format field (format 1: the same files) load as they
+are; a newer format is refused with a message naming the version.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
+import pickle
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,10 +29,49 @@ from safetensors.torch import load_file, save_file
 
 from msakit.data.core import DatasetInfo
 from msakit.errors import DataError
+from msakit.io import atomic_dir, recover_dir
 from msakit.models.base import MSAModel
 from msakit.registry import create_model
 
-WEIGHTS, CONFIG = "model.safetensors", "config.json"
+WEIGHTS, CONFIG, OPTIMIZER = "model.safetensors", "config.json", "optimizer.pt"
+FORMAT = 2
+
+
+def save_weights(
+    path: str | Path,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    *,
+    weights_name: str = WEIGHTS,
+    meta_name: str = CONFIG,
+    extra_files: dict[str, Any] | None = None,
+) -> Path:
+    """Write folder `path` = safetensors weights + JSON metadata (+ `extra_files`), atomically.
+
+    extra_files: file name -> an object saved with `torch.save` (tensors, numbers, dicts
+    of those only, so `torch.load(weights_only=True)` reads it back).
+    """
+    path = Path(path)
+    with atomic_dir(path) as tmp:
+        state = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        save_file(_untie(state), str(tmp / weights_name))
+        (tmp / meta_name).write_text(json.dumps({"format": FORMAT, **meta}, indent=2))
+        for name, obj in (extra_files or {}).items():
+            torch.save(obj, tmp / name)
+    return path
+
+
+def load_weights(
+    path: str | Path, *, weights_name: str = WEIGHTS, meta_name: str = CONFIG, device: str = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors, metadata) of a folder written by `save_weights`; DataError naming the file at fault."""
+    path = Path(path)
+    meta = _read_json(path / meta_name)
+    try:
+        tensors = load_file(str(path / weights_name), device=device)
+    except (OSError, SafetensorError) as exc:
+        raise DataError(f"cannot read weights: {_first_line(exc)}", path=path / weights_name) from None
+    return tensors, meta
 
 
 def save_checkpoint(
@@ -37,37 +81,22 @@ def save_checkpoint(
     dataset: DatasetInfo | None = None,
     train_config: Any = None,
     extra: dict[str, Any] | None = None,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> Path:
+    """A model checkpoint folder; with `optimizer_state`, a resumable one (`optimizer.pt`)."""
     from msakit import __version__
     from msakit.config import config_to_dict
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(_untie(state), str(tmp / WEIGHTS))
-        meta = {
-            "model": model.model_name,
-            "model_config": config_to_dict(model.config),
-            "train_config": config_to_dict(train_config) if train_config is not None else None,
-            "dataset": json.loads(json.dumps(asdict(dataset))) if dataset is not None else None,
-            "msakit_version": __version__,
-            **(extra or {}),
-        }
-        (tmp / CONFIG).write_text(json.dumps(meta, indent=2))
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    meta = {
+        "model": model.model_name,
+        "model_config": config_to_dict(model.config),
+        "train_config": config_to_dict(train_config) if train_config is not None else None,
+        "dataset": json.loads(json.dumps(asdict(dataset))) if dataset is not None else None,
+        "msakit_version": __version__,
+        **(extra or {}),
+    }
+    files = {OPTIMIZER: optimizer_state} if optimizer_state is not None else None
+    return save_weights(path, model.state_dict(), meta, extra_files=files)
 
 
 def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -81,14 +110,36 @@ def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise DataError(f"not a readable msakit checkpoint: {_first_line(exc)}", path=path) from None
+    if not isinstance(meta, dict):
+        raise DataError("checkpoint metadata must be a JSON object", path=path)
+    version = meta.get("format", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT:
+        raise DataError(
+            f"checkpoint format {version!r} is newer than this msakit reads (format {FORMAT}); upgrade msakit",
+            path=path,
+            field="format",
+        )
+    return meta
+
+
 def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    try:
-        meta = json.loads((path / CONFIG).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"not a readable msakit checkpoint: {exc}", path=path / CONFIG) from exc
-    if not isinstance(meta, dict) or "model" not in meta or "model_config" not in meta:
-        raise DataError("checkpoint config lacks 'model' / 'model_config'", path=path / CONFIG, field="model")
+    meta = _read_json(path / CONFIG)
+    for key in ("model", "model_config"):
+        if key not in meta:
+            raise DataError(f"checkpoint config lacks {key!r}", path=path / CONFIG, field=key)
+    if not isinstance(meta["model"], str) or not isinstance(meta["model_config"], dict):
+        raise DataError("checkpoint 'model' must be a name and 'model_config' an object", path=path / CONFIG)
     return meta
 
 
@@ -100,7 +151,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     try:
         state = load_file(str(path / WEIGHTS), device=str(map_location))
     except (OSError, SafetensorError) as exc:
-        raise DataError(f"cannot read weights: {exc}", path=path / WEIGHTS) from exc
+        raise DataError(f"cannot read weights: {_first_line(exc)}", path=path / WEIGHTS) from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise DataError(
@@ -109,3 +160,55 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         )
     model.eval()
     return model, meta
+
+
+def latest_resumable(run_dir: str | Path, name: str = "last") -> Path | None:
+    """The newest complete resumable checkpoint of a run folder, or None.
+
+    A save interrupted between its two renames leaves only `.last.old` (complete,
+    the epoch before), which is put back; temporary folders of interrupted saves are
+    removed. A `last` folder from before atomic saves that lacks `optimizer.pt` is
+    reported by `read_optimizer_state`.
+    """
+    return recover_dir(Path(run_dir) / name)
+
+
+def read_fit_state(path: Path) -> dict[str, Any]:
+    """The `fit_state` of a resumable checkpoint's config.json; DataError when it has none."""
+    meta = read_checkpoint_meta(path)
+    if not isinstance(meta.get("fit_state"), dict):
+        raise DataError(
+            "this checkpoint has no training state, so it cannot be resumed (only seed<N>/last can); "
+            "train again without --resume",
+            path=path / CONFIG,
+            field="fit_state",
+        )
+    return meta["fit_state"]
+
+
+def read_optimizer_state(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """`optimizer.pt` of a resumable checkpoint, tensors only; one clear DataError otherwise."""
+    file = path / OPTIMIZER
+    if not file.is_file():
+        raise DataError(
+            f"missing; {path} is incomplete (written by an msakit before atomic checkpoints, or damaged). "
+            f"Delete {path} to restart this seed, or train again without --resume",
+            path=file,
+        )
+    try:
+        data = torch.load(file, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+            raise DataError(
+                "refused: it holds objects other than tensors and plain values, which msakit never unpickles",
+                path=file,
+            ) from None
+        raise DataError(f"damaged or truncated ({_first_line(exc)})", path=file) from None
+    except (OSError, RuntimeError, EOFError, ValueError, KeyError) as exc:
+        raise DataError(f"damaged or truncated ({_first_line(exc)})", path=file) from None
+    if not isinstance(data, dict) or "optimizer" not in data or not isinstance(data["optimizer"], dict):
+        raise DataError("not an msakit optimizer state (needs an 'optimizer' entry)", path=file, field="optimizer")
+    rng = data.get("torch_rng")
+    if rng is not None and not (isinstance(rng, torch.Tensor) and rng.dtype == torch.uint8):
+        raise DataError("'torch_rng' must be a uint8 tensor", path=file, field="torch_rng")
+    return data

@@ -6,6 +6,11 @@ checkpoint with the best validation score (the metric set's selection key unless
 improvement, then evaluate that checkpoint once on `test`. The test split is never
 looked at before that. Results over seeds are reported as mean ± std (sample std,
 ddof=1).
+
+The training itself is `msakit.training.engine.fit`; this module is only the protocol
+around it (seeds, selection, early stopping, checkpoints, logs, reports), written as
+the engine callback `_Protocol`. In a distributed run every rank follows the same
+protocol on the same gathered validation metrics; only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -13,34 +18,46 @@ from __future__ import annotations
 import csv
 import math
 import random
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from msakit.batch import Batch, ModelOutput, modality_index
-from msakit.config import ModelConfig, TrainConfig, apply_overrides
-from msakit.data.core import MSADataset, SplitData
-from msakit.errors import ConfigError, TrainingError
-from msakit.io import atomic_path, atomic_write_json
+from msakit.config import ModelConfig, TrainConfig, apply_overrides, config_to_dict
+from msakit.data.core import DataModule, MSADataset, SplitData
+from msakit.data.stats import dataset_stats
+from msakit.errors import ConfigError, DataError, TrainingError
+from msakit.io import atomic_write_json
 from msakit.metrics import MetricAccumulator, get_metric_set
 from msakit.models.base import MSAModel
 from msakit.registry import build_config, create_model
-from msakit.training.checkpoint import load_checkpoint, save_checkpoint
+from msakit.training.checkpoint import (
+    latest_resumable,
+    load_checkpoint,
+    read_fit_state,
+    read_optimizer_state,
+    save_checkpoint,
+)
+from msakit.training.distributed import Runtime, init_runtime, lost_rank_error, resolve_device
+from msakit.training.engine import BatchTransform, Callback, FitState, fit, supervised_loss
 
-BatchTransform = Callable[[Batch, torch.Generator], Batch]
-
-
-class Callback(Protocol):
-    """Optional observer of training; every method is optional."""
-
-    def on_after_backward(self, model: MSAModel, batch: Batch, step: int) -> None: ...
+__all__ = [
+    "BatchTransform",
+    "Callback",
+    "RunResult",
+    "SeedResult",
+    "Trainer",
+    "evaluate",
+    "predict_split",
+    "resolve_device",
+    "set_seed",
+    "train_config_from",
+]
 
 
 @dataclass
@@ -86,15 +103,6 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"trainer: device {name!r} requested but CUDA is not available")
-    return device
-
-
 @torch.no_grad()
 def evaluate(
     model: MSAModel,
@@ -104,10 +112,29 @@ def evaluate(
     batch_size: int = 128,
     device: torch.device | str = "cpu",
     transform: Callable[[Batch], Batch] | None = None,
+    data: DataModule | None = None,
+    runtime: Runtime | None = None,
 ) -> dict[str, float]:
-    """Metrics of `model` on `split` (optionally through a test-time `transform`)."""
+    """Metrics of `model` on `split` (optionally through a test-time `transform`).
+
+    With a distributed `runtime` (and its `data` module) each rank predicts its own
+    unpadded slice and the predictions are gathered before the metrics are computed,
+    so every sample counts exactly once.
+    """
     model.eval()
     acc = MetricAccumulator(metric_set)
+    if runtime is not None and runtime.is_distributed and data is not None:
+        preds, labels = [], []
+        for batch in data.eval_batches(split):
+            if transform is not None:
+                batch = transform(batch)
+            preds.append(model(batch.to(runtime.device)).prediction.float().cpu())
+            labels.append(batch.labels)
+        parts = runtime.gather((preds, labels))  # rank order = split order (contiguous slices)
+        for p, y in parts:
+            for pb, yb in zip(p, y, strict=True):
+                acc.update(pb, yb)
+        return acc.compute()
     for batch in split.loader(batch_size, shuffle=False):
         if transform is not None:
             batch = transform(batch)
@@ -137,7 +164,7 @@ class Trainer:
         train_config: TrainConfig | None = None,
         out_dir: str | Path = "runs/default",
         train_transform: BatchTransform | None = None,
-        callbacks: Sequence[Callback] = (),
+        callbacks: Sequence[Any] = (),
     ) -> None:
         self.model_name = model_name
         self.dataset = dataset
@@ -154,9 +181,31 @@ class Trainer:
             )
         self.higher_is_better = self.metric_set.higher_is_better[self.select_key]
         self.out_dir = Path(out_dir)
-        self.device = resolve_device(self.cfg.device)
+        self.runtime = init_runtime(
+            self.cfg.device, precision=self.cfg.precision, compile=self.cfg.compile, timeout=self.cfg.dist_timeout
+        )
+        self.device = self.runtime.device
         self.train_transform = train_transform
         self.callbacks = list(callbacks)
+        self.data = DataModule(
+            dataset,
+            batch_size=self.cfg.batch_size,
+            eval_batch_size=self.cfg.batch_size * 4,
+            num_workers=self.cfg.num_workers,
+            rank=self.runtime.rank,
+            world_size=self.runtime.world_size,
+        )
+        if self.runtime.is_distributed:
+            self.runtime.check_same(
+                "configuration",
+                {
+                    "model": model_name,
+                    "model_config": config_to_dict(self.model_config),
+                    "train_config": config_to_dict(self.cfg),
+                    "dataset": dataset.info.name,
+                    "splits": {k: len(v) for k, v in dataset.splits.items()},
+                },
+            )
 
     def fit(self, *, resume: bool = False) -> RunResult:
         if self.cfg.num_threads > 0 and self.device.type == "cpu":
@@ -164,113 +213,93 @@ class Trainer:
         result = RunResult(self.model_name, self.dataset.info.name, self.metric_set.name)
         for seed in self.cfg.seeds:
             result.seeds.append(self.fit_seed(seed, resume=resume))
-            # rewritten after every seed, so a stopped run keeps the seeds it finished
-            atomic_write_json(
-                self.out_dir / "results.json", {**result.to_dict(), "seeds_planned": list(self.cfg.seeds)}
-            )
+            if self.runtime.is_main:  # rewritten after every seed: a stopped run keeps the seeds it finished
+                atomic_write_json(
+                    self.out_dir / "results.json", {**result.to_dict(), "seeds_planned": list(self.cfg.seeds)}
+                )
         return result
 
     def fit_seed(self, seed: int, *, resume: bool = False) -> SeedResult:
-        cfg, run_dir = self.cfg, self.out_dir / f"seed{seed}"
-        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg, run_dir, rt = self.cfg, self.out_dir / f"seed{seed}", self.runtime
+        if rt.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
         set_seed(seed)
         model = create_model(self.model_name, self.model_config).to(self.device)
         optimizer = torch.optim.AdamW(model.param_groups(cfg.lr, cfg.weight_decay))
-        train = self.dataset.split("train")
-        valid = self.dataset.split("valid")
-        model.on_fit_start(train.loader(cfg.batch_size, shuffle=False))
-        state = _FitState()
-        if resume and (run_dir / "last").exists():
-            state = self._restore(run_dir, model, optimizer)
-        writer = _tensorboard(run_dir) if cfg.tensorboard else None
-        log_path = run_dir / "log.csv"
-        if state.epoch == 0:
-            log_path.unlink(missing_ok=True)  # a fresh run does not append to an old run's log
-        epoch_times: list[float] = []
-        epoch = state.epoch
-        for epoch in range(state.epoch + 1, cfg.epochs + 1):
-            if state.bad_epochs >= cfg.patience:
-                break
-            start = time.perf_counter()
-            model.train()
-            model.on_epoch_start(epoch, cfg.epochs)
-            # per-epoch seeds make a resumed run follow the uninterrupted one
-            loader = train.loader(cfg.batch_size, shuffle=True, seed=seed * 10_007 + epoch, num_workers=cfg.num_workers)
-            aug_rng = torch.Generator().manual_seed(seed * 10_009 + epoch)
-            losses: dict[str, float] = {}
-            bar = tqdm(loader, desc=f"seed {seed} epoch {epoch}", leave=False, disable=not cfg.progress)
-            for batch in bar:
-                batch = self._augment(batch, aug_rng)
-                batch = batch.to(self.device)
-                output = model(batch)
-                loss, parts = self._loss(model, output, batch)
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"seed {seed}: loss became {loss.item()} at epoch {epoch}, step {state.step + 1} "
-                        f"(parts: {parts}); the last good checkpoint in {run_dir / 'best'} is intact"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                for cb in self.callbacks:
-                    hook = getattr(cb, "on_after_backward", None)
-                    if hook is not None:
-                        hook(model, batch, state.step)
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                model.on_train_batch_end(batch, output, epoch)
-                state.step += 1
-                for k, v in parts.items():
-                    losses[k] = losses.get(k, 0.0) + v
-                bar.set_postfix(loss=f"{parts['total']:.4f}")
-            epoch_times.append(time.perf_counter() - start)
-            n_batches = max(math.ceil(len(train) / cfg.batch_size), 1)
-            losses = {k: v / n_batches for k, v in losses.items()}
-            val = evaluate(model, valid, self.metric_set.name, batch_size=cfg.batch_size * 4, device=self.device)
-            score = val[self.select_key]
-            if state.is_better(score, self.higher_is_better):
-                state.best, state.best_epoch, state.bad_epochs = score, epoch, 0
-                save_checkpoint(
-                    run_dir / "best",
-                    model,
-                    dataset=self.dataset.info,
-                    train_config=cfg,
-                    extra={"epoch": epoch, "seed": seed, "valid": val},
+        last = latest_resumable(run_dir) if resume else None
+        state = self._restore(last, model, optimizer) if last is not None else FitState(seed=seed)
+        if last is None:
+            model.load_pretrained()  # stage-1 / pretrained parts, fresh training only
+        model.start_fit(dataset_stats(self.data.train, source=self.dataset.source))  # fits the input normaliser
+        protocol = _Protocol(self, run_dir, model, optimizer, fresh=last is None)
+        try:
+            final = self._fit(model, optimizer, protocol, state, seed)
+        except TrainingError as exc:
+            raise TrainingError(f"{exc}; the last good checkpoint in {run_dir / 'best'} is intact") from None
+        except RuntimeError as exc:  # a collective failed: another rank died or stopped
+            if not rt.is_distributed:
+                raise
+            raise lost_rank_error(exc, rt.rank) from None
+        finally:
+            protocol.close()
+        if final.best_epoch == 0:
+            raise TrainingError(f"seed {seed}: no epoch was trained (epochs={cfg.epochs}); nothing to evaluate")
+        rt.barrier()  # rank 0's best checkpoint is on disk
+        outcome: dict[str, Any] | None = None
+        if rt.is_main:
+            best, meta = load_checkpoint(run_dir / "best", map_location=self.device)
+            test: dict[str, float] = {}
+            if self.data.has_split("test"):
+                test = evaluate(
+                    best,
+                    self.dataset.split("test"),
+                    self.metric_set.name,
+                    batch_size=self.data.eval_batch_size,
+                    device=self.device,
                 )
             else:
-                state.bad_epochs += 1
-            state.epoch = epoch
-            self._save_last(run_dir, model, optimizer, state)
-            _append_log(
-                log_path,
-                {
-                    "epoch": epoch,
-                    **{f"train_{k}": v for k, v in losses.items()},
-                    **{f"valid_{k}": v for k, v in val.items()},
-                    "seconds": epoch_times[-1],
-                },
-            )
-            if writer is not None:
-                for k, v in losses.items():
-                    writer.add_scalar(f"train/{k}", v, epoch)
-                for k, v in val.items():
-                    writer.add_scalar(f"valid/{k}", v, epoch)
-        if writer is not None:
-            writer.close()
-        if state.best_epoch == 0:
-            raise TrainingError(f"seed {seed}: no epoch was trained (epochs={cfg.epochs}); nothing to evaluate")
-        best, meta = load_checkpoint(run_dir / "best", map_location=self.device)
-        test = evaluate(
-            best, self.dataset.split("test"), self.metric_set.name, batch_size=cfg.batch_size * 4, device=self.device
-        )
+                warnings.warn(f"dataset {self.dataset.info.name!r} has no test split; no test score", stacklevel=2)
+            outcome = {"valid": meta["valid"], "test": test}
+        outcome = rt.gather(outcome)[0]
+        assert outcome is not None
         return SeedResult(
             seed=seed,
-            best_epoch=state.best_epoch,
-            epochs_run=epoch,
-            valid=meta["valid"],
-            test=test,
-            seconds_per_epoch=float(np.mean(epoch_times)) if epoch_times else float("nan"),
+            best_epoch=final.best_epoch,
+            epochs_run=final.epoch,
+            valid=outcome["valid"],
+            test=outcome["test"],
+            seconds_per_epoch=float(np.mean(final.epoch_seconds)) if final.epoch_seconds else float("nan"),
             checkpoint=str(run_dir / "best"),
+        )
+
+    def _fit(
+        self, model: MSAModel, optimizer: torch.optim.Optimizer, protocol: _Protocol, state: FitState, seed: int
+    ) -> FitState:
+        cfg, rt = self.cfg, self.runtime
+        return fit(
+            model,
+            self.data,
+            optimizer,
+            [protocol, *self.callbacks],
+            epochs=cfg.epochs,
+            seed=seed,
+            state=state,
+            runtime=rt,
+            grad_clip=cfg.grad_clip,
+            loss_fn=supervised_loss,
+            transform=self._augment,
+            validate=lambda m: evaluate(
+                m,
+                self.data.valid,
+                self.metric_set.name,
+                batch_size=self.data.eval_batch_size,
+                device=self.device,
+                data=self.data,
+                runtime=rt,
+            ),
+            checkpoint=protocol.save,
+            label=f"seed {seed}",
+            progress=cfg.progress,
         )
 
     def _augment(self, batch: Batch, rng: torch.Generator) -> Batch:
@@ -285,50 +314,104 @@ class Trainer:
             batch = self.train_transform(batch, rng)
         return batch
 
-    def _loss(self, model: MSAModel, output: ModelOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        task = model.task_loss(output.prediction, batch.labels)
-        total = task
-        parts = {"task": float(task.detach())}
-        for name, value in output.aux_losses.items():
-            total = total + value
-            parts[name] = float(value.detach())
-        parts["total"] = float(total.detach())
-        return total, parts
-
-    def _save_last(self, run_dir: Path, model: MSAModel, optimizer: torch.optim.Optimizer, state: _FitState) -> None:
-        save_checkpoint(
-            run_dir / "last",
-            model,
-            dataset=self.dataset.info,
-            train_config=self.cfg,
-            extra={"fit_state": state.__dict__},
-        )
-        with atomic_path(run_dir / "last" / "optimizer.pt") as tmp:
-            torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, tmp)
-
-    def _restore(self, run_dir: Path, model: MSAModel, optimizer: torch.optim.Optimizer) -> _FitState:
-        restored, meta = load_checkpoint(run_dir / "last", map_location=self.device)
+    def _restore(self, path: Path, model: MSAModel, optimizer: torch.optim.Optimizer) -> FitState:
+        """The fit state of checkpoint `path`, with model, optimizer and RNG restored from it."""
+        state = FitState.from_dict(read_fit_state(path), path=path / "config.json")
+        extra = read_optimizer_state(path, map_location=self.device)
+        restored, _ = load_checkpoint(path, map_location=self.device)
         model.load_state_dict(restored.state_dict())
-        extra = torch.load(run_dir / "last" / "optimizer.pt", map_location=self.device, weights_only=True)
-        optimizer.load_state_dict(extra["optimizer"])
-        torch.set_rng_state(extra["torch_rng"])
-        return _FitState(**meta["fit_state"])
+        try:
+            optimizer.load_state_dict(extra["optimizer"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise DataError(
+                f"optimizer state does not fit this model's optimizer ({exc}); train again without --resume",
+                path=path / "optimizer.pt",
+                field="optimizer",
+            ) from None
+        if extra.get("torch_rng") is not None:
+            torch.set_rng_state(extra["torch_rng"])
+        return state
 
 
-@dataclass
-class _FitState:
-    epoch: int = 0
-    step: int = 0
-    best: float = math.nan
-    best_epoch: int = 0
-    bad_epochs: int = 0
+class _Protocol(Callback):
+    """Validation-only selection, early stopping, best/last checkpoints and logs for one seed."""
 
-    def is_better(self, score: float, higher_is_better: bool) -> bool:
-        if math.isnan(score):
-            return False
-        if math.isnan(self.best):
-            return True
-        return score > self.best if higher_is_better else score < self.best
+    def __init__(
+        self, trainer: Trainer, run_dir: Path, model: MSAModel, optimizer: torch.optim.Optimizer, *, fresh: bool
+    ) -> None:
+        self.t, self.run_dir, self.model, self.optimizer = trainer, run_dir, model, optimizer
+        self.main = trainer.runtime.is_main
+        self.log_path = run_dir / "log.csv"
+        if fresh and self.main:
+            self.log_path.unlink(missing_ok=True)  # a fresh run does not append to an old run's log
+        self.writer = _tensorboard(run_dir) if trainer.cfg.tensorboard and self.main else None
+        self.losses: dict[str, float] = {}
+        self.metrics: dict[str, float] = {}
+        self.improved = False
+
+    def should_stop(self, state: FitState) -> bool:
+        return state.bad_epochs >= self.t.cfg.patience
+
+    def on_epoch_end(self, state: FitState, epoch: int, train_losses: dict[str, float]) -> None:
+        self.losses = train_losses
+
+    def on_validation_end(self, state: FitState, epoch: int, metrics: dict[str, float]) -> None:
+        self.metrics = metrics
+        score = metrics[self.t.select_key]
+        self.improved = _is_better(score, state.best, self.t.higher_is_better)
+        if self.improved:
+            state.best, state.best_epoch, state.bad_epochs = score, epoch, 0
+        else:
+            state.bad_epochs += 1
+        if not self.main:
+            return
+        row = {
+            "epoch": epoch,
+            **{f"train_{k}": v for k, v in self.losses.items()},
+            **{f"valid_{k}": v for k, v in metrics.items()},
+            "seconds": state.epoch_seconds[-1],
+        }
+        _append_log(self.log_path, row)
+        if self.writer is not None:
+            for k, v in self.losses.items():
+                self.writer.add_scalar(f"train/{k}", v, epoch)
+            for k, v in metrics.items():
+                self.writer.add_scalar(f"valid/{k}", v, epoch)
+
+    def save(self, state: FitState) -> list[Path]:
+        """After each epoch: `best` when it improved, and always the resumable `last`."""
+        if not self.main:
+            return []
+        t, written = self.t, []
+        if self.improved:
+            extra = {"epoch": state.epoch, "seed": state.seed, "valid": self.metrics}
+            best = save_checkpoint(
+                self.run_dir / "best", self.model, dataset=t.dataset.info, train_config=t.cfg, extra=extra
+            )
+            written.append(best)
+        written.append(
+            save_checkpoint(
+                self.run_dir / "last",
+                self.model,
+                dataset=t.dataset.info,
+                train_config=t.cfg,
+                extra={"fit_state": state.to_dict()},
+                optimizer_state={"optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state()},
+            )
+        )
+        return written
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _is_better(score: float, best: float, higher_is_better: bool) -> bool:
+    if math.isnan(score):
+        return False
+    if math.isnan(best):
+        return True
+    return score > best if higher_is_better else score < best
 
 
 def _append_log(path: Path, row: dict[str, Any]) -> None:

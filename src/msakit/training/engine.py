@@ -1,0 +1,277 @@
+"""The one training engine: a step loop, an epoch loop, and the events around them.
+
+Everything that trains in msakit runs through here: `Trainer` (supervised training
+over seeds), robustness training, and the pretraining objectives (`fit_steps`). The
+engine knows nothing of seeds, selection or reports; those are callbacks and the
+protocol in `trainer.py`. What it does:
+
+    fit_start
+    for each epoch:                      (should_stop is asked before each one)
+        epoch_start
+        for each batch:  forward -> loss -> backward -> after_backward -> clip -> step
+        epoch_end(train losses)
+        validation_end(metrics)          (when a `validate` function is given)
+        checkpoint(path)                 (for each folder the `checkpoint` function wrote)
+    fit_end
+
+An exception raised by a callback (e.g. `optuna.TrialPruned`) propagates out of `fit`.
+A non-finite loss raises `TrainingError` before that step touches the weights, on
+every rank at once in a distributed run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from msakit.batch import Batch, ModelOutput
+from msakit.data.core import DataModule
+from msakit.errors import DataError, TrainingError
+from msakit.models.base import MSAModel
+from msakit.training.distributed import Runtime
+
+BatchTransform = Callable[[Batch, torch.Generator], Batch]
+LossFn = Callable[[MSAModel, ModelOutput, Batch], tuple[Tensor, dict[str, float]]]
+
+
+@dataclass
+class FitState:
+    """Where one fit stands; the persistent part (`to_dict`) goes into `last/config.json`."""
+
+    seed: int = 0
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    best: float = math.nan  # best validation score so far (selection key)
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the last improvement
+    model: Any = field(default=None, repr=False, compare=False)  # the MSAModel being trained (not persisted)
+    epoch_seconds: list[float] = field(default_factory=list, repr=False, compare=False)
+    is_main: bool = field(default=True, compare=False)  # rank 0 (or the only process): the one that writes files
+
+    _PERSISTED = ("seed", "epoch", "step", "best", "best_epoch", "bad_epochs")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._PERSISTED}
+
+    @classmethod
+    def from_dict(cls, data: Any, *, path: object = None) -> FitState:
+        if not isinstance(data, dict):
+            raise DataError("fit_state must be an object", path=path, field="fit_state")
+        out = cls()
+        for key in cls._PERSISTED:
+            if key not in data:
+                if key == "seed":
+                    continue  # checkpoints before the engine did not store it
+                raise DataError(f"fit_state lacks {key!r}", path=path, field=f"fit_state.{key}")
+            value = data[key]
+            want = float if key == "best" else int
+            if isinstance(value, bool) or not isinstance(value, int | float) or (want is int and value != int(value)):
+                raise DataError(f"fit_state.{key} must be a number, got {value!r}", path=path, field=f"fit_state.{key}")
+            setattr(out, key, want(value))
+        return out
+
+
+class Callback:
+    """Observer of the engine; every method is optional and does nothing by default."""
+
+    def on_fit_start(self, state: FitState) -> None: ...
+
+    def on_epoch_start(self, state: FitState, epoch: int) -> None: ...
+
+    def on_after_backward(self, state: FitState, batch: Batch) -> None: ...
+
+    def on_step_end(self, state: FitState, parts: dict[str, float]) -> None: ...
+
+    def on_epoch_end(self, state: FitState, epoch: int, train_losses: dict[str, float]) -> None: ...
+
+    def on_validation_end(self, state: FitState, epoch: int, metrics: dict[str, float]) -> None: ...
+
+    def on_checkpoint(self, state: FitState, path: Path) -> None: ...
+
+    def should_stop(self, state: FitState) -> bool:
+        return False
+
+    def on_fit_end(self, state: FitState) -> None: ...
+
+
+def _emit(callbacks: Sequence[Any], event: str, *args: Any) -> None:
+    for cb in callbacks:
+        hook = getattr(cb, event, None)  # duck-typed observers need not subclass Callback
+        if hook is not None:
+            hook(*args)
+
+
+def supervised_loss(model: MSAModel, output: ModelOutput, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+    """The model's task loss plus its named auxiliary losses (already weighted by the model)."""
+    task = model.task_loss(output.prediction, batch.labels)
+    total = task
+    parts = {"task": float(task.detach())}
+    for name, value in output.aux_losses.items():
+        total = total + value
+        parts[name] = float(value.detach())
+    parts["total"] = float(total.detach())
+    return total, parts
+
+
+def _step(
+    state: FitState,
+    loss: Tensor,
+    parts: dict[str, float],
+    optimizer: torch.optim.Optimizer,
+    params: list[nn.Parameter],
+    callbacks: Sequence[Any],
+    batch: Any,
+    *,
+    weight: float,
+    grad_clip: float,
+    runtime: Runtime,
+    where: str,
+) -> None:
+    """One optimizer step: the non-finite guard, backward, after_backward, clipping."""
+    if not runtime.all_true(bool(torch.isfinite(loss.detach()).all())):
+        value = loss.item() if loss.numel() == 1 else float("nan")
+        raise TrainingError(f"loss became {value} at {where}step {state.step + 1} (parts: {parts})")
+    optimizer.zero_grad(set_to_none=True)
+    (loss * weight if weight != 1.0 else loss).backward()
+    _emit(callbacks, "on_after_backward", state, batch)
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    state.step += 1
+
+
+def fit(
+    model: MSAModel,
+    data: DataModule,
+    optimizer: torch.optim.Optimizer,
+    callbacks: Sequence[Any] = (),
+    *,
+    epochs: int,
+    seed: int = 0,
+    state: FitState | None = None,
+    runtime: Runtime | None = None,
+    grad_clip: float = 1.0,
+    loss_fn: LossFn = supervised_loss,
+    transform: BatchTransform | None = None,
+    validate: Callable[[MSAModel], dict[str, float]] | None = None,
+    checkpoint: Callable[[FitState], Sequence[Path]] | None = None,
+    label: str = "",
+    progress: bool = False,
+) -> FitState:
+    """Train `model` for up to `epochs` epochs (continuing from `state` when resuming).
+
+    Epoch `e`'s batch order and augmentation are seeded by (`seed`, `e`), so a resumed
+    fit follows the uninterrupted one exactly.
+    """
+    runtime = runtime or Runtime()
+    state = state or FitState(seed=seed)
+    state.seed, state.model, state.is_main = seed, model, runtime.is_main
+    net = runtime.wrap(model)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    prefix = f"{label}: " if label else ""
+    _emit(callbacks, "on_fit_start", state)
+    for epoch in range(state.epoch + 1, epochs + 1):
+        if any(cb.should_stop(state) for cb in callbacks if hasattr(cb, "should_stop")):
+            break
+        start = time.perf_counter()
+        model.train()
+        model.on_epoch_start(epoch, epochs)
+        _emit(callbacks, "on_epoch_start", state, epoch)
+        loader, weights = data.train_batches(seed=seed * 10_007 + epoch)
+        aug_rng = torch.Generator().manual_seed(seed * 10_009 + epoch)
+        sums: dict[str, float] = {}
+        bar = tqdm(loader, desc=f"{prefix}epoch {epoch}", leave=False, disable=not (progress and runtime.is_main))
+        for batch, weight in zip(bar, weights, strict=True):
+            if transform is not None:
+                batch = transform(batch, aug_rng)
+            batch = batch.to(runtime.device)
+            with runtime.autocast():
+                output = net(batch)
+                loss, parts = loss_fn(model, output, batch)
+            try:
+                _step(
+                    state,
+                    loss,
+                    parts,
+                    optimizer,
+                    params,
+                    callbacks,
+                    batch,
+                    weight=weight,
+                    grad_clip=grad_clip,
+                    runtime=runtime,
+                    where=f"epoch {epoch}, ",
+                )
+            except TrainingError as exc:
+                raise TrainingError(f"{prefix}{exc}") from None
+            model.on_train_batch_end(batch, output, epoch)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            _emit(callbacks, "on_step_end", state, parts)
+            bar.set_postfix(loss=f"{parts.get('total', float(loss.detach())):.4f}")
+        state.epoch_seconds.append(time.perf_counter() - start)
+        losses = {k: v / max(len(weights), 1) for k, v in sums.items()}
+        _emit(callbacks, "on_epoch_end", state, epoch, losses)
+        if validate is not None:
+            metrics = validate(model)
+            _emit(callbacks, "on_validation_end", state, epoch, metrics)
+        state.epoch = epoch
+        for path in checkpoint(state) if checkpoint is not None else ():
+            _emit(callbacks, "on_checkpoint", state, path)
+    _emit(callbacks, "on_fit_end", state)
+    return state
+
+
+def fit_steps(
+    name: str,
+    items: Iterable[Any],
+    loss_fn: Callable[[Any], tuple[Tensor, dict[str, float]]],
+    optimizer: torch.optim.Optimizer,
+    callbacks: Sequence[Any] = (),
+    *,
+    grad_clip: float = 1.0,
+    runtime: Runtime | None = None,
+    progress: bool = False,
+) -> FitState:
+    """The engine's step loop over any stream of items (a pretraining objective's batches).
+
+    `loss_fn(item)` returns (loss, named parts). Callbacks see the same step events as
+    in `fit` (fit start/end, after_backward, step_end); checkpointing every N steps is a
+    callback's `on_step_end`. A non-finite loss raises TrainingError naming `name`.
+    """
+    runtime = runtime or Runtime()
+    state = FitState(is_main=runtime.is_main)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    _emit(callbacks, "on_fit_start", state)
+    for item in tqdm(items, desc=name, unit="step", disable=not progress):
+        loss, parts = loss_fn(item)
+        try:
+            _step(
+                state,
+                loss,
+                parts,
+                optimizer,
+                params,
+                callbacks,
+                item,
+                weight=1.0,
+                grad_clip=grad_clip,
+                runtime=runtime,
+                where="",
+            )
+        except TrainingError as exc:
+            raise TrainingError(f"pretraining objective {name!r}: {exc}") from None
+        _emit(callbacks, "on_step_end", state, {"loss": float(loss.detach()), **parts})
+    _emit(callbacks, "on_fit_end", state)
+    return state
+
+
+__all__ = ["BatchTransform", "Callback", "FitState", "fit", "fit_steps", "supervised_loss"]
