@@ -98,6 +98,8 @@ class ModelConfig:
     hidden_dim: int = tunable(64, choices=(32, 64, 128, 256))  # multiples of 4 attention heads
     dropout: float = tunable(0.1, low=0.0, high=0.5)
     task_loss: str = "l1"  # "l1" | "mse" for regression; classification always uses CE
+    # normalise each input feature with robust training-split statistics (msakit.layers.normalize)
+    feature_norm: bool = True
 
     def dim(self, modality: str) -> int:
         return int(getattr(self, f"{modality}_dim"))

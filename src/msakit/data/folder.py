@@ -89,6 +89,7 @@ def read_folder(path: str | Path) -> MSADataset:
         dims=dims,
         class_names=tuple(meta.get("class_names", ())),
         description=str(meta.get("description", "")),
+        features={m: f for m, f in ((m, feature_set_id(meta["modalities"][m])) for m in dims) if f},
     )
     splits: dict[str, SplitData] = {}
     for split in SPLITS:
@@ -127,6 +128,20 @@ def _with_dialogue(split: SplitData, part: pd.DataFrame, path: Path) -> SplitDat
         part["dialogue"].astype(str).tolist(), turns.to_numpy(np.int64), speakers, ids=split.ids, source=str(path)
     )
     return with_dialogue(split, index)
+
+
+def feature_set_id(modality_meta: Mapping[str, Any]) -> str:
+    """What a modality's features are, from its meta.json entry: extractor (+ model), width.
+
+    E.g. "minilm-l6-v2-tokens (sentence-transformers/all-MiniLM-L6-v2), 384-d". Empty when
+    the entry names no extractor (then only the width is checked against a checkpoint).
+    """
+    extractor = str(modality_meta.get("extractor", ""))
+    if not extractor:
+        return ""
+    model = str(modality_meta.get("model", ""))
+    dim = modality_meta.get("dim")
+    return extractor + (f" ({model})" if model else "") + (f", {int(dim)}-d" if dim is not None else "")
 
 
 def _rows_view(values: np.ndarray, lengths: np.ndarray, rows: np.ndarray) -> ModalityArrays:
@@ -236,7 +251,7 @@ def write_folder(
         meta = {
             "format": FORMAT,
             "version": 1,
-            **{k: v for k, v in asdict(info).items() if k != "dims"},
+            **{k: v for k, v in asdict(info).items() if k not in ("dims", "features")},  # both live per modality
             "modalities": {},
         }
         for m, (values, lengths, ids) in modalities.items():

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from msakit.batch import MODALITIES, Batch, ModelOutput
 from msakit.config import ModelConfig
 from msakit.errors import ConfigError
+from msakit.layers.normalize import FeatureNormalizer, normalize_inputs
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ class MSAModel(nn.Module):
                 f"model {self.model_name!r} needs at least {self.capabilities.min_modalities} modalities, "
                 f"the data provides {len(mods)}: {list(mods)}"
             )
+        # inputs are normalised before `forward` runs (msakit.layers.normalize), fitted by `start_fit`
+        self.input_norm: FeatureNormalizer | None = None
+        if config.feature_norm:
+            self.input_norm = FeatureNormalizer({m: config.dim(m) for m in mods})
+            self.register_forward_pre_hook(normalize_inputs)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -79,6 +85,19 @@ class MSAModel(nn.Module):
 
     def on_fit_start(self, train_loader: Any) -> None:
         """Called once before the first epoch with the training loader."""
+
+    def start_fit(self, stats: Any) -> None:
+        """Fit the input normaliser on `stats` (a `msakit.data.stats.DatasetStats` of the training
+        split), then call `on_fit_start`. The trainer calls this once before the first epoch.
+
+        With normalisation on, `on_fit_start` receives ``stats.normalized()``: the model's
+        inputs already have centre 0 and scale 1, so a model that standardises by itself
+        does not do it twice.
+        """
+        if self.input_norm is not None:
+            self.input_norm.fit(stats)
+            stats = stats.normalized()
+        self.on_fit_start(stats)
 
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         """Called at the start of each training epoch (curricula, schedules)."""

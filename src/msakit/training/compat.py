@@ -23,6 +23,16 @@ def check_compatible(meta: dict[str, Any], info: DatasetInfo, checkpoint: Path) 
                 path=checkpoint,
                 field=f"{m}_dim",
             )
+    trained_on = (meta.get("dataset") or {}).get("features") or {}
+    for m, feature_set in info.features.items():
+        if m in trained_on and trained_on[m] != feature_set:
+            raise DataError(
+                f"{m} features of dataset {info.name!r} are {feature_set!r}, but the checkpoint was trained on "
+                f"{trained_on[m]!r}; its normalisation statistics and weights do not apply (re-prepare the data "
+                "with the checkpoint's extractor / --text-encoder, or retrain)",
+                path=checkpoint,
+                field=f"dataset.features.{m}",
+            )
     if int(config.get("num_classes", 1)) != info.num_classes:
         raise DataError(
             f"checkpoint predicts {config.get('num_classes')} class(es), dataset {info.name!r} has {info.num_classes}",
