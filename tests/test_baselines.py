@@ -14,6 +14,7 @@ from msakit.batch import Batch
 from msakit.cli._export import add_export_parser, fill_absent_modalities
 from msakit.data import MSADataset, SyntheticConfig, make_synthetic
 from msakit.data.pickles import read_pickle_dataset, write_mmsa_pickle
+from msakit.data.stats import dataset_stats
 from msakit.errors import ConfigError, DataError
 from msakit.layers.tensor_fusion import LowRankFusion, tensor_fusion
 from msakit.models.ef_lstm import align_to_longest
@@ -118,7 +119,7 @@ def test_misa_loss_weights_scale_the_aux_losses(tiny_dataset: MSADataset) -> Non
 def test_self_mm_label_memory_moves_away_from_the_multimodal_label(tiny_dataset: MSADataset) -> None:
     model = _model("self_mm", tiny_dataset)
     train = tiny_dataset.split("train")
-    model.on_fit_start(train.loader(8, shuffle=False))
+    model.on_fit_start(dataset_stats(train))
     y = torch.as_tensor(train.labels, dtype=torch.float32)
     assert torch.equal(model.labels_memory["text"], y)
     batch = train.batch(range(16))
@@ -138,7 +139,7 @@ def test_self_mm_label_memory_moves_away_from_the_multimodal_label(tiny_dataset:
 def test_self_mm_absent_modality_keeps_its_labels(tiny_dataset: MSADataset) -> None:
     model = _model("self_mm", tiny_dataset)
     train = tiny_dataset.split("train")
-    model.on_fit_start(train.loader(8, shuffle=False))
+    model.on_fit_start(dataset_stats(train))
     batch = train.batch(range(16)).drop_modalities(["audio"])
     model.train()
     model.on_train_batch_end(batch, model(batch), epoch=1)

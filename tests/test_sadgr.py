@@ -12,6 +12,7 @@ import torch
 
 from msakit import create_model
 from msakit.data import MSADataset, SyntheticConfig, make_synthetic
+from msakit.data.stats import dataset_stats
 from msakit.data.synthetic import PRESETS
 from msakit.errors import ConfigError, DataError
 from msakit.pretrain import create_objective, list_objectives
@@ -64,7 +65,8 @@ def test_fine_tuning_loads_heads_and_rejects_mismatched_dims(tmp_path: Path) -> 
     model = create_model(
         "sadgr", **data.info.model_overrides(), hidden_dim=16, shared_dim=16, pretrained_heads=str(tmp_path)
     )
-    model.on_fit_start(data.split("train").loader(32, shuffle=False))
+    model.load_pretrained()
+    model.on_fit_start(dataset_stats(data.split("train")))
     state, _ = load_heads(tmp_path)
     assert model.heads is not None
     torch.testing.assert_close(model.heads.text.proj.weight, state["text.proj.weight"])

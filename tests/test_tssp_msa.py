@@ -12,6 +12,7 @@ import torch
 
 from msakit import create_model
 from msakit.data import ModalityArrays, MSADataset, SyntheticConfig, make_synthetic
+from msakit.data.stats import dataset_stats
 from msakit.errors import ConfigError, TrainingError
 from msakit.models.tssp_msa import TSSPMSAConfig
 from msakit.pretrain import create_objective
@@ -103,12 +104,59 @@ def test_stage1_weights_load_into_stage2(objective: str, tiny_dataset: MSADatase
     from msakit.pretrain._loop import load_weights
 
     saved, _ = load_weights(tmp_path / objective)
+    before = model.encoders[modality].proj.weight.detach().clone()
+    assert not torch.equal(before, saved["net.encoder.proj.weight"])  # __init__ reads no file
+    model.load_pretrained()  # the one explicit step the trainer calls
     torch.testing.assert_close(model.encoders[modality].proj.weight, saved["net.encoder.proj.weight"])
     assert not torch.equal(fresh.encoders[modality].proj.weight, saved["net.encoder.proj.weight"])
     with pytest.raises(ConfigError, match="hidden_dim"):
         create_model(
             "tssp_msa", **{**overrides, "hidden_dim": 32}, **{f"pretrained_{modality}": str(tmp_path / objective)}
-        )
+        ).load_pretrained()
+
+
+def test_checkpoint_predicts_with_stage1_folders_deleted(tiny_dataset: MSADataset, tmp_path: Path) -> None:
+    """The checkpoint holds everything: stage-1 weights (ECAM, and S-MLM's re-encoding MiniLM) included."""
+    import shutil
+
+    from msakit.config import TrainConfig
+    from msakit.training.checkpoint import load_checkpoint
+    from msakit.training.trainer import Trainer
+
+    data = _with_transcripts(make_synthetic(SyntheticConfig(sizes=(16, 6, 6), dims=(384, 6, 5))))
+    create_objective("ecam", epochs=1, batch_size=8, hidden_dim=16).fit(data, tmp_path / "ecam", progress=False)
+    create_objective("s_mlm", max_steps=1, batch_size=4, head_warmup_steps=0, train_layers=1).fit(
+        data, tmp_path / "smlm", progress=False
+    )
+    overrides = {
+        **data.info.model_overrides(),
+        "hidden_dim": 16,
+        "pretrained_audio": str(tmp_path / "ecam"),
+        "pretrained_text": str(tmp_path / "smlm"),
+    }
+    run = Trainer(
+        "tssp_msa",
+        data,
+        model_overrides=overrides,
+        train_config=TrainConfig(epochs=1, seeds=(1,), progress=False, tensorboard=False),
+        out_dir=tmp_path / "run",
+    ).fit()
+    trained, _ = load_checkpoint(run.seeds[0].checkpoint)
+    assert trained.declared_capabilities.reads_raw_text
+    batch = data.split("test").batch(range(6))
+    with torch.no_grad():
+        expected = trained(batch).prediction
+    shutil.rmtree(tmp_path / "ecam")
+    shutil.rmtree(tmp_path / "smlm")
+    reloaded, _ = load_checkpoint(run.seeds[0].checkpoint)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(batch).prediction, expected)
+    # the adapted MiniLM came from the checkpoint, not from the packaged base model
+    fresh = create_model("tssp_msa", **overrides)
+    assert fresh.text_encoder is not None and reloaded.text_encoder is not None
+    fresh.text_encoder.load_base()
+    top = "model.encoder.layer.5.attention.self.query.weight"
+    assert not torch.equal(fresh.text_encoder.state_dict()[top], reloaded.text_encoder.state_dict()[top])
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(
@@ -140,19 +188,28 @@ def _model(ds: MSADataset, **overrides: object):  # type: ignore[no-untyped-def]
     return create_model("tssp_msa", **{**ds.info.model_overrides(), "hidden_dim": 16, **overrides})
 
 
-def test_hooks_rotate_teacher_grow_curriculum_and_assign_anchors(tiny_dataset: MSADataset) -> None:
-    model = _model(tiny_dataset, num_anchors=3, curriculum_start=0.5, curriculum_epochs=4)
-    model.on_fit_start(tiny_dataset.split("train").loader(8, shuffle=False))
+@pytest.mark.parametrize("space", ["modality", "fused"])
+def test_hooks_rotate_teacher_grow_curriculum_and_assign_anchors(tiny_dataset: MSADataset, space: str) -> None:
+    model = _model(tiny_dataset, num_anchors=3, curriculum_start=0.5, curriculum_epochs=4, anchor_space=space)
+    train = tiny_dataset.split("train")
+    model.on_fit_start(dataset_stats(train))
     seen = []
     for epoch in (1, 2, 3, 4, 5):
         model.train()
         model.on_epoch_start(epoch, 5)
         seen.append((model._teacher, model._curriculum))
+        for start in range(0, len(train), 8):  # one epoch of batches: representations collected by id
+            batch = train.batch(range(start, min(start + 8, len(train))))
+            model.on_train_batch_end(batch, model(batch), epoch)
     assert [t for t, _ in seen] == [0, 1, 2, 0, 1]
     assert seen[0][1] == 0.5 and seen[-1][1] == 1.0
-    assert set(model._pseudo) == set(tiny_dataset.split("train").ids)
-    assert set(model._pseudo.values()) <= {0, 1, 2}
-    out = model(tiny_dataset.split("train").batch(range(16)))
+    spaces = ("text", "audio", "visual") if space == "modality" else ("fused",)
+    assert set(model._pseudo) == set(spaces)
+    for s in spaces:  # every training sample that has the modality got a cluster
+        present = train.modalities[s].present if s != "fused" else np.ones(len(train), bool)
+        assert set(model._pseudo[s]) == {i for i, p in zip(train.ids, present, strict=True) if p}
+        assert set(model._pseudo[s].values()) <= {0, 1, 2}
+    out = model(train.batch(range(16)))
     assert {"experts", "c3r", "distill_kl", "distill_align", "orth", "teac"} <= set(out.aux_losses)
 
 
@@ -192,8 +249,11 @@ def test_expert_weights_follow_uncertainty_and_ablations(tiny_dataset: MSADatase
     torch.testing.assert_close(mean, batch.present.float() / batch.present.sum(1, keepdim=True))
     assert concat.modality_weights is None and torch.isfinite(concat.prediction).all()
     for label, row in TSSPMSAConfig.ABLATIONS.items():
-        _model(tiny_dataset, **row)  # every Table-4 row builds
-        assert isinstance(label, str)
+        if row.get("text_adaptation") == "plain_mlm":  # the control row names the folder it needs
+            with pytest.raises(ConfigError, match="pretrained_text_plain"):
+                _model(tiny_dataset, **row)
+        else:
+            assert isinstance(_model(tiny_dataset, **row), torch.nn.Module), label  # every Table-4 row builds
 
 
 @pytest.mark.slow

@@ -39,7 +39,6 @@ Interpretations:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +46,7 @@ from torch import Tensor, nn
 
 from msakit.batch import Batch, ModelOutput
 from msakit.config import ModelConfig
+from msakit.data.stats import DatasetStats
 from msakit.layers import MLP
 from msakit.layers.encoders import modality_encoders
 from msakit.models.base import MSAModel
@@ -137,13 +137,9 @@ class SelfMM(MSAModel):
         return rows, where
 
     # ---- ULGM hooks -------------------------------------------------------------------
-    def on_fit_start(self, train_loader: Any) -> None:
-        ids: list[str] = []
-        labels: list[Tensor] = []
-        for batch in train_loader:
-            ids.extend(batch.ids)
-            labels.append(batch.labels.float())
-        y = torch.cat(labels)  # (N,)
+    def on_fit_start(self, stats: DatasetStats) -> None:
+        ids = list(stats.ids)
+        y = torch.as_tensor(stats.labels, dtype=torch.float32)  # (N,)
         self._rows = {i: r for r, i in enumerate(ids)}
         self.labels_memory = {t: y.clone() for t in self.tasks}  # every y_s starts at y_m
         widths = {_FUSED: self.config.hidden_dim, **{m: self.config.unimodal_dim for m in self.modalities}}

@@ -17,7 +17,8 @@ from msakit.batch import Batch, ModelOutput, modality_index
 from msakit.config import ModelConfig, tunable
 from msakit.errors import ConfigError
 from msakit.layers import MLP, SequenceEncoder
-from msakit.models.base import MSAModel
+from msakit.layers.text_reencoder import RawTextEncoder
+from msakit.models.base import Capabilities, MSAModel
 from msakit.registry import register_model
 
 
@@ -35,18 +36,20 @@ class TextOnly(MSAModel):
     config_class = TextOnlyConfig
     config: TextOnlyConfig
 
+    @classmethod
+    def capabilities_for(cls, config: ModelConfig) -> Capabilities:
+        """Reads raw text when it fine-tunes MiniLM on the transcripts."""
+        return Capabilities(reads_raw_text=isinstance(config, TextOnlyConfig) and config.finetune_text)
+
     def __init__(self, config: TextOnlyConfig) -> None:
         super().__init__(config)
         if "text" not in self.modalities:
             raise ConfigError("model 'text_only' needs text, the data has none")
-        self.text_model: nn.Module | None = None
+        self.text_reader: RawTextEncoder | None = None
         if config.finetune_text:
-            from msakit.text_encoder import load_minilm
-
-            self.tokenizer, self.text_model = load_minilm()
-            self.text_model.pooler = None  # unused: we read the token states, not the pooled [CLS]
             if config.text_dim != 384:
                 raise ConfigError("model 'text_only': finetune_text uses MiniLM, so text_dim must be 384")
+            self.text_reader = RawTextEncoder(max_tokens=config.max_tokens, trainable=True)
         self.encoder = SequenceEncoder(config.text_dim, config.hidden_dim, kind=config.encoder, dropout=config.dropout)
         self.head = MLP(
             config.hidden_dim,
@@ -64,18 +67,22 @@ class TextOnly(MSAModel):
         weights[:, modality_index("text")] = 1.0
         return ModelOutput(prediction=prediction, modality_weights=weights, features={"text": pooled})
 
+    @property
+    def text_model(self) -> nn.Module | None:
+        """The fine-tuned MiniLM (None on precomputed features)."""
+        return self.text_reader.model if self.text_reader is not None else None
+
+    def load_pretrained(self) -> None:
+        """The packaged MiniLM weights, the starting point of fine-tuning."""
+        if self.text_reader is not None:
+            self.text_reader.load_base()
+
     def _text_states(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.text_model is None:
+        if self.text_reader is None:
             return batch.features["text"], batch.masks["text"]
         if batch.raw_text is None:
             raise ConfigError("model 'text_only' with finetune_text=True needs raw text in the dataset")
-        device = next(self.parameters()).device
-        enc = self.tokenizer(
-            batch.raw_text, padding=True, truncation=True, max_length=self.config.max_tokens, return_tensors="pt"
-        ).to(device)
-        states = self.text_model(**enc).last_hidden_state  # (B, Lt, 384)
-        mask = enc["attention_mask"].bool() & batch.present_mask("text").to(device)[:, None]
-        return states, mask
+        return self.text_reader(batch.raw_text, batch.present_mask("text"))
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
         if self.text_model is None:

@@ -2,7 +2,10 @@
 
 Stage 1 (modality-specific self-supervision) lives in `msakit.pretrain` (objectives
 `s_mlm`, `ecam`, `fmr`); this model loads what they wrote through `pretrained_text`,
-`pretrained_audio`, `pretrained_visual`. Stages 2 and 3 are this file:
+`pretrained_audio`, `pretrained_visual` in `load_pretrained` (the trainer calls it once
+on fresh training; `__init__` builds modules only and a checkpoint holds every weight,
+the re-encoding MiniLM included, so it loads without the stage-1 folders). Stages 2
+and 3 are this file:
 
     z_m   = TimeAwarePool(Enc_m(x_m))                      per-modality encoder (+ Time2Vec, TEAC)
     z̃_m   = W_m z_m + b_m                                  (UEMF 1) common space
@@ -44,14 +47,24 @@ Interpretations (choices where the paper is silent or ambiguous):
 - Orthogonality: MISA's ‖Ẑ_iᵀ Ẑ_j‖²_F between the batch-centred, L2-normalised pooled
   encodings z_i, z_j (before the common projection, so it does not fight C3R's alignment).
 - TEAC: Time2Vec of each step's relative position enters the attention pooling of every
-  encoder; k-means++ (scikit-learn) over the training set's r gives pseudo-labels,
-  refreshed every `anchor_refresh` epochs in `on_epoch_start`; before the first refresh
-  the sentiment sign (or class) is the pseudo-label. The emotion-weighted supervised
-  contrastive loss weights anchor i by (|y_i|/label_range + 0.1)·exp(−ū_i) (classes: exp(−ū_i)).
-- S-MLM feeds stage 2 by re-encoding `Batch.raw_text` with the adapted MiniLM (frozen,
-  kept outside the state dict; token states cached per transcript), replacing the
-  dataset's precomputed states of the original MiniLM. Without `pretrained_text` the
-  precomputed features are used, which is exactly "w/o S-MLM".
+  encoder. The paper calls stage 2 "intra-modality sentiment anchoring" that sharpens
+  the *unimodal* embeddings, so by default (`anchor_space="modality"`) k-means++
+  (scikit-learn) clusters each modality's z̃_m over the training set and the
+  emotion-weighted supervised contrastive loss runs within each modality (averaged over
+  modalities); `anchor_space="fused"` clusters and contrasts the fused r instead (the
+  seed implementation's reading). The representations are collected by id from the
+  training batches of the previous epoch (`on_train_batch_end`, train mode) and
+  clustered in `on_epoch_start` every `anchor_refresh` epochs; in epoch 1, before any
+  clustering, the sentiment sign (or class) is the pseudo-label. Anchor i is weighted
+  by (|y_i|/label_range + 0.1)·exp(−ū_i) (classes: exp(−ū_i)).
+- Text adaptation feeds stage 2 by re-encoding `Batch.raw_text` with the adapted MiniLM
+  (`layers.RawTextEncoder`: frozen, its weights in the state dict, token states in a
+  bounded per-instance cache), replacing the dataset's precomputed states of the
+  original MiniLM. `text_adaptation` picks the stage-1 folder: "s_mlm" =
+  `pretrained_text` (sentiment-aware masking, p1 = 0.4 > p2 = 0.15), "plain_mlm" =
+  `pretrained_text_plain` (the same objective with p1 = p2 = 0.15: the paper's "w/o
+  S-MLM" control, which removes only the sentiment-aware masking), "none" = the
+  precomputed features (no text adaptation at all).
 """
 
 from __future__ import annotations
@@ -67,10 +80,13 @@ from torch import Tensor, nn
 
 from msakit.batch import Batch, ModelOutput, modality_index
 from msakit.config import ModelConfig
+from msakit.data.stats import DatasetStats
 from msakit.errors import ConfigError
 from msakit.layers import MLP, SequenceEncoder, masked_softmax, symmetric_info_nce
+from msakit.layers.pretrained import load_encoder_state, load_weights, unprefixed
+from msakit.layers.text_reencoder import HIDDEN_DIM, RawTextEncoder
 from msakit.layers.time2vec import Time2Vec
-from msakit.models.base import MSAModel
+from msakit.models.base import Capabilities, MSAModel
 from msakit.registry import register_model
 
 
@@ -79,7 +95,10 @@ class TSSPMSAConfig(ModelConfig):
     encoder: str = "transformer"  # SequenceEncoder kind; stage-1 weights must use the same
     time2vec_dim: int = 8  # TEAC: Time2Vec channels in the time-aware pooling
     # stage 1: folders written by `msakit pretrain s_mlm | ecam | fmr` ("" = no pretraining)
-    pretrained_text: str = ""  # re-encode raw_text with the S-MLM-adapted MiniLM
+    pretrained_text: str = ""  # S-MLM folder: re-encode raw_text with the adapted MiniLM
+    pretrained_text_plain: str = ""  # plain-MLM folder (`s_mlm -o p_sentiment=0.15`), the control
+    text_adaptation: str = "s_mlm"  # s_mlm (pretrained_text) | plain_mlm (pretrained_text_plain) | none
+    text_cache_size: int = 4096  # transcripts whose re-encoded states are kept (per model instance)
     pretrained_audio: str = ""
     pretrained_visual: str = ""
     text_max_tokens: int = 50  # as the dataset's precomputed MiniLM states
@@ -102,10 +121,12 @@ class TSSPMSAConfig(ModelConfig):
     anchor_temperature: float = 0.2
     num_anchors: int = 8  # k of k-means++
     anchor_refresh: int = 1  # epochs between pseudo-label refreshes
+    anchor_space: str = "modality"  # TEAC anchors per modality (z̃_m, the paper's "intra-modality") | fused (r)
 
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
         "full": {},
-        "w/o S-MLM": {"pretrained_text": ""},
+        "w/o S-MLM (plain MLM)": {"text_adaptation": "plain_mlm"},  # the paper's row: p1 = p2 = 0.15
+        "w/o text adaptation": {"text_adaptation": "none"},  # precomputed MiniLM states, no stage-1 text
         "w/o ECAM": {"pretrained_audio": ""},
         "w/o FMR": {"pretrained_visual": ""},
         "w/o uncertainty weighting": {"fusion": "mean"},
@@ -132,9 +153,8 @@ class TimeAwarePool(nn.Module):
         return (weights.unsqueeze(-1) * states).sum(1)
 
 
-# adapted-MiniLM token states per (pretrained_text, transcript); shared by every instance, so
-# the seeds of one run and the reloaded best checkpoint encode each transcript once
-_TEXT_CACHE: dict[tuple[str, str], Tensor] = {}
+TEXT_ADAPTATIONS = ("s_mlm", "plain_mlm", "none")
+ANCHOR_SPACES = ("modality", "fused")
 
 
 @register_model("tssp_msa")
@@ -142,10 +162,29 @@ class TSSPMSA(MSAModel):
     config_class = TSSPMSAConfig
     config: TSSPMSAConfig
 
+    @classmethod
+    def capabilities_for(cls, config: ModelConfig) -> Capabilities:
+        """Reads raw text when a stage-1 text folder is in use (it re-encodes the transcripts)."""
+        assert isinstance(config, TSSPMSAConfig)
+        return Capabilities(reads_raw_text=bool(_text_folder(config)) and "text" in config.modalities)
+
     def __init__(self, config: TSSPMSAConfig) -> None:
         super().__init__(config)
         if config.fusion not in ("uncertainty", "mean", "concat"):
             raise ConfigError(f"model 'tssp_msa': fusion must be uncertainty, mean or concat, got {config.fusion!r}")
+        if config.text_adaptation not in TEXT_ADAPTATIONS:
+            raise ConfigError(
+                f"model 'tssp_msa': text_adaptation must be one of {TEXT_ADAPTATIONS}, got {config.text_adaptation!r}"
+            )
+        if config.anchor_space not in ANCHOR_SPACES:
+            raise ConfigError(
+                f"model 'tssp_msa': anchor_space must be one of {ANCHOR_SPACES}, got {config.anchor_space!r}"
+            )
+        if config.text_adaptation == "plain_mlm" and not config.pretrained_text_plain:
+            raise ConfigError(
+                "model 'tssp_msa': text_adaptation='plain_mlm' needs pretrained_text_plain "
+                "(the folder of `msakit pretrain s_mlm -o p_sentiment=0.15`)"
+            )
         h, mods = config.hidden_dim, self.modalities
         self.regression = config.num_classes == 1
         expert_out = 2 if self.regression else config.num_classes  # (μ, log σ²) or logits
@@ -162,66 +201,51 @@ class TSSPMSA(MSAModel):
             self.gates = nn.ModuleDict({m: nn.Linear(2 * h, h) for m in mods})  # GTFAR g_m
             self.pair_proj = nn.Linear(h, h)  # GTFAR tensor term P
             self.fuse_norm = nn.LayerNorm(h)
-        self.anchor_proj = MLP(h, h, hidden_dim=h)  # TEAC
+        spaces = mods if config.anchor_space == "modality" else ("fused",)
+        self.anchor_proj = nn.ModuleDict({k: MLP(h, h, hidden_dim=h) for k in spaces})  # TEAC
         self.head = MLP(h, config.num_classes, hidden_dim=h, dropout=config.dropout)
+        self.text_encoder: RawTextEncoder | None = None
+        if _text_folder(config) and "text" in mods:
+            if config.text_dim != HIDDEN_DIM:
+                raise ConfigError("model 'tssp_msa': pretrained_text re-encodes with MiniLM, text_dim must be 384")
+            self.text_encoder = RawTextEncoder(max_tokens=config.text_max_tokens, cache_size=config.text_cache_size)
         # training state set by hooks (not parameters, not saved)
         self._curriculum = 1.0
         self._teacher = 0
-        self._loader: Any = None
-        self._pseudo: dict[str, int] = {}
-        self._minilm: tuple[Any, Any] | None = None
-        self._load_stage1()
+        self._pseudo: dict[str, dict[str, int]] = {}  # anchor space -> id -> cluster
+        self._collected: dict[str, dict[str, Tensor]] = {}  # anchor space -> id -> representation
 
     # ---- stage 1 -> stage 2 ----------------------------------------------------------
-    def _load_stage1(self) -> None:
-        from msakit.pretrain._loop import load_encoder_state, load_weights, unprefixed
-
+    def load_pretrained(self) -> None:
+        """Stage-1 weights from the folders the config names (called once, fresh training only)."""
         c = self.config
         for m, path in (("audio", c.pretrained_audio), ("visual", c.pretrained_visual)):
             if path and m in self.modalities:
                 state = load_encoder_state(path, modality=m, in_dim=c.dim(m), hidden_dim=c.hidden_dim, kind=c.encoder)
                 self.encoders[m].load_state_dict(state)
-        if c.pretrained_text and "text" in self.modalities:
-            from msakit.text_encoder import HIDDEN_DIM, load_minilm
-
-            if c.text_dim != HIDDEN_DIM:
-                raise ConfigError("model 'tssp_msa': pretrained_text re-encodes with MiniLM, text_dim must be 384")
-            tensors, meta = load_weights(c.pretrained_text)
+        folder = _text_folder(c)
+        if self.text_encoder is not None:
+            tensors, meta = load_weights(folder)
             if meta.get("objective") != "s_mlm":
-                raise ConfigError(f"{c.pretrained_text}: pretrained_text needs `msakit pretrain s_mlm` output")
-            tokenizer, encoder = load_minilm()
-            encoder.load_state_dict(unprefixed(tensors, "encoder"))
-            for p in encoder.parameters():
-                p.requires_grad_(False)
-            self._minilm = (tokenizer, encoder.eval())
+                raise ConfigError(f"{folder}: pretrained_text needs `msakit pretrain s_mlm` output")
+            masking = meta.get("config", {})
+            plain = masking.get("p_sentiment") == masking.get("p_other")
+            if plain != (c.text_adaptation == "plain_mlm"):
+                want = "p_sentiment == p_other (plain MLM)" if not plain else "p_sentiment > p_other (S-MLM)"
+                field = "pretrained_text_plain" if c.text_adaptation == "plain_mlm" else "pretrained_text"
+                raise ConfigError(
+                    f"{folder}: {field} needs an s_mlm folder with {want}; it was trained with "
+                    f"p_sentiment={masking.get('p_sentiment')}, p_other={masking.get('p_other')}"
+                )
+            self.text_encoder.load_encoder_state(unprefixed(tensors, "encoder"))
 
     def _text_states(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """Adapted-MiniLM token states for raw_text (B, Lt, 384), cached per transcript."""
-        if self._minilm is None:
+        """Adapted-MiniLM token states for raw_text (B, Lt, 384), or the precomputed ones."""
+        if self.text_encoder is None:
             return batch.features["text"], batch.masks["text"]
         if batch.raw_text is None:
             raise ConfigError("model 'tssp_msa': pretrained_text re-encodes transcripts, but the batch has no raw_text")
-        tokenizer, encoder = self._minilm
-        device = batch.present.device
-        key = self.config.pretrained_text
-        todo = sorted({t for t in batch.raw_text if (key, t) not in _TEXT_CACHE})
-        if todo:
-            enc = tokenizer(
-                todo, padding=True, truncation=True, max_length=self.config.text_max_tokens, return_tensors="pt"
-            )
-            encoder.to(device)
-            with torch.no_grad():
-                hidden = encoder(**enc.to(device)).last_hidden_state  # (n, l, 384)
-            for text, h, m in zip(todo, hidden, enc["attention_mask"].bool(), strict=True):
-                _TEXT_CACHE[key, text] = h[m].cpu()
-        rows = [_TEXT_CACHE[key, t] for t in batch.raw_text]
-        states = nn.utils.rnn.pad_sequence(rows, batch_first=True).to(device)  # (B, Lt, 384)
-        mask = (
-            torch.arange(states.shape[1], device=device)[None, :]
-            < torch.tensor([len(r) for r in rows], device=device)[:, None]
-        )
-        mask &= batch.present_mask("text")[:, None]
-        return states * mask.unsqueeze(-1), mask
+        return self.text_encoder(batch.raw_text, batch.present_mask("text"))
 
     # ---- stage 2: UEMF ---------------------------------------------------------------
     def _uncertainty(self, m: str, zt: Tensor) -> tuple[Tensor, Tensor]:
@@ -349,7 +373,16 @@ class TSSPMSA(MSAModel):
                 ).mean()
             )
         if c.anchor_weight > 0:
-            aux["teac"] = c.anchor_weight * self._anchor_loss(batch, r, mean_u, confident, zero)
+            if c.anchor_space == "fused":
+                teac = self._anchor_loss(batch, "fused", r, mean_u, confident, zero)
+            else:  # intra-modality anchoring: each modality's z̃_m against its own clusters
+                teac = torch.stack(
+                    [
+                        self._anchor_loss(batch, m, zt[m], mean_u, confident & present[:, i], zero)
+                        for i, m in enumerate(mods)
+                    ]
+                ).mean()
+            aux["teac"] = c.anchor_weight * teac
         return aux
 
     def _expert_loss(self, out: Tensor, y: Tensor) -> Tensor:
@@ -388,13 +421,16 @@ class TSSPMSA(MSAModel):
         ms, ls = student[:, 0], student[:, 1].clamp(-6, 6)
         return 0.5 * (ls - lt + (lt.exp() + (mt - ms).pow(2)) / ls.exp() - 1).mean()  # KL(N_t || N_s)
 
-    def _anchor_loss(self, batch: Batch, r: Tensor, mean_u: Tensor, confident: Tensor, zero: Tensor) -> Tensor:
-        """TEAC: emotion-weighted supervised contrastive loss over k-means++ pseudo-labels."""
+    def _anchor_loss(
+        self, batch: Batch, space: str, r: Tensor, mean_u: Tensor, confident: Tensor, zero: Tensor
+    ) -> Tensor:
+        """TEAC: emotion-weighted supervised contrastive loss over k-means++ pseudo-labels of `space`."""
         c, y = self.config, batch.labels
         fallback = y.long() if not self.regression else torch.sign(y.float()).long()
-        labels = torch.tensor([self._pseudo.get(i, -1) for i in batch.ids], device=r.device)
-        labels = torch.where(labels >= 0, labels, fallback + 1000) if self._pseudo else fallback
-        a = F.normalize(self.anchor_proj(r), dim=-1)  # (B, H)
+        pseudo = self._pseudo.get(space, {})
+        labels = torch.tensor([pseudo.get(i, -1) for i in batch.ids], device=r.device)
+        labels = torch.where(labels >= 0, labels, fallback + 1000) if pseudo else fallback
+        a = F.normalize(self.anchor_proj[space](r), dim=-1)  # (B, H)
         eye = torch.eye(batch.size, dtype=torch.bool, device=r.device)
         logits = (a @ a.T / c.anchor_temperature).masked_fill(eye, float("-inf"))
         log_prob = logits.log_softmax(-1).masked_fill(eye, 0.0)
@@ -408,34 +444,42 @@ class TSSPMSA(MSAModel):
         return (w * per_anchor).sum() / w.sum().clamp_min(1e-9)
 
     # ---- hooks -----------------------------------------------------------------------
-    def on_fit_start(self, train_loader: Any) -> None:
-        self._loader = train_loader
+    def on_fit_start(self, stats: DatasetStats) -> None:
+        self._pseudo, self._collected = {}, {}
 
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         c = self.config
         progress = min(1.0, (epoch - 1) / max(1, c.curriculum_epochs))
         self._curriculum = c.curriculum_start + (1.0 - c.curriculum_start) * progress
         self._teacher = (epoch - 1) % len(self.modalities)  # each modality teaches in turn
-        if c.anchor_weight > 0 and self._loader is not None and (epoch - 1) % max(1, c.anchor_refresh) == 0:
+        if c.anchor_weight > 0 and self._collected and (epoch - 1) % max(1, c.anchor_refresh) == 0:
             self.refresh_anchors()
 
     @torch.no_grad()
+    def on_train_batch_end(self, batch: Batch, output: ModelOutput, epoch: int) -> None:
+        """Keep each training sample's latest anchor representation(s), by id, for the next k-means."""
+        if self.config.anchor_weight <= 0:
+            return
+        for space in self.anchor_proj:
+            feats = output.features[space].detach().float().cpu()  # (B, H)
+            keep = batch.present_mask(space).cpu() if space != "fused" else batch.present.any(1).cpu()
+            store = self._collected.setdefault(space, {})
+            for i, f, k in zip(batch.ids, feats, keep, strict=True):
+                if k:
+                    store[i] = f
+
     def refresh_anchors(self) -> None:
-        """k-means++ over the fused representations of the training set -> pseudo-labels by id."""
+        """k-means++ over the collected representations of each anchor space -> pseudo-labels by id."""
         from sklearn.cluster import KMeans
 
-        was = self.training
-        self.eval()
-        ids, feats = [], []
-        device = next(self.parameters()).device
-        for batch in self._loader:
-            feats.append(self(batch.to(device)).features["fused"].cpu())
-            ids += batch.ids
-        self.train(was)
-        x = torch.cat(feats).numpy()
-        k = min(self.config.num_anchors, len(ids))
-        assign = KMeans(n_clusters=k, init="k-means++", n_init=3, random_state=0).fit_predict(x)
-        self._pseudo = dict(zip(ids, (int(a) for a in assign), strict=True))
+        for space, store in self._collected.items():
+            ids = list(store)
+            k = min(self.config.num_anchors, len(ids))
+            if k < 2:
+                continue
+            x = torch.stack([store[i] for i in ids]).numpy()
+            assign = KMeans(n_clusters=k, init="k-means++", n_init=3, random_state=0).fit_predict(x)
+            self._pseudo[space] = dict(zip(ids, (int(a) for a in assign), strict=True))
 
 
 def _orthogonality(a: Tensor, b: Tensor, valid: Tensor) -> Tensor:
@@ -446,3 +490,8 @@ def _orthogonality(a: Tensor, b: Tensor, valid: Tensor) -> Tensor:
     a = F.normalize(a - a.mean(0), dim=-1)
     b = F.normalize(b - b.mean(0), dim=-1)
     return (a.T @ b).pow(2).mean()
+
+
+def _text_folder(config: TSSPMSAConfig) -> str:
+    """The stage-1 text folder `text_adaptation` selects (\"\" = precomputed features)."""
+    return {"s_mlm": config.pretrained_text, "plain_mlm": config.pretrained_text_plain}.get(config.text_adaptation, "")

@@ -18,15 +18,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from msakit.batch import Batch
 from msakit.data.core import MSADataset
 from msakit.errors import ConfigError, TrainingError
+from msakit.layers.pretrained import (
+    STAGE1_META,
+    STAGE1_WEIGHTS,
+    load_encoder_state,
+    load_weights,
+    prefixed,
+    unprefixed,
+)
 
-WEIGHTS, META = "weights.safetensors", "meta.json"
+__all__ = ["guarded_steps", "load_encoder_state", "load_weights", "prefixed", "save_weights", "unprefixed"]
+
+WEIGHTS, META = STAGE1_WEIGHTS, STAGE1_META
 
 
 def save_weights(out: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> Path:
@@ -47,23 +57,6 @@ def save_weights(out: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) ->
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def load_weights(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """(tensors, meta) from a folder written by `save_weights` (or its .safetensors file)."""
-    path = Path(path)
-    folder = path.parent if path.suffix == ".safetensors" else path
-    if not (folder / WEIGHTS).is_file() or not (folder / META).is_file():
-        raise ConfigError(f"{folder}: not a stage-1 pretraining output (needs {WEIGHTS} and {META})")
-    return load_file(str(folder / WEIGHTS)), json.loads((folder / META).read_text())
-
-
-def prefixed(module: nn.Module, prefix: str) -> dict[str, Tensor]:
-    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
-
-
-def unprefixed(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
-    return {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
 def require_frames(name: str, dataset: MSADataset, modality: str, min_steps: int = 2) -> None:
@@ -126,21 +119,6 @@ def guarded_steps(
     if saved != step:
         save(step)
     return {"objective": name, "steps": step, **{f"mean_{k}": v / step for k, v in sums.items()}}
-
-
-def load_encoder_state(
-    path: str | Path, *, modality: str, in_dim: int, hidden_dim: int, kind: str
-) -> dict[str, Tensor]:
-    """The stage-1 frame encoder's state dict for `modality`, checked against the stage-2 encoder."""
-    tensors, meta = load_weights(path)
-    expected = {"modality": modality, "in_dim": in_dim, "hidden_dim": hidden_dim, "encoder": kind}
-    wrong = {k: (meta.get(k), v) for k, v in expected.items() if meta.get(k) != v}
-    if wrong:
-        detail = ", ".join(f"{k}: pretrained {a!r} vs model {b!r}" for k, (a, b) in wrong.items())
-        raise ConfigError(
-            f"{path}: stage-1 {meta.get('objective')!r} weights do not fit this {modality} encoder ({detail})"
-        )
-    return unprefixed(tensors, "net.encoder")
 
 
 def fit_frame_objective(

@@ -33,25 +33,24 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import Tensor, nn
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from msakit.batch import Batch, masked_mean
 from msakit.data.core import MSADataset, SplitData
-from msakit.errors import ConfigError, DataError
-from msakit.layers import symmetric_info_nce
+from msakit.data.stats import dataset_stats
+from msakit.layers.pretrained import HEADS_META, HEADS_WEIGHTS, load_heads, load_heads_into
+from msakit.layers.standardize import TextAudioHeads
+
+__all__ = ["STACA", "TextAudioHeads", "load_heads", "load_heads_into", "retrieval", "save_heads"]
 from msakit.pretrain import PretrainObjective, register_objective
 
-WEIGHTS, META = "heads.safetensors", "heads.json"
+WEIGHTS, META = HEADS_WEIGHTS, HEADS_META
 
 
 @dataclass
@@ -63,101 +62,6 @@ class STACAConfig:
     weight_decay: float = 0.0
     init_temperature: float = 0.07  # τ at start (CLIP's value); learned in log space
     seed: int = 0
-
-
-# ---- the heads, shared with the fine-tuning model (msakit.models.sadgr) -------------------------------------------
-class Standardize(nn.Module):
-    """Frozen per-dimension (x − μ) / σ with statistics of the training split."""
-
-    mean: Tensor
-    std: Tensor
-    fitted: Tensor
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("std", torch.ones(dim))
-        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return (x - self.mean) / self.std
-
-    @torch.no_grad()
-    def fit(self, total: Tensor, total_sq: Tensor, count: float) -> None:
-        """From float64 sums over `count` steps (float64 avoids cancellation in E[x²] − E[x]²)."""
-        mean = total.double() / max(count, 1.0)
-        std = (total_sq.double() / max(count, 1.0) - mean**2).clamp_min(0.0).sqrt()
-        self.mean.copy_(mean.to(self.mean))
-        self.std.copy_(torch.where(std > 1e-8, std, torch.ones_like(std)).to(self.std))  # constant dims pass through
-        self.fitted.fill_(True)
-
-
-class AlignmentHead(nn.Module):
-    """g_m: frozen standardisation, then a linear map into the shared space (eqs. 7–8)."""
-
-    def __init__(self, in_dim: int, shared_dim: int) -> None:
-        super().__init__()
-        self.norm = Standardize(in_dim)
-        self.proj = nn.Linear(in_dim, shared_dim)
-
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        """Per step: (B, L, D), (B, L) -> (B, L, S), zero on padded steps."""
-        return self.proj(self.norm(x)) * mask.unsqueeze(-1).to(x.dtype)
-
-    def pool(self, x: Tensor, mask: Tensor) -> Tensor:
-        """Z_m = g_m(mean of valid steps), eqs. 5–8: (B, L, D), (B, L) -> (B, S).
-
-        g_m is affine, so pooling first equals pooling the per-step projections.
-        """
-        return self.proj(self.norm(masked_mean(x, mask)))
-
-
-class TextAudioHeads(nn.Module):
-    """g_t, g_a and the learnable temperature τ of the audio–text contrastive loss."""
-
-    def __init__(self, text_dim: int, audio_dim: int, shared_dim: int, *, init_temperature: float = 0.07) -> None:
-        super().__init__()
-        self.text = AlignmentHead(text_dim, shared_dim)
-        self.audio = AlignmentHead(audio_dim, shared_dim)
-        # log(1/τ), as in CLIP; clamped so τ ≥ 0.01
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
-
-    @property
-    def temperature(self) -> Tensor:
-        return torch.exp(-self.logit_scale.clamp(max=math.log(100.0)))
-
-    def embed(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
-        """(Z_t, Z_a, valid): (B, S), (B, S), (B,) bool where the sample has both modalities."""
-        z_t = self.text.pool(batch.features["text"], batch.masks["text"])
-        z_a = self.audio.pool(batch.features["audio"], batch.masks["audio"])
-        valid = batch.present_mask("text") & batch.present_mask("audio")
-        return z_t, z_a, valid
-
-    def contrastive_loss(self, z_t: Tensor, z_a: Tensor, valid: Tensor) -> Tensor:
-        """L_con = ½ (L_t→a + L_a→t), cosine similarity over τ (eqs. 9–11)."""
-        return symmetric_info_nce(z_t, z_a, temperature=self.temperature, valid=valid)
-
-    def fit_statistics(self, batches: Iterable[Batch]) -> None:
-        fit_standardizers({"text": self.text.norm, "audio": self.audio.norm}, batches)
-
-    def expected_shapes(self) -> dict[str, tuple[int, ...]]:
-        return {k: tuple(v.shape) for k, v in self.state_dict().items()}
-
-
-@torch.no_grad()
-def fit_standardizers(norms: dict[str, Standardize], batches: Iterable[Batch]) -> None:
-    """Fit each modality's `Standardize` on the valid steps of `batches` (one pass)."""
-    totals = {m: torch.zeros(n.mean.shape[0], dtype=torch.float64) for m, n in norms.items()}
-    squares = {m: torch.zeros(n.mean.shape[0], dtype=torch.float64) for m, n in norms.items()}
-    counts = dict.fromkeys(norms, 0.0)
-    for batch in batches:
-        for m in norms:
-            x = batch.features[m][batch.masks[m]].double().cpu()  # (valid steps, D)
-            totals[m] += x.sum(0)
-            squares[m] += (x**2).sum(0)
-            counts[m] += float(x.shape[0])
-    for m, norm in norms.items():
-        norm.fit(totals[m], squares[m], counts[m])
 
 
 def save_heads(out: Path, heads: TextAudioHeads, meta: dict[str, Any]) -> Path:
@@ -185,46 +89,6 @@ def save_heads(out: Path, heads: TextAudioHeads, meta: dict[str, Any]) -> Path:
     tmp_meta.write_text(json.dumps(payload, indent=2))
     os.replace(tmp_meta, out / META)
     return out
-
-
-def load_heads(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """(state dict, metadata) from a folder written by `save_heads` (or its heads.json)."""
-    folder = Path(path)
-    if folder.name == META:
-        folder = folder.parent
-    try:
-        meta = json.loads((folder / META).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"not readable STA-CA heads ({exc}); run `msakit pretrain sta_ca`", path=folder / META) from exc
-    weights = folder / WEIGHTS
-    try:
-        blob = weights.read_bytes()
-        state = load_file(str(weights))
-    except (OSError, SafetensorError) as exc:
-        raise DataError(f"cannot read STA-CA head weights: {exc}", path=weights) from exc
-    if meta.get("weights_sha256") not in (None, hashlib.sha256(blob).hexdigest()):
-        raise DataError("weights do not match heads.json (interrupted write?); pretrain again", path=weights)
-    return state, meta
-
-
-def load_into(heads: TextAudioHeads, path: str | Path) -> dict[str, Any]:
-    """Load saved heads into `heads`; ConfigError naming both shapes when they do not fit."""
-    state, meta = load_heads(path)
-    expected = heads.expected_shapes()
-    # the projections first: their (shared_dim, in_dim) shapes say what does not fit
-    for key, shape in sorted(expected.items(), key=lambda kv: not kv[0].endswith("proj.weight")):
-        if key not in state:
-            raise DataError(f"STA-CA heads lack tensor {key!r}", path=path)
-        got = tuple(state[key].shape)
-        if got != shape:
-            raise ConfigError(
-                f"pretrained heads {path}: {key} has shape {got} but the model expects {shape} "
-                f"(heads were trained for text_dim={meta.get('text_dim')}, audio_dim={meta.get('audio_dim')}, "
-                f"shared_dim={meta.get('shared_dim')}; the model has text_dim={heads.text.proj.in_features}, "
-                f"audio_dim={heads.audio.proj.in_features}, shared_dim={heads.text.proj.out_features})"
-            )
-    heads.load_state_dict({k: state[k] for k in expected})
-    return meta
 
 
 # ---- retrieval: how aligned the shared space is ------------------------------------------------------------------
@@ -265,7 +129,9 @@ class STACA(PretrainObjective):
         dims = dataset.info.dims
         heads = TextAudioHeads(dims["text"], dims["audio"], cfg.shared_dim, init_temperature=cfg.init_temperature)
         train = dataset.split("train")
-        heads.fit_statistics(train.loader(256, shuffle=False))
+        stats = dataset_stats(train).features
+        heads.text.norm.set(stats["text"].center, stats["text"].scale)
+        heads.audio.norm.set(stats["audio"].center, stats["audio"].scale)
         held_out = {s: dataset.split(s) for s in ("valid", "test") if s in dataset.splits}
         before = {s: retrieval(heads, split) for s, split in held_out.items()}
         optimizer = torch.optim.AdamW(

@@ -317,8 +317,8 @@ def _noise(ctx: _Context) -> list[Condition]:
 
 
 def reads_raw_text(model: MSAModel) -> bool:
-    """Whether the model encodes `Batch.raw_text` itself (the `finetune_text` convention)."""
-    return bool(getattr(model.config, "finetune_text", False))
+    """Whether the model encodes `Batch.raw_text` itself (its declared capability)."""
+    return model.declared_capabilities.reads_raw_text
 
 
 def _text_noise_blocker(ctx: _Context) -> str:
