@@ -19,7 +19,7 @@ def format_value(key: str, mean: float, std: float | None = None) -> str:
 
 
 def metric_table(
-    rows: Sequence[tuple[str, Mapping[str, tuple[float, float]]]], metric_set: str, *, markdown: bool = True
+    rows: Sequence[tuple[str, Mapping[str, tuple[float, float | None]]]], metric_set: str, *, markdown: bool = True
 ) -> str:
     """rows: (label, metric -> (mean, std)). Columns follow the metric set's order."""
     keys = list(get_metric_set(metric_set).higher_is_better)
