@@ -1,0 +1,98 @@
+"""Measured evidence about a deletion: attacks that try to recover the removed information.
+
+- `feature_probe_r2`: a ridge probe trained to predict the removed modality's pooled
+  features (mean over valid steps) from the model's fused embedding; R² on held-out
+  samples that have the modality. High on the original model (it reads the modality);
+  on a model that forgot it, no higher than what the retained modalities explain.
+- `membership_auc`: a loss-threshold membership attack (Yeom et al. 2018): the ROC AUC
+  of −loss for separating the forget samples (with the modality present) from held-out
+  samples. 0.5 = the attack cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from msakit.batch import Batch, masked_mean
+from msakit.data.core import SplitData
+from msakit.models.base import MSAModel
+
+
+@torch.no_grad()
+def embeddings(
+    model: MSAModel,
+    split: SplitData,
+    indices: Sequence[int],
+    *,
+    transform: Callable[[Batch], Batch] | None = None,
+    key: str = "fused",
+    batch_size: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(features[key], prediction) of `model` for `indices`, in order: (n, p) float64, (n,) float64."""
+    model.eval()
+    feats, preds = [], []
+    for start in range(0, len(indices), batch_size):
+        batch = split.batch(indices[start : start + batch_size])
+        if transform is not None:
+            batch = transform(batch)
+        out = model(batch)
+        feats.append(out.features[key].double().numpy())
+        preds.append(out.prediction.double().numpy())
+    if not feats:
+        return np.zeros((0, 0)), np.zeros(0)
+    return np.concatenate(feats), np.concatenate(preds)
+
+
+def pooled_modality(split: SplitData, indices: Sequence[int], modality: str) -> np.ndarray:
+    """(n, D) mean over valid steps of `modality` for `indices`."""
+    batch = split.batch(list(indices))
+    return masked_mean(batch.features[modality], batch.masks[modality]).double().numpy()
+
+
+def ridge_r2(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, l2: float = 1.0
+) -> float:
+    """R² (uniform over outputs) of a ridge probe with standardised inputs."""
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import r2_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), Ridge(alpha=l2)).fit(x_train, y_train)
+    return float(r2_score(y_test, probe.predict(x_test)))
+
+
+def feature_probe_r2(
+    model: MSAModel,
+    train: SplitData,
+    test: SplitData,
+    modality: str,
+    *,
+    transform_train: Callable[[Batch], Batch] | None = None,
+) -> float:
+    """R² of predicting `modality`'s pooled features from the model's fused embedding (fit on train, scored on test)."""
+    tr = [i for i in range(len(train)) if train.modalities[modality].present[i]]
+    te = [i for i in range(len(test)) if test.modalities[modality].present[i]]
+    x_tr, _ = embeddings(model, train, tr, transform=transform_train)
+    x_te, _ = embeddings(model, test, te)
+    return ridge_r2(x_tr, pooled_modality(train, tr, modality), x_te, pooled_modality(test, te, modality))
+
+
+def membership_auc(
+    model: MSAModel, members: tuple[SplitData, Sequence[int]], others: tuple[SplitData, Sequence[int]]
+) -> float:
+    """ROC AUC of −|error| separating `members` from `others` (regression)."""
+    from sklearn.metrics import roc_auc_score
+
+    scores, labels = [], []
+    for flag, (split, idx) in ((1, members), (0, others)):
+        _, pred = embeddings(model, split, idx)
+        scores.append(-np.abs(pred - split.labels[list(idx)]))
+        labels.append(np.full(len(idx), flag))
+    return float(roc_auc_score(np.concatenate(labels), np.concatenate(scores)))
+
+
+__all__ = ["embeddings", "feature_probe_r2", "membership_auc", "pooled_modality", "ridge_r2"]
