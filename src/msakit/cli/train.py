@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from msakit.cli.common import FORMATTER, add_training_options, overrides_from, print_result
@@ -27,11 +28,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, help="output folder (default: runs/<model>-<dataset>)")
     p.add_argument("--resume", action="store_true", help="continue each seed from OUT/seed<N>/last if present")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="train with N local processes (DistributedDataParallel: gloo on CPU, NCCL on CUDA; the global batch "
+        "is batch_size, split across them). For several machines use `torchrun --nnodes ... -m msakit train`",
+    )
     add_training_options(p)
     p.set_defaults(func=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from msakit.errors import ConfigError
+
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from msakit.training.distributed import launch
+
+        return launch(_rank_argv(args), args.nproc)
     from msakit.data import load_dataset
     from msakit.training import Trainer
 
@@ -39,6 +55,42 @@ def run_train(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data)
     out = args.out or Path("runs") / f"{args.model}-{dataset.info.name.replace(':', '-').replace('/', '-')}"
     trainer = Trainer(args.model, dataset, model_overrides=model_overrides, train_config=train_config, out_dir=out)
-    result = trainer.fit(resume=args.resume)
-    print_result(result, out)
+    try:
+        result = trainer.fit(resume=args.resume)
+    finally:
+        _leave_process_group()
+    if trainer.runtime.is_main:
+        print_result(result, out)
     return 0
+
+
+def _rank_argv(args: argparse.Namespace) -> list[str]:
+    """The `msakit train` arguments each rank of `--nproc` runs with (everything but --nproc)."""
+    argv = ["--debug"] if args.debug else []
+    argv += ["train", "--model", args.model, "--data", args.data]
+    if args.out is not None:
+        argv += ["--out", str(args.out)]
+    if args.resume:
+        argv.append("--resume")
+    if args.preset:
+        argv += ["--preset", args.preset]
+    for opt in args.model_opt:
+        argv += ["-m", opt]
+    for opt in args.train_opt:
+        argv += ["-t", opt]
+    if args.seeds:
+        argv += ["--seeds", *map(str, args.seeds)]
+    if args.epochs is not None:
+        argv += ["--epochs", str(args.epochs)]
+    if args.device:
+        argv += ["--device", args.device]
+    if args.no_progress:
+        argv.append("--no-progress")
+    return argv
+
+
+def _leave_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -213,12 +213,12 @@ def fit(
             except TrainingError as exc:
                 raise TrainingError(f"{prefix}{exc}") from None
             model.on_train_batch_end(batch, output, epoch)
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v
+            for k, v in parts.items():  # weighted, so that the ranks' sums add up to the global batch means
+                sums[k] = sums.get(k, 0.0) + weight * v
             _emit(callbacks, "on_step_end", state, parts)
             bar.set_postfix(loss=f"{parts.get('total', float(loss.detach())):.4f}")
         state.epoch_seconds.append(time.perf_counter() - start)
-        losses = {k: v / max(len(weights), 1) for k, v in sums.items()}
+        losses = _mean_over_ranks(sums, len(weights), runtime)
         _emit(callbacks, "on_epoch_end", state, epoch, losses)
         if validate is not None:
             metrics = validate(model)
@@ -228,6 +228,15 @@ def fit(
             _emit(callbacks, "on_checkpoint", state, path)
     _emit(callbacks, "on_fit_end", state)
     return state
+
+
+def _mean_over_ranks(sums: dict[str, float], batches: int, runtime: Runtime) -> dict[str, float]:
+    """Per-batch mean of the training losses over the whole (global) batches of an epoch."""
+    total: dict[str, float] = {}
+    for part in runtime.gather(sums):
+        for k, v in part.items():
+            total[k] = total.get(k, 0.0) + v
+    return {k: v / (max(batches, 1) * runtime.world_size) for k, v in total.items()}
 
 
 def fit_steps(
