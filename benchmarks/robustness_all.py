@@ -81,7 +81,7 @@ def summary_tables(out: Path) -> str:
             rows.append(
                 f"| {path.parent.name} | {pts(r['clean'][key])} | "
                 + " / ".join(f"{m} {pts(d[key])}" for m, d in drops.items())
-                + f" | {auc('rate/shared')} | {auc('noise/gaussian_all')} | {auc('spectrum/fixed')} | "
+                + f" | {auc('step_shared/shared')} | {auc('noise/gaussian_all')} | {auc('spectrum/fixed')} | "
                 f"{pts(mixed['metrics'][key]) if mixed else 'n/a'} | "
                 f"{'n/a' if mei is None else f'{mei:.2f}'} | {'n/a' if mli is None else f'{mli:.2f}'} |"
             )

@@ -248,7 +248,7 @@ def test_protocols_are_deterministic_and_report_absent_modalities(bimodal):
     phi = s["mei"]["shapley"]
     none = next(c for c in conds if c["curve"] == "none_kept")["metrics"]["Non0_acc_2"]
     assert sum(phi.values()) == pytest.approx(a["clean"]["Non0_acc_2"] - none)
-    assert "rate/shared" in s["curves"] and "noise/gaussian_audio" in s["curves"]
+    assert "step_shared/shared" in s["curves"] and "noise/gaussian_audio" in s["curves"]
     text_noise = [c for c in conds if c["curve"] == "text_noise"]
     assert text_noise and all(c["status"].startswith("not applicable") for c in text_noise)
 
@@ -340,7 +340,7 @@ def test_cli_writes_json_csv_and_plots(checkpoints, tmp_path, capsys):
     report = json.loads((out / "robustness.json").read_text())
     assert report["seed"] == 2 and report["summaries"]["mli"]["mli"] is not None
     assert (out / "robustness.csv").read_text().startswith("protocol,curve,x,params,status")
-    assert (out / "rate.png").stat().st_size > 1000
+    assert (out / "step_shared.png").stat().st_size > 1000
 
 
 def test_cli_compare_overlays(checkpoints, tmp_path):
@@ -366,9 +366,9 @@ def test_cli_compare_overlays(checkpoints, tmp_path):
     assert code == 0
     payload = json.loads((out / "compare.json").read_text())
     assert payload["labels"] == ["late_fusion", "text_only"]
-    assert (out / "compare_imbalanced_audio_missing.png").is_file()
+    assert (out / "compare_step_imbalanced_audio_missing.png").is_file()
     # text_only ignores audio: its audio curve is flat
-    curve = payload["reports"]["text_only"]["summaries"]["curves"]["imbalanced/audio_missing"]
+    curve = payload["reports"]["text_only"]["summaries"]["curves"]["step_imbalanced/audio_missing"]
     assert curve["metrics"]["Non0_acc_2"]["drop_at_max"] == 0
 
 
@@ -428,3 +428,75 @@ def test_batch_size_does_not_change_modality_removal(bimodal):
     for m, drops in a["summaries"]["drop_per_removed_modality"].items():
         assert drops == pytest.approx(b["summaries"]["drop_per_removed_modality"][m])
     assert np.isfinite(a["clean"]["MAE"])
+
+
+# ---- whole-modality missing per sample (MissBench) and raw-text reach -----------------------------
+def test_modality_missing_removes_whole_modalities_per_sample_at_the_rate(tiny_dataset):
+    from msakit.robustness.perturbations import ModalityMissing
+
+    big = make_synthetic(SyntheticConfig(sizes=(8, 4, 2000)))
+    batch = _batch(big)
+    out = ModalityMissing(rate=0.3)(batch, _rng(3))
+    lost = batch.present & ~out.present  # (B, M)
+    assert 0.25 < lost.float().mean() < 0.35  # each modality lost with probability ≈ r
+    assert out.present.any(1)[batch.present.any(1)].all()  # nobody loses everything
+    for m in batch.modalities:  # a lost modality is gone whole: no valid step, zero features
+        rows = lost[:, ["text", "audio", "visual"].index(m)]
+        assert not out.masks[m][rows].any() and (out.features[m][rows] == 0).all()
+        kept = out.present_mask(m)
+        torch.testing.assert_close(out.features[m][kept], batch.features[m][kept])  # the rest untouched
+    # imbalanced: only the named modality, whole
+    only = ModalityMissing(rates={"audio": 0.5})(batch, _rng(3))
+    assert torch.equal(only.present[:, 0], batch.present[:, 0]) and torch.equal(only.present[:, 2], batch.present[:, 2])
+    assert 0.4 < (batch.present[:, 1] & ~only.present[:, 1]).float().mean() < 0.6
+    # rate 1 of everything: each sample keeps exactly one modality
+    assert (ModalityMissing(rate=1.0)(batch, _rng(0)).present.sum(1) == 1).all()
+
+
+def test_protocols_name_step_and_modality_missing_apart(bimodal):
+    model = _model(bimodal)
+    report = run_protocols(
+        model,
+        bimodal,
+        ["modality_shared", "modality_imbalanced", "rate"],
+        RobustnessSettings(rates=(0.0, 0.5)),
+    )
+    curves = set(report.summaries["curves"])
+    assert {"modality_shared/shared", "modality_imbalanced/audio_missing", "step_shared/shared"} <= curves
+    with pytest.raises(RobustnessError, match=r"unknown protocol 'missing'.*modality_shared.*step_imbalanced"):
+        run_protocols(model, bimodal, "missing")
+
+
+class _WordCounter(torch.nn.Module):
+    """A stand-in for a model that re-encodes raw text: predicts from the number of words."""
+
+    def __init__(self, reads_raw_text: bool) -> None:
+        from msakit.models.base import Capabilities
+
+        super().__init__()
+        self.model_name = "word_counter"
+        self.modalities = ("text", "audio")
+        self.declared_capabilities = Capabilities(reads_raw_text=reads_raw_text)
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, batch: Batch):  # type: ignore[no-untyped-def]
+        from msakit.batch import ModelOutput
+
+        words = torch.tensor([float(len(t.split())) for t in batch.raw_text])  # type: ignore[union-attr]
+        return ModelOutput(prediction=self.scale * (words - 4.0))  # blind to features and `present`
+
+
+def test_every_text_protocol_reaches_models_that_read_raw_text(bimodal):
+    from dataclasses import replace as dc_replace
+
+    words = ["so", "this", "film", "was", "really", "quite", "good", "and", "I", "liked", "it"]
+    splits = {
+        n: dc_replace(s, raw_text=[" ".join(words[: 2 + i % 9]) for i in range(len(s.ids))])
+        for n, s in bimodal.splits.items()
+    }
+    data = MSADataset(bimodal.info, splits, source="with-text")
+    settings = RobustnessSettings(rates=(0.5,), snrs=(0.0,), shuffle_rates=(1.0,))
+    for reads, changes in ((True, True), (False, False)):
+        report = run_protocols(_WordCounter(reads), data, ["step_shared", "spectrum"], settings)  # type: ignore[arg-type]
+        moved = [c.metrics["MAE"] != report.clean["MAE"] for c in report.conditions if c.x == 0.5]
+        assert moved and all(m == changes for m in moved), (reads, report.conditions)

@@ -13,7 +13,7 @@ from msakit.io import atomic_open, atomic_write_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from msakit.robustness.protocols import DEFAULT_RATES, DEFAULT_SNRS, PROTOCOL_CHOICES
+    from msakit.robustness.protocols import DEFAULT_RATES, DEFAULT_SNRS, PROTOCOL_ALIASES, PROTOCOL_CHOICES
 
     p = subparsers.add_parser(
         "robustness",
@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", type=Path, nargs="?", help="checkpoint folder, e.g. runs/x/seed1/best")
     p.add_argument("--compare", type=Path, nargs="+", metavar="CHECKPOINT", help="several checkpoints to overlay")
     p.add_argument("--data", required=True, help="dataset spec; must match the checkpoint's features")
-    p.add_argument("--protocol", default="all", choices=PROTOCOL_CHOICES, help="which protocol(s) to run")
+    p.add_argument(
+        "--protocol", default="all", choices=(*PROTOCOL_CHOICES, *PROTOCOL_ALIASES), help="which protocol(s) to run"
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0, help="seed of every perturbation (same seed, same result)")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"), help="split to perturb")

@@ -16,13 +16,24 @@ Semantics (see docs/robustness.md for the protocols built on them):
   rate 1.0 *is* whole-modality removal. Uniform draws are made whether or not a step is
   dropped, so with one seed the dropped set at rate r is a subset of the one at r' > r
   (common random numbers: curves over rates are monotone in what they remove).
+* ``modality_missing`` / `ModalityMissing` — MissBench's whole-modality missing per
+  sample: each sample loses each modality independently with probability r (one shared
+  rate, or per-modality rates for the imbalanced setting); a lost modality is gone for
+  that sample (features zeroed, mask cleared, present False). A sample whose draw would
+  remove every modality it has keeps the one with the highest draw (every sample keeps
+  at least one modality, as in MissBench's protocol).
 * ``gaussian_noise`` — additive Gaussian noise on valid steps at a signal-to-noise ratio
   in dB, the signal power measured per sample and modality.
 * ``temporal_shuffle`` — valid steps of a sample permuted (order-blind models are
   unaffected, which is itself a finding).
 * ``text_noise`` — character typos and word drops on `Batch.raw_text`. Only models that
-  encode raw text (``finetune_text=True``) see it; for precomputed features use
+  encode raw text (``Capabilities.reads_raw_text``) see it; for precomputed features use
   `noisy_texts` on the transcripts *before* encoding.
+* `raw_text_counterpart(p)` — what a feature-level perturbation means for the raw text
+  that such a model re-encodes: step missing at r → each word dropped with probability
+  r; Gaussian noise → a typo per word with probability = the noise fraction; temporal
+  shuffle → the words of the chosen samples permuted; spectrum at s → word drops and
+  typos at s. The robustness protocols apply it before the model re-encodes the text.
 * ``spectrum`` — QA-MoE's continuous reliability spectrum: one strength s ∈ [0, 1] per
   sample drives both missingness (steps dropped with probability s) and noise (noise
   fraction s of the total power, i.e. SNR = (1 - s) / s); s = 0 is clean, s = 1 removes.
@@ -149,8 +160,9 @@ class StepMissing:
     """MMSA step-level missing at `rate` per modality.
 
     rate: the shared rate, applied to `modalities` (empty = every modality of the batch).
-    rates: per-modality rates (MissBench's imbalanced setting); overrides `rate` for the
-        modalities it names.
+    rates: per-modality rates (step-level imbalanced missing; not MissBench's imbalanced
+        setting, which removes whole modalities per sample: `ModalityMissing`); overrides
+        `rate` for the modalities it names.
     """
 
     rate: float = 0.0
@@ -182,6 +194,51 @@ class StepMissing:
             masks[m] = keep
             features[m] = features[m] * keep.unsqueeze(-1).to(features[m].dtype)
         return _with_steps(batch, features, masks)
+
+
+@register_perturbation("modality_missing")
+@dataclass(frozen=True)
+class ModalityMissing:
+    """MissBench whole-modality missing per sample.
+
+    rate: the shared rate, applied to `modalities` (empty = every modality of the batch).
+    rates: per-modality rates (the imbalanced setting); overrides `rate` for the
+        modalities it names. Every sample keeps at least one of the modalities it has.
+    """
+
+    rate: float = 0.0
+    modalities: tuple[str, ...] = ()
+    rates: Mapping[str, float] = field(default_factory=dict)
+    perturbation_name: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        check_rate(self.rate)
+        object.__setattr__(self, "modalities", check_modalities(self.modalities))
+        check_modalities(self.rates)
+        for m, r in self.rates.items():
+            check_rate(r, f"rate of {m}")
+
+    def rate_of(self, modality: str) -> float:
+        return StepMissing.rate_of(self, modality)  # type: ignore[arg-type]
+
+    def __call__(self, batch: Batch, rng: torch.Generator) -> Batch:
+        u = torch.rand(batch.size, len(MODALITIES), generator=rng)  # one draw per sample and modality
+        rates = torch.tensor([self.rate_of(m) if m in batch.modalities else 0.0 for m in MODALITIES])
+        present = batch.present.cpu()
+        lose = (u < rates[None, :]) & present  # (B, M)
+        # a sample that would lose everything it has keeps its modality with the highest draw
+        everything = present.any(1) & ~(present & ~lose).any(1)
+        if everything.any():
+            best = u.masked_fill(~present, -1.0).argmax(1)  # (B,)
+            spared = torch.zeros_like(lose)
+            spared[torch.arange(batch.size), best] = True
+            lose &= ~(spared & everything[:, None])
+        out = batch
+        for m in batch.modalities:
+            rows = lose[:, modality_index(m)]
+            if rows.any():
+                out = out.drop_modalities([m], rows.to(batch.present.device))
+        return out
 
 
 @register_perturbation("random_missing_rate")
@@ -349,6 +406,75 @@ class TextNoise:
         rnd = random.Random(int(torch.randint(2**31 - 1, (1,), generator=rng)))
         texts = [noisy_text(t, self.rate, rnd, typos=self.typos, word_drops=self.word_drops) for t in batch.raw_text]
         return replace(batch, raw_text=texts)
+
+
+@register_perturbation("word_shuffle")
+@dataclass(frozen=True)
+class WordShuffle:
+    """With probability `rate` per sample, permute the words of `Batch.raw_text`."""
+
+    rate: float = 1.0
+    perturbation_name: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        check_rate(self.rate)
+
+    def __call__(self, batch: Batch, rng: torch.Generator) -> Batch:
+        if batch.raw_text is None:
+            return batch
+        rnd = random.Random(int(torch.randint(2**31 - 1, (1,), generator=rng)))
+        texts = []
+        for t in batch.raw_text:
+            words = t.split()
+            if rnd.random() < self.rate:
+                rnd.shuffle(words)
+            texts.append(" ".join(words))
+        return replace(batch, raw_text=texts)
+
+
+@dataclass(frozen=True)
+class RawTextSpectrum:
+    """Spectrum for raw text: per sample strength s (fixed, or U(0, max_strength)), words dropped
+    and typos at s."""
+
+    strength: float | None = None
+    max_strength: float = 1.0
+
+    def __call__(self, batch: Batch, rng: torch.Generator) -> Batch:
+        if batch.raw_text is None:
+            return batch
+        rnd = random.Random(int(torch.randint(2**31 - 1, (1,), generator=rng)))
+        texts = []
+        for t in batch.raw_text:
+            s = self.strength if self.strength is not None else rnd.random() * self.max_strength
+            texts.append(noisy_text(t, s, rnd))
+        return replace(batch, raw_text=texts)
+
+
+def _touches_text(modalities: tuple[str, ...]) -> bool:
+    return not modalities or "text" in modalities
+
+
+def raw_text_counterpart(perturbation: Any) -> Perturbation | None:
+    """The raw-text perturbation matching a feature-level one, for models that re-encode text
+    (None when it does not touch the text, or the text only through `present`)."""
+    p = perturbation
+    if isinstance(p, Compose):
+        parts = [q for q in (raw_text_counterpart(x) for x in p.parts) if q is not None]
+        return Compose(tuple(parts)) if parts else None
+    if isinstance(p, StepMissing):
+        r = p.rate_of("text")
+        return TextNoise(rate=r, typos=False, word_drops=True) if 0.0 < r < 1.0 else None
+    if isinstance(p, GaussianNoise) and _touches_text(p.modalities):
+        f = snr_to_noise_fraction(p.snr_db)
+        return TextNoise(rate=f, typos=True, word_drops=False) if f > 0 else None
+    if isinstance(p, TemporalShuffle) and _touches_text(p.modalities):
+        return WordShuffle(rate=p.rate) if p.rate > 0 else None
+    if isinstance(p, Spectrum) and _touches_text(p.modalities):
+        if p.strength == 0.0:
+            return None
+        return RawTextSpectrum(strength=p.strength, max_strength=p.max_strength)
+    return None  # drop / modality_missing act through `present`, which the re-encoder reads
 
 
 # ---- the continuous reliability spectrum (QA-MoE) ------------------------------------------

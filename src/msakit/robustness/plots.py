@@ -10,8 +10,10 @@ from msakit.io import atomic_path
 from msakit.robustness.protocols import RobustnessReport, curve_points
 
 _XLABEL = {
-    "rate": "missing rate r (shared)",
-    "imbalanced": "missing rate r of one modality",
+    "modality_shared": "per-sample whole-modality missing rate r (shared)",
+    "modality_imbalanced": "per-sample whole-modality missing rate r of one modality",
+    "step_shared": "step-level missing rate r (shared)",
+    "step_imbalanced": "step-level missing rate r of one modality",
     "noise": "noise fraction (1 / (1 + 10^(SNR/10)))",
     "spectrum": "reliability strength s",
 }

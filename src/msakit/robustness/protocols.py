@@ -2,10 +2,16 @@
 
 Protocols (precise definitions in docs/robustness.md):
 
-    modality    whole-modality missing: each of the 6 proper non-empty subsets of
-                (text, audio, visual) kept, plus "none kept" (the reference for the MEI)
-    rate        shared step-level missing at each rate r (default 0.0, 0.1, ..., 0.9)
-    imbalanced  one modality missing at rate r, the others intact (one curve per modality)
+    modality             whole-modality missing for every sample: each of the 6 proper
+                         non-empty subsets of (text, audio, visual) kept, plus "none kept"
+                         (the reference for the MEI)
+    modality_shared      MissBench shared missing rate: each sample loses each modality
+                         with probability r (whole modality, per sample)
+    modality_imbalanced  MissBench imbalanced missing: one modality lost per sample with
+                         probability r, the others intact (one curve per modality)
+    step_shared          MMSA step-level missing: every step of every modality dropped with
+                         probability r (below r = 1 no sample loses a whole modality)
+    step_imbalanced      step-level missing of one modality at rate r (one curve per modality)
     noise       Gaussian noise at each SNR (all modalities, and each alone), temporal
                 shuffling, and raw-text noise where the model reads raw text
     spectrum    QA-MoE reliability spectrum: fixed strength s per sample at each level,
@@ -15,7 +21,11 @@ Summaries: per curve and metric the AUILC (trapezoid area over x, divided by the
 span), MultiBench's relative robustness and the drop at the largest x; per modality the
 drop when it is removed; the Modality Equity Index (MEI) from Shapley contributions over
 the kept subsets; the Modality Learning Index (MLI) when training logged it.
-Every condition uses the same seed, so curves share their random draws.
+Every condition uses the same seed, so curves share their random draws. For a model
+that re-encodes raw text (`Capabilities.reads_raw_text`) every condition that touches
+the text also perturbs `Batch.raw_text` before it is re-encoded
+(`perturbations.raw_text_counterpart`). The old names `rate` and `imbalanced` are
+accepted for `step_shared` and `step_imbalanced`.
 """
 
 from __future__ import annotations
@@ -34,8 +44,10 @@ from msakit.data.core import MSADataset, SplitData
 from msakit.metrics import get_metric_set
 from msakit.models.base import MSAModel
 from msakit.robustness.perturbations import (
+    Compose,
     DropModalities,
     GaussianNoise,
+    ModalityMissing,
     Perturbation,
     RobustnessError,
     Spectrum,
@@ -45,12 +57,23 @@ from msakit.robustness.perturbations import (
     bind,
     check_modalities,
     check_rate,
+    raw_text_counterpart,
     snr_to_noise_fraction,
 )
 from msakit.robustness.training import equity_index
 
-PROTOCOLS: tuple[str, ...] = ("modality", "rate", "imbalanced", "noise", "spectrum")
+PROTOCOLS: tuple[str, ...] = (
+    "modality",
+    "modality_shared",
+    "modality_imbalanced",
+    "step_shared",
+    "step_imbalanced",
+    "noise",
+    "spectrum",
+)
 PROTOCOL_CHOICES: tuple[str, ...] = (*PROTOCOLS, "all")
+#: earlier names of the step-level protocols, still accepted
+PROTOCOL_ALIASES: dict[str, str] = {"rate": "step_shared", "imbalanced": "step_imbalanced"}
 DEFAULT_RATES: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(10))
 DEFAULT_SNRS: tuple[float, ...] = (20.0, 10.0, 5.0, 0.0, -5.0, -10.0)
 #: the higher-is-better metric the MEI, the TSSP check and the plots use, per metric set
@@ -162,6 +185,10 @@ class _Context:
     def evaluate(self, perturbation: Perturbation | None) -> dict[str, float]:
         from msakit.training import evaluate
 
+        if perturbation is not None and reads_raw_text(self.model) and self.split.raw_text is not None:
+            text = raw_text_counterpart(perturbation)  # reach the text before the model re-encodes it
+            if text is not None:
+                perturbation = Compose((perturbation, text))
         transform = None if perturbation is None else bind(perturbation, self.settings.seed)
         return evaluate(
             self.model,
@@ -176,6 +203,7 @@ def resolve_protocols(protocol: str | Iterable[str]) -> tuple[str, ...]:
     names = [protocol] if isinstance(protocol, str) else list(protocol)
     out: list[str] = []
     for name in names:
+        name = PROTOCOL_ALIASES.get(name, name)
         if name not in PROTOCOL_CHOICES:
             raise RobustnessError(f"unknown protocol {name!r}; choose from {', '.join(PROTOCOL_CHOICES)}")
         out.extend(PROTOCOLS if name == "all" else [name])
@@ -260,10 +288,37 @@ def _modality(ctx: _Context) -> list[Condition]:
     return out
 
 
+def _modality_shared(ctx: _Context) -> list[Condition]:
+    return [
+        Condition(
+            "modality_shared",
+            "shared",
+            r,
+            {"rate": r, "modalities": list(ctx.targets)},
+            metrics=ctx.evaluate(ModalityMissing(rate=r, modalities=ctx.targets)),
+        )
+        for r in ctx.settings.rates
+    ]
+
+
+def _modality_imbalanced(ctx: _Context) -> list[Condition]:
+    return [
+        Condition(
+            "modality_imbalanced",
+            f"{m}_missing",
+            r,
+            {"rates": {m: r}},
+            metrics=ctx.evaluate(ModalityMissing(rates={m: r})),
+        )
+        for m in ctx.targets
+        for r in ctx.settings.rates
+    ]
+
+
 def _rate(ctx: _Context) -> list[Condition]:
     return [
         Condition(
-            "rate",
+            "step_shared",
             "shared",
             r,
             {"rate": r, "modalities": list(ctx.targets)},
@@ -275,7 +330,9 @@ def _rate(ctx: _Context) -> list[Condition]:
 
 def _imbalanced(ctx: _Context) -> list[Condition]:
     return [
-        Condition("imbalanced", f"{m}_missing", r, {"rates": {m: r}}, metrics=ctx.evaluate(StepMissing(rates={m: r})))
+        Condition(
+            "step_imbalanced", f"{m}_missing", r, {"rates": {m: r}}, metrics=ctx.evaluate(StepMissing(rates={m: r}))
+        )
         for m in ctx.targets
         for r in ctx.settings.rates
     ]
@@ -355,7 +412,15 @@ def _spectrum(ctx: _Context) -> list[Condition]:
     return out
 
 
-_RUNNERS = {"modality": _modality, "rate": _rate, "imbalanced": _imbalanced, "noise": _noise, "spectrum": _spectrum}
+_RUNNERS = {
+    "modality": _modality,
+    "modality_shared": _modality_shared,
+    "modality_imbalanced": _modality_imbalanced,
+    "step_shared": _rate,
+    "step_imbalanced": _imbalanced,
+    "noise": _noise,
+    "spectrum": _spectrum,
+}
 
 
 # ---- summaries ----------------------------------------------------------------------------
