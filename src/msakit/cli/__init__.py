@@ -2,19 +2,35 @@
 
 Each command lives in a module of this package exposing `register(subparsers)`; the
 module's functions do the work. Modules are discovered, so adding a command is adding
-a file here. Errors from bad input (`MsakitError`) print one clear
-line and exit with code 2; nothing is half written because every writer is atomic.
+a file here.
+
+`main` is the one error boundary: bad input (`MsakitError`, a missing or misnamed path)
+prints one line naming the file and field and exits 2; an environment failure (disk
+full, read-only or unwritable output, no permission) prints one line and exits 1; any
+other exception is a bug: one line pointing to ``--debug`` (which shows the traceback),
+exit 3. A failed command removes the empty folders it created under its output; every
+file is written atomically, so nothing is left half written.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from msakit.errors import MsakitError
+from msakit.errors import ENVIRONMENT_ERRNOS, MsakitError
+
+EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_BUG, EXIT_INTERRUPTED = 2, 1, 3, 130
+# argparse attributes that name an output of the command (pruned when it fails)
+OUTPUT_ARGS = ("out", "json", "work_dir")
+# (command, attribute) outputs that are files; every other OUTPUT_ARGS value is a folder
+FILE_OUTPUTS = {("eval", "json"), ("predict", "out"), ("data export", "out")}
 
 # listed first in `msakit --help`; every other command module follows by name
 FIRST = ("run", "train", "evaluate", "info", "data")
@@ -34,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"msakit {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error (also: MSAKIT_DEBUG=1)"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in command_modules():
         importlib.import_module(f"msakit.cli.{name}").register(subparsers)
@@ -43,14 +62,79 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = bool(args.debug or os.environ.get("MSAKIT_DEBUG"))
+    outputs = _new_outputs(args)
+    name = args.command if not hasattr(args, "data_command") else f"{args.command} {args.data_command}"
     try:
+        _check_outputs(args, name)
         return int(args.func(args) or 0)
-    except MsakitError as exc:
-        print(f"msakit {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print(f"msakit {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"msakit {name}: interrupted", file=sys.stderr)
+        _prune(outputs)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        _prune(outputs)
+        if debug:
+            raise
+        code, message = classify(exc)
+        if code == EXIT_BUG:
+            message += f" (an msakit bug; rerun as `msakit --debug {name} ...` for the traceback)"
+        print(f"msakit {name}: error: {message}", file=sys.stderr)
+        return code
+
+
+def classify(exc: BaseException) -> tuple[int, str]:
+    """(exit code, one-line message) for an exception that reached the CLI."""
+    if isinstance(exc, MsakitError):
+        return exc.exit_code, _one_line(str(exc))
+    if isinstance(exc, OSError):
+        where = f"file {exc.filename}: " if exc.filename else ""
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError)):
+            return EXIT_BAD_INPUT, _one_line(f"{where}{reason}")
+        if exc.errno in ENVIRONMENT_ERRNOS or exc.errno == errno.ENOTEMPTY:
+            return EXIT_ENVIRONMENT, _one_line(f"{where}{reason}")
+        return EXIT_ENVIRONMENT, _one_line(f"{where}{type(exc).__name__}: {reason}")
+    if isinstance(exc, MemoryError):
+        return EXIT_ENVIRONMENT, "out of memory"
+    return EXIT_BUG, _one_line(f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= 600 else line[:597] + "..."
+
+
+def _check_outputs(args: argparse.Namespace, name: str) -> None:
+    """Refuse, before any work, an output file that exists or an output folder that is a file."""
+    from msakit.io import check_out_dir, check_out_file
+
+    for attr in OUTPUT_ARGS:
+        value = getattr(args, attr, None)
+        if not isinstance(value, (str, Path)):
+            continue
+        if (name, attr) in FILE_OUTPUTS:
+            check_out_file(value, overwrite=bool(getattr(args, "overwrite", False)))
+        else:
+            check_out_dir(value)
+
+
+def _new_outputs(args: argparse.Namespace) -> list[Path]:
+    """The output paths of this command that do not exist yet (so a failure may remove them)."""
+    paths = [getattr(args, a, None) for a in OUTPUT_ARGS]
+    return [Path(p) for p in paths if isinstance(p, (str, Path)) and not os.path.lexists(p)]
+
+
+def _prune(paths: list[Path]) -> None:
+    """Remove the empty folders a failed command left under outputs it created."""
+    for path in paths:
+        if not path.is_dir() or path.is_symlink():
+            continue
+        for folder in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only succeeds when empty
+        with contextlib.suppress(OSError):
+            path.rmdir()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -182,9 +182,15 @@ class _SplitReader:
     def per_sample(self, split: str, key: str, value: Any, n: int | None, dtype: type) -> np.ndarray:
         """A (N,) array; (N, 1, ...) is accepted, as MulT stores labels as (N, 1, 1)."""
         try:
-            arr: np.ndarray = np.asarray(value, dtype=dtype)
+            given = np.asarray(value)
+            if given.dtype.kind not in "iufO" or given.dtype.fields is not None:
+                raise TypeError(f"dtype {given.dtype}")
+            arr: np.ndarray = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise self.error(split, key, f"not numeric: {exc}") from exc
+        if dtype is np.int64 and not (np.isfinite(arr) & (arr == np.round(arr))).all():
+            raise self.error(split, key, "must hold whole numbers (found NaN, Inf or fractions)")
+        arr = arr.astype(dtype)
         if arr.ndim == 0 or arr.size != arr.shape[0] or (n is not None and arr.shape[0] != n):
             expected = f"({n},)" if n is not None else "(N,) or (N, 1, 1)"
             raise self.error(split, key, f"has shape {arr.shape}, expected {expected} (one value per sample)")
@@ -192,6 +198,9 @@ class _SplitReader:
 
     def features(self, split: str, key: str, value: Any, n: int) -> np.ndarray:
         try:
+            given = np.asarray(value)
+            if given.dtype.kind not in "fO" or given.dtype.fields is not None:
+                raise TypeError(f"dtype {given.dtype}, expected floating point features")
             values = np.asarray(value, dtype=np.float32)
         except (TypeError, ValueError) as exc:
             raise self.error(split, key, f"not a numeric array: {exc}") from exc
