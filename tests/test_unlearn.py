@@ -1,0 +1,224 @@
+"""msakit unlearn / verify-certificate: deletion, certificate, tampering, bad requests."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from msakit.cli import main
+from msakit.data import MSADataset, load_dataset, make_synthetic
+from msakit.data.folder import write_folder
+from msakit.data.synthetic import PRESETS
+from msakit.training import Trainer, load_checkpoint, train_config_from
+from msakit.unlearn import UnlearnSettings, read_certificate, unlearn
+from msakit.unlearn.certificate import seal
+from msakit.unlearn.head import augment, newton_removal, noise_scale
+from msakit.unlearn.saliency import gaussian_sigma, select_and_update
+
+
+def _to_folder(dataset: MSADataset, out: Path) -> Path:
+    rows, mods = [], {}
+    for m in dataset.info.modalities:
+        values, lengths, ids = [], [], []
+        for name, split in dataset:
+            arr = split.modalities[m]
+            keep = arr.present.astype(bool)
+            values.append(np.asarray(arr.values)[keep])
+            lengths.append(arr.lengths[keep])
+            ids += [i for i, k in zip(split.ids, keep, strict=True) if k]
+        mods[m] = (np.concatenate(values).astype(np.float32), np.concatenate(lengths), ids)
+    for name, split in dataset:
+        rows += [{"id": i, "split": name, "label": float(y)} for i, y in zip(split.ids, split.labels, strict=True)]
+    return write_folder(out, dataset.info, pd.DataFrame(rows), mods)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 3-modality folder dataset and an MBD checkpoint trained on it for a few epochs."""
+    root = tmp_path_factory.mktemp("unlearn")
+    cfg = dataclasses.replace(PRESETS["clean"], sizes=(96, 32, 32), dims=(10, 6, 8), lengths=(5, 5, 4), seed=4)
+    data = _to_folder(make_synthetic(cfg), root / "data")
+    torch.manual_seed(0)
+    train = train_config_from({"seeds": (1,), "epochs": 4, "progress": False, "tensorboard": False})
+    overrides = {"hidden_dim": 16, "property_dim": 8}
+    Trainer("mbd", load_dataset(data), model_overrides=overrides, train_config=train, out_dir=root / "run").fit()
+    return data, root / "run" / "seed1" / "best"
+
+
+def _unlearn(trained: tuple[Path, Path], out: Path, *extra: str) -> int:
+    data, ckpt = trained
+    args = ["unlearn", str(ckpt), "--modality", "visual", "--data", str(data), "--out", str(out)]
+    return main([*args, "--saliency-samples", "12", *extra])
+
+
+def _verify(cert: Path, ckpt: Path, *extra: str) -> int:
+    return main(["verify-certificate", str(cert), "--checkpoint", str(ckpt), *extra])
+
+
+def test_whole_modality_deletion_is_certified_and_verifies(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, ckpt = trained
+    out = tmp_path / "forgot"
+    assert _unlearn(trained, out) == 0
+    cert = read_certificate(out / "certificate.json")
+    assert cert["request"]["scope"] == "modality" and cert["removed"]["modalities_after"] == ["text", "audio"]
+    assert any(k.startswith("encoders.visual.") for k in cert["removed"]["parameters_deleted"])
+    model, meta = load_checkpoint(out)
+    assert model.modalities == ("text", "audio") and meta["unlearning"]["modality"] == "visual"
+    assert not [k for k in model.state_dict() if "visual" in k.split(".")]
+    probe = cert["evidence"]["attack_feature_probe_r2"]
+    assert probe["unlearned"] < probe["original"] - 0.2, probe  # the visual features are no longer recoverable
+    assert cert["evidence"]["head_gradient_residual"] <= cert["calibration"]["head"]["gradient_residual_bound"]
+    capsys.readouterr()
+    assert _verify(out / "certificate.json", out, "--original", str(ckpt), "--data", str(data)) == 0
+    report = capsys.readouterr().out
+    assert "FAIL" not in report and "head is the certified minimiser" in report
+
+
+def test_tampered_checkpoint_or_certificate_fails_verification(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, _ = trained
+    out = tmp_path / "forgot"
+    assert _unlearn(trained, out) == 0
+    cert_path = out / "certificate.json"
+    # 1. a checkpoint edited after certification
+    weights = load_file(str(out / "model.safetensors"))
+    weights["head.bias"] = weights["head.bias"] + 0.5
+    save_file(weights, str(out / "model.safetensors"))
+    capsys.readouterr()
+    assert _verify(cert_path, out) == 1
+    assert "FAIL checkpoint after" in capsys.readouterr().out
+    # ... even when the editor also rewrites the hash and re-seals the digest, the data expose the head
+    cert = read_certificate(cert_path)
+    from msakit.unlearn import checkpoint_sha256
+
+    cert["checkpoint_after"] = {**cert["checkpoint_after"], **checkpoint_sha256(out)}
+    cert_path.write_text(json.dumps(seal(cert)))
+    assert _verify(cert_path, out) == 0  # hashes and digest now agree: only the data can tell
+    capsys.readouterr()
+    assert _verify(cert_path, out, "--data", str(data)) == 1
+    assert "FAIL head is the certified minimiser" in capsys.readouterr().out
+    # 2. a certificate edited after sealing
+    cert = read_certificate(cert_path)
+    cert["evidence"]["attack_feature_probe_r2"]["unlearned"] = 0.0
+    cert_path.write_text(json.dumps(cert))
+    assert _verify(cert_path, out) == 1
+    assert "FAIL digest" in capsys.readouterr().out
+    # 3. a re-sealed certificate whose calibration does not add up
+    cert["calibration"]["body"]["sigma"] *= 0.5
+    cert_path.write_text(json.dumps(seal(cert)))
+    assert _verify(cert_path, out) == 1
+    assert "FAIL body noise scale" in capsys.readouterr().out
+    # 4. the wrong original checkpoint
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    assert _verify(cert_path, out, "--original", str(other)) == 1
+
+
+def test_sample_deletion_reports_membership_and_keeps_the_modality(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    data, ckpt = trained
+    ids = load_dataset(data).split("train").ids[:20]
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    out = tmp_path / "forgot"
+    assert _unlearn(trained, out, "--samples", str(tmp_path / "ids.txt")) == 0
+    cert = read_certificate(out / "certificate.json")
+    assert cert["request"]["scope"] == "samples" and cert["removed"]["samples"] == 20
+    assert sorted(cert["request"]["sample_ids"]) == sorted(ids)
+    assert set(cert["evidence"]["attack_membership_auc"]) >= {"original", "unlearned"}
+    assert load_checkpoint(out)[0].modalities == ("text", "audio", "visual")
+    assert _verify(out / "certificate.json", out, "--data", str(data), "--original", str(ckpt)) == 0
+
+
+def test_bad_requests_fail_clearly_and_write_nothing(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, ckpt = trained
+    (tmp_path / "ids.txt").write_text("not-an-id\n")
+    out = tmp_path / "forgot"
+    assert _unlearn(trained, out, "--samples", str(tmp_path / "ids.txt")) == 2
+    err = capsys.readouterr().err
+    assert "ids.txt" in err and "not in the training split" in err and "'not-an-id'" in err
+    # a modality the model never saw: a model trained on text + audio only
+    edited = tmp_path / "no_visual"
+    assert _unlearn(trained, edited) == 0
+    capsys.readouterr()
+    args = ["unlearn", str(edited), "--modality", "visual", "--data", str(data), "--out", str(tmp_path / "x")]
+    assert main(args) == 2
+    assert "trained without modality 'visual'" in capsys.readouterr().err
+    # an output folder that exists is refused before anything is computed
+    assert _unlearn(trained, edited) == 2
+    assert "exists" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "x").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary folder left behind"
+    # a certificate that is not one
+    (tmp_path / "junk.json").write_text("{}")
+    assert _verify(tmp_path / "junk.json", ckpt) == 2
+
+
+def test_calibration_formulas_match_their_references() -> None:
+    # Gaussian mechanism (Dwork & Roth, Thm A.1) and Guo et al.'s Theorem 3 (c = sqrt(2 ln(1.5/δ)))
+    assert gaussian_sigma(0.5, 2.0, 1e-5) == pytest.approx(0.5 * math.sqrt(2 * math.log(1.25e5)) / 2.0)
+    assert noise_scale(1e-2, 1.0, 1e-4) == pytest.approx(math.sqrt(2 * math.log(1.5e4)) * 1e-2)
+
+
+def test_newton_removal_equals_retraining_the_head() -> None:
+    rng = np.random.default_rng(0)
+    phi, y = augment(rng.normal(size=(80, 5))), rng.normal(size=80)
+    beta = rng.normal(size=6) * 0.1
+    full = newton_removal(np.zeros(6), phi, y, l2=0.1, beta=beta)
+    keep = np.arange(80) >= 10
+    removed = newton_removal(full.weight, phi[keep], y[keep], l2=0.1, beta=beta)  # one step from the old head
+    retrained = np.linalg.solve(phi[keep].T @ phi[keep] / 70 + 0.1 * np.eye(6), phi[keep].T @ y[keep] / 70 - beta / 70)
+    np.testing.assert_allclose(removed.weight, retrained, atol=1e-10)
+    assert removed.residual < 1e-9
+
+
+def test_saliency_selects_a_fraction_and_the_gaussian_update_is_random(trained: tuple[Path, Path]) -> None:
+    data, ckpt = trained
+    model, _ = load_checkpoint(ckpt)
+    train = load_dataset(data).split("train")
+    forget = list(range(len(train)))
+
+    def drop(batch):  # type: ignore[no-untyped-def]
+        return batch.drop_modalities(["visual"])
+
+    def edit(noise_seed: int, fraction: float = 0.1) -> tuple[dict[str, torch.Tensor], object]:
+        target = load_checkpoint(ckpt)[0]
+        update = select_and_update(
+            model, target, train, forget, drop, exclude=lambda k: k.startswith("head."), fraction=fraction,
+            epsilon=1.0, delta=1e-5, saliency_samples=8, seed=0, noise_seed=noise_seed,
+        )  # fmt: skip
+        return {k: v.detach().clone() for k, v in target.named_parameters()}, update
+
+    base = {k: v.detach() for k, v in model.named_parameters()}
+    a, update = edit(1)
+    b, _ = edit(2)
+    changed = sum(int((a[k] != base[k]).sum()) for k in base if not k.startswith("head."))
+    body = sum(v.numel() for k, v in base.items() if not k.startswith("head."))
+    assert update.candidates == changed and changed <= 0.11 * body, (changed, body)  # saliency picked ~10 %
+    assert all(torch.equal(a[k], base[k]) for k in base if k.startswith("head."))
+    assert update.sigma == pytest.approx(gaussian_sigma(update.sensitivity, 1.0, 1e-5)) and update.sigma > 0
+    assert any(not torch.equal(a[k], b[k]) for k in base), "the Gaussian update must depend on the noise draw"
+
+
+def test_unlearn_refuses_a_model_without_a_convex_head(tmp_path: Path, tiny_dataset: MSADataset) -> None:
+    from msakit import create_model
+    from msakit.errors import ConfigError
+    from msakit.training import save_checkpoint
+
+    model = create_model("late_fusion", **tiny_dataset.info.model_overrides(), hidden_dim=8)
+    save_checkpoint(tmp_path / "lf", model, dataset=tiny_dataset.info)
+    with pytest.raises(ConfigError, match="no convex head"):
+        unlearn(tmp_path / "lf", tiny_dataset, "audio", tmp_path / "out", settings=UnlearnSettings())
+    assert not (tmp_path / "out").exists()
