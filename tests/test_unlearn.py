@@ -29,7 +29,7 @@ def _to_folder(dataset: MSADataset, out: Path) -> Path:
     rows, mods = [], {}
     for m in dataset.info.modalities:
         values, lengths, ids = [], [], []
-        for name, split in dataset:
+        for _name, split in dataset:
             arr = split.modalities[m]
             keep = arr.present.astype(bool)
             values.append(np.asarray(arr.values)[keep])
