@@ -65,3 +65,5 @@ def print_result(result: RunResult, out_dir: Path) -> None:
     print(metric_table([(result.model, result.summary())], result.metric_set, markdown=False))
     spe = sum(s.seconds_per_epoch for s in result.seeds) / n
     print(f"\n{spe:.2f} s per epoch; results: {out_dir / 'results.json'}")
+    for message in result.warnings:  # degenerate training (msakit.training.diagnostics), also in results.json
+        print(f"warning: {message}")

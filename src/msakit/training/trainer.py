@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import math
 import random
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ class RunResult:
     dataset: str
     metric_set: str
     seeds: list[SeedResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # degenerate training (msakit.training.diagnostics)
 
     def summary(self, split: str = "test") -> dict[str, tuple[float, float]]:
         """metric -> (mean, std) over seeds."""
@@ -94,6 +96,7 @@ class RunResult:
             "metric_set": self.metric_set,
             "seeds": [s.__dict__ for s in self.seeds],
             "test_summary": {k: {"mean": m, "std": s} for k, (m, s) in self.summary().items()},
+            "warnings": list(self.warnings),
         }
 
 
@@ -217,6 +220,14 @@ class Trainer:
                 atomic_write_json(
                     self.out_dir / "results.json", {**result.to_dict(), "seeds_planned": list(self.cfg.seeds)}
                 )
+        if self.runtime.is_main and result.seeds:
+            from msakit.training.diagnostics import diagnose_run
+
+            result.warnings = diagnose_run(result, self.dataset, device=self.device)
+            for message in result.warnings:
+                print(f"msakit: warning: {message}", file=sys.stderr)
+            payload = {**result.to_dict(), "seeds_planned": list(self.cfg.seeds)}
+            atomic_write_json(self.out_dir / "results.json", payload)
         return result
 
     def fit_seed(self, seed: int, *, resume: bool = False) -> SeedResult:
