@@ -12,7 +12,10 @@ Dimension legend: B batch, M modalities, K cues, C classes, H head input width.
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msakit.layers.fusion import masked_softmax
@@ -21,18 +24,20 @@ from msakit.layers.fusion import masked_softmax
 class ReliabilityEstimator(nn.Module):
     """(B, M, K) cues + (B, M) present -> reliability logits (B, M) and weights (B, M).
 
-    One small MLP shared by the modalities plus a learned per-modality offset, so the
-    same cue means the same reliability in every modality up to a prior.
+    Every cue is oriented so that larger means more reliable (a confidence, a log Fisher
+    information, a negative uncertainty), so the estimator is monotone: logits = Σ_k a_k·cue_k
+    + prior_m with a_k = softplus(·) ≥ 0, shared by the modalities, and a learned per-modality
+    prior. With one cue -log σ² and a = 1 the weights are inverse-variance weights, the
+    optimal combination of independent Gaussian estimates.
     """
 
-    def __init__(self, num_cues: int, num_modalities: int, *, hidden_dim: int = 16) -> None:
+    def __init__(self, num_cues: int, num_modalities: int) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(num_cues, elementwise_affine=False) if num_cues > 1 else nn.Identity()
-        self.score = nn.Sequential(nn.Linear(num_cues, hidden_dim), nn.Tanh(), nn.Linear(hidden_dim, 1))
+        self.raw_scale = nn.Parameter(torch.full((num_cues,), math.log(math.e - 1.0)))  # softplus -> 1
         self.prior = nn.Parameter(torch.zeros(num_modalities))
 
     def forward(self, cues: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
-        logits = self.score(cues).squeeze(-1) + self.prior  # (B, M)
+        logits = (cues * F.softplus(self.raw_scale)).sum(-1) + self.prior  # (B, M)
         return logits, masked_softmax(logits, present)
 
 

@@ -1,0 +1,299 @@
+"""EBMC: Enhance-then-Balance Modality Collaboration.
+
+Source: the EBMC abstract (seed file 003) and, to learn the recipe, its authors' public
+code (kangverse/EBMC; read, not copied). Facts taken from it: two stages, stage 2 uses the
+stage-1 model as a frozen teacher; the energy, equilibrium, trust and loss weights below.
+
+    encode   h_m = Pool(Enc_m(X_m))                                             (B, M, H)
+    MSD      s_m = Shared_m(h_m), p_m = Specific_m(h_m);  L = InfoNCE_τ(s_a, s_b) + decorr(s_m, p_m)
+    CCE      ĥ_{m<-n} = G([s_n; p_m]) ≈ h_m;  z_m = s_m + p_m + mean_{n≠m} ĥ_{m<-n}
+    experts  (ŷ_m, log σ²_m) = Het_m(z_m)
+    IMTD     w = softmax_present(Trust(z_m)), distilled toward w* ∝ c·ρ, c = exp(-σ*),
+             ρ = 1 / (log(1 + σ*²) + 0.1), σ* from the frozen teacher;  y = Head(Σ_m w_m z_m)
+    EMC      E_m = α‖z̄_m‖² + β·ℓ_m + γ·u_m;  L = Σ_{a<b} (E_a - E_b)² + 0.01·Σ_m ‖∂E_m/∂z_m‖²
+    loss     task + unimodal + 0.5·MSD + 0.1·CCE + 0.1·EMC + 0.1·IMTD (EMC, IMTD in stage 2)
+
+Dimension legend: B batch, M modalities the model was built for, H hidden width.
+
+Choices (what the sources say -> what we chose -> why):
+- Stages: epochs 1..`stage1_epochs` train everything but EMC and IMTD; at the start of
+  epoch `stage1_epochs` + 1 (`on_epoch_start`) the model snapshots itself as the frozen
+  teacher (kept outside the module tree: not trained, not in the checkpoint; inference
+  never needs it). `teacher_checkpoint` instead loads a saved stage-1 EBMC (checked in
+  `on_fit_start`: same model, same dimensions) and trains stage 2 from epoch 1. A resumed
+  run past stage 1 re-snapshots the restored model.
+- σ* (the teacher's per-sample uncertainty of modality m): regression, its unimodal
+  expert's predicted standard deviation exp(½ log σ²); classification, the predictive
+  entropy of its unimodal logits. u_m in the energy is σ*² (regression: the prediction
+  variance) or the entropy; ℓ_m is the unimodal squared error (cross-entropy for classes).
+- Energies are batch means over the samples that have the modality (the equilibrium is a
+  balance of modalities, not of samples); ‖z̄_m‖² is the mean square of the pooled
+  feature. The reported per-sample energy is its label-free part α‖z_m‖² + γ·σ²_m with
+  the student's own σ², so it can be explained at inference.
+- Trust: the student predicts trust logits from z_m; IMTD is KL(w* ‖ w) over samples with
+  two or more modalities. `use_trust` False fuses with uniform weights ("w/o IMTD").
+- InfoNCE at τ = 0.05 over every modality pair of shared parts; decorrelation is the mean
+  squared cross-correlation of batch-standardised s_m and p_m. `use_msd` False uses
+  z_m = h_m (no disentanglement, hence no enhancement either).
+- CCE's reconstruction target h_m is detached (a target, not a moving one); `use_cce`
+  False drops the enhancement term from z_m and its loss.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from msakit.batch import Batch, ModelOutput, modality_index
+from msakit.config import ModelConfig, tunable
+from msakit.errors import ConfigError
+from msakit.layers import (
+    MLP,
+    HeteroscedasticHead,
+    SequenceEncoder,
+    gaussian_nll,
+    masked_softmax,
+    predictive_entropy,
+    symmetric_info_nce,
+    trust_weights,
+)
+from msakit.models.base import Capabilities, MSAModel
+from msakit.registry import register_model
+
+#: fields a teacher checkpoint must share with the student
+TEACHER_FIELDS = ("modalities", "text_dim", "audio_dim", "visual_dim", "hidden_dim", "num_classes", "encoder")
+
+
+@dataclass
+class EBMCConfig(ModelConfig):
+    encoder: str = "transformer"  # SequenceEncoder kind: mean | lstm | transformer
+    stage1_epochs: int = tunable(5, choices=(3, 5, 8))  # the teacher is snapshotted after these
+    teacher_checkpoint: str = ""  # a saved stage-1 EBMC to use as the teacher (stage 2 from epoch 1)
+    temperature: float = 0.05  # τ of the MSD InfoNCE
+    unimodal_weight: float = 0.5  # unimodal experts' Gaussian NLL
+    msd_weight: float = tunable(0.5, low=0.05, high=1.0, log=True)
+    cce_weight: float = tunable(0.1, low=0.01, high=1.0, log=True)
+    emc_weight: float = tunable(0.1, low=0.01, high=1.0, log=True)
+    imtd_weight: float = tunable(0.1, low=0.01, high=1.0, log=True)
+    alpha: float = 1.0  # energy: feature norm
+    beta: float = 1.0  # energy: unimodal task loss
+    gamma: float = 1.0  # energy: teacher uncertainty
+    grad_penalty: float = 0.01  # EMC gradient-norm penalty
+    use_msd: bool = True
+    use_cce: bool = True
+    use_trust: bool = True
+
+    ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
+        "full": {},
+        "w/o MSD": {"use_msd": False, "use_cce": False},
+        "w/o CCE": {"use_cce": False},
+        "w/o EMC": {"emc_weight": 0.0},
+        "w/o IMTD": {"use_trust": False, "imtd_weight": 0.0},
+        "IMTD weights without distillation": {"imtd_weight": 0.0},
+    }
+
+
+@register_model("ebmc")
+class EBMC(MSAModel):
+    config_class = EBMCConfig
+    config: EBMCConfig
+    capabilities = Capabilities(min_modalities=2)  # balance and enhancement need a second modality
+    columns: Tensor
+
+    def __init__(self, config: EBMCConfig) -> None:
+        super().__init__(config)
+        if config.stage1_epochs < 0:
+            raise ConfigError(f"model 'ebmc': stage1_epochs must be >= 0, got {config.stage1_epochs}")
+        mods, h = self.modalities, config.hidden_dim
+        self.encoders = nn.ModuleDict(
+            {m: SequenceEncoder(config.dim(m), h, kind=config.encoder, dropout=config.dropout) for m in mods}
+        )
+        if config.use_msd:
+            self.shared = nn.ModuleDict({m: MLP(h, h, hidden_dim=h) for m in mods})
+            self.specific = nn.ModuleDict({m: MLP(h, h, hidden_dim=h) for m in mods})
+            if config.use_cce:
+                self.generator = MLP(2 * h, h, hidden_dim=h)
+        self.experts = nn.ModuleDict({m: HeteroscedasticHead(h, config.num_classes, hidden_dim=h) for m in mods})
+        if config.use_trust:
+            self.trust = nn.Linear(h, 1)
+        self.head = MLP(h, config.num_classes, hidden_dim=h, dropout=config.dropout)
+        self.register_buffer("columns", torch.tensor([modality_index(m) for m in mods]), persistent=False)
+        self._teacher: list[EBMC] = []  # a plain list keeps the teacher out of parameters and state dict
+
+    # ---- stages -------------------------------------------------------------------------------
+    @property
+    def teacher(self) -> EBMC | None:
+        return self._teacher[0] if self._teacher else None
+
+    def set_teacher(self, teacher: EBMC) -> None:
+        teacher._teacher = []
+        teacher.eval().requires_grad_(False)
+        self._teacher = [teacher]
+
+    def on_fit_start(self, stats: Any) -> None:
+        self._teacher = []
+        path = self.config.teacher_checkpoint
+        if not path:
+            return
+        from msakit.training.checkpoint import load_checkpoint, read_checkpoint_meta
+
+        meta = read_checkpoint_meta(path)
+        if meta["model"] != "ebmc":
+            raise ConfigError(f"model 'ebmc': teacher_checkpoint {path} holds a {meta['model']!r} model, not 'ebmc'")
+        for name in TEACHER_FIELDS:
+            theirs, ours = meta["model_config"].get(name), getattr(self.config, name)
+            if (tuple(theirs) if isinstance(theirs, list) else theirs) != ours:
+                raise ConfigError(
+                    f"model 'ebmc': teacher_checkpoint {path} has {name}={theirs!r}, the student has {ours!r}"
+                )
+        teacher, _ = load_checkpoint(path, map_location=self.columns.device)
+        assert isinstance(teacher, EBMC)
+        self.set_teacher(teacher)
+
+    def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
+        if self.teacher is None and epoch > self.config.stage1_epochs:
+            self._teacher = []
+            self.set_teacher(copy.deepcopy(self))
+
+    # ---- forward --------------------------------------------------------------------------------
+    def _represent(self, batch: Batch) -> dict[str, Tensor]:
+        cfg, mods = self.config, self.modalities
+        h = torch.stack([self.encoders[m](batch.features[m], batch.masks[m])[1] for m in mods], 1)  # (B, M, H)
+        present = batch.present[:, self.columns]
+        out = {"h": h, "present": present, "z": h}
+        if cfg.use_msd:
+            s = torch.stack([self.shared[m](h[:, i]) for i, m in enumerate(mods)], 1)
+            p = torch.stack([self.specific[m](h[:, i]) for i, m in enumerate(mods)], 1)
+            out.update(s=s, p=p, z=s + p)
+            if cfg.use_cce:
+                m_ = len(mods)
+                pairs = torch.cat([s.unsqueeze(1).expand(-1, m_, -1, -1), p.unsqueeze(2).expand(-1, -1, m_, -1)], -1)
+                rebuilt = self.generator(pairs)  # (B, M_target, M_source, H): G([s_n; p_m])
+                others = present.unsqueeze(1) & ~torch.eye(m_, dtype=torch.bool, device=h.device)  # (B, M, M)
+                w = others.to(h.dtype)
+                enhance = (w.unsqueeze(-1) * rebuilt).sum(2) / w.sum(2, keepdim=True).clamp_min(1)
+                out.update(rebuilt=rebuilt, z=out["z"] + enhance)
+        return out
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        cfg, mods = self.config, self.modalities
+        rep = self._represent(batch)
+        z, present = rep["z"], rep["present"]
+        experts = [self.experts[m](z[:, i]) for i, m in enumerate(mods)]
+        means = torch.stack([mu for mu, _ in experts], 1)  # (B, M, C)
+        log_var = torch.stack([lv.mean(-1) for _, lv in experts], 1)  # (B, M)
+        if cfg.use_trust:
+            weights = masked_softmax(self.trust(z).squeeze(-1), present)
+        else:
+            weights = masked_softmax(torch.zeros_like(log_var), present)
+        fused = (weights.unsqueeze(-1) * z).sum(1)
+        prediction = self.bound_prediction(self.head(fused))
+        energy = cfg.alpha * z.detach().pow(2).mean(-1) + cfg.gamma * log_var.detach().exp()
+
+        aux = self._aux_losses(batch, rep, means, log_var, weights) if self.training else {}
+        full = torch.zeros(batch.size, batch.present.shape[1], dtype=weights.dtype, device=weights.device)
+        full[:, self.columns] = weights
+        explanations = {"trust": weights.detach(), "energy": energy, "unimodal_log_var": log_var.detach()}
+        if self.is_classifier:
+            explanations["unimodal_entropy"] = predictive_entropy(means.detach())
+        return ModelOutput(
+            prediction=prediction,
+            modality_weights=full,
+            aux_losses=aux,
+            features={"fused": fused, **{m: z[:, i] for i, m in enumerate(mods)}},
+            explanations=explanations,
+        )
+
+    # ---- losses ---------------------------------------------------------------------------------
+    def _teacher_sigma(self, batch: Batch) -> Tensor:
+        """(B, M) the frozen teacher's per-sample uncertainty σ*."""
+        assert self.teacher is not None
+        with torch.no_grad():
+            out = self.teacher(batch)
+        if self.is_classifier:
+            return out.explanations["unimodal_entropy"]
+        return (0.5 * out.explanations["unimodal_log_var"]).exp()
+
+    def _unimodal_errors(self, means: Tensor, labels: Tensor) -> Tensor:
+        """(B, M) per-sample unimodal task loss ℓ_m."""
+        if self.is_classifier:
+            flat = F.cross_entropy(
+                means.flatten(0, 1), labels.long().repeat_interleave(means.shape[1]), reduction="none"
+            )
+            return flat.view(means.shape[:2])
+        return (means.squeeze(-1) - labels.float().unsqueeze(1)).pow(2)
+
+    def _aux_losses(
+        self, batch: Batch, rep: dict[str, Tensor], means: Tensor, log_var: Tensor, weights: Tensor
+    ) -> dict[str, Tensor]:
+        cfg, present, z = self.config, rep["present"], rep["z"]
+        valid = present.to(z.dtype)
+        aux: dict[str, Tensor] = {}
+        if cfg.unimodal_weight > 0:
+            if self.is_classifier:
+                ce = self._unimodal_errors(means, batch.labels)
+                uni = (ce * valid).sum() / valid.sum().clamp_min(1)
+            else:
+                y = batch.labels.float()[:, None].expand_as(log_var)
+                uni = gaussian_nll(means.squeeze(-1).flatten(), log_var.flatten(), y.flatten(), present.flatten())
+            aux["unimodal"] = cfg.unimodal_weight * uni
+        if cfg.use_msd and cfg.msd_weight > 0:
+            aux["msd"] = cfg.msd_weight * self._msd(rep["s"], rep["p"], present)
+        if cfg.use_msd and cfg.use_cce and cfg.cce_weight > 0:
+            err = (rep["rebuilt"] - rep["h"].detach().unsqueeze(2)).pow(2).mean(-1)  # (B, M, M)
+            pair = (
+                present.unsqueeze(2)
+                & present.unsqueeze(1)
+                & ~torch.eye(len(self.modalities), dtype=torch.bool, device=present.device)
+            )
+            aux["cce"] = cfg.cce_weight * (err * pair).sum() / pair.sum().clamp_min(1)
+        if self.teacher is None:
+            return aux  # stage 1
+        sigma = self._teacher_sigma(batch)
+        if cfg.emc_weight > 0:
+            u = sigma if self.is_classifier else sigma.pow(2)
+            aux["emc"] = cfg.emc_weight * self._equilibrium(z, self._unimodal_errors(means, batch.labels), u, valid)
+        if cfg.use_trust and cfg.imtd_weight > 0:
+            target = trust_weights(sigma, present)
+            multi = present.sum(1) >= 2
+            kl = (target * (target.clamp_min(1e-8).log() - weights.clamp_min(1e-8).log())).sum(1)
+            aux["imtd"] = cfg.imtd_weight * (kl * multi).sum() / multi.sum().clamp_min(1)
+        return aux
+
+    def _msd(self, s: Tensor, p: Tensor, present: Tensor) -> Tensor:
+        mods, tau = range(len(self.modalities)), self.config.temperature
+        nce = [
+            symmetric_info_nce(s[:, a], s[:, b], temperature=tau, valid=present[:, a] & present[:, b])
+            for a, b in combinations(mods, 2)
+        ]
+        decorr = []
+        for i in mods:
+            keep = present[:, i]
+            if keep.sum() < 2:
+                continue
+            si, pi = s[keep, i], p[keep, i]
+            si = (si - si.mean(0)) / (si.std(0) + 1e-5)
+            pi = (pi - pi.mean(0)) / (pi.std(0) + 1e-5)
+            decorr.append((si.T @ pi / si.shape[0]).pow(2).mean())
+        terms = nce + decorr
+        return torch.stack(terms).sum() if terms else s.sum() * 0.0
+
+    def _equilibrium(self, z: Tensor, errors: Tensor, u: Tensor, valid: Tensor) -> Tensor:
+        """Σ_{a<b} (E_a - E_b)² + δ·Σ_m ‖∂E_m/∂z_m‖², energies averaged over present samples."""
+        cfg = self.config
+        count = valid.sum(0).clamp_min(1)  # (M,)
+        per = cfg.alpha * z.pow(2).mean(-1) + cfg.beta * errors + cfg.gamma * u  # (B, M)
+        energy = (per * valid).sum(0) / count  # (M,)
+        has = valid.sum(0) > 0
+        gaps = [(energy[a] - energy[b]).pow(2) for a, b in combinations(range(len(energy)), 2) if has[a] and has[b]]
+        loss = torch.stack(gaps).sum() if gaps else energy.sum() * 0.0
+        if cfg.grad_penalty > 0 and z.requires_grad:
+            (grad,) = torch.autograd.grad(energy.sum(), z, create_graph=True)  # ∂E_m/∂z_m, blocks separate
+            loss = loss + cfg.grad_penalty * grad.pow(2).sum(-1).sum(0).mean()
+        return loss

@@ -1,0 +1,181 @@
+"""QA-MoE: Quality-Aware Mixture-of-Experts for multimodal sentiment under a continuous
+reliability spectrum.
+
+Source: the QA-MoE abstract (seed file 003; only the abstract exists). Its predecessor
+EUAR (ACM MM 2024, ZixianGao/EUAR) routes with Gaussian experts and an uncertainty
+routing loss; we read it to learn and wrote this from the abstract.
+
+    encode     h_m = Pool(Enc_m(X_m))                                         (B, M, H)
+    SSL-AU     (μ_m, log σ²_m) = Het_m(h_m), trained by the Gaussian NLL against the
+               *clean* pooled input x̄_m of a self-corrupted view (no labels)    (B, M, D_m)
+    u_m        log-uncertainty = mean_d log σ²_m                               (B, M)
+    route      g_m = TopK-softmax(R([h_m; u_m]) - λ·u_m·e_noise)                (B, M, E)
+    experts    o_m = Σ_e g_{m,e}·Expert_e(h_m)                                  (B, M, H)
+    fuse       w = softmax over present m of (a(o_m) - λ·u_m);  y = Head(Σ_m w_m o_m)
+    loss       task + ssl·NLL + balance·LB + routing·Σ_m w_m·σ̃²_m
+
+Dimension legend: B batch, M modalities the model was built for, H hidden width, E experts,
+D_m feature width of modality m.
+
+Choices (what the abstract says -> what we chose -> why):
+- "Continuous Reliability Spectrum unifying missingness and quality degradation": the
+  robustness suite's `spectrum` perturbation (strength s drops steps with probability s and
+  adds noise of noise fraction s). In training the model corrupts its own input with
+  s ~ U(0, `self_corrupt`) per sample and modality (0 disables), so one checkpoint sees
+  the whole spectrum ("one-checkpoint-for-all"); evaluation uses the input as given.
+- "self-supervised aleatoric uncertainty": a heteroscedastic head per modality predicts
+  the clean view's pooled, per-step-standardised input features from the encoding of the
+  corrupted view; its predicted variance is the uncertainty. No label enters this loss,
+  and its gradient stops at the encoder's output (`detach_ssl`), so the task sees the
+  uncertainty as a measurement, not as a second objective shaping the representation.
+- "explicitly guides expert routing": `guidance` picks the reading. "input": the router
+  reads [h_m; u_m]; "bias": gate logits get -λ·u_m on every expert but the last (a
+  sink expert for unreliable tokens) and the modality fusion logits get -λ·u_m;
+  "both" (default) does both; "none" ignores u (the ablation). λ = `guidance_scale`.
+- "suppress error propagation from unreliable signals": the fusion weights w above, plus
+  EUAR's uncertainty routing loss Σ_m w_m·σ̃²_m (σ̃² the batch-normalised detached σ²).
+- Experts are shared by the modalities (tokens of every modality compete for them), top-2
+  of 4 by default, Switch load-balancing loss; `num_experts`=1 is the "w/o MoE" row.
+- Absent modalities (per sample) get zero fusion weight; their uncertainty is still
+  reported (what the head predicts for an empty input, which training makes high).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from msakit.batch import Batch, ModelOutput, masked_mean, modality_index
+from msakit.config import ModelConfig, tunable
+from msakit.errors import ConfigError
+from msakit.layers import MLP, HeteroscedasticHead, MixtureOfExperts, SequenceEncoder, gaussian_nll, masked_softmax
+from msakit.models.base import Capabilities, MSAModel
+from msakit.registry import register_model
+from msakit.robustness.perturbations import Spectrum, check_rate
+
+GUIDANCE = ("both", "input", "bias", "none")
+
+
+@dataclass
+class QAMoEConfig(ModelConfig):
+    encoder: str = "transformer"  # SequenceEncoder kind: mean | lstm | transformer
+    num_experts: int = tunable(4, choices=(1, 2, 4, 8))
+    top_k: int = 2  # experts kept per token; 0 = dense softmax
+    guidance: str = "both"  # how uncertainty steers routing: both | input | bias | none
+    guidance_scale: float = tunable(1.0, low=0.1, high=4.0, log=True)  # λ
+    ssl_weight: float = tunable(0.1, low=0.01, high=1.0, log=True)  # self-supervised NLL
+    balance_weight: float = 0.01  # Switch load-balancing loss
+    routing_weight: float = tunable(0.01, low=0.001, high=0.1, log=True)  # Σ w·σ̃² (EUAR)
+    self_corrupt: float = tunable(0.8, low=0.0, high=1.0)  # max spectrum strength of the self-corruption
+    detach_ssl: bool = True  # the SSL head reads a detached encoding
+
+    ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
+        "full": {},
+        "w/o uncertainty guidance": {"guidance": "none"},
+        "guidance: router input only": {"guidance": "input"},
+        "guidance: logit bias only": {"guidance": "bias"},
+        "w/o self-supervised uncertainty": {"ssl_weight": 0.0, "guidance": "none"},
+        "w/o spectrum self-corruption": {"self_corrupt": 0.0},
+        "w/o MoE (one expert)": {"num_experts": 1, "top_k": 0},
+        "dense routing": {"top_k": 0},
+    }
+
+
+@register_model("qa_moe")
+class QAMoE(MSAModel):
+    config_class = QAMoEConfig
+    config: QAMoEConfig
+    capabilities = Capabilities(min_modalities=1)
+    columns: Tensor
+
+    def __init__(self, config: QAMoEConfig) -> None:
+        super().__init__(config)
+        if config.guidance not in GUIDANCE:
+            raise ConfigError(f"model 'qa_moe': guidance must be one of {GUIDANCE}, got {config.guidance!r}")
+        check_rate(config.self_corrupt, "model 'qa_moe': self_corrupt (the maximum spectrum strength)")
+        h, mods = config.hidden_dim, self.modalities
+        self.encoders = nn.ModuleDict(
+            {m: SequenceEncoder(config.dim(m), h, kind=config.encoder, dropout=config.dropout) for m in mods}
+        )
+        self.uncertainty = nn.ModuleDict({m: HeteroscedasticHead(h, config.dim(m), hidden_dim=h) for m in mods})
+        route_dim = 1 if config.guidance in ("both", "input") else 0
+        self.moe = MixtureOfExperts(
+            h, num_experts=config.num_experts, top_k=config.top_k, route_dim=route_dim, dropout=config.dropout
+        )
+        self.modality_embed = nn.Parameter(torch.zeros(len(mods), h))
+        self.attend = nn.Linear(h, 1)
+        self.head = MLP(h, config.num_classes, hidden_dim=h, dropout=config.dropout)
+        self.register_buffer("columns", torch.tensor([modality_index(m) for m in mods]), persistent=False)
+
+    def _corrupt(self, batch: Batch) -> Batch:
+        if not self.training or self.config.self_corrupt <= 0:
+            return batch
+        rng = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))  # follows the trainer's seed
+        return Spectrum(max_strength=self.config.self_corrupt, per_modality=True)(batch, rng)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        cfg, mods = self.config, self.modalities
+        view = self._corrupt(batch)
+        pooled = torch.stack([self.encoders[m](view.features[m], view.masks[m])[1] for m in mods], 1)  # (B, M, H)
+        present = view.present[:, self.columns]  # (B, M)
+
+        # self-supervised aleatoric uncertainty (no labels): predict the clean view
+        ssl_in = pooled.detach() if cfg.detach_ssl else pooled
+        heads = [self.uncertainty[m](ssl_in[:, i]) for i, m in enumerate(mods)]  # (μ, log σ²) each (B, D_m)
+        log_u = torch.stack([lv.mean(-1) for _, lv in heads], 1)  # (B, M)
+        # uncertainty is a measurement for routing: detached
+        log_u_used = torch.zeros_like(log_u) if cfg.guidance == "none" else log_u.detach()
+
+        # uncertainty-guided routing over shared experts
+        bias = None
+        if cfg.guidance in ("both", "bias") and cfg.num_experts > 1:
+            bias = torch.zeros(*log_u.shape, cfg.num_experts, dtype=log_u.dtype, device=log_u.device)
+            bias[..., :-1] = -cfg.guidance_scale * log_u_used.unsqueeze(-1)  # the last expert is the sink
+        route_input = log_u_used.unsqueeze(-1) if cfg.guidance in ("both", "input") else None
+        tokens = pooled + self.modality_embed
+        moe = self.moe(tokens, route_input=route_input, bias=bias, valid=present)
+        logits = self.attend(moe.output).squeeze(-1)
+        if cfg.guidance in ("both", "bias"):
+            logits = logits - cfg.guidance_scale * log_u_used
+        weights = masked_softmax(logits, present)  # (B, M)
+        fused = (weights.unsqueeze(-1) * moe.output).sum(1)  # (B, H)
+        prediction = self.bound_prediction(self.head(fused))
+
+        aux: dict[str, Tensor] = {}
+        if self.training:
+            aux = self._aux_losses(batch, heads, log_u, weights, moe.balance_loss)
+        full = torch.zeros(batch.size, batch.present.shape[1], dtype=weights.dtype, device=weights.device)
+        unc = full.clone()
+        full[:, self.columns] = weights
+        unc[:, self.columns] = log_u.detach().exp()
+        return ModelOutput(
+            prediction=prediction,
+            modality_weights=full,
+            uncertainty=unc,
+            aux_losses=aux,
+            features={"fused": fused, **{m: pooled[:, i] for i, m in enumerate(mods)}},
+            explanations={"routing": moe.gates, "log_uncertainty": log_u.detach()},
+        )
+
+    def _aux_losses(
+        self, clean: Batch, heads: list[tuple[Tensor, Tensor]], log_u: Tensor, weights: Tensor, balance: Tensor
+    ) -> dict[str, Tensor]:
+        cfg, aux = self.config, {}
+        if cfg.ssl_weight > 0:
+            nll = []
+            for (mu, log_var), m in zip(heads, self.modalities, strict=True):
+                x = clean.features[m]
+                target = masked_mean(F.layer_norm(x, x.shape[-1:]), clean.masks[m])  # (B, D_m), label-free
+                nll.append(gaussian_nll(mu, log_var, target, valid=clean.present_mask(m)))
+            aux["ssl_uncertainty"] = cfg.ssl_weight * torch.stack(nll).mean()
+        if cfg.balance_weight > 0 and cfg.num_experts > 1:
+            aux["load_balance"] = cfg.balance_weight * balance
+        if cfg.routing_weight > 0 and cfg.guidance != "none":
+            u = log_u.detach().exp()
+            u = u / u.mean().clamp_min(1e-6)
+            aux["uncertainty_routing"] = cfg.routing_weight * (weights * u).sum(1).mean()
+        return aux

@@ -1,0 +1,150 @@
+"""EBMC: two stages with a frozen teacher, energy equilibrium, trust distillation, enhancement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from msakit import create_model
+from msakit.data import MSADataset
+from msakit.errors import ConfigError
+from msakit.layers import trust_weights
+from msakit.training import Trainer, train_config_from
+from msakit.training.checkpoint import save_checkpoint
+
+
+def _model(dataset: MSADataset, **overrides: object) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("ebmc", **{**dataset.info.model_overrides(), "hidden_dim": 16, "dropout": 0.0, **overrides})
+
+
+def test_trust_weights_follow_the_closed_form() -> None:
+    sigma = torch.tensor([[0.1, 1.0, 3.0], [0.5, 0.5, 9.0]])
+    present = torch.tensor([[True, True, True], [True, True, False]])
+    score = torch.exp(-sigma) / (torch.log1p(sigma**2) + 0.1)
+    w = trust_weights(sigma, present)
+    torch.testing.assert_close(w[0], score[0] / score[0].sum())
+    torch.testing.assert_close(w[1], torch.tensor([0.5, 0.5, 0.0]))
+
+
+def test_stage_two_snapshots_a_frozen_teacher_outside_the_checkpoint(tiny_dataset: MSADataset) -> None:
+    model = _model(tiny_dataset, stage1_epochs=2).train()
+    batch = tiny_dataset.split("train").batch(range(16))
+    keys = set(model.state_dict())
+    model.on_epoch_start(2, 10)
+    assert model.teacher is None and not {"emc", "imtd"} & set(model(batch).aux_losses)  # stage 1
+    model.on_epoch_start(3, 10)
+    teacher = model.teacher
+    assert teacher is not None and not teacher.training
+    assert set(model.state_dict()) == keys  # the teacher travels with no checkpoint
+    assert not any(p.requires_grad for p in teacher.parameters())
+    frozen = {k: v.clone() for k, v in teacher.state_dict().items()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    out = model(batch)
+    assert {"emc", "imtd"} <= set(out.aux_losses)  # stage 2
+    (model.task_loss(out.prediction, batch.labels) + sum(out.aux_losses.values())).backward()
+    opt.step()
+    for k, v in teacher.state_dict().items():
+        torch.testing.assert_close(v, frozen[k])
+    model.on_epoch_start(4, 10)
+    assert model.teacher is teacher  # snapshotted once
+
+
+def _train_only(model: torch.nn.Module, batch: object, loss_name: str, steps: int) -> list[float]:
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    values = []
+    for _ in range(steps):
+        loss = model(batch).aux_losses[loss_name]
+        values.append(float(loss.detach()))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return values
+
+
+def test_trust_distillation_pulls_fusion_weights_to_the_teachers_trust(tiny_dataset: MSADataset) -> None:
+    """IMTD makes the student's fusion weights approach w* ∝ c·ρ from the teacher; with trust
+    off the fusion weights stay uniform (the knockout)."""
+    batch = tiny_dataset.split("train").batch(range(24))
+    model = _model(tiny_dataset, stage1_epochs=0, imtd_weight=1.0).train()
+    model.on_epoch_start(1, 10)
+    with torch.no_grad():  # make the teacher's audio expert very unsure
+        model.teacher.experts["audio"].log_var_layer.bias.add_(3.0)
+    kl = _train_only(model, batch, "imtd", 40)
+    assert kl[-1] < 0.5 * kl[0], kl[::10]
+    model.eval()
+    with torch.no_grad():
+        trust = model(batch).explanations["trust"]
+    audio = 1  # column of audio among the model's modalities
+    has_all = batch.present.all(1)
+    assert (trust[has_all, audio] < trust[has_all].max(1).values).all()
+
+    off = _model(tiny_dataset, use_trust=False).eval()
+    with torch.no_grad():
+        w = off(batch).modality_weights
+    counts = batch.present.sum(1, keepdim=True).float()
+    torch.testing.assert_close(w, batch.present.float() / counts)
+
+
+def test_energy_equilibrium_shrinks_the_energy_gaps(tiny_dataset: MSADataset) -> None:
+    batch = tiny_dataset.split("train").batch(range(24))
+    model = _model(tiny_dataset, stage1_epochs=0, emc_weight=1.0).train()
+    model.on_epoch_start(1, 10)
+    gaps = _train_only(model, batch, "emc", 30)
+    assert gaps[-1] < 0.5 * gaps[0], gaps[::10]
+    assert "emc" not in _model(tiny_dataset, stage1_epochs=0, emc_weight=0.0).train()(batch).aux_losses
+
+
+def test_cross_modal_enhancement_lets_other_modalities_rebuild_each_one(tiny_dataset: MSADataset) -> None:
+    """With CCE a modality's representation z_m carries the others' shared parts (changing
+    the visual input moves z_text); without it z_text depends on the text alone."""
+    batch = tiny_dataset.split("test").batch(range(12))
+    visual = torch.randn_like(batch.features["visual"]) * batch.masks["visual"].unsqueeze(-1)
+    changed = type(batch)(**{**batch.__dict__, "features": {**batch.features, "visual": visual}})
+    for cce in (True, False):
+        model = _model(tiny_dataset, use_cce=cce).eval()
+        with torch.no_grad():
+            moved = (model(batch).features["text"] - model(changed).features["text"]).abs().max() > 1e-5
+        assert bool(moved) == cce
+    loss = _model(tiny_dataset).train()(batch).aux_losses
+    assert {"msd", "cce", "unimodal"} <= set(loss)
+
+
+# ---- bad input -----------------------------------------------------------------------------------
+
+
+def _trainer(dataset: MSADataset, out: Path, **overrides: object) -> Trainer:
+    return Trainer(
+        "ebmc",
+        dataset,
+        model_overrides={"hidden_dim": 16, "encoder": "mean", **overrides},
+        train_config=train_config_from({"seeds": (1,), "epochs": 1, "progress": False, "tensorboard": False}),
+        out_dir=out,
+    )
+
+
+def test_teacher_checkpoint_of_another_model_or_shape_is_refused(tiny_dataset: MSADataset, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    other = create_model("late_fusion", **{**tiny_dataset.info.model_overrides(), "hidden_dim": 16})
+    save_checkpoint(tmp_path / "lf", other)
+    with pytest.raises(ConfigError, match=r"teacher_checkpoint .*'late_fusion' model, not 'ebmc'"):
+        _trainer(tiny_dataset, tmp_path / "run1", teacher_checkpoint=str(tmp_path / "lf")).fit()
+    assert not (tmp_path / "run1" / "results.json").exists()
+    assert not (tmp_path / "run1" / "seed1" / "best").exists()
+
+    wide = create_model("ebmc", **{**tiny_dataset.info.model_overrides(), "hidden_dim": 32, "encoder": "mean"})
+    save_checkpoint(tmp_path / "wide", wide)
+    with pytest.raises(ConfigError, match=r"teacher_checkpoint .* hidden_dim=32, the student has 16"):
+        _trainer(tiny_dataset, tmp_path / "run2", teacher_checkpoint=str(tmp_path / "wide")).fit()
+
+    good = create_model("ebmc", **{**tiny_dataset.info.model_overrides(), "hidden_dim": 16, "encoder": "mean"})
+    save_checkpoint(tmp_path / "good", good)
+    result = _trainer(tiny_dataset, tmp_path / "run3", teacher_checkpoint=str(tmp_path / "good")).fit()
+    assert result.seeds[0].best_epoch == 1
+
+
+def test_fewer_modalities_than_needed_is_refused(tiny_dataset: MSADataset) -> None:
+    with pytest.raises(ConfigError, match=r"'ebmc' needs at least 2 modalities"):
+        _model(tiny_dataset, modalities=("text",))

@@ -1,0 +1,156 @@
+"""QA-MoE and its shared blocks: label-free uncertainty, uncertainty-guided routing, the spectrum."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from msakit import create_model
+from msakit.batch import modality_index
+from msakit.data import MSADataset
+from msakit.errors import ConfigError
+from msakit.layers import MixtureOfExperts, gaussian_nll
+from msakit.robustness.perturbations import RobustnessError, Spectrum, bind, create_perturbation
+
+
+def _model(dataset: MSADataset, **overrides: object) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("qa_moe", **{**dataset.info.model_overrides(), "hidden_dim": 16, "dropout": 0.0, **overrides})
+
+
+# ---- shared blocks ----------------------------------------------------------------------------
+
+
+def test_moe_top_k_gates_are_sparse_and_normalised() -> None:
+    torch.manual_seed(0)
+    moe = MixtureOfExperts(8, num_experts=4, top_k=2)
+    out = moe(torch.randn(5, 3, 8))
+    assert out.output.shape == (5, 3, 8)
+    assert ((out.gates > 0).sum(-1) == 2).all()
+    torch.testing.assert_close(out.gates.sum(-1), torch.ones(5, 3))
+    dense = MixtureOfExperts(8, num_experts=4, top_k=0)(torch.randn(5, 8))
+    assert (dense.gates > 0).all()
+
+
+def test_moe_bias_moves_routing_and_balance_loss_is_switch_definition() -> None:
+    torch.manual_seed(0)
+    moe = MixtureOfExperts(4, num_experts=3, top_k=1)
+    x = torch.randn(64, 4)
+    pushed = moe(x, bias=torch.tensor([0.0, 0.0, 50.0]).expand(64, 3))
+    assert (pushed.gates.argmax(-1) == 2).all()  # a large bias routes every token to expert 2
+    # all tokens on one expert with probability ~1: E·Σ f_e·P_e = 3·1·1
+    assert math.isclose(float(pushed.balance_loss), 3.0, rel_tol=1e-3)
+    with torch.no_grad():
+        moe.router.weight.zero_()
+        moe.router.bias.zero_()
+    uniform = moe(x)  # ties pick expert 0 as top-1, P_e = 1/3 each: 3·(1·1/3) = 1
+    assert math.isclose(float(uniform.balance_loss), 1.0, rel_tol=1e-5)
+
+
+def test_gaussian_nll_matches_torch_reference() -> None:
+    torch.manual_seed(0)
+    mean, log_var, target = torch.randn(6, 3), torch.randn(6, 3), torch.randn(6, 3)
+    ref = torch.nn.functional.gaussian_nll_loss(mean, target, log_var.exp(), full=False)
+    torch.testing.assert_close(gaussian_nll(mean, log_var, target), ref)
+
+
+# ---- the spectrum and bad input ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", [-0.1, 1.5, float("nan")])
+def test_spectrum_level_outside_unit_interval_is_refused_naming_the_field(level: float) -> None:
+    with pytest.raises(RobustnessError, match=r"strength must be in \[0, 1\]"):
+        create_perturbation("spectrum", strength=level)
+    with pytest.raises(RobustnessError, match=r"max_strength must be in \[0, 1\]"):
+        Spectrum(max_strength=level)
+
+
+def test_bad_config_names_the_field(tiny_dataset: MSADataset) -> None:
+    with pytest.raises(ConfigError, match=r"qa_moe.*self_corrupt"):
+        _model(tiny_dataset, self_corrupt=1.5)
+    with pytest.raises(ConfigError, match=r"qa_moe.*guidance"):
+        _model(tiny_dataset, guidance="sometimes")
+
+
+# ---- the model's named components ---------------------------------------------------------------
+
+
+def test_self_supervised_uncertainty_ignores_labels_and_rises_with_degradation(tiny_dataset: MSADataset) -> None:
+    """The SSL objective is label-free, and after training on it alone the predicted variance
+    is higher on a degraded view than on the clean one (fails when the objective is off)."""
+    model = _model(tiny_dataset, ssl_weight=1.0)
+    batch = tiny_dataset.split("train").batch(range(24))
+    shuffled = type(batch)(**{**batch.__dict__, "labels": batch.labels.flip(0)})
+    torch.manual_seed(1)
+    a = model(batch).aux_losses["ssl_uncertainty"]
+    torch.manual_seed(1)
+    b = model(shuffled).aux_losses["ssl_uncertainty"]
+    torch.testing.assert_close(a, b)
+
+    params = [p for n, p in model.named_parameters() if n.startswith(("encoders", "uncertainty"))]
+    opt = torch.optim.Adam(params, lr=1e-2)
+    for _ in range(40):
+        loss = model(batch).aux_losses["ssl_uncertainty"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    degraded = bind(Spectrum(strength=0.9), seed=0)(batch)
+    with torch.no_grad():
+        clean_u = model(batch).explanations["log_uncertainty"].mean()
+        out = model(degraded)
+    bad_u = out.explanations["log_uncertainty"].mean()
+    assert bad_u > clean_u + 0.2, (float(clean_u), float(bad_u))  # untrained head: flat (about +-0.02)
+
+
+@pytest.mark.parametrize("guidance", ["both", "bias", "input"])
+def test_uncertainty_guides_routing_and_suppresses_the_uncertain_modality(
+    tiny_dataset: MSADataset, guidance: str
+) -> None:
+    """Raising one modality's predicted uncertainty changes its routing; with bias guidance it
+    also lowers its fusion weight. With guidance 'none' nothing moves (the knockout)."""
+    batch = tiny_dataset.split("test").batch(range(12))
+    audio = modality_index("audio")
+    for g in (guidance, "none"):
+        model = _model(tiny_dataset, guidance=g).eval()
+        with torch.no_grad():
+            before = model(batch)
+            model.uncertainty["audio"].log_var_layer.bias.add_(6.0)
+            after = model(batch)
+        routing_moved = (after.explanations["routing"] - before.explanations["routing"]).abs().max() > 1e-3
+        weight_drop = before.modality_weights[:, audio] - after.modality_weights[:, audio]
+        has_audio = batch.present[:, audio]
+        if g == "none":
+            assert not routing_moved
+            torch.testing.assert_close(after.modality_weights, before.modality_weights)
+        else:
+            assert routing_moved
+            if g != "input":
+                assert (weight_drop[has_audio] > 0).all()
+
+
+def test_self_corruption_is_training_only(tiny_dataset: MSADataset) -> None:
+    batch = tiny_dataset.split("train").batch(range(16))
+    model = _model(tiny_dataset).train()
+    torch.manual_seed(0)
+    a = model(batch).prediction
+    torch.manual_seed(1)
+    b = model(batch).prediction
+    assert not torch.allclose(a, b)  # each step sees a different point of the spectrum
+    off = _model(tiny_dataset, self_corrupt=0.0).train()
+    torch.testing.assert_close(off(batch).prediction, off(batch).prediction)
+    with torch.no_grad():
+        model.eval()
+        torch.testing.assert_close(model(batch).prediction, model(batch).prediction)
+
+
+def test_explanations_carry_routing_and_uncertainty(tiny_dataset: MSADataset) -> None:
+    model = _model(tiny_dataset).eval()
+    batch = tiny_dataset.split("test").batch(range(12))
+    with torch.no_grad():
+        out = model(batch)
+    assert out.explanations["routing"].shape == (12, 3, 4)
+    assert out.uncertainty is not None and (out.uncertainty > 0).all()
+    assert set(_model(tiny_dataset).config.ABLATIONS) >= {"full", "w/o uncertainty guidance", "w/o MoE (one expert)"}
