@@ -20,8 +20,10 @@ listed in ``OUT/missing.csv``; they are absent in the dataset, never zero-filled
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
+import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -77,8 +79,13 @@ def read_label_csv(root: Path) -> list[Clip]:
     clips, seen = [], set()
     for n, row in enumerate(frame.itertuples(index=False), start=2):
         video, clip = str(row.video_id).strip(), str(row.clip_id).strip()
-        if not video or not clip or "/" in video + clip or "\n" in video + clip:
-            raise DataError(f"line {n}: invalid video_id/clip_id {video!r}/{clip!r}", path=path, field="clip_id")
+        if not _plain_name(video) or not _plain_name(clip):
+            raise DataError(
+                f"line {n}: video_id/clip_id {video!r}/{clip!r} must be plain names (no '/', '\\', '..', "
+                "control characters): a clip must lie inside Raw/",
+                path=path,
+                field="video_id" if not _plain_name(video) else "clip_id",
+            )
         try:
             label = float(row.label)
         except ValueError:
@@ -96,6 +103,11 @@ def read_label_csv(root: Path) -> list[Clip]:
     if not clips:
         raise DataError("label.csv has no rows", path=path)
     return clips
+
+
+def _plain_name(name: str) -> bool:
+    """A single path component that stays inside its folder."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\") and name.isprintable()
 
 
 # ------------------------------------------------------------------------- workers
@@ -146,9 +158,16 @@ def _load_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["__meta__"]))
             arrays = {k: z[k] for k in z.files if k != "__meta__"}
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, RecursionError):
         return None  # damaged cache entry: extract again
-    return (arrays, meta) if meta.get("version") == _CACHE_VERSION else None
+    if not isinstance(meta, dict) or meta.get("version") != _CACHE_VERSION:
+        return None
+    if not isinstance(meta.get("missing", {}), dict) or any(
+        k not in ("audio", "visual") or a.ndim != 2 or a.dtype != np.float32 or not np.isfinite(a).all()
+        for k, a in arrays.items()
+    ):
+        return None  # not what `_save_npz` wrote: extract again
+    return arrays, meta
 
 
 def _run(
@@ -199,6 +218,8 @@ def extract_dataset(
         raise DataError(f"no clips for split(s) {missing_splits}", path=root / "label.csv", field="mode")
     work = Path(work_dir) if work_dir is not None else out.with_name(out.name + ".work")
     pipeline = Pipeline(config)  # validates the config before any worker starts
+    for stale in (work / "clips").glob(".*.npz.*") if (work / "clips").is_dir() else ():
+        stale.unlink(missing_ok=True)  # temporary file of a cache write interrupted by a kill
     done: dict[str, tuple[dict[str, np.ndarray], dict[str, Any]]] = {}
     for c in clips:
         cached = _load_npz(work / "clips" / f"{c.id}.npz")
@@ -251,9 +272,11 @@ def extract_dataset(
         description=f"extracted by `msakit extract` from {root}",
     )
     meta = {m: {**pipeline.metadata(m), "dim": pipeline.dims()[m]} for m in modalities}
-    write_folder(out, info, labels, modalities, modality_meta=meta, overwrite=overwrite)
-    _write_csv(out / "errors.csv", ["id", "file", "error"], errors)
-    _write_csv(out / "missing.csv", ["id", "modality", "reason"], missing_rows)
+    reports = {
+        "errors.csv": _csv_text(["id", "file", "error"], errors),
+        "missing.csv": _csv_text(["id", "modality", "reason"], missing_rows),
+    }  # inside the folder's atomic write: a run killed at any point leaves all of OUT or none
+    write_folder(out, info, labels, modalities, modality_meta=meta, overwrite=overwrite, extra_files=reports)
     return ExtractReport(out, len(clips), len(todo) - len(errors), len(clips) - len(todo), errors, missing_rows)
 
 
@@ -268,8 +291,9 @@ def _stack(blocks: list[np.ndarray], ids: list[str], dim: int) -> tuple[np.ndarr
     return values, lengths, ids
 
 
-def _write_csv(path: Path, header: list[str], rows: list[dict[str, str]]) -> None:
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, header)
-        writer.writeheader()
-        writer.writerows(rows)
+def _csv_text(header: list[str], rows: list[dict[str, str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, header, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
