@@ -9,6 +9,8 @@ disk, a read-only or unwritable output, a missing permission), 3 for an unexpect
 from __future__ import annotations
 
 import errno
+import os
+import re
 
 
 def _where(path: object, field: str | None) -> str:
@@ -92,6 +94,24 @@ class EnvironmentFailure(MsakitError, OSError):
 ENVIRONMENT_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO, errno.EMFILE}
 )
+
+
+_WRITE_FAILURES = (  # how libraries that write from C/Rust (safetensors, torch.save) report a failed write
+    re.compile(r"os error (\d+)"),
+    re.compile(r"(No space left on device|File too large|Read-only file system|Disk quota exceeded)"),
+    re.compile(r"(PytorchStreamWriter failed writing|unexpected pos \d+ vs \d+|file write failed)"),
+)
+
+
+def write_failure(exc: BaseException) -> str | None:
+    """The reason, when `exc` (not an OSError) is a library's report of a failed file write."""
+    text = str(exc)
+    for pattern in _WRITE_FAILURES:
+        found = pattern.search(text)
+        if found:
+            code = int(found.group(1)) if found.group(1).isdigit() else None
+            return os.strerror(code) if code is not None else found.group(1)
+    return None
 
 
 class TrainingError(MsakitError, RuntimeError):

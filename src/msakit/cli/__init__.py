@@ -8,8 +8,11 @@ a file here.
 prints one line naming the file and field and exits 2; an environment failure (disk
 full, read-only or unwritable output, no permission) prints one line and exits 1; any
 other exception is a bug: one line pointing to ``--debug`` (which shows the traceback),
-exit 3. A failed command removes the empty folders it created under its output; every
-file is written atomically, so nothing is left half written.
+exit 3. An output (``--out``, ``--json``, ``--work-dir``) that a failed command created is
+removed; one that existed before keeps its old content (empty folders the run added are
+pruned). A diverged training run (`TrainingError`) and an interrupted one keep their
+checkpoints, for inspection and ``--resume``. Every file is written atomically, so nothing
+is left half written.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import errno
 import importlib
 import os
 import pkgutil
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from msakit.errors import ENVIRONMENT_ERRNOS, MsakitError
+from msakit.errors import ENVIRONMENT_ERRNOS, MsakitError, TrainingError, write_failure
 
 EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_BUG, EXIT_INTERRUPTED = 2, 1, 3, 130
 # argparse attributes that name an output of the command (pruned when it fails)
@@ -70,10 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(f"msakit {name}: interrupted", file=sys.stderr)
-        _prune(outputs)
+        _prune(outputs)  # keep what an interrupted run finished, for --resume
         return EXIT_INTERRUPTED
     except Exception as exc:
-        _prune(outputs)
+        if isinstance(exc, TrainingError):
+            _prune(outputs)  # the message points at the last good checkpoint: keep it
+        else:
+            _remove(outputs)
         if debug:
             raise
         code, message = classify(exc)
@@ -97,6 +104,9 @@ def classify(exc: BaseException) -> tuple[int, str]:
         return EXIT_ENVIRONMENT, _one_line(f"{where}{type(exc).__name__}: {reason}")
     if isinstance(exc, MemoryError):
         return EXIT_ENVIRONMENT, "out of memory"
+    reason = write_failure(exc)
+    if reason is not None:  # safetensors / torch.save report a failed write as their own error
+        return EXIT_ENVIRONMENT, _one_line(f"cannot write ({reason}): {type(exc).__name__}: {exc}")
     return EXIT_BUG, _one_line(f"internal error: {type(exc).__name__}: {exc}")
 
 
@@ -123,6 +133,16 @@ def _new_outputs(args: argparse.Namespace) -> list[Path]:
     """The output paths of this command that do not exist yet (so a failure may remove them)."""
     paths = [getattr(args, a, None) for a in OUTPUT_ARGS]
     return [Path(p) for p in paths if isinstance(p, (str, Path)) and not os.path.lexists(p)]
+
+
+def _remove(paths: list[Path]) -> None:
+    """Remove the outputs a failed command created (they did not exist before it started)."""
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def _prune(paths: list[Path]) -> None:
