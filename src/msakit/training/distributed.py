@@ -111,7 +111,7 @@ class Runtime:
         every = self.gather(mine)
         for rank, other in enumerate(every):
             if other != every[0]:
-                first, theirs = json.loads(every[0]), json.loads(other)
+                first, theirs = _flat(json.loads(every[0])), _flat(json.loads(other))
                 keys = sorted(k for k in set(first) | set(theirs) if first.get(k) != theirs.get(k))
                 raise ConfigError(
                     f"distributed: rank {rank}'s {what} differs from rank 0's (fields {keys[:5]}); "
@@ -152,6 +152,16 @@ def init_runtime(
                 f"distributed: rank {rank} could not join the process group: {_first_line(exc)}"
             ) from None
     return Runtime(device=dev, rank=rank, world_size=world, precision=precision, compile=compile)
+
+
+def _flat(payload: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}, so a mismatch names the field itself."""
+    if not isinstance(payload, dict):
+        return {prefix: payload}
+    out: dict[str, Any] = {}
+    for k, v in payload.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
 
 
 def _env_int(name: str, default: int) -> int:
@@ -202,6 +212,8 @@ def launch(argv: Sequence[str], nproc: int, *, poll: float = 0.2, grace: float =
             "MASTER_ADDR": "127.0.0.1",
             "MASTER_PORT": str(port),
         }
+        # DDP's C++ advice about find_unused_parameters is noise here (see Runtime.wrap)
+        env.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
         procs.append(subprocess.Popen([sys.executable, "-m", "msakit", *argv], env=env))
     try:
         while True:
