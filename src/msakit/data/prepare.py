@@ -16,7 +16,9 @@ function per dataset, registered in ``PREPARERS``:
   meld     train/dev/test_sent_emo.csv -> train/valid/test. Text only; 3 sentiment
            classes 0 negative, 1 neutral, 2 positive, metric set "classification".
            Ids are "<meld split>_dia<Dialogue_ID>_utt<Utterance_ID>" (MELD restarts
-           dialogue ids in each split). Files are read as UTF-8, falling back to
+           dialogue ids in each split); labels.csv also keeps ``dialogue``, ``turn`` (the
+           Utterance_ID) and ``speaker``, read back as a DialogueSplit (msakit.data.dialogue).
+           Files are read as UTF-8, falling back to
            cp1252 for files that are not valid UTF-8 (recorded in meta.json).
   youtube  MFN's audio/video/y_<split>.h5 (+ text_<valid,test>_emb.h5), read by
            `msakit.data.h5.read_mfn_h5`. Audio 74-d COVAREP and visual 36-d FACET over
@@ -36,7 +38,8 @@ function per dataset, registered in ``PREPARERS``:
 
 Common options: max_len (text token steps, default 50), overwrite, progress, cache_dir
 (a folder for cached MiniLM features, keyed by model, max_len and texts; None: no cache)
-and text_encoder (anything with MiniLMEncoder's ``encode_tokens``; default MiniLM).
+and text_encoder (a registered encoder's name - minilm, e5, mpnet, see
+`msakit.text_encoder` - or anything with ``encode_tokens``; default MiniLM).
 CLI: ``msakit data prepare NAME --option key=value`` passes a dataset option.
 """
 
@@ -56,7 +59,7 @@ from msakit.data.core import SPLITS, DatasetInfo
 from msakit.data.folder import write_folder
 from msakit.data.h5 import H5Data, H5Layout, check_finite, read_mfn_h5
 from msakit.errors import ConfigError, DataError
-from msakit.text_encoder import MODEL_NAME, MiniLMEncoder, TextEncoder, encode_tokens_cached
+from msakit.text_encoder import MODEL_NAME, MiniLMEncoder, TextEncoder, create_text_encoder, encode_tokens_cached
 
 SENTIMENT_CLASSES = ("negative", "neutral", "positive")
 
@@ -75,7 +78,7 @@ class Prepared:
 
 @dataclass
 class TextFeaturizer:
-    """Transcripts -> MiniLM token states, through the cache when one is given."""
+    """Transcripts -> text features (MiniLM token states by default), through the cache when one is given."""
 
     max_len: int = 50
     progress: bool = True
@@ -103,13 +106,16 @@ class TextFeaturizer:
         """The text modality and its meta.json entry."""
         values, lengths = self(texts, ids)
         name = self.encoder.name if self.encoder is not None else MODEL_NAME
-        meta = {
-            "extractor": "minilm-l6-v2-tokens" if name == MODEL_NAME else f"{name}-tokens",
-            "model": name,
-            "max_len": self.max_len,
-            "source_column": column,
-            "rows_at_max_len": int((lengths >= self.max_len).sum()),  # these may have been truncated
-        }
+        extractor = getattr(self.encoder, "extractor", None)
+        if extractor is None:  # an unregistered encoder (e.g. a test stub) is named by its model
+            extractor = "minilm-l6-v2-tokens" if name == MODEL_NAME else f"{name}-tokens"
+        meta: dict[str, Any] = {"extractor": extractor, "model": name}
+        if getattr(self.encoder, "key", None):
+            meta["encoder"] = self.encoder.key  # type: ignore[union-attr]  # the registry name (msakit.text_encoder)
+        if getattr(self.encoder, "sequence", True):
+            meta["max_len"] = self.max_len
+            meta["rows_at_max_len"] = int((lengths >= self.max_len).sum())  # these may have been truncated
+        meta["source_column"] = column
         return (values, lengths, list(ids)), meta
 
 
@@ -307,6 +313,10 @@ def prepare_meld(folder: Path, text: TextFeaturizer) -> Prepared:
                     "split": split,
                     "label": sentiment.map(classes).to_numpy(np.int64),
                     "text": frame["Utterance"].to_numpy(),
+                    # dialogue structure for msakit.data.dialogue (turns must increase within a dialogue)
+                    "dialogue": (prefix + "_dia" + frame["Dialogue_ID"].str.strip()).to_numpy(),
+                    "turn": frame["Utterance_ID"].str.strip().astype(np.int64).to_numpy(),
+                    "speaker": frame["Speaker"].str.strip().to_numpy() if "Speaker" in frame else "",
                 }
             )
         )
@@ -452,10 +462,14 @@ def prepare(
     overwrite: bool = False,
     progress: bool = True,
     cache_dir: str | Path | None = None,
-    text_encoder: TextEncoder | None = None,
+    text_encoder: TextEncoder | str | None = None,
     **options: Any,
 ) -> Path:
-    """Prepare dataset `name` from `source` (the shared data root or the dataset's own folder) into `out`."""
+    """Prepare dataset `name` from `source` (the shared data root or the dataset's own folder) into `out`.
+
+    text_encoder: an encoder, or the name of a registered one (`msakit.text_encoder.TEXT_ENCODERS`);
+    None is MiniLM token states.
+    """
     preparer = _preparer(name)
     unknown = sorted(set(options) - set(preparer_options(name)))
     if unknown:
@@ -467,6 +481,8 @@ def prepare(
     out = Path(out)
     if out.exists() and not overwrite:  # fail before minutes of encoding, not after
         raise DataError("output exists; pass overwrite=True (CLI: --overwrite) to replace it", path=out)
+    if isinstance(text_encoder, str):
+        text_encoder = create_text_encoder(text_encoder)
     text = TextFeaturizer(
         max_len=max_len,
         progress=progress,
