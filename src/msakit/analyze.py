@@ -35,6 +35,16 @@ from msakit.io import atomic_path
 DEFAULT_MODEL = "default_text"
 
 
+def checkpoint_text_encoder(meta: dict[str, Any]) -> Any:
+    """The registered text encoder a checkpoint was trained on, built; None for MiniLM tokens (the
+    pipeline's own `minilm_tokens` extractor) or when the checkpoint does not say."""
+    from msakit.text_encoder import create_text_encoder, encoder_for_extractor
+
+    features = (meta.get("dataset") or {}).get("features") or {}
+    key = encoder_for_extractor(str(features.get("text", "")))
+    return None if key in (None, "minilm") else create_text_encoder(key)
+
+
 def packaged_checkpoints() -> list[str]:
     root = resources.files("msakit") / "checkpoints"
     return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file())
@@ -105,7 +115,11 @@ class Analyzer:
             pipeline_config = PipelineConfig(**options)
         self.pipeline = Pipeline(pipeline_config)
         self.fused = [m for m in MODALITIES if m in self.model.config.modalities]
+        # transcripts are encoded with the checkpoint's own text encoder when it is not the pipeline's MiniLM
+        self.text_encoder = checkpoint_text_encoder(self.meta) if "text" in self.fused else None
         dims = self.pipeline.dims()
+        if self.text_encoder is not None:
+            dims["text"] = self.text_encoder.dim
         for m in self.fused:
             if self.model.config.dim(m) != dims[m]:
                 raise DataError(
@@ -114,13 +128,25 @@ class Analyzer:
                     path=self.checkpoint,
                 )
 
+    def _text(self, texts: list[str]) -> list[Features]:
+        """Text blocks from the checkpoint's encoder (or the pipeline's); empty transcripts are missing."""
+        if self.text_encoder is None:
+            return self.pipeline.text(texts)
+        out = [Features(values=np.zeros((0, self.text_encoder.dim), np.float32), missing="no words") for _ in texts]
+        keep = [i for i, t in enumerate(texts) if t.strip()]
+        if keep:
+            values, lengths = self.text_encoder.encode_tokens([texts[i] for i in keep], progress=False)
+            for i, v, n in zip(keep, values, lengths, strict=True):
+                out[i] = Features(values=np.asarray(v[:n], np.float32))
+        return out
+
     # ------------------------------------------------------------------ public
     def analyze(self, path: str | Path, transcript: str | Path | None = None) -> Analysis:
         path = Path(path)
         clip = self.pipeline.load(path)
         notes: list[str] = []
         utterances = self._utterances(clip, transcript, notes)
-        texts = self.pipeline.text([u.text for u in utterances]) if "text" in self.fused else []
+        texts = self._text([u.text for u in utterances]) if "text" in self.fused else []
         results = []
         for k, u in enumerate(utterances):
             samples, faces = clip.window(u.start, u.end)
