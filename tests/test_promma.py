@@ -1,0 +1,112 @@
+"""ProMMA: missing-modality evaluator, prompt disentanglement, MI prompt weighting, multi-level connection."""
+
+from __future__ import annotations
+
+import torch
+
+from msakit import create_model
+from msakit.batch import MODALITIES
+from msakit.data import MSADataset
+from msakit.models.promma import ProMMAConfig
+
+
+def _model(dataset: MSADataset, **overrides: object):  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    return create_model("promma", **{**dataset.info.model_overrides(), "hidden_dim": 16, **overrides})
+
+
+def _half_without_audio(dataset: MSADataset):  # type: ignore[no-untyped-def]
+    batch = dataset.split("test").batch(range(12))
+    half = torch.arange(batch.size) % 2 == 0
+    return batch.drop_modalities(["audio"], half), half
+
+
+def test_evaluator_decides_per_sample_whether_to_impute(tiny_dataset: MSADataset) -> None:
+    batch, half = _half_without_audio(tiny_dataset)
+    a = MODALITIES.index("audio")
+    model = _model(tiny_dataset).eval()
+    outs = {}
+    for bias in (30.0, -30.0):  # the evaluator's verdict: impute everywhere / nowhere
+        with torch.no_grad():
+            model.evaluators["audio"][-1].bias.fill_(bias)
+            outs[bias] = model(batch)
+    impute, skip = outs[30.0], outs[-30.0]
+    assert impute.explanations["impute"][half, a].eq(1).all() and impute.explanations["impute"][~half, a].eq(0).all()
+    assert skip.explanations["impute"][:, a].eq(0).all()
+    assert impute.explanations["impute_prob"][half, a].gt(0.99).all()
+    # an imputed modality takes part (prompt weight > 0) but is not reported as observed
+    assert impute.explanations["prompt_weights"][half, a].gt(0).all()
+    assert skip.explanations["prompt_weights"][half, a].eq(0).all()
+    assert impute.modality_weights[half, a].eq(0).all()
+    assert not torch.allclose(impute.prediction[half], skip.prediction[half])
+    torch.testing.assert_close(impute.prediction[~half], skip.prediction[~half])  # complete samples unaffected
+
+
+def test_evaluator_is_trained_on_pseudo_labels_from_a_frozen_snapshot(tiny_dataset: MSADataset) -> None:
+    model = _model(tiny_dataset, stage1_epochs=1).train()
+    batch = tiny_dataset.split("train").batch(range(16))
+    out = model(batch)
+    assert {"evaluator", "impute"} <= set(out.aux_losses)
+    out.aux_losses["evaluator"].backward()
+    assert model.evaluators["audio"][-1].weight.grad is not None
+    keys = set(model.state_dict())
+    model.on_epoch_start(1, 5)
+    assert not model._reference
+    model.on_epoch_start(2, 5)  # after stage 1: the snapshot is taken, frozen and kept out of the state dict
+    (reference,) = model._reference
+    assert set(model.state_dict()) == keys
+    assert not any(p.requires_grad for p in reference.parameters())
+    with torch.no_grad():
+        model.evaluators["audio"][-1].bias.add_(5.0)
+    assert not torch.equal(reference.evaluators["audio"][-1].bias, model.evaluators["audio"][-1].bias)
+
+
+def test_private_prompts_are_disentangled_from_the_shared_ones(tiny_dataset: MSADataset) -> None:
+    model = _model(tiny_dataset)
+    prompts = {m: model.prompts(m) for m in model.modalities}
+    assert not torch.allclose(prompts["text"], prompts["audio"]), "each modality must get its own private prompts"
+    assert not torch.allclose(prompts["text"], model.prompts.shared)
+    batch = tiny_dataset.split("train").batch(range(8))
+    loss = model.train()(batch).aux_losses["disentangle"]
+    loss.backward()
+    assert model.prompts.down["text"].grad is not None and model.prompts.down["text"].grad.abs().sum() > 0
+    off = _model(tiny_dataset, private_prompts=False)
+    assert all(torch.equal(off.prompts(m), off.prompts.shared) for m in off.modalities)
+
+
+def test_prompt_weights_come_from_the_mutual_information_critic(tiny_dataset: MSADataset) -> None:
+    batch = tiny_dataset.split("test").batch(range(12))
+    model = _model(tiny_dataset).eval()
+    with torch.no_grad():
+        weights = model(batch).explanations["prompt_weights"]
+        assert weights.std(dim=1).gt(1e-4).all(), "MI weights must differ between modalities"
+        model.critic_q.weight.mul_(-1.0)  # a different critic gives different weights
+        flipped = model(batch).explanations["prompt_weights"]
+    assert not torch.allclose(weights, flipped)
+    assert "mi" in model.train()(batch).aux_losses
+    with torch.no_grad():
+        uniform = _model(tiny_dataset, weighting="uniform").eval()(batch).explanations["prompt_weights"]
+    full = batch.present.all(1)
+    torch.testing.assert_close(uniform[full], torch.full_like(uniform[full], 1 / 3))
+
+
+def test_shared_prompts_rejoin_every_level_through_the_residual(tiny_dataset: MSADataset) -> None:
+    batch = tiny_dataset.split("test").batch(range(8))
+    model = _model(tiny_dataset).eval()
+    with torch.no_grad():
+        a = model(batch).prediction
+        model.encoders["text"].gates.zero_()  # cut the multi-level connection of the text prompts
+        b = model(batch).prediction
+    assert not torch.allclose(a, b)
+    assert not hasattr(_model(tiny_dataset, connect=False).encoders["text"], "gates")
+
+
+def test_ablation_rows_build_and_run(tiny_dataset: MSADataset) -> None:
+    batch, _ = _half_without_audio(tiny_dataset)
+    for name, overrides in ProMMAConfig.ABLATIONS.items():
+        with torch.no_grad():
+            out = _model(tiny_dataset, **overrides).eval()(batch)
+        assert torch.isfinite(out.prediction).all(), name
+    never = _model(tiny_dataset, evaluator="never").eval()
+    with torch.no_grad():
+        assert never(batch).explanations["impute"].eq(0).all()
