@@ -10,7 +10,8 @@ analysis" (abstract only, ../shared/seeds/003). What the abstract says, and what
   data) and each other modality, averaged over samples that have both: a debiased
   Sinkhorn divergence (OT, `geomloss`, blur `ot_blur`) over the two token clouds (the
   "geometric" consistency) and a squared Gaussian-kernel MMD (`mmd_sigma`) over the same
-  clouds (the "statistical" one). Eval-mode forward computes neither;
+  clouds (the "statistical" one; kernel width `mmd_sigma`·√H, the scale of LayerNorm'd
+  tokens, else every kernel value vanishes and so does the gradient). Eval-mode forward computes neither;
   `alignment_distances(batch)` measures both on any data.
 - "a Modality-Aware Mamba layer, which employs a Mixture-of-Experts architecture with
   modality-specific and modality-shared experts". Chosen: the tokens of all modalities
@@ -59,7 +60,7 @@ class AlignMamba2Config(ModelConfig):
     ot_weight: float = tunable(0.1, low=0.01, high=1.0, log=True)  # weight of the Sinkhorn loss
     mmd_weight: float = tunable(0.1, low=0.01, high=1.0, log=True)  # weight of the MMD loss
     ot_blur: float = 0.5  # entropic blur ε of the Sinkhorn divergence
-    mmd_sigma: float = 1.0  # Gaussian kernel width of the MMD
+    mmd_sigma: float = 1.0  # Gaussian kernel width of the MMD, in units of √H (LayerNorm'd tokens have norm ≈ √H)
     anchor: str = "text"  # the modality others are aligned to; "" = every pair
 
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -135,7 +136,11 @@ class AlignMamba2(MSAModel):
             if not valid.any():
                 continue
             ot.append(sinkhorn_distance(tokens[a], masks[a], tokens[b], masks[b], blur=cfg.ot_blur)[valid].mean())
-            md.append(mmd(tokens[a], masks[a], tokens[b], masks[b], sigma=cfg.mmd_sigma)[valid].mean())
+            md.append(
+                mmd(tokens[a], masks[a], tokens[b], masks[b], sigma=cfg.mmd_sigma * self.config.hidden_dim**0.5)[
+                    valid
+                ].mean()
+            )
         zero = next(iter(tokens.values())).new_zeros(())
         return {"ot": torch.stack(ot).mean() if ot else zero, "mmd": torch.stack(md).mean() if md else zero}
 
