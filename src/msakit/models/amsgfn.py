@@ -124,13 +124,7 @@ class AMSGFN(MSAModel):
     columns: Tensor  # (M,) buffer: index in MODALITIES of each modality the model was built for
 
     def __init__(self, config: AMSGFNConfig) -> None:
-        mods = tuple(config.modalities)
-        if len(mods) < 2:
-            raise ConfigError(
-                f"model 'amsgfn' needs at least 2 modalities (a dominant one and an auxiliary to fuse into it); "
-                f"the data provides {len(mods)}: {list(mods)}"
-            )
-        super().__init__(config)
+        super().__init__(config)  # checks capabilities.min_modalities
         if config.fixed_dominant and config.fixed_dominant not in self.modalities:
             raise ConfigError(
                 f"model 'amsgfn': fixed_dominant={config.fixed_dominant!r} is not one of the data's modalities "

@@ -345,11 +345,8 @@ class TSSPMSA(MSAModel):
             aux["experts"] = c.expert_weight * torch.stack(expert_losses).mean()
         # curriculum: the frac most confident samples (lowest mean u over present modalities);
         # a sample with no modality has no u and is never among them
-        seen = present.any(1)  # (B,)
         mean_u = (unc.detach() * present).sum(1) / present.sum(1).clamp_min(1)  # (B,)
-        n_keep = max(2, math.ceil(self._curriculum * int(seen.sum())))
-        ranked = mean_u.masked_fill(~seen, float("inf"))
-        confident = (ranked.argsort().argsort() < n_keep) & seen  # (B,) bool
+        confident = self._confident(mean_u, present)  # (B,) bool
         pairs = list(combinations(range(len(mods)), 2))
         if c.contrastive_weight > 0 and pairs:  # C3R (Algorithm 3)
             h = {m: self.contrast[m](zt[m]) for m in mods}
@@ -385,6 +382,14 @@ class TSSPMSA(MSAModel):
             aux["teac"] = c.anchor_weight * teac
         return aux
 
+    def _confident(self, mean_u: Tensor, present: Tensor) -> Tensor:
+        """The curriculum: the `frac(e)` samples with the lowest mean u (B,) bool; a sample
+        with no modality has no u and is never among them."""
+        seen = present.any(1)  # (B,)
+        n_keep = max(2, math.ceil(self._curriculum * int(seen.sum())))
+        ranked = mean_u.masked_fill(~seen, float("inf"))
+        return (ranked.argsort().argsort() < n_keep) & seen
+
     def _expert_loss(self, out: Tensor, y: Tensor) -> Tensor:
         if not self.regression:
             return F.cross_entropy(out, y.long())
@@ -408,11 +413,16 @@ class TSSPMSA(MSAModel):
                 continue
             teacher, student = expert[mods[t]][ok].detach(), expert[mods[s]][ok]
             kl.append(self._output_kl(teacher, student))
-            align.append((1 - F.cosine_similarity(zt[mods[s]][ok], zt[mods[t]][ok].detach(), dim=-1)).mean())
+            align.append(self._align(zt[mods[s]][ok], zt[mods[t]][ok].detach()))
         return {
             "distill_kl": c.distill_weight * (torch.stack(kl).mean() if kl else zero),
             "distill_align": c.distill_feature_weight * (torch.stack(align).mean() if align else zero),
         }
+
+    @staticmethod
+    def _align(student: Tensor, teacher: Tensor) -> Tensor:
+        """Feature alignment 1 − cos(z̃_student, sg(z̃_teacher)), averaged over samples."""
+        return (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()
 
     def _output_kl(self, teacher: Tensor, student: Tensor) -> Tensor:
         if not self.regression:
@@ -439,9 +449,13 @@ class TSSPMSA(MSAModel):
         if not rows.any():
             return zero + a.sum() * 0.0
         per_anchor = -(log_prob * pos).sum(1)[rows] / pos.sum(1)[rows]
-        emotion = y.float().abs() / c.label_range + 0.1 if self.regression else torch.ones_like(mean_u)
-        w = (emotion * torch.exp(-mean_u))[rows]
+        w = self._anchor_weights(y, mean_u)[rows]
         return (w * per_anchor).sum() / w.sum().clamp_min(1e-9)
+
+    def _anchor_weights(self, y: Tensor, mean_u: Tensor) -> Tensor:
+        """Emotion-weighted SupCon: (|y|/label_range + 0.1)·exp(−ū) per anchor (classes: exp(−ū))."""
+        emotion = y.float().abs() / self.config.label_range + 0.1 if self.regression else torch.ones_like(mean_u)
+        return emotion * torch.exp(-mean_u)
 
     # ---- hooks -----------------------------------------------------------------------
     def on_fit_start(self, stats: DatasetStats) -> None:
@@ -451,9 +465,13 @@ class TSSPMSA(MSAModel):
         c = self.config
         progress = min(1.0, (epoch - 1) / max(1, c.curriculum_epochs))
         self._curriculum = c.curriculum_start + (1.0 - c.curriculum_start) * progress
-        self._teacher = (epoch - 1) % len(self.modalities)  # each modality teaches in turn
+        self._teacher = self.teacher_of(epoch)
         if c.anchor_weight > 0 and self._collected and (epoch - 1) % max(1, c.anchor_refresh) == 0:
             self.refresh_anchors()
+
+    def teacher_of(self, epoch: int) -> int:
+        """Rotating distillation: each modality teaches in turn, modality (e − 1) mod M in epoch e."""
+        return (epoch - 1) % len(self.modalities)
 
     @torch.no_grad()
     def on_train_batch_end(self, batch: Batch, output: ModelOutput, epoch: int) -> None:

@@ -93,6 +93,29 @@ def is_sentiment_word(word: str) -> bool:
     return _EDGE_PUNCT.sub("", word.lower()) in sentiment_lexicon()
 
 
+def masking_probabilities(
+    word_ids: list[list[int | None]],
+    words: list[list[str]],
+    shape: tuple[int, ...] | torch.Size,
+    *,
+    p_sentiment: float,
+    p_other: float,
+) -> Tensor:
+    """Algorithm 1: P_mask per token (B, L): p1 for pieces of lexicon words, p2 for other words,
+    0 for special and padding tokens (`word_ids` from the tokenizer, None = special)."""
+    prob = torch.zeros(tuple(shape))
+    for b, ids in enumerate(word_ids):
+        for t, w in enumerate(ids):
+            if w is not None:
+                prob[b, t] = p_sentiment if is_sentiment_word(words[b][w]) else p_other
+    return prob
+
+
+def sop_weights(pairs: list[tuple[str, str]], polarity: dict[str, float]) -> Tensor:
+    """Polarity-aware SOP: pair (s1, s2) weighs 1 + |c(s1) − c(s2)|, c = VADER compound."""
+    return torch.tensor([1.0 + abs(polarity[a] - polarity[b]) for a, b in pairs])
+
+
 def sop_pairs(ids: list[str], texts: list[str]) -> list[tuple[str, str]]:
     """(s1, s2) in true order: the next segment of the same video, else the two halves of the text."""
     by_video: dict[str, list[tuple[int, str]]] = {}
@@ -271,11 +294,9 @@ class SentimentMLM(PretrainObjective):
             words, is_split_into_words=True, padding=True, truncation=True, max_length=c.max_len, return_tensors="pt"
         )
         ids = enc["input_ids"].clone()  # (B, L)
-        prob = torch.zeros(ids.shape)
-        for b in range(len(texts)):
-            for t, w in enumerate(enc.word_ids(b)):
-                if w is not None:
-                    prob[b, t] = c.p_sentiment if is_sentiment_word(words[b][w]) else c.p_other
+        prob = masking_probabilities(
+            [enc.word_ids(b) for b in range(len(texts))], words, ids.shape, p_sentiment=c.p_sentiment, p_other=c.p_other
+        )
         gen = torch.Generator().manual_seed(rng.randrange(2**31))
         masked = torch.rand(ids.shape, generator=gen) < prob  # (B, L)
         if not masked.any():  # keep one target so the loss is defined
@@ -310,5 +331,5 @@ class SentimentMLM(PretrainObjective):
         )
         cls = encoder(**enc).last_hidden_state[:, 0]  # (B, 384)
         y = torch.tensor(in_order, dtype=torch.float32)
-        weight = torch.tensor([1.0 + abs(polarity[a] - polarity[b]) for a, b in pairs])  # polarity-aware
+        weight = sop_weights(pairs, polarity)  # polarity-aware
         return F.binary_cross_entropy_with_logits(head(cls).squeeze(-1), y, weight=weight)
