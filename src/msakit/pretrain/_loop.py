@@ -1,29 +1,24 @@
-"""What the TSSP-MSA stage-1 objectives share: a guarded step loop and a weights file.
+"""What the TSSP-MSA stage-1 objectives share: the engine's step loop and a weights folder.
 
-`guarded_steps` runs an optimiser loop that stops on the first non-finite loss with the
-step number, *before* that step touches the weights or the checkpoint, so the last
-good checkpoint on disk stays intact. `save_weights` / `load_weights` write and read a
-folder `weights.safetensors` + `meta.json`, atomically (temporary sibling, then rename).
+`guarded_steps` runs the objective through `msakit.training.engine.fit_steps`, which
+stops on the first non-finite loss with the step number, *before* that step touches
+the weights or the checkpoint, so the last good checkpoint on disk stays intact.
+`save_weights` writes a folder `weights.safetensors` + `meta.json` with the one
+weights-folder writer (`msakit.training.checkpoint.save_weights`: atomic, fsynced).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from msakit.batch import Batch
-from msakit.data.core import MSADataset
+from msakit.data.core import DataModule, MSADataset
 from msakit.errors import ConfigError, TrainingError
 from msakit.layers.pretrained import (
     STAGE1_META,
@@ -33,6 +28,8 @@ from msakit.layers.pretrained import (
     prefixed,
     unprefixed,
 )
+from msakit.training import checkpoint
+from msakit.training.engine import Callback, FitState, fit_steps
 
 __all__ = ["guarded_steps", "load_encoder_state", "load_weights", "prefixed", "save_weights", "unprefixed"]
 
@@ -41,22 +38,7 @@ WEIGHTS, META = STAGE1_WEIGHTS, STAGE1_META
 
 def save_weights(out: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> Path:
     """Write `out/` = weights.safetensors + meta.json; the previous folder survives a failed write."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp / WEIGHTS))
-        (tmp / META).write_text(json.dumps(meta, indent=2))
-        old = out.with_name(f".{out.name}.old")
-        if out.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return checkpoint.save_weights(out, tensors, meta, weights_name=WEIGHTS, meta_name=META)
 
 
 def require_frames(name: str, dataset: MSADataset, modality: str, min_steps: int = 2) -> None:
@@ -71,15 +53,39 @@ def require_frames(name: str, dataset: MSADataset, modality: str, min_steps: int
 
 
 def epochs_of_batches(dataset: MSADataset, batch_size: int, epochs: int, seed: int) -> Iterator[Batch]:
-    train = dataset.split("train")
+    data = DataModule(dataset, batch_size=batch_size)
     for epoch in range(epochs):
-        yield from train.loader(batch_size, shuffle=True, seed=seed * 10_007 + epoch)
+        loader, _ = data.train_batches(seed=seed * 10_007 + epoch)
+        yield from loader
+
+
+@dataclass
+class _SaveEvery(Callback):
+    """Checkpoint every `every` steps and at the end of a finished run."""
+
+    save: Callable[[int], None]
+    every: int
+    saved: int = 0
+
+    def on_step_end(self, state: FitState, parts: dict[str, float]) -> None:
+        if self.every > 0 and state.step % self.every == 0:
+            self.save(state.step)
+            self.saved = state.step
+
+
+@dataclass
+class _Means(Callback):
+    sums: dict[str, float]
+
+    def on_step_end(self, state: FitState, parts: dict[str, float]) -> None:
+        for k, v in parts.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
 
 
 def guarded_steps(
     name: str,
-    batches: Iterable[Batch],
-    loss_fn: Callable[[Batch], tuple[Tensor, dict[str, float]]],
+    batches: Iterable[Any],
+    loss_fn: Callable[[Any], tuple[Tensor, dict[str, float]]],
     optimizer: torch.optim.Optimizer,
     save: Callable[[int], None],
     *,
@@ -87,38 +93,22 @@ def guarded_steps(
     grad_clip: float = 1.0,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Optimise `loss_fn` over `batches`; checkpoint every `save_every` steps and at the end.
+    """Optimise `loss_fn` over `batches` with the engine; checkpoint every `save_every` steps and at the end.
 
     A non-finite loss raises TrainingError naming the objective and the step; nothing
     is saved after the last finite step, so the checkpoint on disk is the last good one.
     """
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    sums: dict[str, float] = {}
-    step, saved = 0, 0
-    for batch in tqdm(batches, desc=name, unit="step", disable=not progress):
-        step += 1
-        loss, parts = loss_fn(batch)
-        if not torch.isfinite(loss):
-            where = f"step {saved}" if saved else "none written yet"
-            raise TrainingError(
-                f"pretraining objective {name!r}: loss became {loss.item()} at step {step} (parts: {parts}); "
-                f"stopped, the last good checkpoint ({where}) is intact"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        optimizer.step()
-        for k, v in {"loss": float(loss.detach()), **parts}.items():
-            sums[k] = sums.get(k, 0.0) + v
-        if save_every > 0 and step % save_every == 0:
-            save(step)
-            saved = step
-    if step == 0:
+    saver, means = _SaveEvery(save, save_every), _Means({})
+    try:
+        state = fit_steps(name, batches, loss_fn, optimizer, [means, saver], grad_clip=grad_clip, progress=progress)
+    except TrainingError as exc:
+        where = f"step {saver.saved}" if saver.saved else "none written yet"
+        raise TrainingError(f"{exc}; stopped, the last good checkpoint ({where}) is intact") from None
+    if state.step == 0:
         raise TrainingError(f"pretraining objective {name!r}: the training split gave no batch")
-    if saved != step:
-        save(step)
-    return {"objective": name, "steps": step, **{f"mean_{k}": v / step for k, v in sums.items()}}
+    if saver.saved != state.step:
+        save(state.step)
+    return {"objective": name, "steps": state.step, **{f"mean_{k}": v / state.step for k, v in means.sums.items()}}
 
 
 def fit_frame_objective(
