@@ -33,15 +33,16 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
 
+from msakit.batch import Batch
 from msakit.data.core import MSADataset, SplitData
 from msakit.data.stats import dataset_stats
 from msakit.layers.pretrained import HEADS_META, HEADS_WEIGHTS, load_heads, load_heads_into
@@ -49,6 +50,7 @@ from msakit.layers.standardize import TextAudioHeads
 
 __all__ = ["STACA", "TextAudioHeads", "load_heads", "load_heads_into", "retrieval", "save_heads"]
 from msakit.pretrain import PretrainObjective, register_objective
+from msakit.training.engine import Callback, FitState, fit_steps
 
 WEIGHTS, META = HEADS_WEIGHTS, HEADS_META
 
@@ -137,17 +139,19 @@ class STACA(PretrainObjective):
         optimizer = torch.optim.AdamW(
             [p for p in heads.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
         )
-        losses: list[float] = []
-        for epoch in tqdm(range(1, cfg.epochs + 1), desc="sta_ca", disable=not progress):
-            heads.train()
-            total, batches = 0.0, 0
-            for batch in train.loader(cfg.batch_size, shuffle=True, seed=cfg.seed * 10_007 + epoch):
-                loss = heads.contrastive_loss(*heads.embed(batch))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total, batches = total + float(loss.detach()), batches + 1
-            losses.append(total / max(batches, 1))
+        per_epoch = max(math.ceil(len(train) / cfg.batch_size), 1)
+
+        def batches() -> Iterator[Batch]:
+            for epoch in range(1, cfg.epochs + 1):
+                heads.train()
+                yield from train.loader(cfg.batch_size, shuffle=True, seed=cfg.seed * 10_007 + epoch)
+
+        def loss_fn(batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+            return heads.contrastive_loss(*heads.embed(batch)), {}
+
+        steps = _StepLosses()  # the engine's step loop, no gradient clipping (as the objective always had)
+        fit_steps(self.name, batches(), loss_fn, optimizer, [steps], grad_clip=0.0, progress=progress)
+        losses = [sum(chunk) / len(chunk) for chunk in _chunks(steps.losses, per_epoch)]
         after = {s: retrieval(heads, split) for s, split in held_out.items()}
         summary = {
             "objective": self.name,
@@ -161,3 +165,16 @@ class STACA(PretrainObjective):
         }
         save_heads(Path(out), heads, summary)
         return {**summary, "out": str(out)}
+
+
+@dataclass
+class _StepLosses(Callback):
+    losses: list[float] = field(default_factory=list)
+
+    def on_step_end(self, state: FitState, parts: dict[str, float]) -> None:
+        self.losses.append(parts["loss"])
+
+
+def _chunks(values: list[float], size: int) -> Iterator[list[float]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
