@@ -1,0 +1,175 @@
+"""Measurements for the reliability-aware models (QA-MoE, PRLF, EBMC); results in docs/models/.
+
+    # QA-MoE's one checkpoint across the reliability spectrum, against late_fusion trained with
+    # random missing rates and against a QA-MoE trained separately at each level
+    OMP_NUM_THREADS=1 python benchmarks/reliability_models.py spectrum --data data/mmmo --out runs/rel/spectrum_mmmo
+    # MLI (optimisation balance) of EBMC against late_fusion, with the test metrics
+    OMP_NUM_THREADS=1 python benchmarks/reliability_models.py mli --data data/mmmo --out runs/rel/mli_mmmo
+    # PRLF's dominant modality against the informative one on synthetic:dominant
+    OMP_NUM_THREADS=1 python benchmarks/reliability_models.py dominant --runs runs/rel/dominant/prlf
+
+Every number is over the seeds given (default 1-5), mean ± sample std; model selection on the
+validation split only; the spectrum perturbation is evaluated on the test split with seed 0.
+Each command prints a Markdown table and writes OUT/<command>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from msakit.data import load_dataset
+from msakit.io import atomic_write_json
+from msakit.metrics import get_metric_set
+from msakit.robustness import RandomMissingRate, Spectrum, bind
+from msakit.robustness.protocols import PRIMARY_METRIC, auilc
+from msakit.robustness.training import fit_with_robustness
+from msakit.training import Trainer, train_config_from
+from msakit.training.checkpoint import load_checkpoint
+from msakit.training.trainer import evaluate, predict_split
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    return train_config_from(
+        {
+            "seeds": tuple(args.seeds),
+            "epochs": args.epochs,
+            "patience": args.patience,
+            "batch_size": args.batch_size,
+            "progress": False,
+            "tensorboard": False,
+        }
+    )
+
+
+def _fmt(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
+    v = np.asarray(values, dtype=float) * scale
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.{digits}f}"
+
+
+def spectrum(args: argparse.Namespace) -> dict[str, Any]:
+    data = load_dataset(args.data)
+    metric_set = get_metric_set(data.info.metric_set).name
+    key = PRIMARY_METRIC.get(metric_set, "Non0_acc_2")
+    out, levels = Path(args.out), [float(s) for s in args.levels]
+    systems: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {
+        "qa_moe (one checkpoint)": [("qa_moe", None, {})],
+        "late_fusion + random missing rates": [("late_fusion", RandomMissingRate(max_rate=0.9), {})],
+    }
+    rows: dict[str, dict[float, list[float]]] = {}
+    maes: dict[str, dict[float, list[float]]] = {}
+    for label, [(model, transform, overrides)] in systems.items():
+        res = Trainer(
+            model,
+            data,
+            model_overrides=overrides,
+            train_config=_train_config(args),
+            out_dir=out / model,
+            train_transform=transform,
+        ).fit()
+        rows[label] = {s: [] for s in levels}
+        for seed in res.seeds:
+            ckpt, _ = load_checkpoint(seed.checkpoint)
+            for s in levels:
+                t = bind(Spectrum(strength=s), seed=0)
+                metrics = evaluate(ckpt, data.split("test"), metric_set, transform=t)
+                rows[label][s].append(metrics[key])
+                maes.setdefault(label, {}).setdefault(s, []).append(metrics["MAE"])
+    if args.specialists:  # one QA-MoE per level, trained at that level only (self-corruption off)
+        label = "qa_moe trained at the level"
+        rows[label] = {s: [] for s in levels}
+        for s in levels:
+            res = Trainer(
+                "qa_moe",
+                data,
+                model_overrides={"self_corrupt": 0.0},
+                train_config=_train_config(args),
+                out_dir=out / f"specialist_{s}",
+                train_transform=Spectrum(strength=s) if s > 0 else None,
+            ).fit()
+            for seed in res.seeds:
+                ckpt, _ = load_checkpoint(seed.checkpoint)
+                t = bind(Spectrum(strength=s), seed=0)
+                metrics = evaluate(ckpt, data.split("test"), metric_set, transform=t)
+                rows[label][s].append(metrics[key])
+                maes.setdefault(label, {}).setdefault(s, []).append(metrics["MAE"])
+    lines = [
+        f"| system ({key}, test) | " + " | ".join(f"s = {s:g}" for s in levels) + " | area (AUILC) |",
+        "|---|" + "---|" * (len(levels) + 1),
+    ]
+    for label, by_level in rows.items():
+        per_seed_area = [auilc(levels, [by_level[s][i] for s in levels]) for i in range(len(by_level[levels[0]]))]
+        cells = " | ".join(_fmt(by_level[s], 100) for s in levels)
+        lines.append(f"| {label} | {cells} | {_fmt(per_seed_area, 100)} |")
+    lines += [
+        "",
+        "| system (MAE, test) | " + " | ".join(f"s = {s:g}" for s in levels) + " |",
+        "|---|" + "---|" * len(levels),
+    ]
+    for label, by_level in maes.items():
+        lines.append(f"| {label} | " + " | ".join(_fmt(by_level[s], 1, 3) for s in levels) + " |")
+    print("\n".join(lines))
+
+    def plain(table: dict[str, dict[float, list[float]]]) -> dict[str, dict[str, list[float]]]:
+        return {k: {str(s): v for s, v in r.items()} for k, r in table.items()}
+
+    return {"metric": key, "levels": levels, "rows": plain(rows), "mae": plain(maes)}
+
+
+def mli(args: argparse.Namespace) -> dict[str, Any]:
+    data = load_dataset(args.data)
+    key = PRIMARY_METRIC.get(get_metric_set(data.info.metric_set).name, "Non0_acc_2")
+    out, table = Path(args.out), {}
+    lines = [f"| model | MLI (input × gradient) | test {key} | test MAE |", "|---|---|---|---|"]
+    for model in args.models:
+        res = fit_with_robustness(model, data, out_dir=out / model, train_config=_train_config(args))
+        mlis = [json.loads((Path(s.checkpoint).parent / "mli.json").read_text())["mli"] for s in res.seeds]
+        table[model] = {"mli": mlis, key: [s.test[key] for s in res.seeds], "MAE": [s.test["MAE"] for s in res.seeds]}
+        lines.append(
+            f"| {model} | {_fmt(mlis, 1, 3)} | {_fmt(table[model][key], 100)} | {_fmt(table[model]['MAE'], 1, 3)} |"
+        )
+    print("\n".join(lines))
+    return table
+
+
+def dominant(args: argparse.Namespace) -> dict[str, Any]:
+    rates = []
+    for seed_dir in sorted(Path(args.runs).glob("seed*")):
+        model, meta = load_checkpoint(seed_dir / "best")
+        data = load_dataset(meta["dataset"]["name"] if args.data is None else args.data)
+        hits = total = 0
+        for output, batch in predict_split(model, data.split("test")):
+            hits += int((output.explanations["dominant"] == batch.targets["informative"]).sum())
+            total += batch.size
+        rates.append(hits / total)
+    print(f"dominant = informative modality, test: {_fmt(rates, 100)} % over {len(rates)} seeds (chance 33.3 %)")
+    return {"rates": rates}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("spectrum", "mli", "dominant"):
+        p = sub.add_parser(name)
+        p.add_argument("--data", default=None)
+        p.add_argument("--out", default="runs/rel/bench")
+        p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+        p.add_argument("--epochs", type=int, default=15)
+        p.add_argument("--patience", type=int, default=5)
+        p.add_argument("--batch-size", type=int, default=64)
+    sub.choices["spectrum"].add_argument("--levels", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    sub.choices["spectrum"].add_argument("--no-specialists", dest="specialists", action="store_false")
+    sub.choices["mli"].add_argument("--models", nargs="+", default=["ebmc", "late_fusion"])
+    sub.choices["dominant"].add_argument("--runs", required=True)
+    args = parser.parse_args()
+    result = {"spectrum": spectrum, "mli": mli, "dominant": dominant}[args.command](args)
+    if args.command != "dominant":
+        atomic_write_json(Path(args.out) / f"{args.command}.json", {"args": vars(args), **result})
+
+
+if __name__ == "__main__":
+    main()
