@@ -1,0 +1,219 @@
+"""MBD deletion vs full retraining: utility, wall time, and attacks on the removed modality.
+
+    python benchmarks/unlearning.py --data data/mosi --modality audio --out runs/unlearn_mosi
+    python benchmarks/unlearning.py --data data/mmmo --modality visual --out runs/unlearn_mmmo
+    python benchmarks/unlearning.py --data synthetic --modality visual --out runs/unlearn_syn
+    python benchmarks/unlearning.py --data data/mosi --modality audio --samples 0.1 --out runs/unlearn_mosi_s
+
+Per seed: train MBD on everything (the original), retrain it from scratch without the
+removed data (the gold standard: without the modality, or with it dropped for the
+forget samples), and `msakit.unlearn.unlearn` the original. Reported, mean ± std over
+seeds: the test metrics of the three models and of two linear probes (ridge on the
+mean-pooled features, L2 chosen on validation: with all modalities and without the
+removed one); the wall time of retraining and of the deletion (the edit alone, and
+everything including the evidence and the writes); the attack, a ridge probe that
+predicts the removed modality's pooled features from each model's fused embedding (R²
+on test samples that have it; fit on train); for sample deletion also the loss-threshold
+membership AUC of the forget samples against the test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from msakit.batch import masked_mean
+from msakit.data import load_dataset
+from msakit.data.core import MSADataset, SplitData
+from msakit.metrics import compute_metrics
+from msakit.training import Trainer, evaluate, load_checkpoint, train_config_from
+from msakit.unlearn import UnlearnSettings, unlearn
+from msakit.unlearn.evidence import embeddings, membership_auc, pooled_modality, ridge_r2
+
+METRICS = ("MAE", "Corr", "Non0_acc_2", "Non0_F1_score", "Mult_acc_7")
+
+
+def pooled(split: SplitData, modalities: tuple[str, ...]) -> np.ndarray:
+    batch = split.batch(range(len(split)))
+    return torch.cat([masked_mean(batch.features[m], batch.masks[m]) for m in modalities], dim=-1).double().numpy()
+
+
+def probe_metrics(dataset: MSADataset, modalities: tuple[str, ...]) -> dict[str, float]:
+    """Ridge on mean-pooled features; L2 chosen on validation MAE; test metrics."""
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    tr, va, te = (dataset.split(s) for s in ("train", "valid", "test"))
+    x_tr, x_va, x_te = (pooled(s, modalities) for s in (tr, va, te))
+    best = None
+    for alpha in (0.1, 1.0, 10.0, 100.0, 1000.0):
+        probe = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x_tr, tr.labels)
+        mae = float(np.abs(probe.predict(x_va) - va.labels).mean())
+        if best is None or mae < best[0]:
+            best = (mae, probe)
+    assert best is not None
+    return compute_metrics(dataset.info.metric_set, best[1].predict(x_te), te.labels)
+
+
+def attack_r2(model: Any, dataset: MSADataset, modality: str) -> float:
+    tr, te = dataset.split("train"), dataset.split("test")
+    i_tr = [i for i in range(len(tr)) if tr.modalities[modality].present[i]]
+    i_te = [i for i in range(len(te)) if te.modalities[modality].present[i]]
+    x_tr, _ = embeddings(model, tr, i_tr)
+    x_te, _ = embeddings(model, te, i_te)
+    return ridge_r2(x_tr, pooled_modality(tr, i_tr, modality), x_te, pooled_modality(te, i_te, modality))
+
+
+def run_seed(args: argparse.Namespace, dataset: MSADataset, seed: int) -> dict[str, Any]:
+    out = args.out / f"seed{seed}"
+    train_cfg = train_config_from({"seeds": (seed,), "epochs": args.epochs, "progress": False, "tensorboard": False})
+    overrides = {"hidden_dim": args.hidden_dim, "property_dim": args.hidden_dim // 2}
+    train = dataset.split("train")
+    present = train.modalities[args.modality].present
+    forget_ids: set[str] = set()
+    samples_file = None
+    if args.samples:
+        rng = np.random.default_rng(seed)
+        having = [train.ids[i] for i in range(len(train)) if present[i]]
+        forget_ids = set(rng.choice(having, size=max(1, int(args.samples * len(having))), replace=False).tolist())
+        samples_file = out / "forget_ids.txt"
+        samples_file.parent.mkdir(parents=True, exist_ok=True)
+        samples_file.write_text("\n".join(sorted(forget_ids)) + "\n")
+    start = time.perf_counter()
+    Trainer("mbd", dataset, model_overrides=overrides, train_config=train_cfg, out_dir=out / "original").fit()
+    t_original = time.perf_counter() - start
+    start = time.perf_counter()
+    if args.samples:
+
+        def drop(batch, rng):  # type: ignore[no-untyped-def]
+            mask = torch.tensor([i in forget_ids for i in batch.ids], dtype=torch.bool)
+            return batch.drop_modalities([args.modality], mask)
+
+        retrainer = Trainer(
+            "mbd",
+            dataset,
+            model_overrides=overrides,
+            train_config=train_cfg,
+            out_dir=out / "retrained",
+            train_transform=drop,
+        )
+    else:
+        kept = tuple(m for m in dataset.info.modalities if m != args.modality)
+        retrainer = Trainer(
+            "mbd",
+            dataset,
+            model_overrides={**overrides, "modalities": kept},
+            train_config=train_cfg,
+            out_dir=out / "retrained",
+        )
+    retrainer.fit()
+    t_retrain = time.perf_counter() - start
+    start = time.perf_counter()
+    cert = unlearn(
+        out / "original" / f"seed{seed}" / "best",
+        dataset,
+        args.modality,
+        out / "unlearned",
+        samples_file=samples_file,
+        settings=UnlearnSettings(seed=seed, noise_seed=seed),
+    )
+    t_unlearn = time.perf_counter() - start
+    models = {
+        "original": load_checkpoint(out / "original" / f"seed{seed}" / "best")[0],
+        "unlearned": load_checkpoint(out / "unlearned")[0],
+        "retrained": load_checkpoint(out / "retrained" / f"seed{seed}" / "best")[0],
+    }
+    test = dataset.split("test")
+    row: dict[str, Any] = {
+        "seed": seed,
+        "seconds": {
+            "original": t_original,
+            "retrain": t_retrain,
+            "unlearn_edit": cert["evidence"]["seconds"],
+            "unlearn_total": t_unlearn,
+        },
+    }
+    for name, model in models.items():
+        row[name] = {
+            **evaluate(model, test, dataset.info.metric_set),
+            "attack_r2": attack_r2(model, dataset, args.modality),
+        }
+        if args.samples:
+            members = [i for i in range(len(train)) if train.ids[i] in forget_ids]
+            held = [i for i in range(len(test)) if test.modalities[args.modality].present[i]]
+            row[name]["membership_auc"] = membership_auc(model, (train, members), (test, held))
+    return row
+
+
+def fmt(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values) * scale:.{digits}f} ± {sd * scale:.{digits}f}"
+
+
+def table(rows: list[dict[str, Any]], probes: dict[str, dict[str, float]], sample_scope: bool) -> str:
+    cols = ["MAE", "Corr", "Acc-2 (Non0)", "F1 (Non0)", "Acc-7", "attack R²"] + (
+        ["membership AUC"] if sample_scope else []
+    )
+    lines = ["| model | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    for name, metrics in probes.items():
+        cells = [f"{metrics['MAE']:.3f}", f"{metrics['Corr']:.3f}", f"{100 * metrics['Non0_acc_2']:.1f}"]
+        cells += [f"{100 * metrics['Non0_F1_score']:.1f}", f"{100 * metrics['Mult_acc_7']:.1f}", "–"]
+        lines.append(f"| {name} | " + " | ".join(cells + (["–"] if sample_scope else [])) + " |")
+    for name in ("original", "unlearned", "retrained"):
+        get = lambda k, name=name: [r[name][k] for r in rows]  # noqa: E731
+        cells = [fmt(get("MAE"), digits=3), fmt(get("Corr"), digits=3), fmt(get("Non0_acc_2"), 100)]
+        cells += [fmt(get("Non0_F1_score"), 100), fmt(get("Mult_acc_7"), 100), fmt(get("attack_r2"), digits=3)]
+        if sample_scope:
+            cells.append(fmt(get("membership_auc"), digits=3))
+        lines.append(f"| MBD {name} | " + " | ".join(cells) + " |")
+    secs = lambda k: [r["seconds"][k] for r in rows]  # noqa: E731
+    speed = [r["seconds"]["retrain"] / r["seconds"]["unlearn_total"] for r in rows]
+    lines.append("")
+    lines.append(
+        f"wall time: retraining {fmt(secs('retrain'))} s; deletion {fmt(secs('unlearn_edit'), digits=2)} s (edit), "
+        f"{fmt(secs('unlearn_total'), digits=2)} s (with evidence and writes); speed-up over retraining "
+        f"{fmt(speed)}× (total)"
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--modality", required=True, choices=("text", "audio", "visual"))
+    parser.add_argument(
+        "--samples", type=float, default=0.0, help="delete for this share of samples (0 = whole modality)"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--hidden-dim", type=int, default=64)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    dataset = load_dataset(args.data)
+    kept = tuple(m for m in dataset.info.modalities if m != args.modality)
+    probes = {"linear probe, all modalities": probe_metrics(dataset, dataset.info.modalities)}
+    probes[f"linear probe, without {args.modality}"] = probe_metrics(dataset, kept)
+    rows = []
+    for seed in args.seeds:
+        rows.append(run_seed(args, dataset, seed))
+        print(json.dumps(rows[-1]), flush=True)
+    text = table(rows, probes, bool(args.samples))
+    print(
+        f"\n{dataset.info.name}: removing {args.modality}"
+        + (f" for {args.samples:.0%} of samples" if args.samples else "")
+    )
+    print(text)
+    (args.out / "results.json").write_text(json.dumps({"rows": rows, "probes": probes, "table": text}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
