@@ -92,7 +92,8 @@ def main() -> None:
     head = ["model", "MAE", "Corr", "Acc-2 (Non0)", "Acc-7"] + [f"AUILC Acc-2 {c}" for c in curves]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     cells = [f"{probe['MAE']:.3f}", f"{probe['Corr']:.3f}", f"{100 * probe['Non0_acc_2']:.1f}"]
-    lines.append("| linear probe (complete data) | " + " | ".join([*cells, f"{100 * probe['Mult_acc_7']:.1f}", *["–"] * len(curves)]) + " |")
+    cells += [f"{100 * probe['Mult_acc_7']:.1f}", *["–"] * len(curves)]
+    lines.append("| linear probe (complete data) | " + " | ".join(cells) + " |")
     for model, rows in results.items():
         clean = lambda k, rows=rows: [r["clean"][k] for r in rows]  # noqa: E731
         cells = [fmt(clean("MAE"), digits=3), fmt(clean("Corr"), digits=3), fmt(clean("Non0_acc_2"), 100)]
