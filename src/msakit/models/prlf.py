@@ -22,11 +22,15 @@ Choices (what the abstract says -> what we chose -> why):
   predictive distribution w.r.t. the representation it reads, in closed form for its
   linear last layer (`layers.reliability.fisher_trace_*`): large when a small change of
   the representation moves the prediction a lot relative to its spread. Cues are detached:
-  they are measurements; the estimator learns from the task loss how to weigh them.
+  they are measurements. The estimator is monotone (non-negative cue weights, initialised
+  to 1, so it starts as inverse-variance weighting) and learns from the task loss how much
+  each cue counts; a free MLP over the cues learned the direction too slowly to pick the
+  informative modality on synthetic:dominant within a short budget.
   `cues` selects "both" (default), "confidence" or "fisher" (ablations).
 - "determine the dominant modality": p = argmax of the reliability over the modalities the
-  sample has (per sample). `use_amre` False fixes p to text (the usual MSA anchor) with
-  uniform reliabilities; `fixed_dominant` pins p to one modality while keeping AMRE weights.
+  sample has (per sample). `use_amre` False fixes p to text (the usual MSA anchor; the first
+  modality the data has when it lacks text) with uniform reliabilities; `fixed_dominant`
+  pins p to one modality while keeping AMRE weights.
 - "iteratively aligns the other modalities with the dominant one": K cross-modal attention
   steps (query: the other modality, key: the dominant), each residual and scaled by the
   suppression gate g; an alignment loss pulls each step's pooled result toward the pooled
@@ -99,7 +103,7 @@ class PRLF(MSAModel):
         mods, h = self.modalities, config.hidden_dim
         if config.cues not in CUES:
             raise ConfigError(f"model 'prlf': cues must be one of {CUES}, got {config.cues!r}")
-        anchor = config.fixed_dominant or ("" if config.use_amre else "text")
+        anchor = config.fixed_dominant or ("" if config.use_amre else ("text" if "text" in mods else mods[0]))
         if anchor and anchor not in mods:
             raise ConfigError(
                 f"model 'prlf': fixed_dominant={anchor!r} is not one of the data's modalities {list(mods)}"
