@@ -9,7 +9,9 @@ at most --epochs epochs with patience --patience, then evaluated with
 `run_protocols(..., "all")`. Finished pairs are skipped on a rerun, so the script can be
 re-run as models land. `--augment M ...` also trains M with a per-sample random missing
 rate r ~ U(0, 0.9) ("<model>+rmr"). Writes OUT/<dataset>/<model>/robustness.{json,csv},
-PNGs, and OUT/summary.md (the tables of docs/robustness.md).
+PNGs, and OUT/summary.md. `python benchmarks/docgen.py collect-robustness OUT` turns the run into
+docs/results/robustness.json, from which `python benchmarks/docgen.py` regenerates the tables and
+findings of docs/robustness.md.
 """
 
 from __future__ import annotations

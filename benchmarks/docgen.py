@@ -1,0 +1,370 @@
+"""Docs generated from result files: tables and the sentences that read them.
+
+A doc holds generated blocks between markers
+
+    <!-- docgen:begin NAME -->
+    ...
+    <!-- docgen:end NAME -->
+
+and `RENDERERS[NAME]` turns the result file `docs/results/NAME.json` into the block's
+markdown: the table *and* every sentence that states a number or a ranking about it
+("What we found"), so a doc cannot contradict its own table. Result files are small
+JSON summaries written by the `collect-*` commands below from run folders (which are
+not committed), or, for runs whose folders are gone, transcribed from the tables the
+run printed (the file says so in `provenance`).
+
+    python benchmarks/docgen.py                     # rewrite every block
+    python benchmarks/docgen.py --check             # exit 1 if a doc differs from its results
+    python benchmarks/docgen.py collect-ablation runs/tssp_mosi_table4 --name tssp_msa_mosi_table4 \\
+        --command "msakit ablate ..."               # RUN/NN/results.json -> docs/results/NAME.json
+    python benchmarks/docgen.py collect-robustness runs/robustness_all --name robustness
+
+`tests/test_docs_consistency.py` runs the check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+RESULTS = DOCS / "results"
+BLOCK = re.compile(r"(<!-- docgen:begin (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- docgen:end (?P=name) -->)", re.S)
+
+
+# ---- formatting ----------------------------------------------------------------------------------
+def pts(v: float | None, digits: int = 1) -> str:
+    return "n/a" if v is None else f"{100 * v:.{digits}f}"
+
+
+def pm(mean: float, std: float, scale: float = 100.0, digits: int = 1) -> str:
+    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+
+
+def span(values: list[float], digits: int = 1) -> str:
+    lo, hi = min(values), max(values)
+    if lo == hi:
+        return f"{lo:.{digits}f}"
+    return f"from {lo:.{digits}f} to {hi:.{digits}f}" if lo < 0 else f"{lo:.{digits}f}–{hi:.{digits}f}"
+
+
+def names(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+# ---- robustness ----------------------------------------------------------------------------------
+ROBUSTNESS_COLUMNS = ("clean", "auilc_step", "auilc_noise", "auilc_spectrum", "spectrum_uniform", "mei", "mli")
+
+
+def render_robustness(data: dict[str, Any]) -> str:
+    out: list[str] = []
+    datasets = data["datasets"]
+    for ds, info in datasets.items():
+        out += [
+            f"#### {ds} ({info['metric']} ×100, test split, seed 1, perturbation seed 0)",
+            "",
+            "| model | clean | drop when removed (points, clean − removed) | AUILC step_shared | AUILC noise "
+            "| AUILC spectrum | spectrum U(0,1) | MEI | MLI |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for model, r in info["models"].items():
+            drops = " / ".join(f"{m} {d:.1f}" for m, d in r["drop"].items())
+            cells = [f"{r[k]:.1f}" if r.get(k) is not None else "n/a" for k in ROBUSTNESS_COLUMNS[:5]]
+            cells += [f"{r[k]:.2f}" if r.get(k) is not None else "n/a" for k in ("mei", "mli")]
+            out.append(f"| {model} | {cells[0]} | {drops} | " + " | ".join(cells[1:]) + " |")
+        out.append("")
+    out += ["#### What we found (every number below is computed from the tables above)", ""]
+    out += [f"- {s}" for s in robustness_findings(datasets)]
+    return "\n".join(out) + "\n"
+
+
+def robustness_findings(datasets: dict[str, Any]) -> list[str]:
+    found = []
+    mosi = datasets.get("mosi", {}).get("models", {})
+    syn = datasets.get("synthetic", {}).get("models", {})
+    if mosi:
+        text = {m: r["drop"]["text"] for m, r in mosi.items() if "text" in r["drop"]}
+        audio = {m: r["drop"]["audio"] for m, r in mosi.items() if "audio" in r["drop"]}
+        costly = sorted((m for m, d in audio.items() if d >= 2.0), key=lambda m: -audio[m])
+        sentence = (
+            f"On MOSI removing the text costs every model {span(list(text.values()))} points of the primary "
+            f"metric; removing the audio costs {span(list(audio.values()))} points"
+        )
+        if costly:
+            sentence += ", at least 2 points only for " + names([f"{m} ({audio[m]:.1f})" for m in costly])
+        found.append(sentence + ". MOSI's audio carries little sentiment for most models here.")
+    if syn:
+        multi = {m: r for m, r in syn.items() if len(r["drop"]) > 1 and r.get("mei") not in (None, 0.0)}
+        drops = [d for r in multi.values() for d in r["drop"].values()]
+        worst = {m: max(r["drop"].values()) for m, r in multi.items()}
+        below = sorted(m for m, w in worst.items() if w < 2.0)
+        lowest = min(worst, key=lambda m: worst[m])
+        found.append(
+            f"On the synthetic benchmark (all three modalities informative) a removed modality costs a "
+            f"multimodal model {span(drops)} points; the worst modality costs less than 2 points for "
+            + (names(below) if below else "no model")
+            + f" (smallest worst case: {lowest}, {worst[lowest]:.1f}), so TSSP-MSA's claim of < 2 points per "
+            + (
+                "missing modality holds for no model here."
+                if not below
+                else f"missing modality holds for {len(below)} of {len(worst)} models."
+            )
+        )
+    for ds, info in datasets.items():
+        models = info["models"]
+        mei = {m: r["mei"] for m, r in models.items() if r.get("mei") is not None}
+        mli = {m: r["mli"] for m, r in models.items() if r.get("mli") is not None}
+        if ds == "mosi" and mei:
+            positive = sorted((m for m, v in mei.items() if v > 0.0), key=lambda m: -mei[m])
+            found.append(
+                f"MEI on MOSI is above 0 for {len(positive)} of {len(mei)} models ("
+                + names([f"{m} {mei[m]:.2f}" for m in positive])
+                + f"); MLI ranges {span(list(mli.values()), 2)}, highest for "
+                + names([f"{m} {mli[m]:.2f}" for m in sorted(mli, key=lambda m: -mli[m])[:2]])
+                + "."
+            )
+        for key, label in (("auilc_noise", "Gaussian noise (AUILC)"), ("spectrum_uniform", "the per-sample spectrum")):
+            vals = {m: r[key] for m, r in models.items() if r.get(key) is not None}
+            if ds != "mosi" or not vals:
+                continue
+            order = sorted(vals, key=lambda m: -vals[m])
+            found.append(
+                f"Under {label} on MOSI the best models are "
+                + names([f"{m} ({vals[m]:.1f})" for m in order[:2]])
+                + f", the lowest {order[-1]} ({vals[order[-1]]:.1f})"
+                + (
+                    f"; tssp_msa ranks {order.index('tssp_msa') + 1} of {len(order)} ({vals['tssp_msa']:.1f})"
+                    if "tssp_msa" in vals
+                    else ""
+                )
+                + "."
+            )
+    return found
+
+
+def collect_robustness(run: Path) -> dict[str, Any]:
+    """OUT/<dataset>/<model>/robustness.json of benchmarks/robustness_all.py -> the result file."""
+    datasets: dict[str, Any] = {}
+    for path in sorted(run.glob("*/*/robustness.json")):
+        r = json.loads(path.read_text())
+        key, s = r["primary_metric"], r["summaries"]
+        curves = s.get("curves", {})
+
+        def auc(curve: str, key: str = key, curves: dict[str, Any] = curves) -> float | None:
+            c = curves.get(curve)
+            return 100 * c["metrics"][key]["auilc"] if c else None
+
+        mixed = next((c for c in r["conditions"] if c["curve"] == "per_sample_uniform"), None)
+        entry = datasets.setdefault(path.parent.parent.name, {"metric": key, "models": {}})
+        entry["models"][path.parent.name] = {
+            "clean": 100 * r["clean"][key],
+            "drop": {m: 100 * d[key] for m, d in s.get("drop_per_removed_modality", {}).items()},
+            "auilc_step": auc("step_shared/shared") or auc("rate/shared"),
+            "auilc_noise": auc("noise/gaussian_all"),
+            "auilc_spectrum": auc("spectrum/fixed"),
+            "spectrum_uniform": 100 * mixed["metrics"][key] if mixed else None,
+            "mei": (s.get("mei") or {}).get("value"),
+            "mli": (s.get("mli") or {}).get("mli"),
+        }
+    return {"provenance": f"collected from {run} by benchmarks/docgen.py", "datasets": datasets}
+
+
+# ---- ablation tables (msakit ablate output folders) -------------------------------------------------
+ABLATION_METRICS = {
+    "mosi": [
+        ("Has0_acc_2", "Has0 Acc-2", 100, 1),
+        ("Non0_acc_2", "Non0 Acc-2", 100, 1),
+        ("Non0_F1_score", "Non0 F1", 100, 1),
+        ("Mult_acc_7", "Acc-7", 100, 1),
+        ("MAE", "MAE", 1, 3),
+        ("Corr", "Corr", 1, 3),
+    ],
+    "classification": [("Acc", "Acc", 100, 1), ("F1_score", "F1", 100, 1)],
+}
+LOWER_IS_BETTER = {"MAE"}
+
+
+def collect_ablation(run: Path, command: str) -> dict[str, Any]:
+    """RUN/NN/results.json (one per row, in `msakit ablate` order) -> per-row seeds and metrics."""
+    rows = {}
+    for path in sorted(run.glob("[0-9][0-9]/results.json")):
+        r = json.loads(path.read_text())
+        label = r.get("row") or path.parent.name
+        rows[label] = {
+            "seeds": [s["seed"] for s in r["seeds"]],
+            "test": {k: [s["test"][k] for s in r["seeds"]] for k in r["seeds"][0]["test"]},
+            "valid": {k: [s["valid"][k] for s in r["seeds"]] for k in r["seeds"][0]["valid"]},
+            "model_overrides": r.get("model_overrides", {}),
+        }
+    return {"command": command, "metric_set": "mosi", "rows": rows}
+
+
+def _ms(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def render_ablation(data: dict[str, Any], *, reference: str, primary: str = "Non0_acc_2") -> str:
+    metrics = ABLATION_METRICS[data.get("metric_set", "mosi")]
+    select = "MAE" if data.get("metric_set", "mosi") == "mosi" else "Acc"
+    out = [
+        "```bash",
+        data["command"],
+        "```",
+        "",
+        "| row | seeds | " + " | ".join(label for _, label, _, _ in metrics) + f" | valid {select} |",
+        "|---|---|" + "---|" * (len(metrics) + 1),
+    ]
+    summary: dict[str, dict[str, tuple[float, float]]] = {}
+    for label, row in data["rows"].items():
+        summary[label] = {k: _ms(v) for k, v in row["test"].items()}
+        valid = _ms(row["valid"][select])
+        cells = [pm(*summary[label][k], scale=s, digits=d) for k, _, s, d in metrics]
+        scale, digits = (1, 3) if select == "MAE" else (100, 1)
+        out.append(f"| {label} | {len(row['seeds'])} | " + " | ".join(cells) + f" | {pm(*valid, scale, digits)} |")
+    out += ["", "Reading (computed from the table):", ""]
+    out += [f"- {s}" for s in ablation_findings(data, summary, reference, primary, select)]
+    return "\n".join(out) + "\n"
+
+
+def ablation_findings(
+    data: dict[str, Any], summary: dict[str, dict[str, tuple[float, float]]], reference: str, primary: str, select: str
+) -> list[str]:
+    ref = summary[reference]
+    found = []
+    clear, within = [], []
+    for label, s in summary.items():
+        if label == reference:
+            continue
+        delta = 100 * (ref[primary][0] - s[primary][0])  # points the row loses against the reference
+        noise = 100 * max(ref[primary][1], s[primary][1])
+        text = f"{label} {delta:+.1f}"
+        (clear if abs(delta) > noise else within).append(text)
+    found.append(
+        f"Points of {primary.replace('_', ' ')} lost against {reference} (positive = the removal hurts): "
+        + "; ".join(clear + within)
+        + "."
+    )
+    if clear:
+        found.append("Beyond one seed-std of the larger spread: " + names(clear) + ".")
+    else:
+        found.append("Every difference is within one seed-std: none of these removals is distinguishable here.")
+    valid = {label: _ms(row["valid"][select])[0] for label, row in data["rows"].items()}
+    best = (min if select in LOWER_IS_BETTER else max)(valid, key=lambda k: valid[k])
+    digits = 3
+    found.append(
+        f"Best on validation {select}: {best} ({valid[best]:.{digits}f}; {reference} {valid[reference]:.{digits}f})."
+    )
+    return found
+
+
+# ---- drop-one-modality tables ----------------------------------------------------------------------
+def render_drop_one(data: dict[str, Any]) -> str:
+    mods = data["modalities"]
+    out = [
+        "| run | all | " + " | ".join(f"drop without {m}" for m in mods) + " |",
+        "|---|---|" + "---|" * len(mods),
+    ]
+    for run in data["runs"]:
+        cells = [f"{run['drop'][m][0]:.1f} ± {run['drop'][m][1]:.1f}" if m in run["drop"] else "–" for m in mods]
+        out.append(
+            f"| {run['label']} | {run['all'][0]:.1f} ± {run['all'][1]:.1f}{run.get('unit', '')} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    out += [
+        "",
+        "Drops are clean − dropped in points (positive = removing the modality hurts), as",
+        "`benchmarks/drop_one_modality.py` prints them. Reading:",
+        "",
+    ]
+    for run in data["runs"]:
+        if not run["drop"]:
+            continue
+        worst = max(run["drop"], key=lambda m: run["drop"][m][0])
+        under = all(v[0] < 2.0 for v in run["drop"].values())
+        found = f"{run['label']}: the costliest removal is {worst} ({run['drop'][worst][0]:.1f} points); " + (
+            "every single-modality drop costs under 2 points." if under else "not every drop is under 2 points."
+        )
+        out.append(f"- {found}")
+    return "\n".join(out) + "\n"
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "robustness": render_robustness,
+    "tssp_msa_mosi_table4": lambda d: render_ablation(d, reference="full"),
+    "tssp_msa_drop_one": render_drop_one,
+}
+
+
+# ---- the docs ----------------------------------------------------------------------------------------
+def load_result(name: str) -> dict[str, Any]:
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        raise SystemExit(f"docgen: block {name!r} has no result file {path}")
+    return json.loads(path.read_text())
+
+
+def render_doc(text: str) -> str:
+    def block(m: re.Match[str]) -> str:
+        name = m.group("name")
+        if name not in RENDERERS:
+            raise SystemExit(f"docgen: unknown block {name!r}; known: {', '.join(RENDERERS)}")
+        return m.group(1) + RENDERERS[name](load_result(name)) + m.group(4)
+
+    return BLOCK.sub(block, text)
+
+
+def generated_docs() -> list[Path]:
+    return [p for p in sorted(DOCS.rglob("*.md")) if "<!-- docgen:begin" in p.read_text()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd")
+    p.add_argument("--check", action="store_true", help="exit 1 when a doc differs from its result files")
+    ab = sub.add_parser("collect-ablation")
+    ab.add_argument("run", type=Path)
+    ab.add_argument("--name", required=True)
+    ab.add_argument("--command", required=True)
+    ab.add_argument("--rows", nargs="+", help="row labels in folder order (default: folder names)")
+    rb = sub.add_parser("collect-robustness")
+    rb.add_argument("run", type=Path)
+    rb.add_argument("--name", default="robustness")
+    args = p.parse_args(argv)
+    from msakit.io import atomic_write_json, atomic_write_text
+
+    if args.cmd == "collect-ablation":
+        data = collect_ablation(args.run, args.command)
+        if args.rows:
+            if len(args.rows) != len(data["rows"]):
+                print(f"error: {len(args.rows)} labels for {len(data['rows'])} rows", file=sys.stderr)
+                return 2
+            data["rows"] = dict(zip(args.rows, data["rows"].values(), strict=True))
+        atomic_write_json(RESULTS / f"{args.name}.json", data)
+        return 0
+    if args.cmd == "collect-robustness":
+        atomic_write_json(RESULTS / f"{args.name}.json", collect_robustness(args.run))
+        return 0
+    stale = []
+    for path in generated_docs():
+        text = path.read_text()
+        new = render_doc(text)
+        if new != text:
+            stale.append(path)
+            if not args.check:
+                atomic_write_text(path, new)
+    if args.check and stale:
+        print("docs out of date with their result files: " + ", ".join(str(s) for s in stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
