@@ -436,6 +436,18 @@ def test_prepare_cli_passes_options(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert read_folder(tmp_path / "o").info.name == "rv"
     assert main([*args, "-o", "no_such=1"]) == 2
     assert "no_such" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: not a registered encoder
+        main([*args, "--text-encoder", "glove"])
+
+
+def test_prepare_cli_passes_the_text_encoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import msakit.data.prepare
+    from msakit.cli import main
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(msakit.data.prepare, "prepare", lambda *a, **kw: seen.update(kw) or tmp_path)
+    assert main(["data", "prepare", "mosi", "--out", str(tmp_path / "o"), "--text-encoder", "e5"]) == 0
+    assert seen["text_encoder"] == "e5"
 
 
 # --------------------------------------------------------------------------- options, atomicity, cache

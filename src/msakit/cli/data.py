@@ -82,6 +82,7 @@ def run_prepare(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         cache_dir=args.cache_dir if args.cache_dir is not None else args.out.parent / ".msakit-cache",
+        text_encoder=args.text_encoder,
         **options,
     )
     print(f"prepared {args.name} in {time.perf_counter() - start:.1f} s: {out}")
