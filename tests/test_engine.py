@@ -136,7 +136,10 @@ def test_shard_splits_every_global_batch_and_weights_add_up() -> None:
         parts = [shard(batch, r, world) for r in range(world)]
         real = [i for (idx, w) in parts if w > 0 for i in idx]
         assert real == batch  # each sample exactly once, in order
-        assert sum(w for _, w in parts) == pytest.approx(world)  # mean of rank losses = batch mean
+        loss = {i: float(i % 5) for i in batch}  # a per-sample loss
+        rank_means = [w * sum(loss[i] for i in idx) / len(idx) for idx, w in parts]
+        # DDP averages the ranks' (weighted) mean losses: that must be the whole batch's mean
+        assert sum(rank_means) / world == pytest.approx(sum(loss.values()) / n)
 
 
 def test_eval_slices_cover_each_sample_once(tiny_dataset: MSADataset) -> None:
@@ -300,3 +303,12 @@ def _edit_config(folder: Path, edit) -> None:  # type: ignore[no-untyped-def]
     meta = json.loads((folder / "config.json").read_text())
     edit(meta)
     (folder / "config.json").write_text(json.dumps(meta))
+
+
+def test_precision_and_device_options_are_checked_before_training(tiny_dataset: MSADataset) -> None:
+    from msakit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"precision 'bf16' needs a CUDA device"):
+        Trainer("text_only", tiny_dataset, train_config=_cfg(precision="bf16", device="cpu"))
+    with pytest.raises(ConfigError, match=r"precision must be one of"):
+        Trainer("text_only", tiny_dataset, train_config=_cfg(precision="fp8"))
