@@ -72,6 +72,14 @@ def test_private_prompts_are_disentangled_from_the_shared_ones(tiny_dataset: MSA
     assert model.prompts.down["text"].grad is not None and model.prompts.down["text"].grad.abs().sum() > 0
     off = _model(tiny_dataset, private_prompts=False)
     assert all(torch.equal(off.prompts(m), off.prompts.shared) for m in off.modalities)
+    # the forward pass reads each modality's private prompts
+    test = tiny_dataset.split("test").batch(range(8))
+    model.eval()
+    with torch.no_grad():
+        before = model(test).prediction
+        model.prompts.up["audio"].mul_(3.0)
+        after = model(test).prediction
+    assert not torch.allclose(before, after)
 
 
 def test_prompt_weights_come_from_the_mutual_information_critic(tiny_dataset: MSADataset) -> None:
@@ -110,3 +118,33 @@ def test_ablation_rows_build_and_run(tiny_dataset: MSADataset) -> None:
     never = _model(tiny_dataset, evaluator="never").eval()
     with torch.no_grad():
         assert never(batch).explanations["impute"].eq(0).all()
+
+
+def test_pseudo_labels_say_whether_imputing_helped_the_reference(tiny_dataset: MSADataset) -> None:
+    import torch.nn.functional as F
+
+    from msakit.batch import ModelOutput
+
+    model = _model(tiny_dataset)
+    batch = tiny_dataset.split("train").batch(range(16))
+
+    class Reference:  # imputing gives the labels exactly, or misses them by 1
+        def __init__(self, impute_helps: bool) -> None:
+            self.impute_helps = impute_helps
+
+        def _forward(self, b, mode, *, with_losses):  # type: ignore[no-untyped-def]
+            good = (mode == "always") == self.impute_helps
+            return ModelOutput(prediction=b.labels.float() + (0.0 if good else 1.0))
+
+    logits = torch.randn(batch.size, 3)
+    present = batch.present
+    has_ctx = present.sum(1, keepdim=True) - present.int() > 0
+    for helps in (True, False):
+        model._reference = [Reference(helps)]  # type: ignore[list-item]
+        torch.manual_seed(0)
+        loss = model._evaluator_loss(batch, logits, present, has_ctx)
+        torch.manual_seed(0)
+        i = int(torch.randint(3, (1,)).item())  # the modality the loss simulated as missing
+        keep = present[:, i] & has_ctx[:, i]
+        target = torch.full((int(keep.sum()),), 1.0 if helps else 0.0)
+        torch.testing.assert_close(loss, F.binary_cross_entropy_with_logits(logits[keep, i], target))
