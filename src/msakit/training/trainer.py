@@ -237,7 +237,7 @@ class Trainer:
         set_seed(seed)
         model = create_model(self.model_name, self.model_config).to(self.device)
         optimizer = torch.optim.AdamW(model.param_groups(cfg.lr, cfg.weight_decay))
-        last = latest_resumable(run_dir) if resume else None
+        last = self._resumable(run_dir) if resume else None
         state = self._restore(last, model, optimizer) if last is not None else FitState(seed=seed)
         if last is None:
             model.load_pretrained()  # stage-1 / pretrained parts, fresh training only
@@ -324,6 +324,14 @@ class Trainer:
         if self.train_transform is not None:
             batch = self.train_transform(batch, rng)
         return batch
+
+    def _resumable(self, run_dir: Path) -> Path | None:
+        """The checkpoint to resume from; rank 0 alone repairs or cleans the folder, then all read it."""
+        if self.runtime.is_main:
+            latest_resumable(run_dir)
+        self.runtime.barrier()
+        last = run_dir / "last"
+        return last if last.is_dir() else None
 
     def _restore(self, path: Path, model: MSAModel, optimizer: torch.optim.Optimizer) -> FitState:
         """The fit state of checkpoint `path`, with model, optimizer and RNG restored from it."""
