@@ -146,17 +146,18 @@ def test_checkpoint_predicts_with_stage1_folders_deleted(tiny_dataset: MSADatase
     batch = data.split("test").batch(range(6))
     with torch.no_grad():
         expected = trained(batch).prediction
+    from msakit.layers.pretrained import load_weights
+
+    adapted, _ = load_weights(tmp_path / "smlm")
     shutil.rmtree(tmp_path / "ecam")
     shutil.rmtree(tmp_path / "smlm")
     reloaded, _ = load_checkpoint(run.seeds[0].checkpoint)
     with torch.no_grad():
         torch.testing.assert_close(reloaded(batch).prediction, expected)
-    # the adapted MiniLM came from the checkpoint, not from the packaged base model
-    fresh = create_model("tssp_msa", **overrides)
-    assert fresh.text_encoder is not None and reloaded.text_encoder is not None
-    fresh.text_encoder.load_base()
-    top = "model.encoder.layer.5.attention.self.query.weight"
-    assert not torch.equal(fresh.text_encoder.state_dict()[top], reloaded.text_encoder.state_dict()[top])
+    # the adapted MiniLM came from the checkpoint: its top layer is S-MLM's, not a fresh build's
+    assert reloaded.text_encoder is not None
+    top = "encoder.layer.5.attention.self.query.weight"
+    torch.testing.assert_close(reloaded.text_encoder.model.state_dict()[top], adapted[f"encoder.{top}"])
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(
@@ -279,3 +280,23 @@ def test_noisy_modality_gets_lower_expert_weight(tmp_path: Path) -> None:
     for i, m in enumerate(("text", "audio", "visual")):
         role = torch.cat([b.targets[f"role_{m}"] for _, b in outs])
         assert weights[role == 1, i].mean() < weights[role == 0, i].mean(), m
+
+
+def test_raw_text_encoder_is_deterministic_frozen_and_its_cache_bounded() -> None:
+    from msakit.layers.text_reencoder import RawTextEncoder
+
+    torch.manual_seed(0)
+    enc = RawTextEncoder(max_tokens=12, cache_size=2)
+    present = torch.ones(3, dtype=torch.bool)
+    texts = ["what a great film", "awful, boring", "it was fine"]
+    a, mask = enc(texts, present)
+    enc._cache.clear()
+    b, _ = enc(texts, present)  # no dropout even though nobody called eval()
+    torch.testing.assert_close(a, b)
+    assert len(enc._cache) == 2  # bounded: the oldest transcript was evicted
+    assert not any(p.requires_grad for p in enc.parameters())
+    assert mask.sum(1).tolist() == [6, 5, 5]  # [CLS] … [SEP]
+    absent, m2 = enc(texts, torch.tensor([True, False, True]))
+    assert not m2[1].any() and (absent[1] == 0).all()
+    enc.load_state_dict(enc.state_dict())
+    assert not enc._cache  # new weights, no stale states

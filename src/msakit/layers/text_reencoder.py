@@ -49,6 +49,7 @@ class RawTextEncoder(nn.Module):
         if not trainable:
             for p in self.model.parameters():
                 p.requires_grad_(False)
+            self.model.eval()  # a frozen encoder never uses dropout, from construction on
         self.register_load_state_dict_post_hook(lambda module, _keys: module.clear_cache())
 
     def load_base(self) -> None:
