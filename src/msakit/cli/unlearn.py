@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fraction", type=float, default=0.05, help="share of body parameters selected by saliency")
     p.add_argument("--clip", type=float, default=0.1, help="one record's step is clipped to clip·‖θ_c‖/n")
     p.add_argument("--l2", type=float, nargs="+", help="head L2 strengths to choose from on validation")
-    p.add_argument("--saliency-samples", type=int, default=128, help="forget samples the body update is estimated on")
+    p.add_argument("--saliency-samples", type=int, default=32, help="forget samples the body update is estimated on")
     p.add_argument("--seed", type=int, default=0, help="seed of the saliency sampling and the head's noise")
     p.set_defaults(func=run_unlearn)
 

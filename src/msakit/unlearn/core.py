@@ -84,7 +84,7 @@ class UnlearnSettings:
     damping: float = 1.0  # λ of the diagonal Newton step, relative to the mean Fisher
     clip: float = 0.1  # one record's step is clipped to clip·‖θ_candidates‖/n
     l2_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0)  # head L2 strengths, chosen on validation
-    saliency_samples: int = 128  # forget samples the saliency and the step are estimated on
+    saliency_samples: int = 32  # forget samples the saliency and the step are estimated on
     seed: int = 0  # sampling of saliency samples and records; the head's noise seed derives from it
     noise_seed: int | None = None  # the body noise; None = drawn from the OS and not recorded
 

@@ -91,7 +91,7 @@ def select_and_update(
     delta: float,
     damping: float = 1.0,
     clip: float = 0.1,
-    saliency_samples: int = 128,
+    saliency_samples: int = 32,
     seed: int,
     noise_seed: int,
 ) -> BodyUpdate:
