@@ -188,7 +188,7 @@ class _SplitReader:
             arr: np.ndarray = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise self.error(split, key, f"not numeric: {exc}") from exc
-        if dtype is np.int64 and not (np.isfinite(arr) & (arr == np.round(arr))).all():
+        if dtype is np.int64 and not (np.isfinite(arr) & (arr == np.round(arr)) & (np.abs(arr) < 2**62)).all():
             raise self.error(split, key, "must hold whole numbers (found NaN, Inf or fractions)")
         arr = arr.astype(dtype)
         if arr.ndim == 0 or arr.size != arr.shape[0] or (n is not None and arr.shape[0] != n):
