@@ -75,7 +75,7 @@ def attack_r2(model: Any, dataset: MSADataset, modality: str) -> float:
 def run_seed(args: argparse.Namespace, dataset: MSADataset, seed: int) -> dict[str, Any]:
     out = args.out / f"seed{seed}"
     train_cfg = train_config_from({"seeds": (seed,), "epochs": args.epochs, "progress": False, "tensorboard": False})
-    overrides = {"hidden_dim": args.hidden_dim, "property_dim": args.hidden_dim // 2}
+    overrides = {"hidden_dim": args.hidden_dim, "property_dim": args.hidden_dim // 2, "encoder": args.encoder}
     train = dataset.split("train")
     present = train.modalities[args.modality].present
     forget_ids: set[str] = set()
@@ -195,6 +195,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--hidden-dim", type=int, default=64)
+    parser.add_argument("--encoder", default="mean", choices=("mean", "lstm", "transformer"))
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
