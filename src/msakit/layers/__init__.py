@@ -7,6 +7,7 @@ from msakit.layers.fusion import masked_softmax
 from msakit.layers.gated_fusion import GatedResidualFusion
 from msakit.layers.mlp import MLP
 from msakit.layers.moe import MixtureOfExperts, MoEOutput
+from msakit.layers.prompts import DisentangledPrompts, PromptedEncoder
 from msakit.layers.reliability import ReliabilityEstimator, trust_weights
 from msakit.layers.tensor_fusion import LowRankFusion, ModalitySubNet
 from msakit.layers.time2vec import Time2Vec
@@ -15,6 +16,7 @@ from msakit.layers.uncertainty import HeteroscedasticHead, gaussian_nll, predict
 __all__ = [
     "MLP",
     "CrossModalAttention",
+    "DisentangledPrompts",
     "GatedResidualFusion",
     "HeteroscedasticHead",
     "LowRankFusion",
@@ -22,6 +24,7 @@ __all__ = [
     "MoEOutput",
     "ModalitySubNet",
     "PositionalEncoding",
+    "PromptedEncoder",
     "ReliabilityEstimator",
     "SequenceEncoder",
     "Time2Vec",
