@@ -71,6 +71,16 @@ def test_prepare_records_the_encoder(e5: E5Encoder, tmp_path: Path) -> None:
     assert checkpoint_text_encoder({"dataset": {"features": {"text": "minilm-l6-v2-tokens, 384-d"}}}) is None
 
 
+def test_sentence_vectors_hit_the_cache(e5: E5Encoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from msakit.text_encoder import encode_tokens_cached
+
+    first = encode_tokens_cached(["good", "bad"], tmp_path, 50, encoder=e5, progress=False)
+    monkeypatch.setattr(e5, "encode_tokens", lambda *a, **k: pytest.fail("a cache hit must not encode"))
+    second = encode_tokens_cached(["good", "bad"], tmp_path, 50, encoder=e5, progress=False)
+    np.testing.assert_array_equal(first[0], second[0])
+    assert second[0].shape == (2, 1, 384)
+
+
 def _one_step_text_batch(size: int = 3) -> Batch:
     g = torch.Generator().manual_seed(0)
     dims = {"text": 8, "audio": 5, "visual": 6}

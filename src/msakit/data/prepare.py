@@ -39,7 +39,8 @@ function per dataset, registered in ``PREPARERS``:
 Common options: max_len (text token steps, default 50), overwrite, progress, cache_dir
 (a folder for cached MiniLM features, keyed by model, max_len and texts; None: no cache)
 and text_encoder (a registered encoder's name - minilm, e5, mpnet, see
-`msakit.text_encoder` - or anything with ``encode_tokens``; default MiniLM).
+`msakit.text_encoder` - or anything with ``encode_tokens``; default e5, chosen on MOSI's
+validation split: see DEFAULT_TEXT_ENCODER).
 CLI: ``msakit data prepare NAME --option key=value`` passes a dataset option.
 """
 
@@ -59,7 +60,13 @@ from msakit.data.core import SPLITS, DatasetInfo
 from msakit.data.folder import write_folder
 from msakit.data.h5 import H5Data, H5Layout, check_finite, read_mfn_h5
 from msakit.errors import ConfigError, DataError
-from msakit.text_encoder import MODEL_NAME, MiniLMEncoder, TextEncoder, create_text_encoder, encode_tokens_cached
+from msakit.text_encoder import (
+    DEFAULT_TEXT_ENCODER,
+    MODEL_NAME,
+    TextEncoder,
+    create_text_encoder,
+    encode_tokens_cached,
+)
 
 SENTIMENT_CLASSES = ("negative", "neutral", "positive")
 
@@ -83,11 +90,13 @@ class TextFeaturizer:
     max_len: int = 50
     progress: bool = True
     cache_dir: Path | None = None
-    encoder: TextEncoder | None = None  # None: MiniLMEncoder, loaded only when needed
+    encoder: TextEncoder | None = None  # None: DEFAULT_TEXT_ENCODER, loaded only when needed
     batch_size: int = 64
 
     def __call__(self, texts: Sequence[str], ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         texts, ids = list(texts), list(ids)
+        if self.encoder is None:
+            self.encoder = create_text_encoder(DEFAULT_TEXT_ENCODER)
         if self.cache_dir is not None:
             return encode_tokens_cached(
                 texts,
@@ -98,8 +107,6 @@ class TextFeaturizer:
                 progress=self.progress,
                 encoder=self.encoder,
             )
-        if self.encoder is None:
-            self.encoder = MiniLMEncoder()
         return self.encoder.encode_tokens(texts, self.max_len, self.batch_size, self.progress, ids=ids)
 
     def modality(self, texts: Sequence[str], ids: Sequence[str], column: str) -> tuple[ModalityData, dict[str, Any]]:
@@ -468,7 +475,7 @@ def prepare(
     """Prepare dataset `name` from `source` (the shared data root or the dataset's own folder) into `out`.
 
     text_encoder: an encoder, or the name of a registered one (`msakit.text_encoder.TEXT_ENCODERS`);
-    None is MiniLM token states.
+    None is `DEFAULT_TEXT_ENCODER` (e5, chosen on validation; see `msakit.text_encoder`).
     """
     preparer = _preparer(name)
     unknown = sorted(set(options) - set(preparer_options(name)))
