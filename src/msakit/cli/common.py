@@ -42,6 +42,12 @@ def add_training_options(parser: argparse.ArgumentParser, *, default_epochs: int
 
 def overrides_from(args: argparse.Namespace) -> tuple[dict[str, Any], TrainConfig]:
     """(model overrides, validated TrainConfig) from presets, -m/-t options and shortcuts."""
+    model, train = raw_overrides_from(args)
+    return model, train_config_from(train)
+
+
+def raw_overrides_from(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model, trainer) field overrides as given: the preset, then -m/-t, then --seeds/--epochs/--device."""
     preset = load_yaml_overrides(args.preset) if args.preset else {}
     model = dict(preset.get("model", {}))
     train = dict(preset.get("train", {}))
@@ -53,7 +59,7 @@ def overrides_from(args: argparse.Namespace) -> tuple[dict[str, Any], TrainConfi
             train[key] = tuple(value) if key == "seeds" else value
     if getattr(args, "no_progress", False):
         train["progress"] = False
-    return model, train_config_from(train)
+    return model, train
 
 
 def print_result(result: RunResult, out_dir: Path) -> None:

@@ -1,0 +1,434 @@
+"""Hyper-parameter search with Optuna, on the validation split only.
+
+The search space of a (model, trainer) pair is read from the config dataclasses: every
+field declared with `msakit.config.tunable(...)` is searched over its declared range;
+`space_overrides` narrows, widens, adds or drops fields. Each trial trains the model
+with the sampled configuration over the tuning seeds on a copy of the dataset that has
+no test split, so nothing in a search can look at test; its objective is the mean over
+seeds of the best validation score of the trainer's selection metric (MAE for MOSI-style
+regression, accuracy for classification). After every epoch the trainer's validation
+metric is reported to Optuna through an engine callback, and the MedianPruner stops
+trials that fall behind the median of earlier trials at the same epoch.
+
+The study lives in an Optuna RDB storage, by default `RUN/study.db` (SQLite): a stopped
+search resumes where it was, and several processes (or machines, with a PostgreSQL URL)
+can work on one study at once. `--trials N` is the number of finished trials (complete
+or pruned) the study should hold in total, counted across every process and every
+resume. The best configuration is kept in `RUN/best.yaml`, a preset `train --preset`
+reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+import sys
+import time
+import typing
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from msakit.config import SearchRange, TrainConfig, apply_overrides, parse_override, search_ranges
+from msakit.data.core import MSADataset
+from msakit.errors import ConfigError, TrainingError
+from msakit.io import atomic_write_text
+from msakit.registry import build_config, get_model_class
+
+OWNERS = ("model", "train")
+_SPEC_KEYS = {"low", "high", "log", "step", "choices"}
+# trainer fields that belong to the search run, not to the configuration it chooses
+_NOT_IN_PRESET = ("seeds", "progress", "tensorboard", "device", "num_workers", "log_every")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched field: `owner` is "model" or "train"."""
+
+    owner: str
+    name: str
+    range: SearchRange
+    kind: type  # int | float | str | bool, from the field's annotation
+
+    @property
+    def key(self) -> str:
+        return f"{self.owner}.{self.name}"
+
+
+def search_space(
+    model: str,
+    space_overrides: Mapping[str, SearchRange | None] | None = None,
+    *,
+    fixed: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Param]:
+    """`owner.field` -> Param: the declared ranges, then `space_overrides` (None drops a field).
+
+    Keys of `space_overrides` are `model.x`, `train.x` or a bare `x` that names a field of
+    exactly one of the two configs. Fields fixed in `fixed` (a preset or -m/-t) are not
+    searched. ConfigError names an unknown field or a range its type cannot take.
+    """
+    classes = {"model": get_model_class(model).config_class, "train": TrainConfig}
+    defaults = {"model": build_config(model), "train": TrainConfig()}
+    ranges = {f"{o}.{n}": r for o in OWNERS for n, r in search_ranges(classes[o]).items()}
+    for raw_key, spec in (space_overrides or {}).items():
+        key = _qualify(raw_key, classes, model)
+        if spec is None:
+            ranges.pop(key, None)
+        else:
+            ranges[key] = spec
+    fixed = fixed or {}
+    space: dict[str, Param] = {}
+    for key, spec in ranges.items():
+        owner, name = key.split(".", 1)
+        if name in fixed.get(owner, {}):
+            continue
+        kind = _field_kind(classes[owner], name, key)
+        owner_label = f"model {model!r}" if owner == "model" else "trainer"
+        probes = list(spec.choices) if spec.choices is not None else [spec.low, spec.high]
+        if kind is int and spec.choices is None:
+            if not all(float(typing.cast(float, v)).is_integer() for v in probes):
+                raise ConfigError(f"search space: range of {key} needs integer bounds, got {spec.low}:{spec.high}")
+            probes = [int(typing.cast(float, v)) for v in probes]
+        for value in probes:  # each end / choice must be a value the field accepts
+            apply_overrides(defaults[owner], {name: value}, owner=f"search space of {owner_label}")
+        space[key] = Param(owner, name, spec, kind)
+    return space
+
+
+def _qualify(raw_key: str, classes: Mapping[str, type], model: str) -> str:
+    names = {o: {f.name for f in dataclasses.fields(c)} for o, c in classes.items()}
+    owner, dot, name = raw_key.partition(".")
+    if dot and owner in OWNERS:
+        if name not in names[owner]:
+            raise ConfigError(f"search space names unknown {owner} field {name!r} (model {model!r})")
+        return raw_key
+    hits = [o for o in OWNERS if raw_key in names[o]]
+    if not hits:
+        raise ConfigError(
+            f"search space names unknown field {raw_key!r}: not a field of model {model!r} nor of the trainer"
+        )
+    if len(hits) > 1:
+        raise ConfigError(f"search space: field {raw_key!r} is ambiguous; write model.{raw_key} or train.{raw_key}")
+    return f"{hits[0]}.{raw_key}"
+
+
+def _field_kind(config_class: type, name: str, key: str) -> type:
+    hint = typing.get_type_hints(config_class)[name]
+    if hint not in (int, float, str, bool):
+        raise ConfigError(f"search space: cannot search {key} (type {hint}); only int, float, str and bool fields")
+    return typing.cast(type, hint)
+
+
+def parse_space_option(text: str) -> tuple[str, SearchRange | None]:
+    """`key=low:high[:log]`, `key=a,b,c` (choices) or `key=none` (do not search it) from the CLI."""
+    if "=" not in text:
+        raise ConfigError(f"--space {text!r} must look like key=low:high[:log], key=a,b,c or key=none")
+    key, raw = (s.strip() for s in text.split("=", 1))
+    if raw.lower() == "none":
+        return key, None
+    if ":" in raw:
+        parts = raw.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
+            raise ConfigError(f"--space {text!r}: a range is low:high or low:high:log")
+        low, high = (parse_override(f"v={p}")[1] for p in parts[:2])
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
+            raise ConfigError(f"--space {text!r}: low and high must be numbers")
+        return key, SearchRange(low=low, high=high, log=len(parts) == 3)
+    return key, SearchRange(choices=tuple(parse_override(f"v={c}")[1] for c in raw.split(",")))
+
+
+def load_space_file(path: str | Path) -> dict[str, SearchRange | None]:
+    """A YAML search space: `{model: {field: {low, high, log, step} | {choices: [...]} | null}, train: {...}}`."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read search space: {exc}") from exc
+    if not isinstance(data, dict) or set(data) - set(OWNERS):
+        raise ConfigError(f"{path}: a search space has only the sections 'model' and 'train'")
+    out: dict[str, SearchRange | None] = {}
+    for owner, fields in data.items():
+        for name, spec in (fields or {}).items():
+            if spec is not None and (
+                not isinstance(spec, dict) or set(spec) - {"low", "high", "log", "step", "choices"}
+            ):
+                raise ConfigError(f"{path}: {owner}.{name} must be null or a mapping of low/high/log/step/choices")
+            if spec is None:
+                out[f"{owner}.{name}"] = None
+                continue
+            choices = spec.get("choices")
+            out[f"{owner}.{name}"] = SearchRange(
+                low=spec.get("low"),
+                high=spec.get("high"),
+                log=bool(spec.get("log", False)),
+                step=spec.get("step"),
+                choices=tuple(choices) if choices is not None else None,
+            )
+    return out
+
+
+def suggest(trial: Any, space: Mapping[str, Param]) -> dict[str, dict[str, Any]]:
+    """{"model": {...}, "train": {...}}: one value per searched field, drawn by the trial's sampler."""
+    chosen: dict[str, dict[str, Any]] = {o: {} for o in OWNERS}
+    for key, p in space.items():
+        r = p.range
+        if r.choices is not None:
+            value = trial.suggest_categorical(key, list(r.choices))
+        elif p.kind is int:
+            value = trial.suggest_int(key, int(r.low), int(r.high), step=int(r.step or 1), log=r.log)  # type: ignore[arg-type]
+        else:
+            value = trial.suggest_float(key, float(r.low), float(r.high), step=r.step, log=r.log)  # type: ignore[arg-type]
+        chosen[p.owner][p.name] = value
+    return chosen
+
+
+class PruningCallback:
+    """Engine callback: reports each epoch's validation score to the trial; raises TrialPruned when weak.
+
+    Seeds run one after the other, so seed i's epoch e is step i * epochs + e: trials are
+    compared at the same seed and epoch.
+    """
+
+    def __init__(self, trial: Any, select_key: str, seeds: Sequence[int], epochs: int) -> None:
+        self.trial, self.select_key, self.seeds, self.epochs = trial, select_key, list(seeds), epochs
+
+    def on_validation_end(self, state: Any, epoch: int, metrics: Mapping[str, float]) -> None:
+        import optuna
+
+        value = float(metrics[self.select_key])
+        if math.isnan(value):
+            return
+        step = self.seeds.index(state.seed) * self.epochs + epoch
+        self.trial.report(value, step)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"{self.select_key} {value:.4f} at seed {state.seed} epoch {epoch}")
+
+
+def validation_only(dataset: MSADataset) -> MSADataset:
+    """The dataset without its test split (tuning must not be able to look at it)."""
+    return dataclasses.replace(dataset, splits={k: v for k, v in dataset.splits.items() if k != "test"})
+
+
+def open_storage(url: str) -> Any:
+    """An Optuna RDB storage; ConfigError (one line) when it cannot be reached or opened."""
+    import optuna
+
+    kwargs: dict[str, Any] = {"heartbeat_interval": 30, "grace_period": 120}
+    if url.startswith("sqlite:"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}  # wait for another process's write lock
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():  # heartbeats (to fail the trials of a killed process) are "experimental"
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, **kwargs)
+        except Exception as exc:  # sqlalchemy / driver errors have no common base we could name here
+            racing = any(m in str(exc) for m in ("already exists", "UNIQUE constraint", "locked"))
+            if racing and attempt < 4:  # workers started together race to create the schema
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"cannot open study storage {url!r}: {first}") from None
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class TuneResult:
+    study_name: str
+    storage: str
+    direction: str
+    select_key: str
+    best_value: float
+    best_params: dict[str, Any]
+    preset: dict[str, dict[str, Any]]
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    seconds: float
+
+
+def tune(
+    model: str,
+    dataset: MSADataset,
+    *,
+    out_dir: str | Path,
+    trials: int,
+    data_label: str = "",
+    storage: str | None = None,
+    study_name: str | None = None,
+    timeout: float | None = None,
+    seeds: Sequence[int] = (1,),
+    model_overrides: Mapping[str, Any] | None = None,
+    train_overrides: Mapping[str, Any] | None = None,
+    space_overrides: Mapping[str, SearchRange | None] | None = None,
+    sampler_seed: int | None = None,
+    pruner: Any = None,
+    progress: bool = True,
+) -> TuneResult:
+    """Run (or resume, or join) the study until it holds `trials` finished trials; write RUN/best.yaml.
+
+    `pruner` replaces the default MedianPruner (5 startup trials, 2 warm-up epochs).
+    """
+    import optuna
+
+    from msakit.metrics import get_metric_set
+    from msakit.training.trainer import Trainer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    base_model = dict(model_overrides or {})
+    base_train = {**dict(train_overrides or {}), "seeds": tuple(seeds), "progress": False, "tensorboard": False}
+    cfg = apply_overrides(TrainConfig(), base_train, owner="trainer")
+    build_config(model, {**dataset.info.model_overrides(), **base_model})  # fail before any trial
+    space = search_space(model, space_overrides, fixed={"model": base_model, "train": dict(train_overrides or {})})
+    if not space:
+        raise ConfigError(f"nothing to search for model {model!r} (every tunable field is fixed or dropped)")
+    metric_set = get_metric_set(dataset.info.metric_set)
+    select_key = cfg.select_metric or metric_set.select_key
+    if select_key not in metric_set.higher_is_better:
+        raise ConfigError(f"trainer: select_metric {select_key!r} is not a {metric_set.name} metric")
+    direction: typing.Literal["minimize", "maximize"] = (
+        "maximize" if metric_set.higher_is_better[select_key] else "minimize"
+    )
+    url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    name = study_name or f"{model}-{data_label or dataset.info.name}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=name,
+        storage=open_storage(url),
+        sampler=optuna.samplers.TPESampler(seed=sampler_seed),
+        pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2),
+        direction=direction,
+        load_if_exists=True,
+    )
+    _check_study(study, model=model, data=data_label or dataset.info.name, select_key=select_key, direction=direction)
+    data = validation_only(dataset)
+    done_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    start = time.perf_counter()
+
+    def objective(trial: optuna.Trial) -> float:
+        chosen = suggest(trial, space)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trainer = Trainer(
+            model,
+            data,
+            model_overrides={**base_model, **chosen["model"]},
+            train_config=apply_overrides(cfg, chosen["train"], owner="trainer"),
+            out_dir=out / "trials" / f"{trial.number:04d}",
+            callbacks=[PruningCallback(trial, select_key, cfg.seeds, cfg.epochs)],
+        )
+        with warnings.catch_warnings():  # the test split is left out on purpose
+            warnings.filterwarnings("ignore", message=".*has no test split", category=UserWarning)
+            result = trainer.fit()
+        scores = [s.valid[select_key] for s in result.seeds]
+        trial.set_user_attr("valid_per_seed", scores)
+        trial.set_user_attr("best_epochs", [s.best_epoch for s in result.seeds])
+        return float(sum(scores) / len(scores))
+
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        finished = len(study.get_trials(deepcopy=False, states=done_states))
+        try:
+            best = f"best {select_key} {study.best_value:.4f} (trial {study.best_trial.number})"
+            write_best_preset(out / "best.yaml", study, model=model, base_model=base_model, base_train=base_train)
+        except ValueError:  # no complete trial yet
+            best = "no complete trial yet"
+        what = {"COMPLETE": f"{select_key} {trial.value:.4f}", "PRUNED": f"pruned at step {trial.last_step}"}
+        line = f"[tune {name}] trial {trial.number} {what.get(trial.state.name, trial.state.name.lower())}"
+        if progress:
+            print(f"{line}; {finished}/{trials} finished; {best}; {time.perf_counter() - start:.0f} s", flush=True)
+
+    remaining = trials - len(study.get_trials(deepcopy=False, states=done_states))
+    if remaining > 0:
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            timeout=timeout,
+            catch=(TrainingError,),  # a diverging configuration is a failed trial, not a failed search
+            callbacks=[optuna.study.MaxTrialsCallback(trials, states=done_states), report],
+        )
+    elif progress:
+        print(f"[tune {name}] the study already holds {trials} finished trials; nothing to run", file=sys.stderr)
+    all_trials = study.get_trials(deepcopy=False)
+    counts = {s: sum(t.state == s for t in all_trials) for s in optuna.trial.TrialState}
+    try:
+        best_trial = study.best_trial
+    except ValueError:
+        raise TrainingError(f"study {name!r} has no complete trial (all pruned or failed)") from None
+    preset = write_best_preset(out / "best.yaml", study, model=model, base_model=base_model, base_train=base_train)
+    return TuneResult(
+        study_name=name,
+        storage=url,
+        direction=direction,
+        select_key=select_key,
+        best_value=float(best_trial.value),  # type: ignore[arg-type]
+        best_params=dict(best_trial.params),
+        preset=preset,
+        n_complete=counts[optuna.trial.TrialState.COMPLETE],
+        n_pruned=counts[optuna.trial.TrialState.PRUNED],
+        n_failed=counts[optuna.trial.TrialState.FAIL],
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _check_study(study: Any, **attrs: str) -> None:
+    """A study remembers what it tunes; joining it with another model, data or metric is an error."""
+    for key, value in attrs.items():
+        held = study.user_attrs.get(key)
+        if held is None:
+            study.set_user_attr(key, value)
+        elif held != value:
+            raise ConfigError(
+                f"study {study.study_name!r} tunes {key} {held!r}, not {value!r}; choose another --study or --out"
+            )
+
+
+def write_best_preset(
+    path: Path,
+    study: Any,
+    *,
+    model: str,
+    base_model: Mapping[str, Any],
+    base_train: Mapping[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """RUN/best.yaml: the fixed overrides plus the best trial's values, with how they were chosen."""
+    best = study.best_trial
+    preset: dict[str, dict[str, Any]] = {"model": dict(base_model), "train": {}}
+    preset["train"] = {k: v for k, v in base_train.items() if k not in _NOT_IN_PRESET}
+    for key, value in best.params.items():
+        owner, name = key.split(".", 1)
+        preset[owner][name] = value
+    preset = {k: _plain(v) for k, v in preset.items() if v}
+    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    header = (
+        f"# {model}: chosen by `msakit tune` on the validation split only (study {study.study_name!r}).\n"
+        f"# Best trial {best.number}: mean validation {study.user_attrs.get('select_key', 'score')} "
+        f"{best.value:.4f} over seeds {list(base_train.get('seeds', ()))}; the study holds "
+        f"{states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, {states.count('FAIL')} failed trials.\n"
+        f"#   msakit train --model {model} --data {study.user_attrs.get('data', 'DATA')} --preset {path}\n"
+    )
+    atomic_write_text(path, header + yaml.safe_dump(preset, sort_keys=True))
+    return preset
+
+
+def _plain(section: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
+
+
+__all__ = [
+    "Param",
+    "PruningCallback",
+    "TuneResult",
+    "load_space_file",
+    "open_storage",
+    "parse_space_option",
+    "search_space",
+    "suggest",
+    "tune",
+    "validation_only",
+    "write_best_preset",
+]
