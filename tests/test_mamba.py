@@ -66,6 +66,12 @@ def test_block_is_causal_and_skips_padding() -> None:
     noisy[:, 4:6] = 100.0
     torch.testing.assert_close(block(x, mask)[:, 6:], block(noisy, mask)[:, 6:])
     assert (block(x, mask)[:, 4:6] == 0).all()
+    # the state passes padding unchanged (Δ = 0): [a, pad, b] reads b like [a, b] (kernel-1 conv, no window)
+    pointwise = MambaBlock(16, state_size=4, conv_kernel=1).eval()
+    gapped = torch.cat([x[:, :4], torch.zeros(1, 3, 16), x[:, 4:]], 1)
+    gap_mask = torch.ones(1, 15, dtype=torch.bool)
+    gap_mask[:, 4:7] = False
+    torch.testing.assert_close(pointwise(gapped, gap_mask)[:, 7:], pointwise(x)[:, 4:])
 
 
 @pytest.mark.parametrize(
