@@ -20,6 +20,16 @@ def test_presets_ship_inside_the_package() -> None:
     assert "tecafn/mosi" in list_presets()
 
 
+def test_package_data_ships_every_preset() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["msakit"]
+    shipped = {p for pat in patterns for p in PRESETS_DIR.parent.glob(pat)}  # setuptools globs from the package
+    for path in PRESETS:
+        assert path in shipped, f"{path} is not matched by pyproject's package-data {patterns}"
+
+
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_preset_fields_validate(path: Path) -> None:
     assert path.parent.name in list_models(), f"{path}: folder must be a registered model name"
