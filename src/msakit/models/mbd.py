@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msakit.batch import MODALITIES, Batch, ModelOutput, masked_mean, modality_index
-from msakit.config import ModelConfig
+from msakit.config import ModelConfig, tunable
 from msakit.layers import MLP, SequenceEncoder
 from msakit.layers.fusion import mean_of_others
 from msakit.models.base import Capabilities, MSAModel
@@ -52,14 +52,18 @@ from msakit.registry import register_model
 @dataclass
 class MBDConfig(ModelConfig):
     encoder: str = "mean"  # SequenceEncoder kind: mean | lstm | transformer
-    property_dim: int = 32  # d: width of the sentiment and of the modality property
+    property_dim: int = tunable(32, choices=(16, 32, 64))  # d: width of the sentiment and of the modality property
     properties: bool = True  # property-aware split [s_m; p_m] with its losses; False = one plain embedding
     generator: bool = True  # reconstruct absent z_m from the other modalities; False = zeros
-    missing_rate: float = 0.2  # per-sample prob. of hiding each modality from the head in training
-    recon_weight: float = 0.5  # weight of the generator's reconstruction MSE
-    align_weight: float = 0.1  # weight of the sentiment-property alignment MSE
-    property_weight: float = 0.1  # weight of the modality-property input reconstruction
-    ortho_weight: float = 0.1  # weight of the s_m ⊥ p_m loss
+    missing_rate: float = tunable(
+        0.2, low=0.0, high=0.5
+    )  # per-sample prob. of hiding each modality from the head in training
+    recon_weight: float = tunable(0.5, low=0.05, high=2.0, log=True)  # weight of the generator's reconstruction MSE
+    align_weight: float = tunable(0.1, low=0.01, high=1.0, log=True)  # weight of the sentiment-property alignment MSE
+    property_weight: float = tunable(
+        0.1, low=0.01, high=1.0, log=True
+    )  # weight of the modality-property input reconstruction
+    ortho_weight: float = tunable(0.1, low=0.01, high=1.0, log=True)  # weight of the s_m ⊥ p_m loss
 
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
         "MBD": {},

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msakit.batch import MODALITIES, Batch, ModelOutput, masked_mean, modality_index
-from msakit.config import ModelConfig
+from msakit.config import ModelConfig, tunable
 from msakit.errors import ConfigError
 from msakit.layers import MLP, CrossModalAttention, SequenceEncoder, info_nce, masked_softmax
 from msakit.layers.fusion import mean_of_others
@@ -64,18 +64,18 @@ EVALUATOR_MODES = ("learned", "always", "never")
 
 @dataclass
 class ProMMAConfig(ModelConfig):
-    num_prompts: int = 4  # K prompt tokens per modality
-    prompt_rank: int = 4  # rank r of each private prompt offset
+    num_prompts: int = tunable(4, choices=(2, 4, 8))  # K prompt tokens per modality
+    prompt_rank: int = tunable(4, choices=(2, 4, 8))  # rank r of each private prompt offset
     levels: int = 2  # self-attention levels of the prompted encoder (MPDC connects each)
     evaluator: str = "learned"  # MME: "learned" | "always" impute | "never" impute
     private_prompts: bool = True  # MPD on; False = every modality uses the shared prompts
     weighting: str = "mi"  # DPW: "mi" | "uniform" over available modalities
     connect: bool = True  # MPDC: residual of the shared prompts after each level
     stage1_epochs: int = 3  # epochs before the frozen reference snapshot is taken
-    impute_weight: float = 0.5  # weight of the imputer's MSE
-    evaluator_weight: float = 0.1  # weight of the evaluator's BCE on pseudo-labels
-    mi_weight: float = 0.1  # weight of the DPW critic's InfoNCE
-    disentangle_weight: float = 0.1  # weight of the MPD orthogonality loss
+    impute_weight: float = tunable(0.5, low=0.05, high=2.0, log=True)  # weight of the imputer's MSE
+    evaluator_weight: float = tunable(0.1, low=0.01, high=1.0, log=True)  # weight of the evaluator BCE (pseudo-labels)
+    mi_weight: float = tunable(0.1, low=0.01, high=1.0, log=True)  # weight of the DPW critic's InfoNCE
+    disentangle_weight: float = tunable(0.1, low=0.01, high=1.0, log=True)  # weight of the MPD orthogonality loss
     temperature: float = 0.2  # InfoNCE / weighting temperature
 
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
