@@ -337,8 +337,13 @@ def tune(
             write_best_preset(out / "best.yaml", study, model=model, base_model=base_model, base_train=base_train)
         except ValueError:  # no complete trial yet
             best = "no complete trial yet"
-        what = {"COMPLETE": f"{select_key} {trial.value:.4f}", "PRUNED": f"pruned at step {trial.last_step}"}
-        line = f"[tune {name}] trial {trial.number} {what.get(trial.state.name, trial.state.name.lower())}"
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            what = f"{select_key} {trial.value:.4f}"
+        elif trial.state == optuna.trial.TrialState.PRUNED:
+            what = f"pruned at step {trial.last_step}"
+        else:
+            what = trial.state.name.lower()
+        line = f"[tune {name}] trial {trial.number} {what}"
         if progress:
             print(f"{line}; {finished}/{trials} finished; {best}; {time.perf_counter() - start:.0f} s", flush=True)
 
