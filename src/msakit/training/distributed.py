@@ -74,7 +74,7 @@ class Runtime:
             # a modality absent from a whole batch leaves its encoder without gradient
             net = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
         if self.compile:
-            net = torch.compile(net)  # type: ignore[assignment]
+            net = torch.compile(net, dynamic=True)  # type: ignore[assignment]  # batches vary in length
         return net
 
     @contextlib.contextmanager
