@@ -126,6 +126,8 @@ def _forget_set(train: SplitData, modality: str, samples_file: Path | None) -> t
     present = train.modalities[modality].present
     if samples_file is None:
         idx = [i for i in range(len(train)) if present[i]]
+        if not idx:
+            raise DataError(f"no training sample has {modality!r}: nothing to remove", field=modality)
         return idx, [train.ids[i] for i in idx], 0
     requested = read_sample_ids(samples_file)
     where = {sid: i for i, sid in enumerate(train.ids)}
@@ -340,7 +342,8 @@ def unlearn(
         "claims": list(CLAIMS),
         "evidence": evidence,
     }
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # same file system: os.replace works
     try:
         folder = staging / "checkpoint"
         extra = {
@@ -351,7 +354,6 @@ def unlearn(
         certificate["checkpoint_after"] = {"path": str(out), **checkpoint_sha256(folder)}
         certificate = seal(certificate)
         atomic_write_json(folder / CERTIFICATE, certificate)
-        out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(folder, out)
