@@ -296,11 +296,117 @@ def render_drop_one(data: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+# ---- transcribed summary tables (mean ± std cells) ---------------------------------------------------
+CELL = re.compile(r"^\*{0,2}(-?[\d.]+)(?: ± ([\d.]+))?\*{0,2}")
+
+
+def cell_value(cell: str) -> tuple[float, float] | None:
+    """'82.1 ± 1.4' -> (82.1, 1.4); '0.817' -> (0.817, 0.0); anything else -> None."""
+    m = CELL.match(cell.strip())
+    return (float(m.group(1)), float(m.group(2) or 0.0)) if m else None
+
+
+def render_table(data: dict[str, Any]) -> str:
+    """A transcribed table and its reading: each row against `reference` on the `primary` column
+    (and on `secondary`, e.g. MAE), within or beyond one seed-std, and the best row on `valid`."""
+    header, rows = data["header"], data["rows"]
+    out = []
+    if data.get("command"):
+        out += ["```bash", data["command"], "```", ""]
+    out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    out += ["", "Reading (computed from the table):", ""]
+    out += [f"- {s}" for s in table_findings(data)]
+    return "\n".join(out) + "\n"
+
+
+def _label(cell: str) -> str:
+    return re.sub(r"\*\*|`", "", cell).strip()
+
+
+def table_findings(data: dict[str, Any]) -> list[str]:
+    header, rows = data["header"], data["rows"]
+    labels = [_label(r[0]) for r in rows]
+    ref = labels.index(data["reference"])
+    found = []
+    for key in (data["primary"], data.get("secondary")):
+        if not key:
+            continue
+        col = header.index(key)
+        lower = "MAE" in key
+        values = [cell_value(r[col]) for r in rows]
+        base = values[ref]
+        assert base is not None, (key, rows[ref])
+        beyond, within = [], []
+        for label, v in zip(labels, values, strict=True):
+            if v is None or label == labels[ref]:
+                continue
+            loss = (v[0] - base[0]) if lower else (base[0] - v[0])  # positive = worse than the reference
+            digits = 3 if lower else 1
+            text = f"{label} {loss:+.{digits}f}"
+            (beyond if abs(loss) > max(base[1], v[1]) else within).append(text)
+        unit = "" if lower else ", in points"
+        sentence = f"{key}, how much worse than {labels[ref]} (positive = worse{unit}): " + "; ".join(beyond + within)
+        if beyond:
+            sentence += f". Beyond one seed-std of the larger spread: {names([b.rsplit(' ', 1)[0] for b in beyond])}."
+        else:
+            sentence += ". Every difference is within one seed-std."
+        found.append(sentence)
+        ranked = {label: _number(r[col]) for label, r in zip(labels, rows, strict=True) if cell_value(r[col])}
+        where = key if key.startswith("test") else f"test {key}"
+        found.append(f"Best row on {where}: {_best(ranked, lower)}.")
+    if data.get("valid"):
+        col = header.index(data["valid"])
+        lower = "MAE" in data["valid"]
+        ranked = {label: _number(r[col]) for label, r in zip(labels, rows, strict=True) if cell_value(r[col])}
+        found.append(f"Best row on {data['valid']} (the split that selects): {_best(ranked, lower)}.")
+    return found
+
+
+def _number(cell: str) -> str:
+    """The mean of a cell as printed ('0.280 ± 0.009' -> '0.280')."""
+    m = CELL.match(cell.strip())
+    assert m is not None, cell
+    return m.group(1)
+
+
+def _best(values: dict[str, str], lower: bool) -> str:
+    """The best row, or the tied rows, with the value: 'a (0.817)' / 'a, b (tied, 0.817)'."""
+    best = (min if lower else max)(float(v) for v in values.values())
+    tied = [k for k, v in values.items() if float(v) == best]
+    shown = values[tied[0]]
+    return f"{tied[0]} ({shown})" if len(tied) == 1 else f"{names(tied)} (tied, {shown})"
+
+
+def import_table(doc: Path, heading: str) -> dict[str, Any]:
+    """The first markdown table after `heading` in `doc`: header and rows as cell strings."""
+    text = doc.read_text()
+    start = text.index(heading)
+    lines = text[start:].splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    table = []
+    for line in lines[first:]:
+        if not line.startswith("|"):
+            break
+        table.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return {"header": table[0], "rows": table[2:]}
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "robustness": render_robustness,
     "tssp_msa_mosi_table4": lambda d: render_ablation(d, reference="full"),
     "tssp_msa_drop_one": render_drop_one,
 }
+
+
+def renderer(name: str) -> Callable[[dict[str, Any]], str]:
+    """The renderer of a block: a named one, else a transcribed table (result files with a 'header')."""
+    if name in RENDERERS:
+        return RENDERERS[name]
+    path = RESULTS / f"{name}.json"
+    if path.is_file() and "header" in json.loads(path.read_text()):
+        return render_table
+    raise SystemExit(f"docgen: unknown block {name!r}; known: {', '.join(RENDERERS)} or a table result file")
 
 
 # ---- the docs ----------------------------------------------------------------------------------------
@@ -314,9 +420,7 @@ def load_result(name: str) -> dict[str, Any]:
 def render_doc(text: str) -> str:
     def block(m: re.Match[str]) -> str:
         name = m.group("name")
-        if name not in RENDERERS:
-            raise SystemExit(f"docgen: unknown block {name!r}; known: {', '.join(RENDERERS)}")
-        return m.group(1) + RENDERERS[name](load_result(name)) + m.group(4)
+        return m.group(1) + renderer(name)(load_result(name)) + m.group(4)
 
     return BLOCK.sub(block, text)
 
