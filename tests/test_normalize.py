@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from msakit import create_model
-from msakit.data import load_dataset
+from msakit.data import load_dataset, make_synthetic
 from msakit.data.core import DatasetInfo, ModalityArrays, MSADataset
 from msakit.data.stats import DatasetStats, FeatureStats, dataset_stats, feature_stats
+from msakit.data.synthetic import SyntheticConfig
 from msakit.errors import DataError
 from msakit.layers.normalize import FeatureNormalizer
 from msakit.training import Trainer, load_checkpoint, train_config_from
@@ -141,7 +142,7 @@ def _fit(dataset: MSADataset, out: Path, **model: object):  # type: ignore[no-un
 
 def test_training_is_invariant_to_feature_scale(tmp_path: Path) -> None:
     """With the normaliser, rescaled features train as the originals do; without it they do not."""
-    base = load_dataset("synthetic:dominant")
+    base = make_synthetic(SyntheticConfig(sizes=(160, 60, 60), lengths=(6, 8, 8)))
     scaled = _scaled(base)
     a = _fit(base, tmp_path / "a").seeds[0].test
     b = _fit(scaled, tmp_path / "b").seeds[0].test
@@ -152,7 +153,7 @@ def test_training_is_invariant_to_feature_scale(tmp_path: Path) -> None:
 
 
 def test_checkpoint_carries_the_statistics(tmp_path: Path) -> None:
-    dataset = load_dataset("synthetic:dominant")
+    dataset = make_synthetic(SyntheticConfig(sizes=(160, 60, 60), lengths=(6, 8, 8)))
     run = _fit(dataset, tmp_path / "run")
     model, meta = load_checkpoint(run.seeds[0].checkpoint)
     assert model.input_norm is not None and bool(model.input_norm.fitted)
