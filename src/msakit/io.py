@@ -158,16 +158,16 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     leaves only `.NAME.old`, which `recover_dir` puts back.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
+    for stale in path.parent.glob(stale_dir_prefix(path) + "*"):  # left by a writer killed mid-way
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=stale_dir_prefix(path), dir=path.parent))
     try:
         yield tmp
         for f in tmp.rglob("*"):
             if f.is_file():
                 _fsync_path(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it 0700
+        tmp.chmod(umask_mode(0o777))  # mkdtemp makes it 0700
         _fsync_path(tmp)
         old = path.with_name(f".{path.name}.old")
         if path.exists():
