@@ -32,7 +32,7 @@ def _scan_inputs(g: torch.Generator, b: int, length: int, e: int, n: int) -> lis
     return [u, delta, A, torch.randn(b, length, n, generator=g), torch.randn(b, length, n, generator=g), D]
 
 
-@pytest.mark.parametrize("length", [1, 7, 64, 100])
+@pytest.mark.parametrize("length", [1, 7, 64, 100, 600])
 def test_parallel_scan_equals_sequential_reference(length: int) -> None:
     g = torch.Generator().manual_seed(length)
     args = _scan_inputs(g, 2, length, 5, 4)

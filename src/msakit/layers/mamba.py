@@ -31,6 +31,9 @@ from torch import Tensor, nn
 from msakit.errors import ConfigError
 
 ScanFn = Callable[[Tensor, Tensor], Tensor]
+#: steps per parallel-scan chunk on the mambapy path: the state is carried between chunks, so the
+#: result is the same; longer sequences then grow linearly instead of spilling out of the CPU caches
+SCAN_CHUNK = 256
 
 
 def _pscan() -> ScanFn:
@@ -85,10 +88,17 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
             )
             return y.transpose(1, 2)
     pscan = _pscan()
-    decay = torch.exp(delta.unsqueeze(-1) * A)  # (B, L, E, N)
-    drive = (delta * u).unsqueeze(-1) * B.unsqueeze(2)  # (B, L, E, N)
-    h = pscan(decay, drive)  # (B, L, E, N): h_t = decay_t h_{t-1} + drive_t
-    return (h @ C.unsqueeze(-1)).squeeze(-1) + D * u
+    ys, state = [], None
+    for start in range(0, u.shape[1], SCAN_CHUNK):  # chunks keep the (B, T, E, N) working set in cache
+        part = slice(start, start + SCAN_CHUNK)
+        decay = torch.exp(delta[:, part].unsqueeze(-1) * A)  # (B, T, E, N)
+        drive = (delta[:, part] * u[:, part]).unsqueeze(-1) * B[:, part].unsqueeze(2)  # (B, T, E, N)
+        if state is not None:  # carry the previous chunk's last state into this chunk's first step
+            drive = torch.cat([drive[:, :1] + decay[:, :1] * state.unsqueeze(1), drive[:, 1:]], dim=1)
+        h = pscan(decay, drive)  # (B, T, E, N): h_t = decay_t h_{t-1} + drive_t
+        state = h[:, -1]
+        ys.append((h @ C[:, part].unsqueeze(-1)).squeeze(-1))
+    return torch.cat(ys, dim=1) + D * u
 
 
 class MambaBlock(nn.Module):
