@@ -312,3 +312,21 @@ def test_precision_and_device_options_are_checked_before_training(tiny_dataset: 
         Trainer("text_only", tiny_dataset, train_config=_cfg(precision="bf16", device="cpu"))
     with pytest.raises(ConfigError, match=r"precision must be one of"):
         Trainer("text_only", tiny_dataset, train_config=_cfg(precision="fp8"))
+
+
+def test_trainer_takes_the_sampler_by_name_or_object(tiny_dataset: MSADataset, tmp_path: Path) -> None:
+    from msakit.errors import ConfigError
+
+    class Forward:
+        calls = 0
+
+        def batches(self, split: SplitData, batch_size: int, *, shuffle: bool, seed: int) -> list[list[int]]:
+            Forward.calls += 1
+            return RandomBatches().batches(split, batch_size, shuffle=False, seed=seed)
+
+    Trainer("text_only", tiny_dataset, train_config=_cfg(epochs=2), out_dir=tmp_path, sampler=Forward()).fit()
+    assert Forward.calls == 2  # one epoch's order each
+    with pytest.raises(DataError, match="needs a dialogue dataset"):
+        Trainer("text_only", tiny_dataset, train_config=_cfg(epochs=1, sampler="dialogue"), out_dir=tmp_path).fit()
+    with pytest.raises(ConfigError, match="sampler must be"):
+        Trainer("text_only", tiny_dataset, train_config=_cfg(sampler="spiral"))

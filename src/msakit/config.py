@@ -140,6 +140,7 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32" | "bf16" (autocast on CUDA; on CPU bf16 autocast is slower, so refused)
     compile: bool = False  # torch.compile the model before training (CUDA or CPU)
     dist_timeout: float = 300.0  # seconds a collective waits for the other ranks before failing
+    sampler: str = "random"  # batch order: "random" (seeded shuffle) | "dialogue" (whole dialogues, turns in order)
 
 
 def _type_ok(value: Any, hint: Any) -> bool:

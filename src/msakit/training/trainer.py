@@ -30,7 +30,7 @@ import torch
 
 from msakit.batch import Batch, ModelOutput, modality_index
 from msakit.config import ModelConfig, TrainConfig, apply_overrides, config_to_dict
-from msakit.data.core import DataModule, MSADataset, SplitData
+from msakit.data.core import DataModule, MSADataset, RandomBatches, Sampler, SplitData
 from msakit.data.stats import dataset_stats
 from msakit.errors import ConfigError, DataError, TrainingError
 from msakit.io import atomic_write_json
@@ -168,6 +168,7 @@ class Trainer:
         out_dir: str | Path = "runs/default",
         train_transform: BatchTransform | None = None,
         callbacks: Sequence[Any] = (),
+        sampler: Sampler | None = None,
     ) -> None:
         self.model_name = model_name
         self.dataset = dataset
@@ -195,6 +196,7 @@ class Trainer:
             batch_size=self.cfg.batch_size,
             eval_batch_size=self.cfg.batch_size * 4,
             num_workers=self.cfg.num_workers,
+            sampler=sampler or _sampler(self.cfg.sampler),
             rank=self.runtime.rank,
             world_size=self.runtime.world_size,
         )
@@ -423,6 +425,17 @@ class _Protocol(Callback):
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _sampler(name: str) -> Sampler:
+    """`TrainConfig.sampler` by name; a `Sampler` object can be given to `Trainer(sampler=...)` instead."""
+    if name == "random":
+        return RandomBatches()
+    if name == "dialogue":
+        from msakit.data.dialogue import DialogueBatches
+
+        return DialogueBatches()
+    raise ConfigError(f"trainer: sampler must be 'random' or 'dialogue', got {name!r}")
 
 
 def _is_better(score: float, best: float, higher_is_better: bool) -> bool:
