@@ -104,9 +104,9 @@ def classify(exc: BaseException) -> tuple[int, str]:
         return EXIT_ENVIRONMENT, _one_line(f"{where}{type(exc).__name__}: {reason}")
     if isinstance(exc, MemoryError):
         return EXIT_ENVIRONMENT, "out of memory"
-    reason = write_failure(exc)
-    if reason is not None:  # safetensors / torch.save report a failed write as their own error
-        return EXIT_ENVIRONMENT, _one_line(f"cannot write ({reason}): {type(exc).__name__}: {exc}")
+    failed_write = write_failure(exc)
+    if failed_write is not None:  # safetensors / torch.save report a failed write as their own error
+        return EXIT_ENVIRONMENT, _one_line(f"cannot write ({failed_write}): {type(exc).__name__}: {exc}")
     return EXIT_BUG, _one_line(f"internal error: {type(exc).__name__}: {exc}")
 
 
