@@ -1,12 +1,14 @@
 """Time `msakit tune` of late_fusion on MOSI (target: 30 trials in under 15 minutes on 2 cores).
 
     python benchmarks/tune_speed.py [--data data/mosi] [--trials 30] [--out runs/tune_speed]
-                                    [--epochs 15] [--patience 4] [--json docs/tune_speed.json]
+                                    [--epochs 15] [--patience 4] [--timeout S] [--json runs/tune_speed.json]
 
 Runs the command a user would (a fresh process, one CPU thread, a fresh study) and
 reports its wall time, its CPU time (user + system of the process and its children),
 the trials that completed and were pruned, and the machine's 1-minute load average
-before and after, because the 2 cores are usually shared. The study's best.yaml is the
+before and after, because the 2 cores are usually shared. With --timeout the search
+starts no new trial after S seconds (Optuna's timeout), so a loaded machine still gives
+a measurement: how many trials finished in that time. The study's best.yaml is the
 search's result; `docs/tuning.md` says which presets came from which run.
 """
 
@@ -31,6 +33,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15, help="maximum epochs per trial")
     parser.add_argument("--patience", type=int, default=4, help="early-stopping patience per trial")
     parser.add_argument("--out", type=Path, default=Path("runs/tune_speed"))
+    parser.add_argument("--timeout", type=float, help="start no new trial after this many seconds")
     parser.add_argument("--json", type=Path, help="also write the measurement here")
     args = parser.parse_args()
     if args.out.exists():
@@ -38,6 +41,8 @@ def main() -> None:
     cmd = [sys.executable, "-m", "msakit", "tune", "--model", args.model, "--data", args.data]
     cmd += ["--trials", str(args.trials), "--out", str(args.out), "--epochs", str(args.epochs)]
     cmd += ["-t", f"patience={args.patience}", "--sampler-seed", "0"]
+    if args.timeout:
+        cmd += ["--timeout", str(args.timeout)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
