@@ -210,6 +210,14 @@ class PruningCallback:
             raise optuna.TrialPruned(f"{self.select_key} {value:.4f} at seed {state.seed} epoch {epoch}")
 
 
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError as exc:
+        raise ConfigError('msakit tune needs Optuna: pip install "msakit[tune]" (or pip install optuna)') from exc
+    return optuna
+
+
 def validation_only(dataset: MSADataset) -> MSADataset:
     """The dataset without its test split (tuning must not be able to look at it)."""
     return dataclasses.replace(dataset, splits={k: v for k, v in dataset.splits.items() if k != "test"})
@@ -217,7 +225,7 @@ def validation_only(dataset: MSADataset) -> MSADataset:
 
 def open_storage(url: str) -> Any:
     """An Optuna RDB storage; ConfigError (one line) when it cannot be reached or opened."""
-    import optuna
+    optuna = _optuna()
 
     kwargs: dict[str, Any] = {"heartbeat_interval": 30, "grace_period": 120}
     if url.startswith("sqlite:"):
@@ -274,7 +282,7 @@ def tune(
 
     `pruner` replaces the default MedianPruner (5 startup trials, 2 warm-up epochs).
     """
-    import optuna
+    optuna = _optuna()
 
     from msakit.metrics import get_metric_set
     from msakit.training.trainer import Trainer
@@ -311,7 +319,7 @@ def tune(
     done_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     start = time.perf_counter()
 
-    def objective(trial: optuna.Trial) -> float:
+    def objective(trial: Any) -> float:
         chosen = suggest(trial, space)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trainer = Trainer(
@@ -330,7 +338,7 @@ def tune(
         trial.set_user_attr("best_epochs", [s.best_epoch for s in result.seeds])
         return float(sum(scores) / len(scores))
 
-    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    def report(study: Any, trial: Any) -> None:
         finished = len(study.get_trials(deepcopy=False, states=done_states))
         try:
             best = f"best {select_key} {study.best_value:.4f} (trial {study.best_trial.number})"
@@ -370,7 +378,7 @@ def tune(
         storage=url,
         direction=direction,
         select_key=select_key,
-        best_value=float(best_trial.value),  # type: ignore[arg-type]
+        best_value=float(best_trial.value),
         best_params=dict(best_trial.params),
         preset=preset,
         n_complete=counts[optuna.trial.TrialState.COMPLETE],
