@@ -206,62 +206,30 @@ def collect_ablation(run: Path, command: str) -> dict[str, Any]:
     return {"command": command, "metric_set": "mosi", "rows": rows}
 
 
-def _ms(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def render_ablation(data: dict[str, Any], *, reference: str, primary: str = "Non0_acc_2") -> str:
+def render_ablation(data: dict[str, Any], *, reference: str) -> str:
+    """Rows of an `msakit ablate` run (per-seed metrics) as a table, read by `table_findings`."""
     metrics = ABLATION_METRICS[data.get("metric_set", "mosi")]
     select = "MAE" if data.get("metric_set", "mosi") == "mosi" else "Acc"
-    out = [
-        "```bash",
-        data["command"],
-        "```",
-        "",
-        "| row | seeds | " + " | ".join(label for _, label, _, _ in metrics) + f" | valid {select} |",
-        "|---|---|" + "---|" * (len(metrics) + 1),
-    ]
-    summary: dict[str, dict[str, tuple[float, float]]] = {}
+    header = ["row", "seeds", *(label for _, label, _, _ in metrics), f"valid {select}"]
+    rows = []
     for label, row in data["rows"].items():
-        summary[label] = {k: _ms(v) for k, v in row["test"].items()}
-        valid = _ms(row["valid"][select])
-        cells = [pm(*summary[label][k], scale=s, digits=d) for k, _, s, d in metrics]
+        cells = [pm(*_ms(row["test"][k]), scale=s, digits=d) for k, _, s, d in metrics]
         scale, digits = (1, 3) if select == "MAE" else (100, 1)
-        out.append(f"| {label} | {len(row['seeds'])} | " + " | ".join(cells) + f" | {pm(*valid, scale, digits)} |")
-    out += ["", "Reading (computed from the table):", ""]
-    out += [f"- {s}" for s in ablation_findings(data, summary, reference, primary, select)]
-    return "\n".join(out) + "\n"
+        rows.append([label, str(len(row["seeds"])), *cells, pm(*_ms(row["valid"][select]), scale, digits)])
+    table = {
+        "command": data["command"],
+        "header": header,
+        "rows": rows,
+        "reference": reference,
+        "primary": metrics[1][1] if select == "MAE" else metrics[0][1],
+        "secondary": "MAE" if select == "MAE" else None,
+        "valid": f"valid {select}",
+    }
+    return render_table(table)
 
 
-def ablation_findings(
-    data: dict[str, Any], summary: dict[str, dict[str, tuple[float, float]]], reference: str, primary: str, select: str
-) -> list[str]:
-    ref = summary[reference]
-    found = []
-    clear, within = [], []
-    for label, s in summary.items():
-        if label == reference:
-            continue
-        delta = 100 * (ref[primary][0] - s[primary][0])  # points the row loses against the reference
-        noise = 100 * max(ref[primary][1], s[primary][1])
-        text = f"{label} {delta:+.1f}"
-        (clear if abs(delta) > noise else within).append(text)
-    found.append(
-        f"Points of {primary.replace('_', ' ')} lost against {reference} (positive = the removal hurts): "
-        + "; ".join(clear + within)
-        + "."
-    )
-    if clear:
-        found.append("Beyond one seed-std of the larger spread: " + names(clear) + ".")
-    else:
-        found.append("Every difference is within one seed-std: none of these removals is distinguishable here.")
-    valid = {label: _ms(row["valid"][select])[0] for label, row in data["rows"].items()}
-    best = (min if select in LOWER_IS_BETTER else max)(valid, key=lambda k: valid[k])
-    digits = 3
-    found.append(
-        f"Best on validation {select}: {best} ({valid[best]:.{digits}f}; {reference} {valid[reference]:.{digits}f})."
-    )
-    return found
+def _ms(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 # ---- drop-one-modality tables ----------------------------------------------------------------------
@@ -392,10 +360,23 @@ def import_table(doc: Path, heading: str) -> dict[str, Any]:
     return {"header": table[0], "rows": table[2:]}
 
 
+def render_expert_weights(data: dict[str, Any]) -> str:
+    """Mean expert weight α per modality over the seeds of a run (benchmarks/tssp_checks.py expert-weights)."""
+    alpha = data["alpha"]
+    order = sorted(alpha, key=lambda m: -alpha[m][0])
+    shown = ", ".join(f"α_{m} {alpha[m][0]:.2f} ± {alpha[m][1]:.2f}" for m in order)
+    return (
+        f"```bash\n{data['command']}\n```\n\n"
+        f"Mean expert weight on the {data['split']} split, {data['seeds']} seeds of {data['run']}: {shown}; "
+        f"the largest weight goes to {order[0]}.\n"
+    )
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "robustness": render_robustness,
     "tssp_msa_mosi_table4": lambda d: render_ablation(d, reference="full"),
     "tssp_msa_drop_one": render_drop_one,
+    "tssp_msa_expert_weights": render_expert_weights,
 }
 
 
