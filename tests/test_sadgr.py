@@ -193,3 +193,25 @@ def test_gate_opens_more_when_audio_is_emotionally_strong(tmp_path: Path) -> Non
             gate = model(batch).explanations["visual_gate"].mean(-1).numpy()  # (N,)
         gaps.append(gate[strength >= 2].mean() - gate[strength <= 0.5].mean())
     assert np.mean(gaps) > 0, gaps
+
+
+def test_pretrained_heads_see_raw_features_through_the_input_normaliser(tmp_path: Path) -> None:
+    """STA-CA heads were fit on raw features; with input normalisation on they must act the same."""
+    from msakit.data.stats import dataset_stats as stats_of
+
+    data = _paired(n=60)
+    create_objective("sta_ca", epochs=1, shared_dim=16).fit(data, tmp_path, progress=False)
+    model = create_model(
+        "sadgr", **data.info.model_overrides(), hidden_dim=16, shared_dim=16, pretrained_heads=str(tmp_path)
+    )
+    if getattr(model, "input_norm", None) is None:
+        pytest.skip("this model has no input normaliser (feature_norm off)")
+    model.load_pretrained()
+    state, _ = load_heads(tmp_path)
+    stats = stats_of(data.split("train"))
+    model.input_norm.fit(stats)
+    model.on_fit_start(stats.normalized())
+    raw = data.split("test").batch(range(8)).features["audio"]
+    center, scale = model.input_norm.stats_of("audio")
+    expected = (raw - state["audio.norm.mean"]) / state["audio.norm.std"]
+    torch.testing.assert_close(model.align("audio").norm((raw - center) / scale), expected, atol=1e-4, rtol=1e-4)

@@ -183,6 +183,7 @@ class SADGR(MSAModel):
         self.widths = widths
         self.fusion = MLP(sum(widths.values()), h, hidden_dim=h, depth=1, dropout=config.dropout)  # eq. 19
         self.classifier = nn.Sequential(nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(h, config.num_classes))
+        self._raw_head_stats = False  # set by load_pretrained: head statistics still describe raw features
 
     def align(self, modality: str) -> AlignmentHead:
         head = getattr(self.heads, modality) if self.heads is not None else self.solo[modality]
@@ -264,15 +265,26 @@ class SADGR(MSAModel):
         """The STA-CA heads named by `pretrained_heads` (their standardisation included)."""
         if self.config.pretrained_heads:
             self.load_pretrained_heads(self.config.pretrained_heads)
+            self._raw_head_stats = True  # the heads' statistics describe raw, unnormalised features
 
     def on_fit_start(self, stats: DatasetStats) -> None:
-        """Standardisation statistics from the training split, where no pretrained heads set them."""
+        """Standardisation statistics from the training split, where no pretrained heads set them.
+
+        With the base class's input normalisation on, `stats` already describe normalised
+        inputs (centre 0, scale 1), and pretrained heads' raw-feature statistics (μ, σ) are
+        re-expressed for them: (x − μ)/σ = (x_n − (μ − c)/s) / (σ/s) for x_n = (x − c)/s.
+        """
         norms: dict[str, Standardize] = {m: self.align(m).norm for m in self.conv}
         if "visual" in self.widths:
             norms["visual"] = self.visual_norm
+        inputs = getattr(self, "input_norm", None)
         for m, norm in norms.items():
             if not bool(norm.fitted) and m in stats.features:
                 norm.set(stats.features[m].center, stats.features[m].scale)
+            elif self._raw_head_stats and inputs is not None and m in ("text", "audio"):
+                center, scale = inputs.stats_of(m)
+                norm.set(((norm.mean - center) / scale).detach(), (norm.std / scale).detach())
+        self._raw_head_stats = False
 
     def load_pretrained_heads(self, path: str) -> dict[str, Any]:
         """Load STA-CA heads; ConfigError naming both shapes when they do not fit this model."""
