@@ -147,7 +147,8 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     """The model (in eval mode) and the checkpoint's metadata."""
     path = Path(path)
     meta = read_checkpoint_meta(path)
-    model = create_model(meta["model"], **meta["model_config"])
+    # a checkpoint saved before input normalisation existed has no feature_norm field: it had none
+    model = create_model(meta["model"], **{"feature_norm": False, **meta["model_config"]})
     try:
         state = load_file(str(path / WEIGHTS), device=str(map_location))
     except (OSError, SafetensorError) as exc:
