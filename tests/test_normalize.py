@@ -190,3 +190,10 @@ def test_checkpoint_on_another_feature_set_is_refused(tmp_path: Path) -> None:
     meta["dataset"]["features"]["text"] = "e5-small-sentence, 384-d"
     check_compatible(meta, info, tmp_path / "ckpt")
     check_compatible({**meta, "dataset": None}, info, tmp_path / "ckpt")  # an older checkpoint: widths only
+
+
+def test_checkpoint_from_before_normalisation_loads_without_it() -> None:
+    from msakit.analyze import resolve_checkpoint
+
+    model, meta = load_checkpoint(resolve_checkpoint("default_text"))  # shipped before feature_norm existed
+    assert "feature_norm" not in meta["model_config"] and model.input_norm is None
