@@ -206,9 +206,22 @@ def main() -> None:
     parser.add_argument("--hidden-dim", type=int, default=64)
     parser.add_argument("--encoder", default="mean", choices=("mean", "lstm", "transformer"))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--rescore", action="store_true", help="recompute the attack on the saved checkpoints of OUT")
     args = parser.parse_args()
     torch.set_num_threads(1)
     dataset = load_dataset(args.data)
+    if args.rescore:
+        saved = json.loads((args.out / "results.json").read_text())
+        for row in saved["rows"]:
+            run = args.out / f"seed{row['seed']}"
+            paths = {"original": run / "original" / f"seed{row['seed']}" / "best", "unlearned": run / "unlearned"}
+            paths["retrained"] = run / "retrained" / f"seed{row['seed']}" / "best"
+            for name, path in paths.items():
+                row[name]["attack_r2"] = attack_r2(load_checkpoint(path)[0], dataset, args.modality)
+        text = table(saved["rows"], saved["probes"], bool(args.samples))
+        print(text)
+        (args.out / "results.json").write_text(json.dumps({**saved, "table": text}, indent=2))
+        return
     kept = tuple(m for m in dataset.info.modalities if m != args.modality)
     probes = {"linear probe, all modalities": probe_metrics(dataset, dataset.info.modalities)}
     probes[f"linear probe, without {args.modality}"] = probe_metrics(dataset, kept)

@@ -1,7 +1,8 @@
 """Measured evidence about a deletion: attacks that try to recover the removed information.
 
 - `feature_probe_r2`: a ridge probe trained to predict the removed modality's pooled
-  features (mean over valid steps) from the model's fused embedding; R² on held-out
+  features (mean over valid steps) from the model's fused embedding; R² (variance-weighted
+  over the features) on held-out
   samples that have the modality. High on the original model (it reads the modality);
   on a model that forgot it, no higher than what the retained modalities explain.
 - `membership_auc`: a loss-threshold membership attack (Yeom et al. 2018): the ROC AUC
@@ -55,14 +56,18 @@ def pooled_modality(split: SplitData, indices: Sequence[int], modality: str) -> 
 def ridge_r2(
     x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, l2: float = 1.0
 ) -> float:
-    """R² (uniform over outputs) of a ridge probe with standardised inputs."""
+    """R² of a ridge probe with standardised inputs, outputs weighted by their variance.
+
+    Variance weighting, not a uniform mean over outputs: a feature that is (nearly)
+    constant on the scored split has an unbounded per-output R² and would swamp the mean.
+    """
     from sklearn.linear_model import Ridge
     from sklearn.metrics import r2_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     probe = make_pipeline(StandardScaler(), Ridge(alpha=l2)).fit(x_train, y_train)
-    return float(r2_score(y_test, probe.predict(x_test)))
+    return float(r2_score(y_test, probe.predict(x_test), multioutput="variance_weighted"))
 
 
 def feature_probe_r2(
