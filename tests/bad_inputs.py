@@ -504,27 +504,20 @@ def build_corpus(root: Path) -> list[Case]:
         )
 
     # --- extract: path containment
-    ex = root / "extract_src"
-    (ex / "Raw").mkdir(parents=True)
-    (root / "outside.mp4").write_bytes(b"outside Raw/")
     for name, (video, clip) in {
-        "dotdot_video": ("..", "outside"),
-        "dot_video": (".", "x"),
-        "abs_clip": ("v", "/etc/passwd"),
+        "dotdot_video": ("..", "outside"),  # Raw/../outside.mp4: a real file outside Raw/
+        "dot_video": (".", "inside_dot"),
+        "dotdot_clip": ("v", "../../outside"),
+        "backslash_clip": ("v", "..\\..\\outside"),
     }.items():
         d = root / f"extract_{name}"
-        (d / "Raw").mkdir(parents=True)
-        (d / "label.csv").write_text(f"video_id,clip_id,text,label,mode\n{video},{clip},hi,1.0,train\n")
+        (d / "Raw" / "v").mkdir(parents=True)
+        (d / "outside.mp4").write_bytes(b"outside Raw/")
+        rows = f"{video},{clip},hi,1.0,train\nv,2,hi,1.0,valid\nv,3,hi,1.0,test\n"
+        (d / "label.csv").write_text("video_id,clip_id,text,label,mode\n" + rows)
         o = fresh("extract")
-        cases.append(
-            Case(
-                f"extract_{name}",
-                "path",
-                ["extract", str(d), "--out", str(o), "--no-progress", "--audio", "none", "--visual", "none"],
-                "reject",
-                [o],
-            )
-        )
+        argv = ["extract", str(d), "--out", str(o), "--no-progress", "--audio", "--visual"]
+        cases.append(Case(f"extract_{name}", "path", argv, "reject", [o]))
     return cases
 
 
