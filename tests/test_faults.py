@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bad_inputs import TRAIN, build_corpus, run_case, summary
+from bad_inputs import TRAIN, _base_dataset, build_corpus, run_case, summary
 from msakit.cli import main
 
 BAD = ("traceback", "silent", "partial")
@@ -94,10 +94,11 @@ def test_disk_full_leaves_no_output(
             raise OSError(errno.ENOSPC, "No space left on device", str(dst))
         real(src, dst)  # type: ignore[arg-type]
 
+    data = str(_base_dataset(tmp_path))  # 32 samples: the failure, not the training, is under test
     monkeypatch.setattr(os, "replace", full)
     for argv, out in (
-        (_train_argv("synthetic:dominant", tmp_path / "run"), tmp_path / "run"),
-        (["sweep", "--data", "synthetic:dominant", "--out", str(tmp_path / "sw"), *TRAIN, "--field", "dropout",
+        (_train_argv(data, tmp_path / "run"), tmp_path / "run"),
+        (["sweep", "--data", data, "--out", str(tmp_path / "sw"), *TRAIN, "--field", "dropout",
           "--values", "0.1", "0.2"], tmp_path / "sw"),
     ):  # fmt: skip
         assert main(argv) == 1
