@@ -14,8 +14,8 @@ distinct: codes of the train and test splits from each seed's best checkpoint (e
 samples with every modality); for each private code q_m a ridge regression (α = 1,
 standardised inputs) from the common code c is fitted on train and scored on test as R²
 averaged over q_m's dimensions. As a control the same probe predicts the modality's
-*pairwise* code p_{m,·} from c, and c from itself shuffled across samples gives the chance
-level (≈ 0 or below). A private code the common code cannot predict (R² near the chance
+*pairwise* code p_{m,·} from c, and the same probe fitted on train pairs shuffled across
+samples gives the chance level (≈ 0 or below). A private code the common code cannot predict (R² near the chance
 level) is a distinct subspace.
 """
 
@@ -94,10 +94,11 @@ def distinct(args: argparse.Namespace) -> None:
             if name == "common":
                 continue
             rows.setdefault(f"common → {name}", []).append(_probe_r2(common[0], train[name], common[1], test[name]))
-        shuffled = rng.permutation(len(common[1]))
-        rows.setdefault("chance: common → shuffled common", []).append(
-            _probe_r2(common[0], train["common"], common[1], test["common"][shuffled])
-        )
+        for name in [n for n in train if n.startswith("private_")]:  # chance: fit on train pairs shuffled
+            shuffled = rng.permutation(len(common[0]))
+            rows.setdefault(f"chance: common → {name}, train pairs shuffled", []).append(
+                _probe_r2(common[0], train[name][shuffled], common[1], test[name])
+            )
     print("| probe (ridge, fit on train, R² on test) | R² mean ± std over seeds |\n|---|---|")
     for name, values in rows.items():
         print(f"| {name} | {statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0:.3f} |")
