@@ -122,3 +122,15 @@ def test_folder_round_trip_keeps_dialogue_and_rejects_disorder(tmp_path) -> None
         read_folder(write_folder(tmp_path / "bad", info, bad, {"text": text}))
     with pytest.raises(DataError, match="'turn'"):
         read_folder(write_folder(tmp_path / "bad2", info, labels.assign(turn=["a", 1, 0, 1] * 3), {"text": text}))
+
+
+def test_plugs_into_the_data_module(dialogue_data) -> None:  # type: ignore[no-untyped-def]
+    from msakit.data.core import DataModule
+
+    module = DataModule(dialogue_data, batch_size=12, sampler=DialogueBatches())
+    loader, weights = module.train_batches(seed=1)
+    batches = list(loader)
+    assert len(batches) == len(weights) == 5 and all(b.context is not None for b in batches)
+    first = batches[0].context
+    assert first is not None and first.turns[:6].tolist() == [0, 1, 2, 3, 4, 5]  # a whole dialogue, in order
+    assert len(set(first.dialogue_ids[:6])) == 1
