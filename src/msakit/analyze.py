@@ -14,6 +14,7 @@ with `"fused": false`, never as evidence the prediction rests on.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from dataclasses import asdict, dataclass, field
@@ -344,9 +345,7 @@ def write_outputs(analysis: Analysis, out: str | Path) -> dict[str, Path]:
     paths = {"json": out / "timeline.json", "csv": out / "timeline.csv", "png": out / "timeline.png"}
 
     def write_json(p: Path) -> None:
-        p.write_text(
-            json.dumps(analysis.to_dict(), indent=2, ensure_ascii=False, allow_nan=False, default=_nan_to_none)
-        )
+        p.write_text(json.dumps(_finite_or_none(analysis.to_dict()), indent=2, ensure_ascii=False, allow_nan=False))
 
     def write_csv(p: Path) -> None:
         with p.open("w", newline="") as fh:
@@ -354,14 +353,23 @@ def write_outputs(analysis: Analysis, out: str | Path) -> dict[str, Path]:
             writer.writeheader()
             writer.writerows(_csv_row(u, analysis.fused_modalities) for u in analysis.utterances)
 
-    for key, write in (("json", write_json), ("csv", write_csv), ("png", lambda p: plot(analysis, p))):
-        with atomic_path(paths[key]) as tmp:
-            write(tmp)
+    # all three are written before any is renamed into place: a failure (a full disk while
+    # drawing the PNG) leaves none of them, not a timeline without its plot
+    with contextlib.ExitStack() as stack:
+        for key, write in (("json", write_json), ("csv", write_csv), ("png", lambda p: plot(analysis, p))):
+            write(stack.enter_context(atomic_path(paths[key], suffix=paths[key].suffix)))
     return paths
 
 
-def _nan_to_none(value: Any) -> Any:
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def _finite_or_none(value: Any) -> Any:
+    """NaN / Inf (e.g. a cue with no voiced frame) become JSON null."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
 
 
 def plot(analysis: Analysis, path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -191,8 +192,30 @@ def apply_overrides(config: C, overrides: Mapping[str, Any], owner: str) -> C:
             raise ConfigError(
                 f"{owner}: field {key!r} expects {_hint_name(hints[key])}, got {type(value).__name__} {value!r}"
             )
+        _check_value(key, value, owner)
         changes[key] = value
     return dataclasses.replace(config, **changes)  # type: ignore[type-var]
+
+
+_POSITIVE_INTS = ("epochs", "batch_size", "eval_batch_size", "patience", "num_heads", "heads")
+
+
+def _check_value(key: str, value: Any, owner: str) -> None:
+    """Values no config can mean: NaN/Inf numbers, sizes < 1, dropout outside [0, 1), no seeds."""
+    problem = ""
+    if isinstance(value, float) and not math.isfinite(value):
+        problem = "a finite number"
+    elif isinstance(value, int) and not isinstance(value, bool) and (key in _POSITIVE_INTS or key.endswith("_dim")):
+        problem = "at least 1" if value < 1 else ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not problem:
+        if key == "lr" and value <= 0:
+            problem = "> 0"
+        elif (key == "dropout" or key.endswith("_dropout")) and not 0 <= value < 1:
+            problem = "in [0, 1)"
+    if key == "seeds" and isinstance(value, tuple) and not value:
+        problem = "at least one seed"
+    if problem:
+        raise ConfigError(f"{owner}: field {key!r} must be {problem}, got {value!r}")
 
 
 def _hint_name(hint: Any) -> str:
@@ -204,7 +227,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key=value")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    if not key.strip():
+        raise ConfigError(f"override {text!r} has no field name before '='")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({' '.join(str(exc).split())})") from None
     if isinstance(value, str):
         with contextlib.suppress(ValueError):  # YAML 1.1 reads "3e-4" (no dot) as a string
             value = float(value)
@@ -238,9 +266,11 @@ def load_yaml_overrides(path: str | Path) -> dict[str, dict[str, Any]]:
     """A preset (a file, or a shipped `<model>/<dataset>`): sections `model:` and `train:` of overrides."""
     path = resolve_preset(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read preset: {exc}") from exc
+        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a YAML preset (not UTF-8 text: {exc.reason} at byte {exc.start})") from None
+    except (OSError, yaml.YAMLError, RecursionError) as exc:
+        raise ConfigError(f"{path}: cannot read preset: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict) or set(data) - {"model", "train"}:
         raise ConfigError(f"{path}: a preset has only the sections 'model' and 'train'")
     for section, fields in data.items():

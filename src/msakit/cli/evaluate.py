@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="dataset spec; must match the checkpoint's features")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"), help="split to evaluate")
     p.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    p.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
     p.set_defaults(func=run_eval)
 
     p = subparsers.add_parser(
@@ -42,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="dataset spec")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"), help="split to predict")
     p.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=run_predict)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from msakit.batch import MODALITIES
+from msakit.data import validate
 from msakit.data.core import SPLITS, DatasetInfo, ModalityArrays, MSADataset, SplitData
 from msakit.errors import DataError
 
@@ -49,13 +50,10 @@ def read_folder(path: str | Path) -> MSADataset:
     for m, mmeta in meta["modalities"].items():
         if m not in MODALITIES:
             raise DataError(f"unknown modality {m!r}; expected one of {MODALITIES}", path=root / "meta.json", field=m)
-        values = _load_array(root / f"{m}.npy", m)
-        lengths = _load_array(root / f"{m}.lengths.npy", f"{m}_lengths")
+        values = validate.load_array(root / f"{m}.npy", m)
+        lengths = validate.load_array(root / f"{m}.lengths.npy", f"{m}_lengths", lengths=True)
         id_file = root / f"{m}.ids.txt"
-        try:
-            row_ids = id_file.read_text().splitlines()
-        except OSError as exc:
-            raise DataError(f"cannot read: {exc}", path=id_file, field="id") from exc
+        row_ids = validate.read_ids(id_file)
         if values.ndim != 3 or len(row_ids) != values.shape[0] or lengths.shape != (values.shape[0],):
             raise DataError(
                 f"{m}.npy has shape {values.shape}, {m}.lengths.npy {lengths.shape} and {m}.ids.txt "
@@ -91,6 +89,7 @@ def read_folder(path: str | Path) -> MSADataset:
         description=str(meta.get("description", "")),
         features={m: f for m, f in ((m, feature_set_id(meta["modalities"][m])) for m in dims) if f},
     )
+    validate.check_class_labels(labels["label"], info.num_classes, root / "labels.csv", labels["id"].tolist())
     splits: dict[str, SplitData] = {}
     for split in SPLITS:
         part = labels[labels["split"] == split]
@@ -187,15 +186,13 @@ class _Gather:
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read dataset metadata: {exc}", path=path) from exc
+    meta = validate.read_json(path, "dataset metadata")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataError(f"not an msakit dataset (format must be {FORMAT!r})", path=path, field="format")
     for key in ("metric_set", "modalities"):
         if key not in meta:
             raise DataError("required key missing", path=path, field=key)
+    validate.check_meta(meta, path)
     return meta
 
 
@@ -220,13 +217,6 @@ def _read_labels(path: Path, *, regression: bool) -> pd.DataFrame:
     return frame
 
 
-def _load_array(path: Path, field_name: str) -> np.ndarray:
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read array: {exc}", path=path, field=field_name) from exc
-
-
 def write_folder(
     out: str | Path,
     info: DatasetInfo,
@@ -235,6 +225,7 @@ def write_folder(
     *,
     modality_meta: Mapping[str, Mapping[str, Any]] | None = None,
     overwrite: bool = False,
+    extra_files: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a dataset folder atomically: into a temporary sibling, then rename.
 
@@ -245,7 +236,9 @@ def write_folder(
     if out.exists() and not overwrite:
         raise DataError("output exists; pass overwrite=True (CLI: --overwrite) to replace it", path=out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    for stale in out.parent.glob(f".{out.name}.tmp-*"):  # left by a writer killed mid-way
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; a dataset folder is meant to be shared
     try:
         meta = {
@@ -264,6 +257,8 @@ def write_folder(
                 **dict((modality_meta or {}).get(m, {})),
             }
         labels.to_csv(tmp / "labels.csv", index=False)
+        for name, text in (extra_files or {}).items():  # e.g. extract's errors.csv: in place with the rest
+            (tmp / name).write_text(text)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         if out.exists():
             shutil.rmtree(out)

@@ -88,8 +88,15 @@ def read_h5_array(path: Path, ndim: Sequence[int]) -> np.ndarray:
             key = next((k for k in ("data", "d1") if k in h5), keys[0] if len(keys) == 1 else None)
             if key is None or not isinstance(h5[key], h5py.Dataset):
                 raise DataError(f"expected one dataset (key 'data' or 'd1'), found keys {keys}", path=path)
-            values = np.asarray(h5[key][()], dtype=np.float64)
-    except OSError as exc:
+            raw = np.asarray(h5[key][()])
+            if raw.dtype.kind not in "fiu" or raw.dtype.fields is not None:  # complex, bool, strings, records
+                raise DataError(f"array has dtype {raw.dtype}; expected real numbers", path=path, field=key)
+            values = raw.astype(np.float64)
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"cannot read HDF5: {exc}", path=path) from exc
+    except RecursionError as exc:
         raise DataError(f"cannot read HDF5: {exc}", path=path) from exc
     if values.ndim not in ndim:
         raise DataError(f"array has shape {values.shape}, expected {' or '.join(map(str, ndim))} dims", path=path)

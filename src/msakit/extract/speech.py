@@ -2,6 +2,7 @@
 
 Transcript files:
 - ``.srt``: subtitle blocks (``HH:MM:SS,mmm --> HH:MM:SS,mmm`` then the text lines);
+- ``.vtt``: WebVTT cues (``[HH:]MM:SS.mmm --> [HH:]MM:SS.mmm``; header, NOTE and STYLE blocks skipped);
 - ``.csv`` / ``.tsv``: a header with start, end and text columns (separator sniffed; MOUD's
   ``#starttime;#endtime;transcription`` is recognised); times in seconds;
 - ``.txt``: plain text, one utterance spanning the whole clip (no times are known).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +53,7 @@ def read_transcript(path: str | Path, duration: float | None = None) -> list[Utt
     except UnicodeDecodeError as exc:
         raise DataError(f"transcript is not UTF-8 text: {exc}", path=path) from exc
     suffix = path.suffix.lower()
-    if suffix == ".srt":
+    if suffix in (".srt", ".vtt"):
         utterances = _parse_srt(content, path)
     elif suffix in (".csv", ".tsv"):
         utterances = _parse_csv(content, path)
@@ -62,25 +64,42 @@ def read_transcript(path: str | Path, duration: float | None = None) -> list[Utt
         utterances = [Utterance(0.0, float(duration) if duration else 0.0, text)]
     if not utterances:
         raise DataError("transcript has no utterance", path=path)
-    for u in utterances:
+    for n, u in enumerate(utterances, start=1):
+        if not (math.isfinite(u.start) and math.isfinite(u.end)) or u.start < 0:
+            raise DataError(f"utterance {n}: times must be finite and >= 0, got {u.start}..{u.end}", path=path)
         if u.end < u.start:
-            raise DataError(f"utterance ends ({u.end}) before it starts ({u.start})", path=path)
+            raise DataError(f"utterance {n} ends ({u.end}) before it starts ({u.start})", path=path)
     return utterances
 
 
-_SRT_TIME = re.compile(r"(\d+):(\d+):(\d+)[,.](\d+)\s*-->\s*(\d+):(\d+):(\d+)[,.](\d+)")
+# SRT: HH:MM:SS,mmm; WebVTT: [HH:]MM:SS.mmm (hours optional)
+_TIME = r"(?:(\d+):)?(\d{1,2}):(\d{1,2})[,.](\d{1,3})"
+_SRT_TIME = re.compile(_TIME + r"\s*-->\s*" + _TIME)
+
+
+def _seconds(groups: tuple[str | None, ...], line: str, path: Path) -> float:
+    h, m, s, ms = groups
+    assert m is not None and s is not None and ms is not None  # the regex makes only the hours optional
+    if int(m) >= 60 or int(s) >= 60:
+        raise DataError(f"invalid time (minutes and seconds must be < 60): {line.strip()!r}", path=path)
+    return int(h or 0) * 3600 + int(m) * 60 + int(s) + int(ms.ljust(3, "0")) / 1000
 
 
 def _parse_srt(content: str, path: Path) -> list[Utterance]:
     out = []
-    for block in re.split(r"\n\s*\n", content.replace("\r\n", "\n").strip()):
+    blocks = re.split(r"\n\s*\n", content.replace("\r\n", "\n").strip())
+    if blocks and blocks[0].startswith("WEBVTT"):
+        blocks = blocks[1:]  # the WebVTT header block
+    for block in blocks:
         lines = [line for line in block.split("\n") if line.strip()]
+        if lines and lines[0].startswith(("NOTE", "STYLE", "REGION")):
+            continue  # WebVTT comment / style blocks
         idx = next((k for k, line in enumerate(lines) if _SRT_TIME.search(line)), None)
         if idx is None:
-            raise DataError(f"SRT block without a 'start --> end' line: {block[:60]!r}", path=path)
-        g = [int(x) for x in _SRT_TIME.search(lines[idx]).groups()]  # type: ignore[union-attr]
-        start = g[0] * 3600 + g[1] * 60 + g[2] + g[3] / 1000
-        end = g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000
+            raise DataError(f"subtitle block without a 'start --> end' line: {block[:60]!r}", path=path)
+        g = _SRT_TIME.search(lines[idx]).groups()  # type: ignore[union-attr]
+        start = _seconds(g[:4], lines[idx], path)
+        end = _seconds(g[4:], lines[idx], path)
         text = " ".join(" ".join(lines[idx + 1 :]).split())
         if text:
             out.append(Utterance(start, end, text))
@@ -100,7 +119,10 @@ def _parse_csv(content: str, path: Path) -> list[Utterance]:
         dialect: Any = csv.Sniffer().sniff(content.split("\n", 1)[0], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    rows = list(csv.reader(io.StringIO(content), dialect))
+    try:
+        rows = list(csv.reader(io.StringIO(content, newline=""), dialect))
+    except csv.Error as exc:
+        raise DataError(f"not a readable CSV transcript: {exc}", path=path) from None
     if len(rows) < 2:
         raise DataError("CSV transcript needs a header and at least one row", path=path)
     header = rows[0]

@@ -28,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from msakit.data.core import DatasetInfo
-from msakit.errors import DataError
+from msakit.errors import DataError, MsakitError
 from msakit.io import atomic_dir, recover_dir
 from msakit.models.base import MSAModel
 from msakit.registry import create_model
@@ -147,13 +147,25 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     """The model (in eval mode) and the checkpoint's metadata."""
     path = Path(path)
     meta = read_checkpoint_meta(path)
-    # a checkpoint saved before input normalisation existed has no feature_norm field: it had none
-    model = create_model(meta["model"], **{"feature_norm": False, **meta["model_config"]})
+    try:
+        # a checkpoint saved before input normalisation existed has no feature_norm field: it had none
+        model = create_model(meta["model"], **{"feature_norm": False, **meta["model_config"]})
+    except MsakitError as exc:  # an unknown model or field: say it is this config.json's
+        raise DataError(str(exc), path=path / CONFIG, field="model_config") from None
     try:
         state = load_file(str(path / WEIGHTS), device=str(map_location))
     except (OSError, SafetensorError) as exc:
         raise DataError(f"cannot read weights: {_first_line(exc)}", path=path / WEIGHTS) from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    nonfinite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if nonfinite:
+        raise DataError(f"{len(nonfinite)} tensor(s) hold NaN/Inf (first: {nonfinite[0]})", path=path / WEIGHTS)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes: config.json's sizes disagree with the weights
+        raise DataError(
+            f"weights do not fit the model config.json describes: {' '.join(str(exc).split()[:40])}",
+            path=path / WEIGHTS,
+        ) from None
     if missing or unexpected:
         raise DataError(
             f"weights do not fit model {meta['model']!r}: missing {missing[:5]}, unexpected {unexpected[:5]}",
@@ -171,6 +183,7 @@ def latest_resumable(run_dir: str | Path, name: str = "last") -> Path | None:
     removed. A `last` folder from before atomic saves that lacks `optimizer.pt` is
     reported by `read_optimizer_state`.
     """
+    recover_dir(Path(run_dir) / "best")  # swapped the same way: a kill mid-swap must not lose it
     return recover_dir(Path(run_dir) / name)
 
 
@@ -205,8 +218,8 @@ def read_optimizer_state(path: Path, *, map_location: str | torch.device = "cpu"
                 path=file,
             ) from None
         raise DataError(f"damaged or truncated ({_first_line(exc)})", path=file) from None
-    except (OSError, RuntimeError, EOFError, ValueError, KeyError) as exc:
-        raise DataError(f"damaged or truncated ({_first_line(exc)})", path=file) from None
+    except Exception as exc:  # torch's parsers fail on damaged bytes with any of a dozen types (fuzzed)
+        raise DataError(f"damaged or truncated ({type(exc).__name__}: {_first_line(exc)})", path=file) from None
     if not isinstance(data, dict) or "optimizer" not in data or not isinstance(data["optimizer"], dict):
         raise DataError("not an msakit optimizer state (needs an 'optimizer' entry)", path=file, field="optimizer")
     rng = data.get("torch_rng")
