@@ -381,3 +381,36 @@ def test_kill_extract_then_rerun_is_byte_identical(tmp_path: Path, target: str, 
     assert not out.exists()
     assert _drive(tmp_path, "none", 0, "never", argv(out), MSAKIT_STUB_TEXT="1") == 0
     assert _tree(out) == _tree(tmp_path / "ref")
+
+
+# ----------------------------------------------------------------------------- the boundary itself
+
+
+def test_an_unexpected_error_is_one_line_pointing_to_debug(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def bug(args: object) -> int:
+        raise ZeroDivisionError("division by zero\nsecond line")
+
+    monkeypatch.setattr("msakit.cli.build_parser", _patched_parser({"models": bug}))
+    assert main(["models"]) == 3
+    line = _one_error_line(capsys.readouterr().err)
+    assert "internal error: ZeroDivisionError: division by zero second line" in line and "--debug" in line
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", "models"])
+
+
+def _patched_parser(funcs: dict) -> object:
+    from msakit import cli
+
+    real = cli.build_parser
+
+    def build() -> object:
+        parser = real()
+        for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
+            for name, sub in action.choices.items():
+                if name in funcs:
+                    sub.set_defaults(func=funcs[name])
+        return parser
+
+    return build
