@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=FORMATTER,
     )
     p.add_argument("video", type=Path, help="video (or audio) file")
-    p.add_argument("--transcript", type=Path, help="transcript: .srt, .csv with start/end/text, or plain .txt")
+    p.add_argument("--transcript", type=Path, help="transcript: .srt, .vtt, .csv with start/end/text, or plain .txt")
     p.add_argument(
         "--model", default="default_text",
         help="checkpoint folder, or the name of a checkpoint packaged in msakit/checkpoints",
