@@ -103,7 +103,7 @@ def test_a_rank_dying_mid_epoch_stops_the_others_with_a_clear_error(tmp_path: Pa
     start = time.monotonic()
     _, err = procs[0].communicate(timeout=120)
     procs[1].wait()
-    assert procs[0].returncode not in (0, None)
+    assert procs[0].returncode == 1  # an environment failure, not bad input
     assert time.monotonic() - start < 90  # failed, did not hang
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "rank 0 lost contact with the other ranks" in lines[0], err

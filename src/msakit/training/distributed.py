@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from msakit.errors import ConfigError, TrainingError
+from msakit.errors import ConfigError, EnvironmentFailure, TrainingError
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -179,9 +179,17 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def lost_rank_error(exc: BaseException, rank: int) -> TrainingError:
-    """The one-line error a rank raises when a collective fails because another rank is gone."""
-    return TrainingError(
+def is_collective_failure(exc: BaseException) -> bool:
+    """Whether `exc` is a failed collective (a peer died, stopped or timed out), not a bug."""
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc)
+    return any(s in text for s in ("gloo", "Connection closed by peer", "NCCL", "timed out", "Timed out"))
+
+
+def lost_rank_error(exc: BaseException, rank: int) -> EnvironmentFailure:
+    """The one-line error (exit code 1) a rank raises when a collective fails because another rank is gone."""
+    return EnvironmentFailure(
         f"distributed: rank {rank} lost contact with the other ranks (one died or stopped): {_first_line(exc)}"
     )
 
@@ -249,4 +257,4 @@ def _stop(procs: Sequence[subprocess.Popen[bytes]], grace: float) -> None:
             p.wait()
 
 
-__all__ = ["Runtime", "init_runtime", "launch", "lost_rank_error", "resolve_device"]
+__all__ = ["Runtime", "init_runtime", "is_collective_failure", "launch", "lost_rank_error", "resolve_device"]

@@ -44,7 +44,7 @@ from msakit.training.checkpoint import (
     read_optimizer_state,
     save_checkpoint,
 )
-from msakit.training.distributed import Runtime, init_runtime, lost_rank_error, resolve_device
+from msakit.training.distributed import Runtime, init_runtime, is_collective_failure, lost_rank_error, resolve_device
 from msakit.training.engine import BatchTransform, Callback, FitState, fit, supervised_loss
 
 __all__ = [
@@ -233,6 +233,14 @@ class Trainer:
         return result
 
     def fit_seed(self, seed: int, *, resume: bool = False) -> SeedResult:
+        try:
+            return self._fit_seed(seed, resume=resume)
+        except RuntimeError as exc:  # a collective failed: another rank died or stopped
+            if isinstance(exc, TrainingError) or not (self.runtime.is_distributed and is_collective_failure(exc)):
+                raise
+            raise lost_rank_error(exc, self.runtime.rank) from None
+
+    def _fit_seed(self, seed: int, *, resume: bool) -> SeedResult:
         cfg, run_dir, rt = self.cfg, self.out_dir / f"seed{seed}", self.runtime
         if rt.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -249,10 +257,6 @@ class Trainer:
             final = self._fit(model, optimizer, protocol, state, seed)
         except TrainingError as exc:
             raise TrainingError(f"{exc}; the last good checkpoint in {run_dir / 'best'} is intact") from None
-        except RuntimeError as exc:  # a collective failed: another rank died or stopped
-            if not rt.is_distributed:
-                raise
-            raise lost_rank_error(exc, rt.rank) from None
         finally:
             protocol.close()
         if final.best_epoch == 0:
