@@ -1,19 +1,20 @@
-"""`msakit eval` and `msakit predict`: use a trained checkpoint."""
+"""`msakit eval` and `msakit predict`: thin faces over `msakit.service`."""
 
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
-from typing import Any
 
-import torch
-
-from msakit.batch import MODALITIES
 from msakit.cli.common import FORMATTER
 from msakit.data.core import MSADataset
-from msakit.io import atomic_open, atomic_write_json
-from msakit.models.base import MSAModel
+from msakit.service import (
+    LoadedModel,
+    evaluate_split,
+    load_model,
+    predict_split,
+    write_metrics_json,
+    write_predictions_csv,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,47 +48,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_predict)
 
 
-def _load(args: argparse.Namespace) -> tuple[MSAModel, dict[str, Any], MSADataset]:
+def _load(args: argparse.Namespace) -> tuple[LoadedModel, MSADataset]:
     from msakit.data import load_dataset
-    from msakit.training import load_checkpoint
-    from msakit.training.compat import check_compatible
 
-    model, meta = load_checkpoint(args.checkpoint)
-    dataset = load_dataset(args.data)
-    check_compatible(meta, dataset.info, args.checkpoint)
-    return model, meta, dataset
+    return load_model(args.checkpoint), load_dataset(args.data)
 
 
 def run_eval(args: argparse.Namespace) -> int:
     from msakit.report import format_value
-    from msakit.training import evaluate
 
-    model, meta, dataset = _load(args)
-    metrics = evaluate(model, dataset.split(args.split), dataset.info.metric_set)
-    print(f"{meta['model']} on {dataset.info.name} [{args.split}]")
-    for k, v in metrics.items():
+    loaded, dataset = _load(args)
+    result = evaluate_split(loaded, dataset, args.split)
+    print(f"{result.model} on {result.dataset} [{result.split}]")
+    for k, v in result.metrics.items():
         print(f"  {k:<14} {format_value(k, v)}")
     if args.json:
-        atomic_write_json(args.json, {"checkpoint": str(args.checkpoint), "split": args.split, "metrics": metrics})
+        write_metrics_json(result, args.json)
     return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    model, _, dataset = _load(args)
-    split = dataset.split(args.split)
-    header = ["id", "label", "prediction"]
-    header += [f"{kind}_{m}" for kind in ("present", "weight", "uncertainty") for m in MODALITIES]
-    with atomic_open(args.out, "w", newline="") as fh, torch.no_grad():
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        for batch in split.loader(128, shuffle=False):
-            out = model(batch)
-            pred = out.prediction.argmax(-1) if model.is_classifier else out.prediction
-            for i, sample_id in enumerate(batch.ids):
-                row = [sample_id, float(batch.labels[i]), float(pred[i])]
-                row += [int(batch.present[i, j]) for j in range(len(MODALITIES))]
-                for extra in (out.modality_weights, out.uncertainty):
-                    row += [float(extra[i, j]) if extra is not None else "" for j in range(len(MODALITIES))]
-                writer.writerow(row)
-    print(f"wrote {len(split)} predictions to {args.out}")
+    loaded, dataset = _load(args)
+    result = predict_split(loaded, dataset, args.split)
+    write_predictions_csv(result, args.out)
+    print(f"wrote {len(result.samples)} predictions to {args.out}")
     return 0

@@ -1,0 +1,335 @@
+"""The service layer under the CLI and the REST service: plain results, separate writers.
+
+`load_model` opens a checkpoint once; `evaluate_split`, `predict_split` and
+`predict_features` return plain result objects (`EvalResult`, `PredictionResult`);
+`write_metrics_json`, `write_predictions_csv` and `prediction_json` turn them into files
+or JSON-ready dicts. `msakit eval` / `msakit predict` and `msakit serve` are thin faces
+over these functions, so the CLI and the service share one code path.
+
+`predict_features` builds a `Batch` directly from arrays (no dataset, no collation
+through a loader): per sample and modality a (D,) pooled vector or an (L, D) sequence.
+Every array is checked before the model runs: a known modality, the checkpoint's width,
+finite values, at most `max_samples` samples and `max_steps` steps; a failure is one
+`DataError` naming the sample and field.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from msakit.batch import MODALITIES, Batch
+from msakit.data.core import MSADataset
+from msakit.errors import DataError
+from msakit.io import atomic_open, atomic_write_json
+from msakit.models.base import MSAModel
+
+
+@dataclass
+class LoadedModel:
+    """A checkpoint opened for inference, with what a client must know to call it."""
+
+    name: str
+    path: Path
+    model: MSAModel
+    meta: dict[str, Any]
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.model.modalities
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {m: self.model.config.dim(m) for m in self.modalities}
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready: model, modalities and widths, feature sets (text encoder), metrics."""
+        dataset = self.meta.get("dataset") or {}
+        features = dict(dataset.get("features") or {})
+        caps = self.model.capabilities
+        return {
+            "name": self.name,
+            "model": self.meta["model"],
+            "modalities": list(self.modalities),
+            "dims": self.dims,
+            "task": "classification" if self.model.is_classifier else "regression",
+            "class_names": list(dataset.get("class_names") or ()),
+            "dataset": dataset.get("name"),
+            "features": features,
+            "text_encoder": features.get("text"),
+            "metrics": {k: self.meta.get(k) for k in ("valid", "epoch", "seed")},
+            "capabilities": asdict(caps),
+            "msakit_version": self.meta.get("msakit_version"),
+        }
+
+
+def load_model(path: str | Path, *, name: str | None = None) -> LoadedModel:
+    """Open the checkpoint folder `path` (model.safetensors + config.json) on the CPU."""
+    from msakit.training import load_checkpoint
+
+    model, meta = load_checkpoint(path)
+    return LoadedModel(name=name or meta["model"], path=Path(path), model=model, meta=meta)
+
+
+# ---- results ---------------------------------------------------------------------------
+
+
+@dataclass
+class EvalResult:
+    checkpoint: str
+    model: str
+    dataset: str
+    split: str
+    metrics: dict[str, float]
+
+
+@dataclass
+class SamplePrediction:
+    """One sample's prediction and explanations (weights/uncertainty: None when not reported)."""
+
+    id: str
+    prediction: float
+    label: float | None = None
+    scores: list[float] | None = None  # class logits, classifiers only
+    present: dict[str, bool] = field(default_factory=dict)
+    weights: dict[str, float] | None = None
+    uncertainty: dict[str, float] | None = None
+    explanations: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PredictionResult:
+    model: str
+    task: str
+    samples: list[SamplePrediction]
+
+
+# ---- functions ---------------------------------------------------------------------------
+
+
+def _checked(loaded: LoadedModel, dataset: MSADataset) -> None:
+    from msakit.training.compat import check_compatible
+
+    check_compatible(loaded.meta, dataset.info, loaded.path)
+
+
+def evaluate_split(loaded: LoadedModel, dataset: MSADataset, split: str) -> EvalResult:
+    """MMSA metrics (msakit.metrics) of the checkpoint on one split of `dataset`."""
+    from msakit.training import evaluate
+
+    _checked(loaded, dataset)
+    metrics = evaluate(loaded.model, dataset.split(split), dataset.info.metric_set)
+    return EvalResult(str(loaded.path), loaded.meta["model"], dataset.info.name, split, metrics)
+
+
+def _samples(loaded: LoadedModel, batch: Batch, with_labels: bool) -> list[SamplePrediction]:
+    model = loaded.model
+    with torch.no_grad():
+        out = model(batch)
+    pred = out.prediction.argmax(-1) if model.is_classifier else out.prediction
+
+    def per_modality(t: torch.Tensor | None, i: int) -> dict[str, float] | None:
+        return None if t is None else {m: float(t[i, j]) for j, m in enumerate(MODALITIES)}
+
+    result = []
+    for i, sample_id in enumerate(batch.ids):
+        explain = {k: v[i].tolist() for k, v in out.explanations.items() if v.dim() >= 1 and len(v) == batch.size}
+        result.append(
+            SamplePrediction(
+                id=sample_id,
+                prediction=float(pred[i]),
+                label=float(batch.labels[i]) if with_labels else None,
+                scores=[float(s) for s in out.prediction[i]] if model.is_classifier else None,
+                present={m: bool(batch.present[i, j]) for j, m in enumerate(MODALITIES)},
+                weights=per_modality(out.modality_weights, i),
+                uncertainty=per_modality(out.uncertainty, i),
+                explanations=explain,
+            )
+        )
+    return result
+
+
+def _task(loaded: LoadedModel) -> str:
+    return "classification" if loaded.model.is_classifier else "regression"
+
+
+def predict_split(loaded: LoadedModel, dataset: MSADataset, split: str, *, batch_size: int = 128) -> PredictionResult:
+    """Every sample of a split: prediction, label, presence, weights and uncertainty."""
+    _checked(loaded, dataset)
+    loaded.model.eval()
+    samples: list[SamplePrediction] = []
+    for batch in dataset.split(split).loader(batch_size, shuffle=False):
+        samples += _samples(loaded, batch, with_labels=True)
+    return PredictionResult(loaded.meta["model"], _task(loaded), samples)
+
+
+def batch_from_arrays(
+    loaded: LoadedModel,
+    samples: Sequence[Mapping[str, Any]],
+    *,
+    ids: Sequence[str] | None = None,
+    max_samples: int = 256,
+    max_steps: int = 1024,
+    source: str = "request",
+) -> Batch:
+    """A validated `Batch` from per-sample arrays: modality -> (D,) or (L, D); a missing one is absent."""
+    if not samples:
+        raise DataError("no samples", path=source, field="samples")
+    if len(samples) > max_samples:
+        raise DataError(f"{len(samples)} samples, at most {max_samples} per request", path=source, field="samples")
+    mods, dims = loaded.modalities, loaded.dims
+    parsed: list[dict[str, np.ndarray]] = []
+    for i, sample in enumerate(samples):
+        if not isinstance(sample, Mapping):
+            raise DataError("a sample must be an object of modality -> array", path=source, field=f"samples[{i}]")
+        unknown = sorted(set(sample) - set(MODALITIES))
+        if unknown:
+            raise DataError(f"unknown modality {unknown[0]!r}; expected {list(mods)}", path=source, field=unknown[0])
+        arrays = {}
+        for m, value in sample.items():
+            if m not in mods:
+                continue  # a modality the model does not read
+            where = f"samples[{i}].{m}"
+            try:
+                x = np.asarray(value, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise DataError("not a numeric array", path=source, field=where) from None
+            if x.ndim == 1:
+                x = x[None, :]
+            if x.ndim != 2 or x.shape[1] != dims[m]:
+                raise DataError(
+                    f"shape {list(np.shape(value))}, expected ({dims[m]},) or (L, {dims[m]})", path=source, field=where
+                )
+            if not 1 <= x.shape[0] <= max_steps:
+                raise DataError(f"{x.shape[0]} steps, expected 1..{max_steps}", path=source, field=where)
+            if not np.isfinite(x).all():
+                raise DataError("holds NaN or Inf", path=source, field=where)
+            arrays[m] = x
+        need = loaded.model.capabilities.min_modalities
+        if len(arrays) < need:
+            raise DataError(
+                f"{len(arrays)} of the model's modalities {list(mods)} given, it needs at least {need}",
+                path=source,
+                field=f"samples[{i}]",
+            )
+        parsed.append(arrays)
+    n = len(parsed)
+    features: dict[str, torch.Tensor] = {}
+    masks: dict[str, torch.Tensor] = {}
+    present = torch.zeros(n, len(MODALITIES), dtype=torch.bool)
+    for m in mods:
+        length = max((a[m].shape[0] for a in parsed if m in a), default=1)
+        padded = torch.zeros(n, length, dims[m])
+        mask = torch.zeros(n, length, dtype=torch.bool)
+        for i, arrays in enumerate(parsed):
+            if m in arrays:
+                steps = arrays[m].shape[0]
+                padded[i, :steps] = torch.from_numpy(arrays[m])
+                mask[i, :steps] = True
+                present[i, MODALITIES.index(m)] = True
+        features[m], masks[m] = padded, mask
+    names = [str(s) for s in ids] if ids is not None else [str(i) for i in range(n)]
+    if len(names) != n:
+        raise DataError(f"{len(names)} ids for {n} samples", path=source, field="ids")
+    return Batch(features=features, masks=masks, present=present, labels=torch.zeros(n), ids=names)
+
+
+def predict_features(
+    loaded: LoadedModel,
+    samples: Sequence[Mapping[str, Any]],
+    *,
+    ids: Sequence[str] | None = None,
+    max_samples: int = 256,
+    max_steps: int = 1024,
+    source: str = "request",
+) -> PredictionResult:
+    """Predictions for feature arrays given directly (see `batch_from_arrays`)."""
+    caps = loaded.model.capabilities
+    if caps.reads_raw_text or caps.needs_dialogue_context or caps.needs_frames:
+        raise DataError(
+            f"model {loaded.meta['model']!r} reads raw text, dialogue context or frames; "
+            "it cannot predict from feature arrays alone",
+            path=loaded.path,
+            field="capabilities",
+        )
+    batch = batch_from_arrays(loaded, samples, ids=ids, max_samples=max_samples, max_steps=max_steps, source=source)
+    loaded.model.eval()
+    return PredictionResult(loaded.meta["model"], _task(loaded), _samples(loaded, batch, with_labels=False))
+
+
+def samples_from_npz(data: bytes, *, source: str = "upload") -> tuple[list[dict[str, np.ndarray]], list[str] | None]:
+    """Samples from an .npz: `text`/`audio`/`visual` as (B, L, D) (or (L, D) / (D,) for one sample),
+    optional `<modality>_mask` (B, L) and `ids` (B,). Never unpickles."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except ValueError as exc:  # an object array (a pickle inside) or a damaged archive
+        raise DataError(f"not a plain .npz archive: {exc}", path=source) from None
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, OSError ...
+        raise DataError(f"not an .npz archive ({type(exc).__name__})", path=source) from None
+    ids = [str(i) for i in arrays.pop("ids").tolist()] if "ids" in arrays else None
+    masks = {k[: -len("_mask")]: arrays.pop(k) for k in list(arrays) if k.endswith("_mask")}
+    unknown = sorted(set(arrays) - set(MODALITIES))
+    if unknown:
+        raise DataError(f"unknown array {unknown[0]!r}; expected {list(MODALITIES)}", path=source, field=unknown[0])
+    sizes = set()
+    for m, x in list(arrays.items()):
+        if x.ndim in (1, 2):
+            arrays[m] = x = x[None]
+        if x.ndim != 3:
+            raise DataError(f"shape {list(x.shape)}, expected (B, L, D)", path=source, field=m)
+        sizes.add(x.shape[0])
+    if len(sizes) > 1:
+        raise DataError(f"modalities disagree on the number of samples: {sorted(sizes)}", path=source)
+    n = sizes.pop() if sizes else 0
+    samples: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
+    for m, x in arrays.items():
+        mask = masks.get(m)
+        if mask is not None and mask.shape != x.shape[:2]:
+            raise DataError(f"shape {list(mask.shape)}, expected {list(x.shape[:2])}", path=source, field=f"{m}_mask")
+        for i in range(n):
+            steps = x[i] if mask is None else x[i][mask[i].astype(bool)]
+            if len(steps):
+                samples[i][m] = steps
+    return samples, ids
+
+
+# ---- writers ---------------------------------------------------------------------------
+
+
+def metrics_json(result: EvalResult) -> dict[str, Any]:
+    return {"checkpoint": result.checkpoint, "split": result.split, "metrics": result.metrics}
+
+
+def write_metrics_json(result: EvalResult, path: str | Path) -> Path:
+    return atomic_write_json(path, metrics_json(result))
+
+
+def prediction_json(result: PredictionResult) -> dict[str, Any]:
+    return {"model": result.model, "task": result.task, "predictions": [asdict(s) for s in result.samples]}
+
+
+PREDICTION_HEADER = ["id", "label", "prediction"] + [
+    f"{kind}_{m}" for kind in ("present", "weight", "uncertainty") for m in MODALITIES
+]
+
+
+def write_predictions_csv(result: PredictionResult, path: str | Path) -> Path:
+    """id, label, prediction, then per modality: present, weight and uncertainty ("" when not reported)."""
+    with atomic_open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(PREDICTION_HEADER)
+        for s in result.samples:
+            row: list[Any] = [s.id, "" if s.label is None else s.label, s.prediction]
+            row += [int(s.present.get(m, False)) for m in MODALITIES]
+            for extra in (s.weights, s.uncertainty):
+                row += [extra[m] if extra is not None else "" for m in MODALITIES]
+            writer.writerow(row)
+    return Path(path)
