@@ -41,9 +41,6 @@ class DatasetInfo:
     # modality -> the feature set it holds (extractor / text encoder and width), recorded in every
     # checkpoint; applying a checkpoint to another feature set is an error (msakit.training.compat)
     features: Mapping[str, str] = field(default_factory=dict)
-    # modality -> the feature set it holds (extractor / text encoder and width), recorded in every
-    # checkpoint; applying a checkpoint to another feature set is an error (msakit.training.compat)
-    features: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.metric_set not in METRIC_SETS:
