@@ -1,0 +1,83 @@
+"""`msakit serve`: the REST service (msakit.serve) over one or more checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from msakit.cli.common import FORMATTER
+from msakit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from msakit.service import LoadedModel
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve checkpoints over REST (needs the [serve] extra)",
+        description=(
+            "Serve CHECKPOINT folders over HTTP: GET /v1/models, POST /v1/predict, /healthz, /readyz, /metrics, "
+            "/openapi.json (see docs/serve.md). Binds to loopback; any other host requires an API token."
+        ),
+        formatter_class=FORMATTER,
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="[NAME=]DIR",
+        help="checkpoint folder to serve (repeatable); NAME defaults to the folder's model name",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind")
+    p.add_argument("--port", type=int, default=8000, help="port to bind")
+    p.add_argument("--token", help="API token (default: $MSAKIT_SERVE_TOKEN); required off loopback")
+    p.add_argument("--max-upload-mb", type=float, default=8.0, help="largest request body")
+    p.add_argument("--max-samples", type=int, default=256, help="samples per /v1/predict request")
+    p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout in seconds")
+    p.add_argument("--concurrency", type=int, default=2, help="predictions run at once")
+    p.add_argument("--queue", type=int, default=32, help="predictions that may wait; beyond: 429")
+    p.set_defaults(func=run_serve)
+
+
+def load_models(specs: list[Path]) -> dict[str, LoadedModel]:
+    from msakit.service import load_model
+
+    models: dict[str, LoadedModel] = {}
+    for spec in specs:
+        name, sep, folder = str(spec).partition("=")
+        path = Path(folder) if sep else spec
+        loaded = load_model(path, name=name if sep else None)
+        if loaded.name in models:
+            raise ConfigError(f"two checkpoints are named {loaded.name!r}; name them: --checkpoint NAME=DIR")
+        models[loaded.name] = loaded
+    return models
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from msakit.serve.config import ServeConfig
+
+    token = args.token or os.environ.get("MSAKIT_SERVE_TOKEN") or None
+    config = ServeConfig(
+        host=args.host,
+        port=args.port,
+        token=token,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_samples=args.max_samples,
+        request_timeout_s=args.timeout,
+        max_concurrency=args.concurrency,
+        max_queue=args.queue,
+    )
+    try:
+        import uvicorn
+
+        from msakit.serve.app import create_app
+    except ImportError as exc:
+        raise ConfigError(f"msakit serve needs the [serve] extra (pip install 'msakit[serve]'): {exc}") from None
+    app = create_app(load_models(args.checkpoint), config)
+    print(f"msakit serve: http://{config.host}:{config.port} ({', '.join(app.state.models)})")
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", server_header=False)
+    return 0

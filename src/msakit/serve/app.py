@@ -1,0 +1,239 @@
+"""The FastAPI app: versioned endpoints over `msakit.service`, the same code path as the CLI.
+
+GET /v1/models, POST /v1/predict, GET /healthz, GET /readyz, GET /metrics, GET /openapi.json.
+Every error is an RFC 9457 problem document (``application/problem+json``: type, title,
+status, detail, instance), never HTML; bad input is a 4xx, never a 500. Predictions run in a
+bounded worker pool; when `max_concurrency` run and `max_queue` wait, a request gets 429
+with ``Retry-After``. With a token configured, every endpoint but /healthz and /readyz
+needs ``Authorization: Bearer <token>``, compared with `hmac.compare_digest`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException
+
+from msakit import service
+from msakit.errors import MsakitError
+from msakit.serve.config import ServeConfig
+from msakit.serve.metrics import CONTENT_TYPE, Metrics
+
+PROBLEM = "application/problem+json"
+NPZ_TYPES = ("application/x-npz", "application/octet-stream", "application/zip")
+OPEN_PATHS = ("/healthz", "/readyz")
+
+
+class Problem(Exception):
+    def __init__(self, status: int, detail: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, dict(headers or {})
+
+
+def problem_response(status: int, detail: str, instance: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    title = HTTPStatus(status).phrase
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, "instance": instance}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=dict(headers or {}))
+
+
+class Pool:
+    """A bounded worker pool: `max_concurrency` running, `max_queue` waiting, then 429."""
+
+    def __init__(self, config: ServeConfig, metrics: Metrics) -> None:
+        self.config, self.metrics = config, metrics
+        self.executor = ThreadPoolExecutor(max_workers=config.max_concurrency, thread_name_prefix="msakit-serve")
+        self.active = 0  # submitted and not finished (touched on the event loop only)
+
+    def _update(self) -> None:
+        self.metrics.in_flight = min(self.active, self.config.max_concurrency)
+        self.metrics.queue_depth = max(0, self.active - self.config.max_concurrency)
+
+    async def run(self, fn: Callable[[], Any]) -> Any:
+        cfg = self.config
+        if self.active >= cfg.max_concurrency + cfg.max_queue:
+            self.metrics.rejected += 1
+            raise Problem(429, "the service is busy; retry later", headers={"Retry-After": str(cfg.retry_after_s)})
+        self.active += 1
+        self._update()
+        future = asyncio.get_running_loop().run_in_executor(self.executor, fn)
+
+        def done(_: Any) -> None:  # the slot stays taken until the work really ends, even after a 504
+            self.active -= 1
+            self._update()
+
+        future.add_done_callback(done)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), cfg.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise Problem(504, f"the prediction took longer than {cfg.request_timeout_s:g} s") from None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Problem(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(413, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_predict_body(body: bytes, content_type: str) -> tuple[str | None, list[Any], list[str] | None]:
+    """(model name or None, samples, ids) from a JSON or .npz body."""
+    kind = content_type.split(";")[0].strip().lower()
+    if not body:
+        raise Problem(400, "empty request body")
+    if kind in NPZ_TYPES:
+        npz_samples, ids = service.samples_from_npz(body, source="request body")
+        return None, list(npz_samples), ids
+    if kind != "application/json":
+        raise Problem(415, f"unsupported content type {kind or '(none)'!r}; send application/json or application/x-npz")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise Problem(422, "the JSON body must be an object with 'samples' (a list) or 'sample' (an object)")
+    model = payload.get("model")
+    if model is not None and not isinstance(model, str):
+        raise Problem(422, "'model' must be a string")
+    if "sample" in payload:
+        samples = [payload["sample"]]
+    elif isinstance(payload.get("samples"), list):
+        samples = payload["samples"]
+    else:
+        raise Problem(422, "the JSON body needs 'samples' (a list of objects) or 'sample' (an object)")
+    ids = payload.get("ids")
+    if ids is not None and not (isinstance(ids, list) and all(isinstance(i, (str, int)) for i in ids)):
+        raise Problem(422, "'ids' must be a list of strings")
+    return model, samples, [str(i) for i in ids] if ids is not None else None
+
+
+def create_app(models: Mapping[str, service.LoadedModel], config: ServeConfig | None = None) -> FastAPI:
+    """The app serving `models` (name -> loaded checkpoint) under `config`'s limits."""
+    cfg = config or ServeConfig()
+    metrics = Metrics()
+    pool = Pool(cfg, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        pool.executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="msakit",
+        version="1",
+        description="Multimodal sentiment analysis over trained checkpoints.",
+        lifespan=lifespan,
+    )
+    app.state.config, app.state.metrics, app.state.models = cfg, metrics, dict(models)
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc.status, exc.detail, request.url.path, exc.headers)
+
+    @app.exception_handler(MsakitError)
+    async def _bad_input(request: Request, exc: MsakitError) -> JSONResponse:
+        return problem_response(422, " ".join(str(exc).split()), request.url.path)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        return problem_response(exc.status_code, str(exc.detail), request.url.path, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem_response(422, "; ".join(str(e.get("msg")) for e in exc.errors()), request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        return problem_response(500, f"internal error: {type(exc).__name__}", request.url.path)
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        path = request.url.path
+        if cfg.token is not None and path not in OPEN_PATHS:
+            given = request.headers.get("authorization", "")
+            scheme, _, token = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), cfg.token.encode()):
+                response: Response = problem_response(
+                    401, "missing or wrong API token", path, {"WWW-Authenticate": "Bearer"}
+                )
+                metrics.observe(request.method, _route(request), 401, time.perf_counter() - start)
+                return response
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # pragma: no cover - the handlers above answer first
+            response = problem_response(500, f"internal error: {type(exc).__name__}", path)
+        metrics.observe(request.method, _route(request), response.status_code, time.perf_counter() - start)
+        return response
+
+    def _route(request: Request) -> str:
+        known = {"/v1/models", "/v1/predict", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
+        return request.url.path if request.url.path in known else "other"
+
+    @app.get("/healthz", summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Models are loaded and the service accepts predictions")
+    async def readyz() -> JSONResponse:
+        if not app.state.models:
+            return problem_response(503, "no model loaded", "/readyz")
+        return JSONResponse({"status": "ready", "models": sorted(app.state.models)})
+
+    @app.get("/metrics", summary="Prometheus text format", response_class=PlainTextResponse)
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/v1/models", summary="The loaded checkpoints: modalities, widths, text encoder, metrics")
+    async def list_models() -> dict[str, Any]:
+        return {"models": [m.describe() for m in app.state.models.values()]}
+
+    @app.post(
+        "/v1/predict",
+        summary="Predict from feature arrays (JSON or .npz), one sample or a batch",
+        description=(
+            "JSON: {'model': NAME?, 'samples': [{'text': [[...]], 'audio': [...]}], 'ids': [...]?} or "
+            "{'sample': {...}}; per modality a (D,) vector or an (L, D) sequence, a missing modality is absent. "
+            ".npz (Content-Type application/x-npz, ?model=NAME): arrays text/audio/visual (B, L, D), optional "
+            "<modality>_mask (B, L) and ids (B,); never unpickled. Returns prediction, per-modality weights, "
+            "uncertainty and explanations per sample."
+        ),
+    )
+    async def predict(request: Request, model: str | None = None) -> dict[str, Any]:
+        body = await read_body(request, cfg.max_upload_bytes)
+        named, samples, ids = parse_predict_body(body, request.headers.get("content-type", ""))
+        loaded = _pick(named or model)
+        result = await pool.run(
+            lambda: service.predict_features(
+                loaded, samples, ids=ids, max_samples=cfg.max_samples, max_steps=cfg.max_steps, source="request"
+            )
+        )
+        return service.prediction_json(result)
+
+    def _pick(name: str | None) -> service.LoadedModel:
+        loaded = app.state.models
+        if name is None:
+            if len(loaded) == 1:
+                return next(iter(loaded.values()))
+            raise Problem(422, f"several models are loaded; name one of {sorted(loaded)} ('model')")
+        if name not in loaded:
+            raise Problem(404, f"unknown model {name!r}; loaded: {sorted(loaded)}")
+        return loaded[name]
+
+    return app
