@@ -1,0 +1,216 @@
+"""`msakit serve`: every endpoint, every limit and the bad inputs of issue 20, over FastAPI's TestClient."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="msakit serve needs the [serve] extra (fastapi)")
+pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
+from fastapi.testclient import TestClient
+
+from msakit import service
+from msakit.errors import ConfigError
+from msakit.serve import ServeConfig, create_app
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> service.LoadedModel:
+    from msakit.data import SyntheticConfig, make_synthetic
+    from msakit.registry import create_model
+    from msakit.training import save_checkpoint
+
+    ds = make_synthetic(SyntheticConfig(sizes=(8, 8, 8)))
+    model = create_model("late_fusion", **{**ds.info.model_overrides(), "hidden_dim": 8})
+    path = tmp_path_factory.mktemp("ckpt") / "best"
+    save_checkpoint(path, model, dataset=ds.info)
+    valid = service.evaluate_split(service.load_model(path), ds, "valid").metrics  # measured, stored as training does
+    save_checkpoint(path, model, dataset=ds.info, extra={"valid": valid, "epoch": 0, "seed": 1})
+    return service.load_model(path, name="lf")
+
+
+def client(loaded: service.LoadedModel, **limits: Any) -> TestClient:
+    return TestClient(create_app({"lf": loaded}, ServeConfig(**limits)), raise_server_exceptions=False)
+
+
+def sample(loaded: service.LoadedModel, steps: int = 2) -> dict[str, list]:
+    return {m: np.ones((steps, d)).tolist() for m, d in loaded.dims.items()}
+
+
+def assert_problem(response: Any, status: int, words: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert {"type", "title", "status", "detail", "instance"} <= set(body) and body["status"] == status
+    assert words in body["detail"], body["detail"]
+
+
+def test_health_readiness_openapi_models(loaded: service.LoadedModel) -> None:
+    c = client(loaded)
+    assert c.get("/healthz").json() == {"status": "ok"}
+    assert c.get("/readyz").json() == {"status": "ready", "models": ["lf"]}
+    paths = c.get("/openapi.json").json()["paths"]
+    assert {"/v1/models", "/v1/predict", "/healthz", "/readyz", "/metrics"} <= set(paths)
+    (described,) = c.get("/v1/models").json()["models"]
+    assert described["name"] == "lf" and described["modalities"] == list(loaded.modalities)
+    assert described["dims"] == loaded.dims and described["text_encoder"] == loaded.meta["dataset"]["features"].get(
+        "text"
+    )
+    assert described["metrics"]["valid"] == pytest.approx(loaded.meta["valid"])
+    empty = TestClient(create_app({}, ServeConfig()))
+    assert_problem(empty.get("/readyz"), 503, "no model")
+
+
+def test_predict_json_one_and_batch_same_as_the_service(loaded: service.LoadedModel) -> None:
+    c = client(loaded)
+    one = c.post("/v1/predict", json={"sample": sample(loaded)})
+    assert one.status_code == 200, one.text
+    (pred,) = one.json()["predictions"]
+    assert set(pred["weights"]) == {"text", "audio", "visual"} and "present" in pred
+    expected = service.predict_features(loaded, [sample(loaded)]).samples[0].prediction
+    assert pred["prediction"] == pytest.approx(expected)  # one code path with the library
+    batch = c.post(
+        "/v1/predict", json={"model": "lf", "samples": [sample(loaded), sample(loaded, 5)], "ids": ["a", "b"]}
+    )
+    assert [p["id"] for p in batch.json()["predictions"]] == ["a", "b"]
+
+
+def test_predict_npz(loaded: service.LoadedModel) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **{m: np.ones((3, 2, d), np.float32) for m, d in loaded.dims.items()})
+    r = client(loaded).post(
+        "/v1/predict?model=lf", content=buf.getvalue(), headers={"content-type": "application/x-npz"}
+    )
+    assert r.status_code == 200, r.text
+    assert len(r.json()["predictions"]) == 3
+    evil = io.BytesIO()
+    np.savez(evil, text=np.array([object()], dtype=object))
+    bad = client(loaded).post("/v1/predict", content=evil.getvalue(), headers={"content-type": "application/x-npz"})
+    assert_problem(bad, 422, "plain .npz")
+
+
+def bad_requests(loaded: service.LoadedModel) -> list[tuple[dict[str, Any], int, str]]:
+    d = loaded.dims["text"]
+    nan_body = '{"sample": {"text": [NaN' + ", 0.0" * (d - 1) + "]}}"
+    return [
+        ({"json": {"sample": {"text": [[0.0, 1.0]]}}}, 422, "samples[0].text"),  # wrong dims
+        ({"content": nan_body, "headers": {"content-type": "application/json"}}, 422, "NaN"),
+        ({"json": {"samples": [{"text": [0.0] * d}] * 5}}, 422, "at most 4"),  # too many samples
+        ({"json": {"model": "nope", "sample": sample(loaded)}}, 404, "unknown model 'nope'"),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
+        ({"content": b"", "headers": {"content-type": "application/json"}}, 400, "empty"),
+        ({"content": b"\x80\x04K\x01.", "headers": {"content-type": "application/python-pickle"}}, 415, "unsupported"),
+        ({"content": b"PK\x03\x04oops", "headers": {"content-type": "application/x-npz"}}, 422, "not an .npz"),
+        ({"json": [1, 2]}, 422, "object"),
+        ({"json": {"samples": [{"smell": [1.0]}]}}, 422, "unknown modality 'smell'"),
+        ({"content": b"x" * 5000, "headers": {"content-type": "application/json"}}, 413, "exceeds the limit"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(11))
+def test_bad_input_is_a_problem_document_never_a_500(loaded: service.LoadedModel, case: int) -> None:
+    kwargs, status, words = bad_requests(loaded)[case]
+    assert_problem(client(loaded, max_samples=4, max_upload_bytes=4096).post("/v1/predict", **kwargs), status, words)
+
+
+def test_bad_requests_in_parallel_then_a_good_one(loaded: service.LoadedModel) -> None:
+    c = client(loaded, max_samples=4, max_upload_bytes=4096)
+    cases = bad_requests(loaded) * 3
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda case: c.post("/v1/predict", **case[0]), cases))
+    for (_, status, words), r in zip(cases, responses, strict=True):
+        assert_problem(r, status, words)
+    assert c.post("/v1/predict", json={"sample": sample(loaded)}).status_code == 200
+
+
+def test_unknown_route_and_method_are_problems(loaded: service.LoadedModel) -> None:
+    c = client(loaded)
+    assert_problem(c.get("/v2/nothing"), 404, "Not Found")
+    assert_problem(c.get("/v1/predict"), 405, "Method Not Allowed")
+
+
+def test_token(loaded: service.LoadedModel) -> None:
+    c = client(loaded, token="s3cret")
+    assert_problem(c.get("/v1/models"), 401, "API token")
+    assert_problem(c.get("/v1/models", headers={"authorization": "Bearer wrong"}), 401, "API token")
+    assert_problem(c.post("/v1/predict", json={}, headers={"authorization": "Basic s3cret"}), 401, "API token")
+    assert c.get("/v1/models", headers={"authorization": "Bearer s3cret"}).status_code == 200
+    assert c.get("/healthz").status_code == 200  # probes stay open
+    with pytest.raises(ConfigError, match="requires an API token"):
+        ServeConfig(host="0.0.0.0")
+    assert ServeConfig(host="0.0.0.0", token="t").token == "t"
+
+
+def test_cli_refuses_a_public_bind_without_token(
+    loaded: service.LoadedModel, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from msakit.cli import main
+
+    monkeypatch.delenv("MSAKIT_SERVE_TOKEN", raising=False)
+    assert main(["serve", "--checkpoint", str(loaded.path), "--host", "0.0.0.0"]) == 2
+    assert "requires an API token" in capsys.readouterr().err
+
+
+class Blocked:
+    """Stands in for the prediction: holds its worker until released."""
+
+    def __init__(self) -> None:
+        self.started, self.release = threading.Event(), threading.Event()
+        self.real = service.predict_features
+
+    def __call__(self, *args: Any, **kwargs: Any) -> service.PredictionResult:
+        self.started.set()
+        self.release.wait(10)
+        return self.real(*args, **kwargs)
+
+
+def test_full_queue_answers_429_with_retry_after(loaded: service.LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocked = Blocked()
+    monkeypatch.setattr(service, "predict_features", blocked)
+    c = client(loaded, max_concurrency=1, max_queue=0, retry_after_s=3)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(c.post, "/v1/predict", json={"sample": sample(loaded)})
+        assert blocked.started.wait(10)
+        busy = c.post("/v1/predict", json={"sample": sample(loaded)})
+        assert_problem(busy, 429, "busy")
+        assert busy.headers["retry-after"] == "3"
+        assert "msakit_queue_depth 0" in c.get("/metrics").text and "msakit_in_flight 1" in c.get("/metrics").text
+        blocked.release.set()
+        assert first.result().status_code == 200
+    assert "msakit_rejected_total 1" in c.get("/metrics").text
+
+
+def test_timeout_answers_504(loaded: service.LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocked = Blocked()
+    monkeypatch.setattr(service, "predict_features", blocked)
+    c = client(loaded, request_timeout_s=0.2)
+    assert_problem(c.post("/v1/predict", json={"sample": sample(loaded)}), 504, "longer than 0.2 s")
+    blocked.release.set()
+
+
+def test_metrics_exposition(loaded: service.LoadedModel) -> None:
+    c = client(loaded)
+    c.post("/v1/predict", json={"sample": sample(loaded)})
+    c.post("/v1/predict", json={"sample": {"text": [[1.0]]}})
+    text = c.get("/metrics").text
+    assert 'msakit_requests_total{method="POST",path="/v1/predict",status="200"} 1' in text
+    assert 'msakit_requests_total{method="POST",path="/v1/predict",status="422"} 1' in text
+    assert 'msakit_request_duration_seconds_bucket{path="/v1/predict",le="+Inf"} 2' in text
+    assert "# TYPE msakit_request_duration_seconds histogram" in text
+    assert json.dumps(text)  # plain text, one document
+
+
+def test_a_bug_is_a_500_problem_not_html(loaded: service.LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(service, "predict_features", broken)
+    assert_problem(client(loaded).post("/v1/predict", json={"sample": sample(loaded)}), 500, "internal error")
