@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -12,6 +12,9 @@ from msakit.batch import MODALITIES, Batch, ModelOutput
 from msakit.config import ModelConfig
 from msakit.errors import ConfigError
 from msakit.layers.normalize import FeatureNormalizer, normalize_inputs
+
+if TYPE_CHECKING:
+    from msakit.data.stats import DatasetStats
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,19 @@ class MSAModel(nn.Module):
 
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     model_name: ClassVar[str] = ""
-    #: what the model needs and does; override on the class (see `Capabilities`)
+    #: what the model needs and does; override on the class (see `Capabilities`), and
+    #: `capabilities_for` where a config field switches one (e.g. re-encoding raw text)
     capabilities: ClassVar[Capabilities] = Capabilities()
+
+    @classmethod
+    def capabilities_for(cls, config: ModelConfig) -> Capabilities:
+        """The capabilities of this model class built with `config` (default: the class's)."""
+        return cls.capabilities
+
+    @property
+    def declared_capabilities(self) -> Capabilities:
+        """What this instance needs and does; robustness, the CLI and the service read this."""
+        return self.capabilities_for(self.config)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -52,9 +66,10 @@ class MSAModel(nn.Module):
         bad = [m for m in mods if m not in MODALITIES]
         if bad or not mods:
             raise ConfigError(f"model {self.model_name!r}: modalities must be a non-empty subset of {MODALITIES}")
-        if len(mods) < self.capabilities.min_modalities:
+        need = self.capabilities_for(config).min_modalities
+        if len(mods) < need:
             raise ConfigError(
-                f"model {self.model_name!r} needs at least {self.capabilities.min_modalities} modalities, "
+                f"model {self.model_name!r} needs at least {need} modalities, "
                 f"the data provides {len(mods)}: {list(mods)}"
             )
         # inputs are normalised before `forward` runs (msakit.layers.normalize), fitted by `start_fit`
@@ -83,8 +98,20 @@ class MSAModel(nn.Module):
         """Optimizer parameter groups (override to give an encoder its own rate)."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr, "weight_decay": weight_decay}]
 
-    def on_fit_start(self, train_loader: Any) -> None:
-        """Called once before the first epoch with the training loader."""
+    def load_pretrained(self) -> None:
+        """Load the pretrained parts the config names (stage-1 folders, pretrained heads).
+
+        `__init__` only builds modules; the trainer calls this once after construction
+        when training starts fresh (not on resume, not when a checkpoint is loaded: the
+        checkpoint's state dict already holds those weights).
+        """
+
+    def on_fit_start(self, stats: DatasetStats) -> None:
+        """Called once before the first epoch with statistics of the training split.
+
+        Models never see a loader: what they need from the data (ids and labels for
+        label memories, per-modality feature statistics) is in `stats`.
+        """
 
     def start_fit(self, stats: Any) -> None:
         """Fit the input normaliser on `stats` (a `msakit.data.stats.DatasetStats` of the training
