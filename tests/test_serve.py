@@ -6,6 +6,7 @@ import io
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -214,3 +215,117 @@ def test_a_bug_is_a_500_problem_not_html(loaded: service.LoadedModel, monkeypatc
 
     monkeypatch.setattr(service, "predict_features", broken)
     assert_problem(client(loaded).post("/v1/predict", json={"sample": sample(loaded)}), 500, "internal error")
+
+
+# ---- /v1/analyze jobs ----------------------------------------------------------------
+
+MP4_HEAD = b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64
+
+
+def fake_analyze(calls: list, gate: threading.Event | None = None) -> Any:
+    """Stands in for `msakit.analyze` (exercised for real by the slow test below): writes the artefacts."""
+    from msakit.errors import DataError
+
+    def run(media: Path, transcript: Path | None, out: Path) -> None:
+        calls.append((media.name, transcript.read_text() if transcript else None))
+        if gate is not None:
+            gate.wait(10)
+        if media.read_bytes().endswith(b"TRUNCATED"):
+            raise DataError("not a readable audio/video file: moov atom not found", path=media)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("timeline.json", "timeline.csv", "timeline.png"):
+            (out / name).write_text("{}" if name.endswith("json") else "x")
+
+    return run
+
+
+def wait_job(c: TestClient, job_id: str) -> dict:
+    for _ in range(200):
+        job = c.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("done", "failed"):
+            return job
+        threading.Event().wait(0.05)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def jobs_client(loaded: service.LoadedModel, root: Path, analyze: Any, **limits: Any) -> tuple[TestClient, Any]:
+    from msakit.serve.jobs import JobStore
+
+    store = JobStore(root, analyze, max_queue=limits.pop("job_queue", 8))
+    app = create_app({"lf": loaded}, ServeConfig(**limits), store)
+    return TestClient(app, raise_server_exceptions=False), store
+
+
+def test_analyze_job_lifecycle_and_artifacts(loaded: service.LoadedModel, tmp_path: Path) -> None:
+    calls: list = []
+    c, _ = jobs_client(loaded, tmp_path / "jobs", fake_analyze(calls))
+    files = {
+        "media": ("../../etc/passwd.mp4", MP4_HEAD),
+        "transcript": ("t.srt", b"1\n00:00:00,000 --> 00:00:01,000\nhi\n"),
+    }
+    r = c.post("/v1/analyze", files=files)
+    assert r.status_code == 202, r.text
+    assert r.headers["location"] == f"/v1/jobs/{r.json()['id']}"
+    job = wait_job(c, r.json()["id"])
+    assert job["status"] == "done" and job["progress"] == 1.0
+    assert calls == [("media.mp4", "1\n00:00:00,000 --> 00:00:01,000\nhi\n")]  # the client's name is not a path
+    assert set(job["links"]) == {"timeline.json", "timeline.csv", "timeline.png"}
+    assert c.get(job["links"]["timeline.csv"]).text == "x"
+    assert not (tmp_path / "jobs" / job["id"] / "input").exists()  # the upload is removed afterwards
+    assert 'msakit_jobs{status="done"} 1' in c.get("/metrics").text
+    assert_problem(c.get("/v1/jobs/" + "0" * 32), 404, "unknown job")
+    assert_problem(c.get("/v1/jobs/../../etc"), 404, "")
+    assert_problem(c.get(f"/v1/jobs/{job['id']}/artifacts/job.json"), 404, "no artefact")
+
+
+def test_analyze_bad_uploads(loaded: service.LoadedModel, tmp_path: Path) -> None:
+    calls: list = []
+    c, _ = jobs_client(loaded, tmp_path / "jobs", fake_analyze(calls), max_upload_bytes=4096)
+    cases = [
+        ({"files": {"media": ("notes.mp4", b"not a video at all\n" * 5)}}, 415, "not a supported"),
+        ({"files": {"media": ("empty.mp4", b"")}}, 400, "empty"),
+        ({"files": {"media": ("big.mp4", MP4_HEAD + b"\x00" * 5000)}}, 413, "exceeds the limit"),
+        ({"files": {"media": ("v.mp4", MP4_HEAD), "transcript": ("t.srt", b"1\nnot a time\nhi\n")}}, 422, "transcript"),
+        ({"files": {"media": ("v.mp4", MP4_HEAD), "transcript": ("t.txt", b"\xff\xfe\x00bad")}}, 422, "UTF-8"),
+        ({"files": {"other": ("v.mp4", MP4_HEAD)}}, 422, "'media'"),
+        ({"json": {"media": "x"}}, 415, "multipart"),
+    ]
+    with ThreadPoolExecutor(4) as pool:  # in parallel, too
+        responses = list(pool.map(lambda case: c.post("/v1/analyze", **case[0]), cases * 2))
+    for (_, status, words), r in zip(cases * 2, responses, strict=True):
+        assert_problem(r, status, words)
+    assert calls == []  # nothing reached the analyser
+    truncated = c.post("/v1/analyze", files={"media": ("t.mp4", MP4_HEAD + b"TRUNCATED")})
+    job = wait_job(c, truncated.json()["id"])
+    assert job["status"] == "failed" and "moov atom" in job["error"] and str(tmp_path) not in job["error"]
+
+
+def test_full_job_queue_answers_429(loaded: service.LoadedModel, tmp_path: Path) -> None:
+    gate = threading.Event()
+    c, _ = jobs_client(loaded, tmp_path / "jobs", fake_analyze([], gate), job_queue=1, retry_after_s=2)
+    first = c.post("/v1/analyze", files={"media": ("a.mp4", MP4_HEAD)})
+    second = c.post("/v1/analyze", files={"media": ("b.mp4", MP4_HEAD)})
+    assert first.status_code == second.status_code == 202
+    busy = c.post("/v1/analyze", files={"media": ("c.mp4", MP4_HEAD)})
+    assert_problem(busy, 429, "queue is full")
+    assert busy.headers["retry-after"] == "2"
+    gate.set()
+    assert wait_job(c, second.json()["id"])["status"] == "done"
+
+
+def test_a_restart_mid_job_reports_it_failed(loaded: service.LoadedModel, tmp_path: Path) -> None:
+    gate = threading.Event()
+    c, store = jobs_client(loaded, tmp_path / "jobs", fake_analyze([], gate))
+    running = c.post("/v1/analyze", files={"media": ("a.mp4", MP4_HEAD)}).json()["id"]
+    queued = c.post("/v1/analyze", files={"media": ("b.mp4", MP4_HEAD)}).json()["id"]
+    # a new process on the same folder while the old one is mid-job (the old one never finishes)
+    c2, _ = jobs_client(loaded, tmp_path / "jobs", fake_analyze([]))
+    for job_id in (running, queued):
+        job = c2.get(f"/v1/jobs/{job_id}").json()
+        assert job["status"] == "failed" and "restarted" in job["error"]
+    store.close()
+    gate.set()
+
+
+def test_analyze_disabled_without_a_job_store(loaded: service.LoadedModel) -> None:
+    assert_problem(client(loaded).post("/v1/analyze", files={"media": ("a.mp4", MP4_HEAD)}), 503, "not enabled")

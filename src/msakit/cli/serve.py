@@ -40,6 +40,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout in seconds")
     p.add_argument("--concurrency", type=int, default=2, help="predictions run at once")
     p.add_argument("--queue", type=int, default=32, help="predictions that may wait; beyond: 429")
+    p.add_argument(
+        "--analyze-model",
+        default="default_text",
+        help="checkpoint for POST /v1/analyze: a folder or the name of a packaged one",
+    )
+    p.add_argument(
+        "--jobs-dir",
+        type=Path,
+        help="where /v1/analyze jobs persist (they survive a restart as failed); default: a private temporary folder",
+    )
+    p.add_argument("--job-queue", type=int, default=8, help="analysis jobs that may wait; beyond: 429")
     p.set_defaults(func=run_serve)
 
 
@@ -77,7 +88,13 @@ def run_serve(args: argparse.Namespace) -> int:
         from msakit.serve.app import create_app
     except ImportError as exc:
         raise ConfigError(f"msakit serve needs the [serve] extra (pip install 'msakit[serve]'): {exc}") from None
-    app = create_app(load_models(args.checkpoint), config)
+    import tempfile
+
+    from msakit.serve.jobs import JobStore, default_analyze
+
+    jobs_dir = args.jobs_dir or Path(tempfile.mkdtemp(prefix="msakit-serve-"))  # mkdtemp: mode 0700
+    jobs = JobStore(jobs_dir, default_analyze(args.analyze_model), max_queue=args.job_queue)
+    app = create_app(load_models(args.checkpoint), config, jobs)
     print(f"msakit serve: http://{config.host}:{config.port} ({', '.join(app.state.models)})")
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", server_header=False)
     return 0

@@ -22,12 +22,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException
 
 from msakit import service
 from msakit.errors import MsakitError
 from msakit.serve.config import ServeConfig
+from msakit.serve.jobs import TRANSCRIPT_SUFFIXES, JobStore, media_suffix
 from msakit.serve.metrics import CONTENT_TYPE, Metrics
 
 PROBLEM = "application/problem+json"
@@ -123,16 +124,22 @@ def parse_predict_body(body: bytes, content_type: str) -> tuple[str | None, list
     return model, samples, [str(i) for i in ids] if ids is not None else None
 
 
-def create_app(models: Mapping[str, service.LoadedModel], config: ServeConfig | None = None) -> FastAPI:
-    """The app serving `models` (name -> loaded checkpoint) under `config`'s limits."""
+def create_app(
+    models: Mapping[str, service.LoadedModel], config: ServeConfig | None = None, jobs: JobStore | None = None
+) -> FastAPI:
+    """The app serving `models` (name -> loaded checkpoint) under `config`'s limits; `jobs` runs
+    /v1/analyze (without it, /v1/analyze answers 503)."""
     cfg = config or ServeConfig()
     metrics = Metrics()
+    metrics.job_counts = jobs.counts if jobs is not None else None
     pool = Pool(cfg, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         pool.executor.shutdown(wait=False, cancel_futures=True)
+        if jobs is not None:
+            jobs.close()
 
     app = FastAPI(
         title="msakit",
@@ -183,8 +190,11 @@ def create_app(models: Mapping[str, service.LoadedModel], config: ServeConfig | 
         return response
 
     def _route(request: Request) -> str:
-        known = {"/v1/models", "/v1/predict", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
-        return request.url.path if request.url.path in known else "other"
+        known = {"/v1/models", "/v1/predict", "/v1/analyze", "/healthz", "/readyz", "/metrics", "/openapi.json"}
+        path = request.url.path
+        if path.startswith("/v1/jobs/"):
+            return "/v1/jobs/{id}/artifacts/{name}" if "/artifacts/" in path else "/v1/jobs/{id}"
+        return path if path in known else "other"
 
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict[str, str]:
@@ -235,5 +245,62 @@ def create_app(models: Mapping[str, service.LoadedModel], config: ServeConfig | 
         if name not in loaded:
             raise Problem(404, f"unknown model {name!r}; loaded: {sorted(loaded)}")
         return loaded[name]
+
+    @app.post(
+        "/v1/analyze",
+        status_code=202,
+        summary="Analyse an uploaded video or audio file (multipart: media, optional transcript) as a job",
+        description=(
+            "multipart/form-data with a file field 'media' (mp4/mov, mkv/webm, avi, wav, mp3, flac, ogg: checked "
+            "by content) and an optional 'transcript' (.srt, .vtt, .csv, .txt, parsed before the job is "
+            "accepted). Returns the job (id, status); poll GET /v1/jobs/{id}."
+        ),
+    )
+    async def analyze(request: Request) -> JSONResponse:
+        if jobs is None:
+            raise Problem(503, "analysis is not enabled on this service")
+        declared = request.headers.get("content-length")
+        if declared is None or not declared.isdigit():
+            raise Problem(411, "an upload needs a Content-Length header")
+        if int(declared) > cfg.max_upload_bytes:
+            raise Problem(413, f"upload of {declared} bytes exceeds the limit of {cfg.max_upload_bytes} bytes")
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise Problem(415, "send multipart/form-data with a file field 'media'")
+        form = await request.form(max_files=2, max_fields=2)
+        media, transcript = form.get("media"), form.get("transcript")
+        if media is None or isinstance(media, str):
+            raise Problem(422, "the form needs a file field 'media'")
+        data = await media.read()
+        if not data:
+            raise Problem(400, "the media upload is empty (0 bytes)")
+        suffix = media_suffix(data[:16])
+        if suffix is None:
+            raise Problem(415, "the media upload is not a supported audio/video container")
+        text: bytes | None = None
+        text_suffix = ".txt"
+        if transcript is not None:
+            text = transcript.encode() if isinstance(transcript, str) else await transcript.read()
+            name = "" if isinstance(transcript, str) else (transcript.filename or "")
+            # the client's file name only picks one of the fixed suffixes; it is never a path
+            text_suffix = next((s for s in TRANSCRIPT_SUFFIXES if name.lower().endswith(s)), ".txt")
+        job = await asyncio.get_running_loop().run_in_executor(None, jobs.submit, data, suffix, text, text_suffix)
+        if job is None:
+            raise Problem(429, "the job queue is full; retry later", headers={"Retry-After": str(cfg.retry_after_s)})
+        return JSONResponse(job, status_code=202, headers={"Location": f"/v1/jobs/{job['id']}"})
+
+    @app.get("/v1/jobs/{job_id}", summary="A job's status, progress, error and artefacts")
+    async def job_status(job_id: str) -> dict[str, Any]:
+        job = jobs.get(job_id) if jobs is not None else None
+        if job is None:
+            raise Problem(404, f"unknown job {job_id[:40]!r}")
+        job["links"] = {name: f"/v1/jobs/{job_id}/artifacts/{name}" for name in job.get("artifacts", [])}
+        return job
+
+    @app.get("/v1/jobs/{job_id}/artifacts/{name}", summary="timeline.json, timeline.csv or timeline.png of a job")
+    async def job_artifact(job_id: str, name: str) -> FileResponse:
+        path = jobs.artifact(job_id, name) if jobs is not None else None
+        if path is None:
+            raise Problem(404, f"no artefact {name[:40]!r} for job {job_id[:40]!r}: unknown, not done or no such file")
+        return FileResponse(path, filename=name)
 
     return app

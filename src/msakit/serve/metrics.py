@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -27,6 +28,7 @@ class Metrics:
         self.rejected = 0
         self.queue_depth = 0
         self.in_flight = 0
+        self.job_counts: Callable[[], dict[str, int]] | None = None
 
     def observe(self, method: str, path: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -68,4 +70,7 @@ class Metrics:
                 "# TYPE msakit_rejected_total counter",
                 f"msakit_rejected_total {self.rejected}",
             ]
+            if self.job_counts is not None:
+                lines += ["# HELP msakit_jobs Analysis jobs by status.", "# TYPE msakit_jobs gauge"]
+                lines += [f"msakit_jobs{_labels(status=k)} {n}" for k, n in self.job_counts().items()]
         return "\n".join(lines) + "\n"
