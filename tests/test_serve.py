@@ -329,3 +329,50 @@ def test_a_restart_mid_job_reports_it_failed(loaded: service.LoadedModel, tmp_pa
 
 def test_analyze_disabled_without_a_job_store(loaded: service.LoadedModel) -> None:
     assert_problem(client(loaded).post("/v1/analyze", files={"media": ("a.mp4", MP4_HEAD)}), 503, "not enabled")
+
+
+@pytest.mark.slow
+def test_analyze_job_gives_what_the_cli_gives(loaded: service.LoadedModel, tmp_path: Path) -> None:
+    """The real `msakit analyze` path, once through the service and once through the CLI."""
+    pytest.importorskip("av")
+    pytest.importorskip("parselmouth")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from media_factory import write_wav
+    from msakit.cli import main
+    from msakit.extract.pipeline import Pipeline, PipelineConfig
+    from msakit.registry import create_model
+    from msakit.serve.jobs import default_analyze
+    from msakit.training import save_checkpoint
+
+    model = create_model("text_only", modalities=("text",), text_dim=384, hidden_dim=8)
+    spec = Pipeline(PipelineConfig(audio=(), visual=())).spec()
+    ckpt = save_checkpoint(tmp_path / "text", model, extra={"extract": spec})
+    wav = write_wav(tmp_path / "a.wav", seconds=2.0)
+    transcript = b"start,end,text\n0.0,1.0,what a wonderful film\n1.0,2.0,a dull and boring plot\n"
+    (tmp_path / "t.csv").write_bytes(transcript)
+    assert (
+        main(
+            [
+                "analyze",
+                str(wav),
+                "--transcript",
+                str(tmp_path / "t.csv"),
+                "--model",
+                str(ckpt),
+                "--out",
+                str(tmp_path / "cli"),
+            ]
+        )
+        == 0
+    )
+    c, _ = jobs_client(loaded, tmp_path / "jobs", default_analyze(str(ckpt)))
+    r = c.post("/v1/analyze", files={"media": ("a.wav", wav.read_bytes()), "transcript": ("t.csv", transcript)})
+    job = wait_job(c, r.json()["id"])
+    assert job["status"] == "done", job
+    served = c.get(job["links"]["timeline.json"]).json()
+    cli = json.loads((tmp_path / "cli" / "timeline.json").read_text())
+    assert [u["score"] for u in served["utterances"]] == pytest.approx([u["score"] for u in cli["utterances"]])
+    assert [u["text"] for u in served["utterances"]] == ["what a wonderful film", "a dull and boring plot"]
+    assert c.get(job["links"]["timeline.png"]).content[:8] == b"\x89PNG\r\n\x1a\n"
