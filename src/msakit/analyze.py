@@ -1,7 +1,9 @@
 """`analyze`: one video (or audio file) -> a per-utterance sentiment timeline and its explanation.
 
-Steps: split the clip into utterances (a transcript file, else silero-vad + pocketsphinx
-ASR, flagged low quality); extract each utterance's features with the same registered
+Steps: split the clip into utterances (a transcript file, else offline Whisper ASR whose
+word timestamps give the utterances, else silero-vad + pocketsphinx flagged low quality;
+the language is declared, detected and recorded, with a warning when the checkpoint's text
+encoder does not read it); extract each utterance's features with the same registered
 extractors `msakit extract` uses; run a checkpoint on the modalities it was trained on;
 report per utterance its score, polarity, the model's per-modality weights and which
 modalities were present (with the reason when one is missing).
@@ -29,8 +31,8 @@ from msakit.batch import MODALITIES, Batch
 from msakit.errors import DataError
 from msakit.extract.pipeline import ClipMedia, Pipeline, PipelineConfig
 from msakit.extract.registry import Features
-from msakit.extract.speech import Utterance, read_transcript, speech_segments, transcribe
-from msakit.extract.visual import FER_LABELS
+from msakit.extract.speech import AsrInfo, Utterance, read_transcript, recognise
+from msakit.extract.visual import FER_LABELS, FER_MISSING, fer_available
 from msakit.io import atomic_path
 
 DEFAULT_MODEL = "default_text"
@@ -44,6 +46,19 @@ def checkpoint_text_encoder(meta: dict[str, Any]) -> Any:
     features = (meta.get("dataset") or {}).get("features") or {}
     key = encoder_for_extractor(str(features.get("text", "")))
     return None if key in (None, "minilm") else create_text_encoder(key)
+
+
+# languages each text encoder was trained on (None: multilingual, ~100 languages)
+ENCODER_LANGUAGES: dict[str, tuple[str, ...] | None] = {"minilm": ("en",), "mpnet": ("en",), "e5": None}
+
+
+def checkpoint_languages(meta: dict[str, Any]) -> tuple[str, tuple[str, ...] | None]:
+    """(encoder name, the languages it reads) of a checkpoint's text features; unknown encoders: English."""
+    from msakit.text_encoder import TEXT_ENCODERS, encoder_for_extractor
+
+    features = (meta.get("dataset") or {}).get("features") or {}
+    key = encoder_for_extractor(str(features.get("text", ""))) or "minilm"  # the pipeline's own MiniLM tokens
+    return TEXT_ENCODERS[key].name if key in TEXT_ENCODERS else key, ENCODER_LANGUAGES.get(key, ("en",))
 
 
 def packaged_checkpoints() -> list[str]:
@@ -73,7 +88,7 @@ class UtteranceResult:
     end: float
     text: str
     source: str  # transcript | asr
-    quality: str  # given | low
+    quality: str  # given | asr (Whisper) | low (pocketsphinx)
     score: float | None  # regression: the predicted sentiment; None when no fused modality is present
     polarity: str  # positive | negative | neutral | unknown (or the class name for classifiers)
     weights: dict[str, float]  # the model's per-modality weights (fused modalities only)
@@ -94,6 +109,10 @@ class Analysis:
     notes: list[str]
     utterances: list[UtteranceResult]
     frames: dict[str, list[Any]] = field(default_factory=dict)  # per-frame cue tracks for the plot (None: unvoiced)
+    asr: dict[str, Any] | None = None  # AsrInfo of the ASR that made the transcript (None: a transcript was given)
+    language: str | None = None  # ISO 639-1 code of the speech (None: not known)
+    language_source: str = "unknown"  # declared | detected | model | unknown
+    warnings: list[str] = field(default_factory=list)  # e.g. a language the text encoder does not read
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,6 +137,7 @@ class Analyzer:
         self.fused = [m for m in MODALITIES if m in self.model.config.modalities]
         # transcripts are encoded with the checkpoint's own text encoder when it is not the pipeline's MiniLM
         self.text_encoder = checkpoint_text_encoder(self.meta) if "text" in self.fused else None
+        self.encoder_name, self.languages = checkpoint_languages(self.meta)
         dims = self.pipeline.dims()
         if self.text_encoder is not None:
             dims["text"] = self.text_encoder.dim
@@ -142,11 +162,18 @@ class Analyzer:
         return out
 
     # ------------------------------------------------------------------ public
-    def analyze(self, path: str | Path, transcript: str | Path | None = None) -> Analysis:
+    def analyze(
+        self, path: str | Path, transcript: str | Path | None = None, *, language: str | None = None, asr: str = "auto"
+    ) -> Analysis:
+        """`language`: the declared ISO 639-1 code (else detected); `asr`: auto | whisper | pocketsphinx."""
         path = Path(path)
         clip = self.pipeline.load(path)
         notes: list[str] = []
-        utterances = self._utterances(clip, transcript, notes)
+        utterances, asr_info = self._utterances(clip, transcript, notes, language, asr)
+        language, language_source = self._language(clip, language, asr_info)
+        warnings = self._language_warnings(language)
+        if clip.faces is not None and not clip.visual_missing and not fer_available():
+            notes.append(FER_MISSING)
         texts = self._text([u.text for u in utterances]) if "text" in self.fused else []
         results = []
         for k, u in enumerate(utterances):
@@ -180,10 +207,46 @@ class Analyzer:
             notes=notes,
             utterances=results,
             frames=self._frame_tracks(clip),
+            asr=asdict(asr_info) if asr_info is not None else None,
+            language=language,
+            language_source=language_source,
+            warnings=warnings,
         )
 
     # ------------------------------------------------------------------ steps
-    def _utterances(self, clip: ClipMedia, transcript: str | Path | None, notes: list[str]) -> list[Utterance]:
+    def _language(self, clip: ClipMedia, declared: str | None, info: AsrInfo | None) -> tuple[str | None, str]:
+        """The speech's language: declared, else the ASR's, else detected from the audio by Whisper."""
+        if declared:
+            return declared, "declared"
+        if info is not None:
+            return info.language, info.language_source
+        if clip.samples is not None and not clip.audio_missing and "text" in self.fused:
+            from msakit.extract.asr import detect_language
+
+            found = detect_language(clip.samples)
+            if found is not None:
+                return found[0], "detected"
+        return None, "unknown"
+
+    def _language_warnings(self, language: str | None) -> list[str]:
+        if "text" not in self.fused or self.languages is None:
+            return []
+        if language is None:
+            return [
+                f"language unknown (no multilingual Whisper to detect it; pass --language): the text encoder "
+                f"{self.encoder_name} reads only {', '.join(self.languages)}"
+            ]
+        if language not in self.languages:
+            return [
+                f"language {language!r} is not supported by this checkpoint's text encoder {self.encoder_name} "
+                f"(reads only {', '.join(self.languages)}): the text scores are unreliable; use a checkpoint "
+                "trained on a multilingual encoder (e5)"
+            ]
+        return []
+
+    def _utterances(
+        self, clip: ClipMedia, transcript: str | Path | None, notes: list[str], language: str | None, engine: str
+    ) -> tuple[list[Utterance], AsrInfo | None]:
         if transcript is not None:
             utterances = read_transcript(transcript, duration=clip.info.duration)
             late = [u for u in utterances if u.start >= clip.info.duration + 0.5]
@@ -191,20 +254,25 @@ class Analyzer:
                 raise DataError(
                     f"{len(late)} utterance(s) start after the media ends ({clip.info.duration:.1f} s)", path=transcript
                 )
-            return utterances
+            return utterances, None
         if clip.samples is None or clip.audio_missing:
             raise DataError(
                 f"no --transcript given and no speech to transcribe ({clip.audio_missing}); pass --transcript FILE",
                 path=clip.info.path,
             )
-        segments = speech_segments(clip.samples)
-        if not segments:
+        utterances, info = recognise(clip.samples, engine=engine, language=language)
+        if info.notice:
+            notes.append(info.notice)
+        if not utterances:
             raise DataError(
-                "no --transcript given and voice activity detection found no speech; pass --transcript FILE",
+                f"no --transcript given and the ASR ({info.engine}) found no speech; pass --transcript FILE",
                 path=clip.info.path,
             )
-        notes.append("transcript from offline ASR (pocketsphinx, US English): low quality, check the words")
-        return transcribe(clip.samples, segments)
+        if info.engine == "pocketsphinx":
+            notes.append("transcript from offline ASR (pocketsphinx, US English): low quality, check the words")
+        else:
+            notes.append(f"transcript from offline ASR (Whisper {info.model}, language {info.language})")
+        return utterances, info
 
     def _predict(
         self,
@@ -260,7 +328,13 @@ class Analyzer:
         if faces is not None and not clip.visual_missing:
             fer = self.pipeline.extractor("fer_emotions")(faces)
             geo = self.pipeline.extractor("face_geometry")(faces)
-            if fer.present and geo.present:
+            if geo.present and not fer.present and fer.missing == FER_MISSING:
+                visual.update(
+                    present=True, missing="", frames=len(faces), frames_with_face=len(geo.values),
+                    smile_width=round(float(geo.values[:, 1].mean()), 3),
+                    mouth_open=round(float(geo.values[:, 0].mean()), 3),
+                )  # fmt: skip  # geometry without FER: the emotion cue is absent (noted once)
+            elif fer.present and geo.present:
                 mean = fer.values.mean(0)
                 visual.update(
                     present=True, missing="", frames=len(faces), frames_with_face=len(fer.values),

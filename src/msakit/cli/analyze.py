@@ -28,6 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="checkpoint folder, or the name of a checkpoint packaged in msakit/checkpoints",
     )  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--language", help="ISO 639-1 code of the speech (e.g. es); default: detected by Whisper")
+    p.add_argument(
+        "--asr", choices=("auto", "whisper", "pocketsphinx"), default="auto",
+        help="ASR without --transcript: auto = Whisper when installed, else pocketsphinx (low quality)",
+    )  # fmt: skip
     add_pipeline_options(p, with_extractors=False)
     p.set_defaults(func=run_analyze)
 
@@ -40,7 +45,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     base = pipeline_config_from(args)
     cfg = analyzer.pipeline.config
     cfg.fps, cfg.max_side, cfg.max_mb = base.fps, base.max_side, base.max_mb
-    analysis = analyzer.analyze(args.video, args.transcript)
+    analysis = analyzer.analyze(args.video, args.transcript, language=args.language, asr=args.asr)
     paths = write_outputs(analysis, args.out)
     print(f"model {analysis.model} fused: {', '.join(analysis.fused_modalities)}")
     for u in analysis.utterances:
@@ -48,5 +53,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         print(f"  {u.start:7.2f}-{u.end:7.2f}  {score}  {u.polarity:<8}  {u.text[:60]}")
     for note in analysis.notes:
         print(f"note: {note}")
+    for warning in analysis.warnings:
+        print(f"warning: {warning}")
     print(f"wrote {paths['json']}, {paths['csv']}, {paths['png']}")
     return 0

