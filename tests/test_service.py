@@ -125,3 +125,12 @@ def test_batch_from_arrays_pads_and_masks(trained: tuple) -> None:
     assert batch.features["text"].shape == (2, 3, d)
     assert batch.masks["text"].tolist() == [[True, True, True], [True, False, False]]
     assert torch.all(batch.features["text"][1, 1:] == 0)
+
+
+def test_describe_a_packaged_checkpoint() -> None:
+    from msakit.analyze import resolve_checkpoint
+
+    described = service.load_model(resolve_checkpoint("default_text")).describe()
+    assert described["modalities"] == ["text"] and described["dims"] == {"text": 384}
+    assert described["text_encoder"] == "minilm_tokens"
+    assert set(described["metrics"]["valid"]) >= {"MAE", "Corr", "Has0_acc_2"}

@@ -49,10 +49,18 @@ class LoadedModel:
     def dims(self) -> dict[str, int]:
         return {m: self.model.config.dim(m) for m in self.modalities}
 
+    def metrics(self) -> dict[str, Any]:
+        """What the checkpoint records of its own evaluation: a training run's best checkpoint has
+        `valid` (+ epoch, seed); a packaged one may carry `metrics` (valid and test)."""
+        if isinstance(self.meta.get("metrics"), dict):
+            return {**self.meta["metrics"], "epoch": self.meta.get("best_epoch")}
+        return {k: self.meta.get(k) for k in ("valid", "epoch", "seed")}
+
     def describe(self) -> dict[str, Any]:
         """JSON-ready: model, modalities and widths, feature sets (text encoder), metrics."""
         dataset = self.meta.get("dataset") or {}
         features = dict(dataset.get("features") or {})
+        pipeline = (self.meta.get("extract") or {}).get("pipeline") or {}
         caps = self.model.capabilities
         return {
             "name": self.name,
@@ -63,8 +71,8 @@ class LoadedModel:
             "class_names": list(dataset.get("class_names") or ()),
             "dataset": dataset.get("name"),
             "features": features,
-            "text_encoder": features.get("text"),
-            "metrics": {k: self.meta.get(k) for k in ("valid", "epoch", "seed")},
+            "text_encoder": features.get("text") or pipeline.get("text"),
+            "metrics": self.metrics(),
             "capabilities": asdict(caps),
             "msakit_version": self.meta.get("msakit_version"),
         }
@@ -177,7 +185,7 @@ def batch_from_arrays(
     ids: Sequence[str] | None = None,
     max_samples: int = 256,
     max_steps: int = 1024,
-    source: str = "request",
+    source: str | None = None,
 ) -> Batch:
     """A validated `Batch` from per-sample arrays: modality -> (D,) or (L, D); a missing one is absent."""
     if not samples:
@@ -248,7 +256,7 @@ def predict_features(
     ids: Sequence[str] | None = None,
     max_samples: int = 256,
     max_steps: int = 1024,
-    source: str = "request",
+    source: str | None = None,
 ) -> PredictionResult:
     """Predictions for feature arrays given directly (see `batch_from_arrays`)."""
     caps = loaded.model.capabilities
@@ -264,7 +272,7 @@ def predict_features(
     return PredictionResult(loaded.meta["model"], _task(loaded), _samples(loaded, batch, with_labels=False))
 
 
-def samples_from_npz(data: bytes, *, source: str = "upload") -> tuple[list[dict[str, np.ndarray]], list[str] | None]:
+def samples_from_npz(data: bytes, *, source: str | None = None) -> tuple[list[dict[str, np.ndarray]], list[str] | None]:
     """Samples from an .npz: `text`/`audio`/`visual` as (B, L, D) (or (L, D) / (D,) for one sample),
     optional `<modality>_mask` (B, L) and `ids` (B,). Never unpickles."""
     try:

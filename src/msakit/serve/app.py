@@ -99,7 +99,7 @@ def parse_predict_body(body: bytes, content_type: str) -> tuple[str | None, list
     if not body:
         raise Problem(400, "empty request body")
     if kind in NPZ_TYPES:
-        npz_samples, ids = service.samples_from_npz(body, source="request body")
+        npz_samples, ids = service.samples_from_npz(body)
         return None, list(npz_samples), ids
     if kind != "application/json":
         raise Problem(415, f"unsupported content type {kind or '(none)'!r}; send application/json or application/x-npz")
@@ -231,7 +231,7 @@ def create_app(
         loaded = _pick(named or model)
         result = await pool.run(
             lambda: service.predict_features(
-                loaded, samples, ids=ids, max_samples=cfg.max_samples, max_steps=cfg.max_steps, source="request"
+                loaded, samples, ids=ids, max_samples=cfg.max_samples, max_steps=cfg.max_steps
             )
         )
         return service.prediction_json(result)
