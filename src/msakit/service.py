@@ -309,7 +309,41 @@ def samples_from_npz(data: bytes, *, source: str | None = None) -> tuple[list[di
     return samples, ids
 
 
+def run_robustness(loaded: LoadedModel, dataset: MSADataset, protocols: Sequence[str], settings: Any) -> Any:
+    """The robustness report (`msakit.robustness.protocols.RobustnessReport`) of a checkpoint."""
+    from msakit.robustness.protocols import run_protocols
+    from msakit.robustness.training import read_mli
+
+    _checked(loaded, dataset)
+    mli = read_mli(loaded.path)
+    return run_protocols(loaded.model, dataset, protocols, settings, checkpoint=loaded.path, mli=mli)
+
+
 # ---- writers ---------------------------------------------------------------------------
+
+
+def write_rows_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """A CSV whose header is every key of `rows` in first-seen order (written atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields: list[str] = []
+    for row in rows:
+        fields.extend(k for k in row if k not in fields)
+    with atomic_open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_robustness_report(report: Any, out: str | Path) -> list[Path]:
+    """robustness.json, robustness.csv and the plots of a report in `out`."""
+    from msakit.robustness.plots import plot_report
+
+    out = Path(out)
+    atomic_write_json(out / "robustness.json", report.to_dict())
+    write_rows_csv(out / "robustness.csv", report.csv_rows())
+    return [out / "robustness.json", out / "robustness.csv", *plot_report(report, out)]
 
 
 def metrics_json(result: EvalResult) -> dict[str, Any]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 from typing import Any
 
 from msakit.cli.common import FORMATTER, add_training_options, overrides_from, print_result
-from msakit.io import atomic_open, atomic_write_json
+from msakit.io import atomic_write_json
+from msakit.service import write_robustness_report as write_report
+from msakit.service import write_rows_csv as write_csv_atomic
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -105,33 +106,9 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _evaluate_one(checkpoint: Path, dataset: Any, args: argparse.Namespace, settings: Any) -> Any:
-    from msakit.robustness.protocols import run_protocols
-    from msakit.robustness.training import read_mli
-    from msakit.training import load_checkpoint
-    from msakit.training.compat import check_compatible
+    from msakit.service import load_model, run_robustness
 
-    model, meta = load_checkpoint(checkpoint)
-    check_compatible(meta, dataset.info, checkpoint)
-    return run_protocols(model, dataset, args.protocol, settings, checkpoint=checkpoint, mli=read_mli(checkpoint))
-
-
-def write_csv_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fields: list[str] = []
-    for row in rows:
-        fields.extend(k for k in row if k not in fields)
-    with atomic_open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def write_report(report: Any, out: Path) -> list[Path]:
-    from msakit.robustness.plots import plot_report
-
-    atomic_write_json(out / "robustness.json", report.to_dict())
-    write_csv_atomic(out / "robustness.csv", report.csv_rows())
-    return [out / "robustness.json", out / "robustness.csv", *plot_report(report, out)]
+    return run_robustness(load_model(checkpoint), dataset, args.protocol, settings)
 
 
 def run_robustness(args: argparse.Namespace) -> int:
