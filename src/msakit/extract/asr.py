@@ -28,6 +28,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,26 @@ def detect_language(samples: np.ndarray, config: WhisperConfig | None = None) ->
         _MODELS[key] = WhisperModel(str(found[1]), device="cpu", compute_type="int8", cpu_threads=cfg.cpu_threads)
     language, probability, _ = _MODELS[key].detect_language(np.ascontiguousarray(samples, dtype=np.float32))
     return str(language), float(probability)
+
+
+def normalise_words(text: str) -> list[str]:
+    """Lower-cased words without accents or punctuation (MOUD's ``m:uy`` elongations and ``c-`` cut-offs too)."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
+    plain = " ".join(w for w in plain.replace(":", "").split() if not w.endswith("-"))  # elongation, cut-off
+    return "".join(c if c.isalnum() or c == "'" else " " for c in plain).split()
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """(substitutions + deletions + insertions) / reference words, on `normalise_words` of both."""
+    ref, hyp = normalise_words(reference), normalise_words(hypothesis)
+    if not ref:
+        raise ValueError("the reference has no word")
+    row = list(range(len(hyp) + 1))  # Levenshtein distance over words, one row at a time
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1] / len(ref)
 
 
 def words_to_utterances(
