@@ -144,3 +144,18 @@ def test_damaged_part_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="RECORD"):
         asr._check_recorded(part, {part.name: good[::-1]})
     assert asr._joined_name("model.bin.part2") == "model.bin" and asr._joined_name("config.json") == "config.json"
+
+
+@pytest.mark.realdata
+def test_whisper_on_mosi_and_moud_language(shared_data: Path) -> None:
+    """The MOSI wav transcribed (reference: labels.csv) and MOUD's Spanish detected by the multilingual model."""
+    from msakit.extract.media import load_audio
+
+    needs_whisper()
+    utterances, info = recognise(
+        load_audio(shared_data / "mosi" / "media" / "03bSnISJMiM_1.wav"), whisper=asr.WhisperConfig(model="tiny.en")
+    )
+    assert info.quality == "asr" and wer("anyhow it was really good", " ".join(u.text for u in utterances)) <= 0.2
+    needs_whisper("base")
+    found = asr.detect_language(load_audio(shared_data / "moud" / "101_movies.mp4"))
+    assert found is not None and found[0] == "es" and found[1] > 0.5
