@@ -90,3 +90,14 @@ def test_drop_modalities_clears_features_masks_and_presence() -> None:
     assert not out.present[which, 1].any() and (out.features["audio"][which] == 0).all()
     assert not out.masks["audio"][which].any()
     torch.testing.assert_close(out.features["text"], batch.features["text"])
+
+
+def test_a_fields_own_default_passes_value_checks_but_other_bad_values_do_not() -> None:
+    """sadgr's key_dim defaults to 0 ("use hidden_dim"): a checkpoint's config repeats that default on load."""
+    from msakit.registry import build_config
+
+    assert build_config("sadgr", {"key_dim": 0}).key_dim == 0
+    with pytest.raises(ConfigError, match="key_dim"):
+        build_config("sadgr", {"key_dim": -3})
+    with pytest.raises(ConfigError, match="hidden_dim"):
+        build_config("sadgr", {"hidden_dim": 0})

@@ -192,7 +192,8 @@ def apply_overrides(config: C, overrides: Mapping[str, Any], owner: str) -> C:
             raise ConfigError(
                 f"{owner}: field {key!r} expects {_hint_name(hints[key])}, got {type(value).__name__} {value!r}"
             )
-        _check_value(key, value, owner)
+        if value != getattr(config, key):  # a field's own default is valid by definition (e.g. 0 = "auto")
+            _check_value(key, value, owner)
         changes[key] = value
     return dataclasses.replace(config, **changes)  # type: ignore[type-var]
 
