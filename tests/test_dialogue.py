@@ -134,3 +134,19 @@ def test_plugs_into_the_data_module(dialogue_data) -> None:  # type: ignore[no-u
     first = batches[0].context
     assert first is not None and first.turns[:6].tolist() == [0, 1, 2, 3, 4, 5]  # a whole dialogue, in order
     assert len(set(first.dialogue_ids[:6])) == 1
+
+
+def test_feature_normaliser_treats_context_like_the_current_turn(dialogue_data) -> None:  # type: ignore[no-untyped-def]
+    from msakit.layers.normalize import FeatureNormalizer
+
+    norm = FeatureNormalizer({m: dialogue_data.info.dims[m] for m in dialogue_data.info.modalities})
+    center, scale = norm.stats_of("text")
+    center.fill_(0.5)
+    scale.fill_(2.0)
+    norm.fitted.fill_(True)
+    batch = dialogue_data.split("train").batch([2, 3])
+    out = norm(batch)
+    assert out.context is not None and batch.context is not None
+    has = batch.context.present[:, :, 0]
+    expected = (batch.context.features["text"] - 0.5) / 2.0 * has.unsqueeze(-1)
+    torch.testing.assert_close(out.context.features["text"], expected)  # affine: the mean of normalised steps

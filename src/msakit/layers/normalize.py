@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from msakit.batch import Batch
+from msakit.batch import MODALITIES, Batch
 
 if TYPE_CHECKING:
     from msakit.data.stats import DatasetStats
@@ -70,7 +70,14 @@ class FeatureNormalizer(nn.Module):
         if not bool(self.fitted):
             return batch
         features = {m: self.normalize(m, x, batch.masks[m]) if m in self.dims else x for m, x in batch.features.items()}
-        return replace(batch, features=features)
+        context = batch.context
+        if context is not None:  # preceding turns are mean-pooled raw features: the same centre and scale
+            pooled = {
+                m: self.normalize(m, x, context.present[:, :, MODALITIES.index(m)]) if m in self.dims else x
+                for m, x in context.features.items()
+            }
+            context = replace(context, features=pooled)
+        return replace(batch, features=features, context=context)
 
 
 def normalize_inputs(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
