@@ -60,6 +60,7 @@ def test_health_readiness_openapi_models(loaded: service.LoadedModel) -> None:
     assert c.get("/readyz").json() == {"status": "ready", "models": ["lf"]}
     paths = c.get("/openapi.json").json()["paths"]
     assert {"/v1/models", "/v1/predict", "/healthz", "/readyz", "/metrics"} <= set(paths)
+    assert_problem(c.get("/docs"), 404, "Not Found")  # would load JavaScript from a CDN
     (described,) = c.get("/v1/models").json()["models"]
     assert described["name"] == "lf" and described["modalities"] == list(loaded.modalities)
     assert described["dims"] == loaded.dims and described["text_encoder"] == loaded.meta["dataset"]["features"].get(

@@ -146,6 +146,8 @@ def create_app(
         version="1",
         description="Multimodal sentiment analysis over trained checkpoints.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's /docs and /redoc pages load their JavaScript from a CDN
+        redoc_url=None,
     )
     app.state.config, app.state.metrics, app.state.models = cfg, metrics, dict(models)
 
