@@ -112,19 +112,20 @@ def bad_requests(loaded: service.LoadedModel) -> list[tuple[dict[str, Any], int,
         ({"content": b"\x80\x04K\x01.", "headers": {"content-type": "application/python-pickle"}}, 415, "unsupported"),
         ({"content": b"PK\x03\x04oops", "headers": {"content-type": "application/x-npz"}}, 422, "not an .npz"),
         ({"json": [1, 2]}, 422, "object"),
+        ({"content": b"[" * 3000 + b"]" * 3000, "headers": {"content-type": "application/json"}}, 400, "too deeply"),
         ({"json": {"samples": [{"smell": [1.0]}]}}, 422, "unknown modality 'smell'"),
-        ({"content": b"x" * 5000, "headers": {"content-type": "application/json"}}, 413, "exceeds the limit"),
+        ({"content": b"x" * 9000, "headers": {"content-type": "application/json"}}, 413, "exceeds the limit"),
     ]
 
 
-@pytest.mark.parametrize("case", range(11))
+@pytest.mark.parametrize("case", range(12))
 def test_bad_input_is_a_problem_document_never_a_500(loaded: service.LoadedModel, case: int) -> None:
     kwargs, status, words = bad_requests(loaded)[case]
-    assert_problem(client(loaded, max_samples=4, max_upload_bytes=4096).post("/v1/predict", **kwargs), status, words)
+    assert_problem(client(loaded, max_samples=4, max_upload_bytes=8192).post("/v1/predict", **kwargs), status, words)
 
 
 def test_bad_requests_in_parallel_then_a_good_one(loaded: service.LoadedModel) -> None:
-    c = client(loaded, max_samples=4, max_upload_bytes=4096)
+    c = client(loaded, max_samples=4, max_upload_bytes=8192)
     cases = bad_requests(loaded) * 3
     with ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(lambda case: c.post("/v1/predict", **case[0]), cases))

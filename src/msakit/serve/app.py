@@ -107,6 +107,8 @@ def parse_predict_body(body: bytes, content_type: str) -> tuple[str | None, list
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Problem(400, f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise Problem(400, "request body is not valid JSON: nested too deeply") from None
     if not isinstance(payload, dict):
         raise Problem(422, "the JSON body must be an object with 'samples' (a list) or 'sample' (an object)")
     model = payload.get("model")
