@@ -147,6 +147,8 @@ def test_tune_writes_a_preset_train_reads_and_never_tests(tiny_dataset: MSADatas
         assert seeds and all(s["test"] == {} for s in seeds)
     best = min(json.loads(p.read_text())["seeds"][0]["valid"]["MAE"] for p in runs)
     assert result.best_value == pytest.approx(best)  # the objective is the validation selection metric
+    first = json.loads((out / "trials" / "0000" / "seed1" / "best" / "config.json").read_text())
+    assert first["model_config"]["dropout"] == 0.1 and first["train_config"]["lr"] == 1e-3  # the defaults first
 
 
 def test_interrupted_study_resumes(tiny_dataset: MSADataset, tmp_path: Path) -> None:

@@ -188,6 +188,20 @@ def suggest(trial: Any, space: Mapping[str, Param]) -> dict[str, dict[str, Any]]
     return chosen
 
 
+def default_params(
+    model: str, space: Mapping[str, Param], train: TrainConfig, model_overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`owner.field` -> the configuration's current value, for the searched fields whose range holds it."""
+    current = {"model": build_config(model, model_overrides), "train": train}
+    out: dict[str, Any] = {}
+    for key, p in space.items():
+        value, r = getattr(current[p.owner], p.name), p.range
+        inside = value in r.choices if r.choices is not None else r.low <= value <= r.high
+        if inside:
+            out[key] = value
+    return out
+
+
 class PruningCallback:
     """Engine callback: reports each epoch's validation score to the trial; raises TrialPruned when weak.
 
@@ -315,6 +329,8 @@ def tune(
         load_if_exists=True,
     )
     _check_study(study, model=model, data=data_label or dataset.info.name, select_key=select_key, direction=direction)
+    if not study.trials:  # a fresh study first tries the defaults, so it never ends worse than them
+        study.enqueue_trial(default_params(model, space, cfg, {**dataset.info.model_overrides(), **base_model}))
     data = validation_only(dataset)
     done_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     start = time.perf_counter()
