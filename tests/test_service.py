@@ -114,6 +114,11 @@ def test_npz_round_trip_and_no_pickles(trained: tuple) -> None:
     np.savez(evil, text=np.array([object()], dtype=object))
     with pytest.raises(DataError, match=r"plain \.npz"):
         service.samples_from_npz(evil.getvalue())
+    bomb = io.BytesIO()
+    np.savez_compressed(bomb, text=np.zeros((4, 1000, d["text"]), np.float32))
+    assert len(bomb.getvalue()) < 100_000
+    with pytest.raises(DataError, match="decompressed"):
+        service.samples_from_npz(bomb.getvalue(), max_bytes=len(bomb.getvalue()) * 4)
     with pytest.raises(DataError, match=r"not an \.npz"):
         service.samples_from_npz(b"PK\x03\x04 truncated")
 

@@ -272,12 +272,20 @@ def predict_features(
     return PredictionResult(loaded.meta["model"], _task(loaded), _samples(loaded, batch, with_labels=False))
 
 
-def samples_from_npz(data: bytes, *, source: str | None = None) -> tuple[list[dict[str, np.ndarray]], list[str] | None]:
+def samples_from_npz(
+    data: bytes, *, source: str | None = None, max_bytes: int = 256 * 1024 * 1024
+) -> tuple[list[dict[str, np.ndarray]], list[str] | None]:
     """Samples from an .npz: `text`/`audio`/`visual` as (B, L, D) (or (L, D) / (D,) for one sample),
-    optional `<modality>_mask` (B, L) and `ids` (B,). Never unpickles."""
+    optional `<modality>_mask` (B, L) and `ids` (B,). Never unpickles; refuses an archive whose
+    arrays would take more than `max_bytes` once decompressed."""
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            unpacked = sum(info.file_size for info in npz.zip.infolist())
+            if unpacked > max_bytes:
+                raise DataError(f"arrays of {unpacked} bytes decompressed, at most {max_bytes}", path=source)
             arrays = {k: npz[k] for k in npz.files}
+    except DataError:
+        raise
     except ValueError as exc:  # an object array (a pickle inside) or a damaged archive
         raise DataError(f"not a plain .npz archive: {exc}", path=source) from None
     except Exception as exc:  # zipfile.BadZipFile, EOFError, OSError ...

@@ -93,13 +93,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_predict_body(body: bytes, content_type: str) -> tuple[str | None, list[Any], list[str] | None]:
-    """(model name or None, samples, ids) from a JSON or .npz body."""
+def parse_predict_body(body: bytes, content_type: str, limit: int) -> tuple[str | None, list[Any], list[str] | None]:
+    """(model name or None, samples, ids) from a JSON or .npz body (at most 8 x `limit` bytes unpacked)."""
     kind = content_type.split(";")[0].strip().lower()
     if not body:
         raise Problem(400, "empty request body")
     if kind in NPZ_TYPES:
-        npz_samples, ids = service.samples_from_npz(body)
+        npz_samples, ids = service.samples_from_npz(body, max_bytes=8 * limit)
         return None, list(npz_samples), ids
     if kind != "application/json":
         raise Problem(415, f"unsupported content type {kind or '(none)'!r}; send application/json or application/x-npz")
@@ -231,7 +231,7 @@ def create_app(
     )
     async def predict(request: Request, model: str | None = None) -> dict[str, Any]:
         body = await read_body(request, cfg.max_upload_bytes)
-        named, samples, ids = parse_predict_body(body, request.headers.get("content-type", ""))
+        named, samples, ids = parse_predict_body(body, request.headers.get("content-type", ""), cfg.max_upload_bytes)
         loaded = _pick(named or model)
         result = await pool.run(
             lambda: service.predict_features(
