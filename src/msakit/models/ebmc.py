@@ -141,7 +141,7 @@ class EBMC(MSAModel):
         path = self.config.teacher_checkpoint
         if not path:
             return
-        from msakit.training.checkpoint import load_checkpoint, read_checkpoint_meta
+        from msakit.checkpoint_io import load_checkpoint, read_checkpoint_meta
 
         meta = read_checkpoint_meta(path)
         if meta["model"] != "ebmc":

@@ -24,17 +24,37 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from msakit.checkpoint_io import (  # the read side lives below training; re-exported here with the writers
+    CONFIG,
+    FORMAT,
+    OPTIMIZER,
+    WEIGHTS,
+    load_checkpoint,
+    load_weights,
+    read_checkpoint_meta,
+)
+from msakit.checkpoint_io import first_line as _first_line
 from msakit.data.core import DatasetInfo
-from msakit.errors import DataError, MsakitError
+from msakit.errors import DataError
 from msakit.io import atomic_dir, recover_dir
 from msakit.models.base import MSAModel
-from msakit.registry import create_model
 
-WEIGHTS, CONFIG, OPTIMIZER = "model.safetensors", "config.json", "optimizer.pt"
-FORMAT = 2
+__all__ = [
+    "CONFIG",
+    "FORMAT",
+    "OPTIMIZER",
+    "WEIGHTS",
+    "latest_resumable",
+    "load_checkpoint",
+    "load_weights",
+    "read_checkpoint_meta",
+    "read_fit_state",
+    "read_optimizer_state",
+    "save_checkpoint",
+    "save_weights",
+]
 
 
 def save_weights(
@@ -59,19 +79,6 @@ def save_weights(
         for name, obj in (extra_files or {}).items():
             torch.save(obj, tmp / name)
     return path
-
-
-def load_weights(
-    path: str | Path, *, weights_name: str = WEIGHTS, meta_name: str = CONFIG, device: str = "cpu"
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(tensors, metadata) of a folder written by `save_weights`; DataError naming the file at fault."""
-    path = Path(path)
-    meta = _read_json(path / meta_name)
-    try:
-        tensors = load_file(str(path / weights_name), device=device)
-    except (OSError, SafetensorError) as exc:
-        raise DataError(f"cannot read weights: {_first_line(exc)}", path=path / weights_name) from None
-    return tensors, meta
 
 
 def save_checkpoint(
@@ -108,71 +115,6 @@ def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out[k] = v.clone() if ptr in seen else v
         seen.add(ptr)
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise DataError(f"not a readable msakit checkpoint: {_first_line(exc)}", path=path) from None
-    if not isinstance(meta, dict):
-        raise DataError("checkpoint metadata must be a JSON object", path=path)
-    version = meta.get("format", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT:
-        raise DataError(
-            f"checkpoint format {version!r} is newer than this msakit reads (format {FORMAT}); upgrade msakit",
-            path=path,
-            field="format",
-        )
-    return meta
-
-
-def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    meta = _read_json(path / CONFIG)
-    for key in ("model", "model_config"):
-        if key not in meta:
-            raise DataError(f"checkpoint config lacks {key!r}", path=path / CONFIG, field=key)
-    if not isinstance(meta["model"], str) or not isinstance(meta["model_config"], dict):
-        raise DataError("checkpoint 'model' must be a name and 'model_config' an object", path=path / CONFIG)
-    return meta
-
-
-def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> tuple[MSAModel, dict[str, Any]]:
-    """The model (in eval mode) and the checkpoint's metadata."""
-    path = Path(path)
-    meta = read_checkpoint_meta(path)
-    try:
-        # a checkpoint saved before input normalisation existed has no feature_norm field: it had none
-        model = create_model(meta["model"], **{"feature_norm": False, **meta["model_config"]})
-    except MsakitError as exc:  # an unknown model or field: say it is this config.json's
-        raise DataError(str(exc), path=path / CONFIG, field="model_config") from None
-    try:
-        state = load_file(str(path / WEIGHTS), device=str(map_location))
-    except (OSError, SafetensorError) as exc:
-        raise DataError(f"cannot read weights: {_first_line(exc)}", path=path / WEIGHTS) from None
-    nonfinite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if nonfinite:
-        raise DataError(f"{len(nonfinite)} tensor(s) hold NaN/Inf (first: {nonfinite[0]})", path=path / WEIGHTS)
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shapes: config.json's sizes disagree with the weights
-        raise DataError(
-            f"weights do not fit the model config.json describes: {' '.join(str(exc).split()[:40])}",
-            path=path / WEIGHTS,
-        ) from None
-    if missing or unexpected:
-        raise DataError(
-            f"weights do not fit model {meta['model']!r}: missing {missing[:5]}, unexpected {unexpected[:5]}",
-            path=path / WEIGHTS,
-        )
-    model.eval()
-    return model, meta
 
 
 def latest_resumable(run_dir: str | Path, name: str = "last") -> Path | None:
