@@ -39,6 +39,7 @@ from msakit.batch import Batch, ModelOutput
 from msakit.config import ModelConfig, tunable
 from msakit.layers import MLP, SequenceEncoder
 from msakit.layers.encoders import modality_encoders
+from msakit.layers.subspace import orthogonality  # the difference loss, Eq. 9
 from msakit.models.base import MSAModel
 from msakit.registry import register_model
 
@@ -68,13 +69,6 @@ def cmd(x: Tensor, y: Tensor, moments: int) -> Tensor:
     for k in range(2, moments + 1):
         total = total + (cx.pow(k).mean(0) - cy.pow(k).mean(0)).norm()
     return total
-
-
-def diff_loss(a: Tensor, b: Tensor) -> Tensor:
-    """Soft orthogonality (Eq. 9) of row-centred, L2-normalised (B, H) matrices."""
-    a = F.normalize(a - a.mean(0), dim=1)
-    b = F.normalize(b - b.mean(0), dim=1)
-    return (a.T @ b).pow(2).mean()
 
 
 @register_model("misa")
@@ -125,14 +119,14 @@ class MISA(MSAModel):
         for i, m in enumerate(mods):
             keep = present[m]
             if keep.sum() >= 2:
-                diff.append(diff_loss(private[m][keep], shared[m][keep]))
+                diff.append(orthogonality(private[m][keep], shared[m][keep]))
                 recon_m = self.decoder(private[m][keep] + shared[m][keep])
                 recon.append(F.mse_loss(recon_m, u[m][keep]))
             for n in mods[i + 1 :]:
                 both = keep & present[n]
                 if both.sum() >= 2:
                     sim.append(cmd(shared[m][both], shared[n][both], cfg.cmd_moments))
-                    diff.append(diff_loss(private[m][both], private[n][both]))
+                    diff.append(orthogonality(private[m][both], private[n][both]))
         return {
             "sim": cfg.sim_weight * torch.stack(sim).sum() / max(len(sim) - 1, 1),
             "diff": cfg.diff_weight * torch.stack(diff).sum(),
