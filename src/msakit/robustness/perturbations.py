@@ -154,16 +154,10 @@ class DropModalities:
         return batch.drop_modalities(self.modalities)
 
 
-@register_perturbation("missing")
 @dataclass(frozen=True)
-class StepMissing:
-    """MMSA step-level missing at `rate` per modality.
-
-    rate: the shared rate, applied to `modalities` (empty = every modality of the batch).
-    rates: per-modality rates (step-level imbalanced missing; not MissBench's imbalanced
-        setting, which removes whole modalities per sample: `ModalityMissing`); overrides
-        `rate` for the modalities it names.
-    """
+class _MissingRates:
+    """The rates of a missing-data perturbation: a shared `rate` over `modalities` (empty =
+    every modality of the batch), overridden per modality by `rates`."""
 
     rate: float = 0.0
     modalities: tuple[str, ...] = ()
@@ -182,6 +176,18 @@ class StepMissing:
             return float(self.rates[modality])
         return float(self.rate) if not self.modalities or modality in self.modalities else 0.0
 
+
+@register_perturbation("missing")
+@dataclass(frozen=True)
+class StepMissing(_MissingRates):
+    """MMSA step-level missing at `rate` per modality.
+
+    rate: the shared rate, applied to `modalities` (empty = every modality of the batch).
+    rates: per-modality rates (step-level imbalanced missing; not MissBench's imbalanced
+        setting, which removes whole modalities per sample: `ModalityMissing`); overrides
+        `rate` for the modalities it names.
+    """
+
     def __call__(self, batch: Batch, rng: torch.Generator) -> Batch:
         features, masks = dict(batch.features), dict(batch.masks)
         for m in batch.modalities:
@@ -198,28 +204,13 @@ class StepMissing:
 
 @register_perturbation("modality_missing")
 @dataclass(frozen=True)
-class ModalityMissing:
+class ModalityMissing(_MissingRates):
     """MissBench whole-modality missing per sample.
 
     rate: the shared rate, applied to `modalities` (empty = every modality of the batch).
     rates: per-modality rates (the imbalanced setting); overrides `rate` for the
         modalities it names. Every sample keeps at least one of the modalities it has.
     """
-
-    rate: float = 0.0
-    modalities: tuple[str, ...] = ()
-    rates: Mapping[str, float] = field(default_factory=dict)
-    perturbation_name: ClassVar[str]
-
-    def __post_init__(self) -> None:
-        check_rate(self.rate)
-        object.__setattr__(self, "modalities", check_modalities(self.modalities))
-        check_modalities(self.rates)
-        for m, r in self.rates.items():
-            check_rate(r, f"rate of {m}")
-
-    def rate_of(self, modality: str) -> float:
-        return StepMissing.rate_of(self, modality)  # type: ignore[arg-type]
 
     def __call__(self, batch: Batch, rng: torch.Generator) -> Batch:
         u = torch.rand(batch.size, len(MODALITIES), generator=rng)  # one draw per sample and modality
