@@ -61,7 +61,7 @@ class LoadedModel:
         dataset = self.meta.get("dataset") or {}
         features = dict(dataset.get("features") or {})
         pipeline = (self.meta.get("extract") or {}).get("pipeline") or {}
-        caps = self.model.capabilities
+        caps = self.model.declared_capabilities
         return {
             "name": self.name,
             "model": self.meta["model"],
@@ -220,7 +220,7 @@ def batch_from_arrays(
             if not np.isfinite(x).all():
                 raise DataError("holds NaN or Inf", path=source, field=where)
             arrays[m] = x
-        need = loaded.model.capabilities.min_modalities
+        need = loaded.model.declared_capabilities.min_modalities
         if len(arrays) < need:
             raise DataError(
                 f"{len(arrays)} of the model's modalities {list(mods)} given, it needs at least {need}",
@@ -259,7 +259,7 @@ def predict_features(
     source: str | None = None,
 ) -> PredictionResult:
     """Predictions for feature arrays given directly (see `batch_from_arrays`)."""
-    caps = loaded.model.capabilities
+    caps = loaded.model.declared_capabilities
     if caps.reads_raw_text or caps.needs_dialogue_context or caps.needs_frames:
         raise DataError(
             f"model {loaded.meta['model']!r} reads raw text, dialogue context or frames; "
