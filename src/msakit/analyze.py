@@ -29,8 +29,10 @@ import torch
 
 from msakit.batch import MODALITIES, Batch
 from msakit.errors import DataError
+from msakit.extract.absa import Aspect
 from msakit.extract.pipeline import ClipMedia, Pipeline, PipelineConfig
 from msakit.extract.registry import Features
+from msakit.extract.scenes import SceneFrame
 from msakit.extract.speech import AsrInfo, Utterance, read_transcript, recognise
 from msakit.extract.visual import FER_LABELS, FER_MISSING, fer_available
 from msakit.io import atomic_path
@@ -95,6 +97,8 @@ class UtteranceResult:
     present: dict[str, bool]  # which modalities were present for this utterance
     missing: dict[str, str]  # modality -> why it is missing
     cues: dict[str, Any] = field(default_factory=dict)  # measured, labelled with whether they were fused
+    aspects: list[Aspect] = field(default_factory=list)  # aspect terms of `text`, each with polarity and evidence
+    scene: str = ""  # the majority scene label of the frames inside the utterance ("" when none)
 
 
 @dataclass
@@ -113,6 +117,7 @@ class Analysis:
     language: str | None = None  # ISO 639-1 code of the speech (None: not known)
     language_source: str = "unknown"  # declared | detected | model | unknown
     warnings: list[str] = field(default_factory=list)  # e.g. a language the text encoder does not read
+    scenes: list[SceneFrame] = field(default_factory=list)  # one per frame sampled at 1 frame/s
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,8 +126,17 @@ class Analysis:
 class Analyzer:
     """Loads a checkpoint and its extractors once; `analyze(path)` per clip."""
 
-    def __init__(self, model: str | Path | None = None, pipeline_config: PipelineConfig | None = None) -> None:
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        pipeline_config: PipelineConfig | None = None,
+        *,
+        aspects: bool = True,
+        scenes: bool = True,
+    ) -> None:
         from msakit.training import load_checkpoint
+
+        self.aspects, self.scenes = aspects, scenes
 
         self.checkpoint = resolve_checkpoint(model)
         self.model, self.meta = load_checkpoint(self.checkpoint)
@@ -389,8 +403,13 @@ CSV_FIELDS = [
     "start", "end", "text", "source", "quality", "score", "polarity",
     *(f"weight_{m}" for m in MODALITIES), *(f"present_{m}" for m in MODALITIES), *(f"missing_{m}" for m in MODALITIES),
     "cue_pitch_hz", "cue_intensity_db", "cue_voiced_fraction", "cue_top_emotion",
-    *(f"cue_emotion_{k}" for k in FER_LABELS), "cue_smile_width", "cues_fused",
+    *(f"cue_emotion_{k}" for k in FER_LABELS), "cue_smile_width", "cues_fused", "scene", "aspects",
 ]  # fmt: skip
+
+
+def _aspects_cell(aspects: list[Aspect]) -> str:
+    """`term=polarity(score)` per aspect, `; `-separated (the JSON has spans and evidence)."""
+    return "; ".join(f"{a.term}={a.polarity}({a.score:+.2f})" for a in aspects)
 
 
 def _csv_row(u: UtteranceResult, fused: list[str]) -> dict[str, Any]:
@@ -402,6 +421,7 @@ def _csv_row(u: UtteranceResult, fused: list[str]) -> dict[str, Any]:
         "cue_voiced_fraction": a.get("voiced_fraction", ""), "cue_top_emotion": v.get("top_emotion", ""),
         "cue_smile_width": v.get("smile_width", ""),
         "cues_fused": "+".join(m for m in ("audio", "visual") if m in fused) or "none",
+        "scene": u.scene, "aspects": _aspects_cell(u.aspects),
     }  # fmt: skip
     for m in MODALITIES:
         row[f"weight_{m}"] = round(u.weights[m], 4) if m in u.weights else ""
