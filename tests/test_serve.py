@@ -112,7 +112,8 @@ def bad_requests(loaded: service.LoadedModel) -> list[tuple[dict[str, Any], int,
         ({"content": b"\x80\x04K\x01.", "headers": {"content-type": "application/python-pickle"}}, 415, "unsupported"),
         ({"content": b"PK\x03\x04oops", "headers": {"content-type": "application/x-npz"}}, 422, "not an .npz"),
         ({"json": [1, 2]}, 422, "object"),
-        ({"content": b"[" * 3000 + b"]" * 3000, "headers": {"content-type": "application/json"}}, 400, "too deeply"),
+        # orjson parses any depth without recursing; json.loads (the NaN fallback) would say "too deeply"
+        ({"content": b"[" * 3000 + b"]" * 3000, "headers": {"content-type": "application/json"}}, 422, "object"),
         ({"json": {"samples": [{"smell": [1.0]}]}}, 422, "unknown modality 'smell'"),
         ({"content": b"x" * 9000, "headers": {"content-type": "application/json"}}, 413, "exceeds the limit"),
     ]
@@ -221,7 +222,17 @@ def test_a_bug_is_a_500_problem_not_html(loaded: service.LoadedModel, monkeypatc
 
 # ---- /v1/analyze jobs ----------------------------------------------------------------
 
-MP4_HEAD = b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64
+
+@pytest.fixture(scope="module")
+def mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A real 1 s mp4 (mpeg4 video + AAC audio, 12 kB) made with PyAV: it passes the service's media probe."""
+    pytest.importorskip("av")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from media_factory import write_video
+
+    return write_video(tmp_path_factory.mktemp("media") / "v.mp4", seconds=1.0, fps=5, size=(32, 24)).read_bytes()
 
 
 def fake_analyze(calls: list, gate: threading.Event | None = None) -> Any:
@@ -258,11 +269,11 @@ def jobs_client(loaded: service.LoadedModel, root: Path, analyze: Any, **limits:
     return TestClient(app, raise_server_exceptions=False), store
 
 
-def test_analyze_job_lifecycle_and_artifacts(loaded: service.LoadedModel, tmp_path: Path) -> None:
+def test_analyze_job_lifecycle_and_artifacts(loaded: service.LoadedModel, mp4: bytes, tmp_path: Path) -> None:
     calls: list = []
     c, _ = jobs_client(loaded, tmp_path / "jobs", fake_analyze(calls))
     files = {
-        "media": ("../../etc/passwd.mp4", MP4_HEAD),
+        "media": ("../../etc/passwd.mp4", mp4),
         "transcript": ("t.srt", b"1\n00:00:00,000 --> 00:00:01,000\nhi\n"),
     }
     r = c.post("/v1/analyze", files=files)
@@ -280,16 +291,17 @@ def test_analyze_job_lifecycle_and_artifacts(loaded: service.LoadedModel, tmp_pa
     assert_problem(c.get(f"/v1/jobs/{job['id']}/artifacts/job.json"), 404, "no artefact")
 
 
-def test_analyze_bad_uploads(loaded: service.LoadedModel, tmp_path: Path) -> None:
+def test_analyze_bad_uploads(loaded: service.LoadedModel, mp4: bytes, tmp_path: Path) -> None:
     calls: list = []
-    c, _ = jobs_client(loaded, tmp_path / "jobs", fake_analyze(calls), max_upload_bytes=4096)
+    c, _ = jobs_client(loaded, tmp_path / "jobs", fake_analyze(calls), max_upload_bytes=64 * 1024)
     cases = [
         ({"files": {"media": ("notes.mp4", b"not a video at all\n" * 5)}}, 415, "not a supported"),
         ({"files": {"media": ("empty.mp4", b"")}}, 400, "empty"),
-        ({"files": {"media": ("big.mp4", MP4_HEAD + b"\x00" * 5000)}}, 413, "exceeds the limit"),
-        ({"files": {"media": ("v.mp4", MP4_HEAD), "transcript": ("t.srt", b"1\nnot a time\nhi\n")}}, 422, "transcript"),
-        ({"files": {"media": ("v.mp4", MP4_HEAD), "transcript": ("t.txt", b"\xff\xfe\x00bad")}}, 422, "UTF-8"),
-        ({"files": {"other": ("v.mp4", MP4_HEAD)}}, 422, "'media'"),
+        ({"files": {"media": ("big.mp4", mp4 + b"\x00" * 64 * 1024)}}, 413, "exceeds the limit"),
+        ({"files": {"media": ("v.mp4", mp4), "transcript": ("t.srt", b"1\nnot a time\nhi\n")}}, 422, "transcript"),
+        ({"files": {"media": ("v.mp4", mp4), "transcript": ("t.txt", b"\xff\xfe\x00bad")}}, 422, "UTF-8"),
+        ({"files": {"other": ("v.mp4", mp4)}}, 422, "'media'"),
+        ({"files": {"media": ("t.mp4", mp4[: len(mp4) // 2])}}, 422, "not a readable audio/video file"),  # truncated
         ({"json": {"media": "x"}}, 415, "multipart"),
     ]
     with ThreadPoolExecutor(4) as pool:  # in parallel, too
@@ -297,29 +309,62 @@ def test_analyze_bad_uploads(loaded: service.LoadedModel, tmp_path: Path) -> Non
     for (_, status, words), r in zip(cases * 2, responses, strict=True):
         assert_problem(r, status, words)
     assert calls == []  # nothing reached the analyser
-    truncated = c.post("/v1/analyze", files={"media": ("t.mp4", MP4_HEAD + b"TRUNCATED")})
-    job = wait_job(c, truncated.json()["id"])
+    # one that passes the probe but that the analyser cannot use: the job fails, with its message
+    undecodable = c.post("/v1/analyze", files={"media": ("t.mp4", mp4 + b"TRUNCATED")})
+    job = wait_job(c, undecodable.json()["id"])
     assert job["status"] == "failed" and "moov atom" in job["error"] and str(tmp_path) not in job["error"]
 
 
-def test_full_job_queue_answers_429(loaded: service.LoadedModel, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("limits", "status", "words"),
+    [
+        ({"max_media_seconds": 0.5}, 422, "over the limit of 0.5 s (max_media_seconds)"),
+        ({"media_codecs": ("h264", "aac")}, 415, "codec 'mpeg4' is not accepted"),
+        ({"media_containers": ("wav", "flac")}, 415, "container 'mov,mp4,m4a,3gp,3g2,mj2' is not accepted"),
+    ],
+)
+def test_media_limits(
+    loaded: service.LoadedModel, mp4: bytes, tmp_path: Path, limits: dict, status: int, words: str
+) -> None:
+    calls: list = []
+    c, _ = jobs_client(loaded, tmp_path / "jobs", fake_analyze(calls), **limits)
+    assert_problem(c.post("/v1/analyze", files={"media": ("v.mp4", mp4)}), status, words)
+    assert calls == [] and not any((tmp_path / "jobs").iterdir())  # refused before any job or file stays
+    ok, _ = jobs_client(loaded, tmp_path / "ok", fake_analyze(calls))  # the defaults accept it
+    assert ok.post("/v1/analyze", files={"media": ("v.mp4", mp4)}).status_code == 202
+
+
+def test_media_probe_reads_duration_and_codecs(tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from media_factory import write_wav
+    from msakit.serve import media
+
+    info = media.check(write_wav(tmp_path / "a.wav", seconds=2.0), ServeConfig())
+    assert info.codecs == ("pcm_s16le",) and info.duration_s == pytest.approx(2.0, abs=0.01)
+    assert "wav" in info.container
+
+
+def test_full_job_queue_answers_429(loaded: service.LoadedModel, mp4: bytes, tmp_path: Path) -> None:
     gate = threading.Event()
     c, _ = jobs_client(loaded, tmp_path / "jobs", fake_analyze([], gate), job_queue=1, retry_after_s=2)
-    first = c.post("/v1/analyze", files={"media": ("a.mp4", MP4_HEAD)})
-    second = c.post("/v1/analyze", files={"media": ("b.mp4", MP4_HEAD)})
+    first = c.post("/v1/analyze", files={"media": ("a.mp4", mp4)})
+    second = c.post("/v1/analyze", files={"media": ("b.mp4", mp4)})
     assert first.status_code == second.status_code == 202
-    busy = c.post("/v1/analyze", files={"media": ("c.mp4", MP4_HEAD)})
+    busy = c.post("/v1/analyze", files={"media": ("c.mp4", mp4)})
     assert_problem(busy, 429, "queue is full")
     assert busy.headers["retry-after"] == "2"
     gate.set()
     assert wait_job(c, second.json()["id"])["status"] == "done"
 
 
-def test_a_restart_mid_job_reports_it_failed(loaded: service.LoadedModel, tmp_path: Path) -> None:
+def test_a_restart_mid_job_reports_it_failed(loaded: service.LoadedModel, mp4: bytes, tmp_path: Path) -> None:
     gate = threading.Event()
     c, store = jobs_client(loaded, tmp_path / "jobs", fake_analyze([], gate))
-    running = c.post("/v1/analyze", files={"media": ("a.mp4", MP4_HEAD)}).json()["id"]
-    queued = c.post("/v1/analyze", files={"media": ("b.mp4", MP4_HEAD)}).json()["id"]
+    running = c.post("/v1/analyze", files={"media": ("a.mp4", mp4)}).json()["id"]
+    queued = c.post("/v1/analyze", files={"media": ("b.mp4", mp4)}).json()["id"]
     # a new process on the same folder while the old one is mid-job (the old one never finishes)
     c2, _ = jobs_client(loaded, tmp_path / "jobs", fake_analyze([]))
     for job_id in (running, queued):
@@ -329,8 +374,8 @@ def test_a_restart_mid_job_reports_it_failed(loaded: service.LoadedModel, tmp_pa
     gate.set()
 
 
-def test_analyze_disabled_without_a_job_store(loaded: service.LoadedModel) -> None:
-    assert_problem(client(loaded).post("/v1/analyze", files={"media": ("a.mp4", MP4_HEAD)}), 503, "not enabled")
+def test_analyze_disabled_without_a_job_store(loaded: service.LoadedModel, mp4: bytes) -> None:
+    assert_problem(client(loaded).post("/v1/analyze", files={"media": ("a.mp4", mp4)}), 503, "not enabled")
 
 
 @pytest.mark.slow
@@ -378,3 +423,52 @@ def test_analyze_job_gives_what_the_cli_gives(loaded: service.LoadedModel, tmp_p
     assert [u["score"] for u in served["utterances"]] == pytest.approx([u["score"] for u in cli["utterances"]])
     assert [u["text"] for u in served["utterances"]] == ["what a wonderful film", "a dull and boring plot"]
     assert c.get(job["links"]["timeline.png"]).content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- the web page --------------------------------------------------------------------
+
+PAGE_FILES = ("/", "/static/app.js", "/static/style.css")
+SVG_NAMESPACE = "http://www.w3.org/2000/svg"  # an XML namespace name: never fetched
+
+
+def test_page_is_served_and_references_no_external_url(loaded: service.LoadedModel) -> None:
+    import re
+
+    c = client(loaded, token="s3cret")  # the page holds no data: it stays open like the probes
+    texts = {}
+    for path in PAGE_FILES:
+        r = c.get(path)
+        assert r.status_code == 200, (path, r.text)
+        assert "default-src 'self'" in r.headers["content-security-policy"]  # the browser loads nothing else
+        texts[path] = r.text
+    assert r.headers["content-type"].startswith("text/css")
+    html = texts["/"]
+    assert 'id="upload-progress"' in html and 'id="timeline"' in html and 'id="utterances"' in html
+    assert 'id="download-json"' in html and 'id="download-csv"' in html
+    # every resource the page names is relative and served by this app
+    for ref in re.findall(r'(?:src|href)="([^"]*)"', html):
+        assert not re.match(r"^(?:[a-z]+:)?//", ref), ref
+        if not ref.startswith(("data:", "#")):
+            assert c.get("/" + ref, headers={"authorization": "Bearer s3cret"}).status_code == 200, ref
+    for path, text in texts.items():  # no URL with a scheme or a protocol-relative one, anywhere
+        urls = set(re.findall(r"(?:[a-z][a-z0-9+.-]*:)?//[^\s\"'`)]+", text, flags=re.I)) - {SVG_NAMESPACE}
+        assert not urls, (path, urls)
+        assert "@import" not in text and "url(" not in text
+    auth = {"authorization": "Bearer s3cret"}
+    assert_problem(c.get("/static/%2e%2e/app.py", headers=auth), 404, "")
+    assert_problem(c.get("/static/jobs.py", headers=auth), 404, "no such file")
+    assert_problem(c.get("/v1/models"), 401, "API token")
+
+
+def test_page_script_reads_every_field_it_shows(loaded: service.LoadedModel) -> None:
+    """The page draws what `msakit analyze` writes: the names it reads are fields of the timeline."""
+    from msakit.analyze import Analysis, UtteranceResult
+
+    script = client(loaded).get("/static/app.js").text
+    for name in ("utterances", "duration", "fused_modalities", "transcript_source", "language", "notes", "warnings"):
+        assert name in Analysis.__dataclass_fields__ and f"result.{name}" in script, name
+    for name in ("start", "end", "text", "score", "polarity", "weights", "cues"):
+        assert name in UtteranceResult.__dataclass_fields__ and f"u.{name}" in script, name
+    assert "innerHTML" not in script  # values from the server go in as text, never as markup
+    for artefact in ("timeline.json", "timeline.csv", "timeline.png"):
+        assert f'links["{artefact}"]' in script

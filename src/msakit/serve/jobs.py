@@ -118,16 +118,24 @@ class JobStore:
         return max(0, self.pending - self.workers)
 
     def submit(
-        self, media: bytes, suffix: str, transcript: bytes | None, transcript_suffix: str
+        self,
+        media: bytes,
+        suffix: str,
+        transcript: bytes | None,
+        transcript_suffix: str,
+        check: Callable[[Path], object] | None = None,
     ) -> dict[str, Any] | None:
         """The new job, or None when `max_queue` jobs already wait (the caller answers 429).
 
-        A transcript that does not parse is refused here (`DataError`), before any job exists."""
+        `check(media_path)` (the service's media limits) and the transcript's parse run here and
+        raise (`DataError`) before any job exists."""
         job_id = uuid.uuid4().hex
         folder = self.root / job_id / "input"
         folder.mkdir(parents=True, mode=0o700)
         try:
             (folder / f"media{suffix}").write_bytes(media)
+            if check is not None:
+                check(folder / f"media{suffix}")
             if transcript is not None:
                 path = folder / f"transcript{transcript_suffix}"
                 path.write_bytes(transcript)
