@@ -15,6 +15,7 @@ run printed (the file says so in `provenance`).
 
     python benchmarks/docgen.py                     # rewrite every block
     python benchmarks/docgen.py --check             # exit 1 if a doc differs from its results
+    python benchmarks/docgen.py --check-all [FILES] # exit 1 if prose contradicts its own tables (doccheck.py)
     python benchmarks/docgen.py collect-ablation runs/tssp_mosi_table4 --name tssp_msa_mosi_table4 \\
         --command "msakit ablate ..."               # RUN/NN/results.json -> docs/results/NAME.json
     python benchmarks/docgen.py collect-robustness runs/robustness_all --name robustness
@@ -377,6 +378,9 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "tssp_msa_mosi_table4": lambda d: render_ablation(d, reference="full"),
     "tssp_msa_drop_one": render_drop_one,
     "tssp_msa_expert_weights": render_expert_weights,
+    # written with their markdown by benchmarks/absa_eval.py and benchmarks/scene_eval.py
+    "absa_eval": lambda d: d["markdown"],
+    "scene_eval": lambda d: d["markdown"],
 }
 
 
@@ -410,10 +414,33 @@ def generated_docs() -> list[Path]:
     return [p for p in sorted(DOCS.rglob("*.md")) if "<!-- docgen:begin" in p.read_text()]
 
 
+def check_all(paths: list[Path]) -> int:
+    """Every sentence of `paths` against its doc's own tables (benchmarks/doccheck.py): 1 on any finding."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from doccheck import check_files
+
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        print(f"docgen: error: no such doc: {missing[0]}", file=sys.stderr)
+        return 2
+    findings = check_files(paths, ROOT)
+    for f in findings:
+        print(f)
+    print(f"{len(findings)} finding(s) in {len({f.path for f in findings})} of {len(paths)} doc(s)", file=sys.stderr)
+    return 1 if findings else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd")
     p.add_argument("--check", action="store_true", help="exit 1 when a doc differs from its result files")
+    p.add_argument(
+        "--check-all",
+        nargs="*",
+        type=Path,
+        metavar="FILES",
+        help="exit 1 when a sentence contradicts its doc's own tables (default: every docs/**/*.md); see doccheck.py",
+    )
     ab = sub.add_parser("collect-ablation")
     ab.add_argument("run", type=Path)
     ab.add_argument("--name", required=True)
@@ -437,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "collect-robustness":
         atomic_write_json(RESULTS / f"{args.name}.json", collect_robustness(args.run))
         return 0
+    if args.check_all is not None:
+        return check_all(args.check_all or sorted(DOCS.rglob("*.md")))
     stale = []
     for path in generated_docs():
         text = path.read_text()
