@@ -47,3 +47,23 @@ def write_video(
             for packet in sound.encode():
                 container.mux(packet)
     return path
+
+
+def write_unknown_codec(path: Path, seconds: float = 1.0, fps: int = 10, size: tuple[int, int] = (64, 48)) -> Path:
+    """A Matroska file whose video stream names a codec no FFmpeg knows (its CodecID is overwritten)."""
+    import av
+
+    with av.open(str(path), "w", format="matroska") as container:
+        video = container.add_stream("mpeg4", rate=fps)
+        video.width, video.height = size
+        video.pix_fmt = "yuv420p"
+        for k in range(int(seconds * fps)):
+            img = np.full((size[1], size[0], 3), (k * 20) % 255, np.uint8)
+            for packet in video.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+    data = path.read_bytes()
+    assert data.count(b"V_MPEG4/ISO/ASP") == 1
+    path.write_bytes(data.replace(b"V_MPEG4/ISO/ASP", b"V_XXXXX/ISO/ZZZ"))  # same length: the file stays valid
+    return path
