@@ -42,45 +42,110 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def wait_ready(base: str, server: subprocess.Popen, seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None:
+            raise SystemExit(f"msakit serve exited with {server.returncode}")
+        time.sleep(0.1)
+    raise SystemExit(f"msakit serve did not get ready in {seconds:g} s")
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection on asyncio streams: a load client far cheaper in CPU
+    than httpx (it shares the 2 cores with the server), enough for `POST` + a sized answer."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: {content_type}\r\n"
+        self.writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        await self.writer.drain()
+        status = int((await self.reader.readline()).split()[1])
+        headers = {}
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            key, _, value = line.decode("latin-1").partition(":")
+            headers[key.strip().lower()] = value.strip()
+        data = await self.reader.readexactly(int(headers.get("content-length", "0")))
+        if headers.get("connection", "").lower() == "close":
+            await self.close()
+        return status, headers, data
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run(args: argparse.Namespace, base: str, pid: int) -> dict:
     async with httpx.AsyncClient(base_url=base, timeout=args.client_timeout) as probe:
         dim = (await probe.get("/v1/models")).json()["models"][0]["dims"]["text"]
-    body = json.dumps({"sample": {"text": np.random.default_rng(0).normal(size=(args.steps, dim)).tolist()}})
+    rng = np.random.default_rng(0)
+    body = json.dumps({"sample": {"text": rng.normal(size=(args.steps, dim)).tolist()}}).encode()
+    host, port = base.removeprefix("http://").split(":")
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     errors: list[str] = []
     sent = 0
-    memory = [rss_mb(pid)]
-    stop_at = time.perf_counter() + args.seconds
+    stop_at = time.perf_counter() + args.warmup
 
-    async def client(http: httpx.AsyncClient) -> None:
+    async def client() -> None:
         nonlocal sent
+        conn = Connection(host, int(port))
         while time.perf_counter() < stop_at and sent < args.max_requests:
             sent += 1
             start = time.perf_counter()
             try:
-                r = await http.post("/v1/predict", content=body, headers={"content-type": "application/json"})
-            except httpx.HTTPError as exc:
+                status, headers, _ = await asyncio.wait_for(conn.post("/v1/predict", body), args.client_timeout)
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError, IndexError) as exc:
                 errors.append(type(exc).__name__)
+                await conn.close()
                 continue
-            statuses[str(r.status_code)] = statuses.get(str(r.status_code), 0) + 1
-            if r.status_code == 200:
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+            if status == 200:
                 latencies.append(time.perf_counter() - start)
-            elif r.status_code == 429:
-                await asyncio.sleep(float(r.headers.get("retry-after", "1")) / 10)  # a polite client backs off
+            elif status == 429:
+                await asyncio.sleep(float(headers.get("retry-after", "1")) / 10)  # a polite client backs off
             else:
-                errors.append(f"HTTP {r.status_code}")
+                errors.append(f"HTTP {status}")
+        await conn.close()
 
     async def sample_memory() -> None:
         while time.perf_counter() < stop_at:
             memory.append(rss_mb(pid))
             await asyncio.sleep(0.2)
 
-    limits = httpx.Limits(max_connections=args.clients)
+    cold = rss_mb(pid)
+    if args.warmup > 0:  # the same clients, not counted: first-call allocations are not a leak
+        await asyncio.gather(*(client() for _ in range(args.clients)))
+        latencies.clear()
+        statuses.clear()
+        errors.clear()
+        sent = 0
+    memory = [rss_mb(pid)]
+    stop_at = time.perf_counter() + args.seconds
+    server_cpu, client_cpu = cpu_seconds(pid), time.process_time()
     began = time.perf_counter()
-    async with httpx.AsyncClient(base_url=base, timeout=args.client_timeout, limits=limits) as http:
-        await asyncio.gather(sample_memory(), *(client(http) for _ in range(args.clients)))
+    await asyncio.gather(sample_memory(), *(client() for _ in range(args.clients)))
     elapsed = time.perf_counter() - began
+    server_cpu, client_cpu = cpu_seconds(pid) - server_cpu, time.process_time() - client_cpu
     memory.append(rss_mb(pid))
     answered = sum(statuses.values())
     ms = sorted(x * 1000 for x in latencies)
@@ -95,7 +160,15 @@ async def run(args: argparse.Namespace, base: str, pid: int) -> dict:
         "statuses": statuses,
         "errors": len(errors),
         "error_kinds": sorted(set(errors)),
-        "rss_mb": {"start": round(memory[0], 1), "end": round(memory[-1], 1), "peak": round(max(memory), 1)},
+        "server_cpu_ms_per_request": round(1000 * server_cpu / max(answered, 1), 2),
+        "client_cpu_ms_per_request": round(1000 * client_cpu / max(answered, 1), 2),
+        "rss_mb": {
+            "cold": round(cold, 1),
+            "start": round(memory[0], 1),
+            "end": round(memory[-1], 1),
+            "peak": round(max(memory), 1),
+        },
+        "warmup_s": args.warmup,
         "load_avg_1m": os.getloadavg()[0],
         "server": {"concurrency": args.concurrency, "queue": args.queue, "steps": args.steps},
     }
@@ -111,6 +184,7 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=2, help="the server's --concurrency")
     p.add_argument("--queue", type=int, default=32, help="the server's --queue")
     p.add_argument("--client-timeout", type=float, default=30.0)
+    p.add_argument("--warmup", type=float, default=5.0, help="seconds of the same load before measuring (not counted)")
     p.add_argument("--out", type=Path, help="also write the result as JSON here")
     args = p.parse_args()
     if args.checkpoint is None:
@@ -123,15 +197,7 @@ def main() -> None:
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None:
-                raise SystemExit(f"msakit serve exited with {server.returncode}")
-            time.sleep(0.1)
+        wait_ready(base, server)
         result = asyncio.run(run(args, base, server.pid))
     finally:
         server.terminate()

@@ -19,8 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="serve checkpoints over REST (needs the [serve] extra)",
         description=(
-            "Serve CHECKPOINT folders over HTTP: GET /v1/models, POST /v1/predict, /healthz, /readyz, /metrics, "
-            "/openapi.json (see docs/serve.md). Binds to loopback; any other host requires an API token."
+            "Serve CHECKPOINT folders over HTTP: GET /v1/models, POST /v1/predict, POST /v1/analyze, /healthz, "
+            "/readyz, /metrics, /openapi.json, and a web page for analysing a video at / (see docs/serve.md). "
+            "Binds to loopback; any other host requires an API token."
         ),
         formatter_class=FORMATTER,
     )
@@ -51,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where /v1/analyze jobs persist (they survive a restart as failed); default: a private temporary folder",
     )
     p.add_argument("--job-queue", type=int, default=8, help="analysis jobs that may wait; beyond: 429")
+    p.add_argument("--job-workers", type=int, default=1, help="analysis jobs run at once (each is CPU-heavy)")
+    p.add_argument("--max-media-seconds", type=float, default=600.0, help="longest /v1/analyze upload")
     p.set_defaults(func=run_serve)
 
 
@@ -81,6 +84,9 @@ def run_serve(args: argparse.Namespace) -> int:
         request_timeout_s=args.timeout,
         max_concurrency=args.concurrency,
         max_queue=args.queue,
+        max_media_seconds=args.max_media_seconds,
+        job_workers=args.job_workers,
+        job_queue=args.job_queue,
     )
     try:
         import uvicorn
@@ -93,7 +99,9 @@ def run_serve(args: argparse.Namespace) -> int:
     from msakit.serve.jobs import JobStore, default_analyze
 
     jobs_dir = args.jobs_dir or Path(tempfile.mkdtemp(prefix="msakit-serve-"))  # mkdtemp: mode 0700
-    jobs = JobStore(jobs_dir, default_analyze(args.analyze_model), max_queue=args.job_queue)
+    jobs = JobStore(
+        jobs_dir, default_analyze(args.analyze_model), workers=config.job_workers, max_queue=config.job_queue
+    )
     app = create_app(load_models(args.checkpoint), config, jobs)
     print(f"msakit serve: http://{config.host}:{config.port} ({', '.join(app.state.models)})")
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", server_header=False)

@@ -49,16 +49,16 @@ def media_suffix(head: bytes) -> str | None:
 
 
 def default_analyze(checkpoint: str | None) -> AnalyzeFn:
-    """`msakit analyze` as a job: one `Analyzer` (checkpoint and extractors) loaded on first use."""
-    lock, cache = threading.Lock(), {}
+    """`msakit analyze` as a job: one `Analyzer` (checkpoint and extractors) per job worker thread,
+    loaded on its first job (the extractors are not known to be thread-safe, so workers share none)."""
+    local = threading.local()
 
     def run(media: Path, transcript: Path | None, out: Path) -> None:
         from msakit.analyze import Analyzer, write_outputs
 
-        with lock:
-            if "a" not in cache:
-                cache["a"] = Analyzer(checkpoint)
-        write_outputs(cache["a"].analyze(media, transcript), out)
+        if not hasattr(local, "analyzer"):
+            local.analyzer = Analyzer(checkpoint)
+        write_outputs(local.analyzer.analyze(media, transcript), out)
 
     return run
 

@@ -140,8 +140,8 @@ function drawTimeline(result) {
   const box = $("timeline");
   box.replaceChildren();
   const us = result.utterances;
-  const W = 960, top = 20, H = 170, laneY = top + H + 14, cueY = laneY + 22, left = 40, right = 10;
-  const height = cueY + 46;
+  const W = 960, top = 14, H = 170, left = 56, right = 14;
+  const laneY = top + H + 24, cueY = laneY + 28, height = cueY + 22;
   box.setAttribute("viewBox", `0 0 ${W} ${height}`);
   const duration = Math.max(result.duration || 0, ...us.map((u) => u.end), 0.1);
   const scale = Math.max(3, ...us.map((u) => Math.abs(u.score ?? 0)));
@@ -154,7 +154,8 @@ function drawTimeline(result) {
   const ticks = Math.min(10, Math.ceil(duration));
   for (let k = 0; k <= ticks; k++) {
     const t = (duration * k) / ticks;
-    box.append(svg("text", { x: x(t), y: top + H + 10, "text-anchor": "middle" }, clock(t)));
+    const anchor = k === 0 ? "start" : k === ticks ? "end" : "middle";
+    box.append(svg("text", { x: x(t), y: top + H + 14, "text-anchor": anchor }, clock(t)));
   }
   us.forEach((u, i) => {
     const x0 = x(u.start), w = Math.max(2, x(u.end) - x(u.start) - 2);
@@ -180,7 +181,9 @@ function drawTimeline(result) {
     g.append(svg("text", { x: x0, y: cueY + 16, class: "cues" }, cut(cueSummary(u.cues || {}))));
     box.append(g);
   });
-  box.append(svg("text", { x: 2, y: laneY + 9 }, "weights"));
+  box.append(svg("text", { x: left - 4, y: laneY + 9, "text-anchor": "end" }, "weights"));
+  box.append(svg("text", { x: left - 4, y: cueY, "text-anchor": "end" }, "said"));
+  box.append(svg("text", { x: left - 4, y: cueY + 16, "text-anchor": "end" }, "cues"));
 }
 
 function fillSummary(result) {
