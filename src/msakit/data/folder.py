@@ -17,9 +17,6 @@ into memory: `np.load(mmap_mode="r")`, gathered per batch.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -32,6 +29,7 @@ from msakit.batch import MODALITIES
 from msakit.data import validate
 from msakit.data.core import SPLITS, DatasetInfo, ModalityArrays, MSADataset, SplitData
 from msakit.errors import DataError
+from msakit.io import atomic_dir
 
 FORMAT = "msakit-dataset"
 
@@ -227,7 +225,7 @@ def write_folder(
     overwrite: bool = False,
     extra_files: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write a dataset folder atomically: into a temporary sibling, then rename.
+    """Write a dataset folder atomically (`msakit.io.atomic_dir`): into a temporary sibling, then rename.
 
     labels: columns id, split, label[, text]. modalities: name -> (values (N, L, D),
     lengths (N,), ids). Nothing is left half-written if anything fails.
@@ -235,12 +233,7 @@ def write_folder(
     out = Path(out)
     if out.exists() and not overwrite:
         raise DataError("output exists; pass overwrite=True (CLI: --overwrite) to replace it", path=out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.tmp-*"):  # left by a writer killed mid-way
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a dataset folder is meant to be shared
-    try:
+    with atomic_dir(out) as tmp:
         meta = {
             "format": FORMAT,
             "version": 1,
@@ -260,10 +253,4 @@ def write_folder(
         for name, text in (extra_files or {}).items():  # e.g. extract's errors.csv: in place with the rest
             (tmp / name).write_text(text)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

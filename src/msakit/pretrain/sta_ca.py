@@ -30,9 +30,7 @@ Interpretations (the paper leaves these open):
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,7 +38,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
 from msakit.batch import Batch
 from msakit.data.core import MSADataset, SplitData
@@ -50,6 +48,7 @@ from msakit.layers.standardize import TextAudioHeads
 
 __all__ = ["STACA", "TextAudioHeads", "load_heads", "load_heads_into", "retrieval", "save_heads"]
 from msakit.pretrain import PretrainObjective, register_objective
+from msakit.training.checkpoint import save_weights
 from msakit.training.engine import Callback, FitState, fit_steps
 
 WEIGHTS, META = HEADS_WEIGHTS, HEADS_META
@@ -67,30 +66,21 @@ class STACAConfig:
 
 
 def save_heads(out: Path, heads: TextAudioHeads, meta: dict[str, Any]) -> Path:
-    """Write OUT/heads.safetensors then OUT/heads.json, each atomically (temp file + rename).
+    """Write folder OUT = heads.safetensors + heads.json in one atomic step (`save_weights`).
 
-    The JSON, written last, records the weights' sha256, so a pair torn by an
-    interruption between the two renames is detected by `load_heads`.
+    heads.json records the weights' sha256, so weights edited or replaced later are
+    detected by `load_heads`.
     """
-    out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}
-    tmp = out / f".{WEIGHTS}.tmp"
-    save_file(state, str(tmp))
-    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    os.replace(tmp, out / WEIGHTS)
-    text_dim, audio_dim = heads.text.proj.in_features, heads.audio.proj.in_features
     payload = {
         "format": "msakit-sta-ca-heads",
-        "text_dim": text_dim,
-        "audio_dim": audio_dim,
+        "text_dim": heads.text.proj.in_features,
+        "audio_dim": heads.audio.proj.in_features,
         "shared_dim": heads.text.proj.out_features,
-        "weights_sha256": digest,
+        "weights_sha256": hashlib.sha256(safetensors_bytes(state)).hexdigest(),
         **meta,
     }
-    tmp_meta = out / f".{META}.tmp"
-    tmp_meta.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp_meta, out / META)
-    return out
+    return save_weights(out, state, payload, weights_name=WEIGHTS, meta_name=META)
 
 
 # ---- retrieval: how aligned the shared space is ------------------------------------------------------------------
