@@ -46,6 +46,13 @@ def _train_config(args: argparse.Namespace) -> Any:
     )
 
 
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    """KEY=VALUE strings -> {KEY: YAML-parsed VALUE} (as `msakit train -m`)."""
+    import yaml
+
+    return {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in pairs)}
+
+
 def _fmt(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
     v = np.asarray(values, dtype=float) * scale
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.{digits}f}"
@@ -56,8 +63,9 @@ def spectrum(args: argparse.Namespace) -> dict[str, Any]:
     metric_set = get_metric_set(data.info.metric_set).name
     key = PRIMARY_METRIC.get(metric_set, "Non0_acc_2")
     out, levels = Path(args.out), [float(s) for s in args.levels]
+    qa = dict(_overrides(args.model_opt))
     systems: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {
-        "qa_moe (one checkpoint)": [("qa_moe", None, {})],
+        "qa_moe (one checkpoint)": [("qa_moe", None, qa)],
         "late_fusion + random missing rates": [("late_fusion", RandomMissingRate(max_rate=0.9), {})],
     }
     rows: dict[str, dict[float, list[float]]] = {}
@@ -86,7 +94,7 @@ def spectrum(args: argparse.Namespace) -> dict[str, Any]:
             res = Trainer(
                 "qa_moe",
                 data,
-                model_overrides={"self_corrupt": 0.0},
+                model_overrides={**qa, "self_corrupt": 0.0},
                 train_config=_train_config(args),
                 out_dir=out / f"specialist_{s}",
                 train_transform=Spectrum(strength=s) if s > 0 else None,
@@ -163,6 +171,7 @@ def main() -> None:
         p.add_argument("--batch-size", type=int, default=64)
     sub.choices["spectrum"].add_argument("--levels", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     sub.choices["spectrum"].add_argument("--no-specialists", dest="specialists", action="store_false")
+    sub.choices["spectrum"].add_argument("-m", dest="model_opt", action="append", default=[], help="qa_moe KEY=VALUE")
     sub.choices["mli"].add_argument("--models", nargs="+", default=["ebmc", "late_fusion"])
     sub.choices["dominant"].add_argument("--runs", required=True)
     args = parser.parse_args()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from msakit import create_model
-from msakit.batch import modality_index
+from msakit.batch import masked_mean, modality_index
 from msakit.data import MSADataset
 from msakit.errors import ConfigError
 from msakit.layers import MixtureOfExperts, gaussian_nll
@@ -77,9 +77,12 @@ def test_bad_config_names_the_field(tiny_dataset: MSADataset) -> None:
 # ---- the model's named components ---------------------------------------------------------------
 
 
-def test_self_supervised_uncertainty_ignores_labels_and_rises_with_degradation(tiny_dataset: MSADataset) -> None:
-    """The SSL objective is label-free, and after training on it alone the predicted variance
-    is higher on a degraded view than on the clean one (fails when the objective is off)."""
+def test_self_supervised_uncertainty_ignores_labels_reconstructs_and_rises_with_degradation(
+    tiny_dataset: MSADataset,
+) -> None:
+    """The SSL objective is label-free; trained on it alone, the head's mean reconstructs the
+    clean view (fails when the objective's target carries no information, e.g. zeros) and
+    its predicted variance is higher on a degraded view than on the clean one."""
     model = _model(tiny_dataset, ssl_weight=1.0)
     batch = tiny_dataset.split("train").batch(range(24))
     shuffled = type(batch)(**{**batch.__dict__, "labels": batch.labels.flip(0)})
@@ -101,8 +104,20 @@ def test_self_supervised_uncertainty_ignores_labels_and_rises_with_degradation(t
     with torch.no_grad():
         clean_u = model(batch).explanations["log_uncertainty"].mean()
         out = model(degraded)
+        # what the head reconstructs on the clean view, against the target the objective defines
+        pooled = {m: model.encoders[m](batch.features[m], batch.masks[m])[1] for m in model.modalities}
+        r2 = []
+        for m in model.modalities:
+            x = batch.features[m]
+            target = masked_mean(torch.nn.functional.layer_norm(x, x.shape[-1:]), batch.masks[m])
+            keep = batch.present_mask(m)
+            mu = model.uncertainty[m](pooled[m])[0][keep]
+            t = target[keep]
+            r2.append(1 - (mu - t).pow(2).sum() / (t - t.mean(0)).pow(2).sum())
     bad_u = out.explanations["log_uncertainty"].mean()
     assert bad_u > clean_u + 0.2, (float(clean_u), float(bad_u))  # untrained head: flat (about +-0.02)
+    # a zero target gives mu -> 0, so R^2 = 1 - E[t^2] / Var(t) <= 0
+    assert min(float(v) for v in r2) > 0.3, [float(v) for v in r2]
 
 
 @pytest.mark.parametrize("guidance", ["both", "bias", "input"])
@@ -154,3 +169,67 @@ def test_explanations_carry_routing_and_uncertainty(tiny_dataset: MSADataset) ->
     assert out.explanations["routing"].shape == (12, 3, 4)
     assert out.uncertainty is not None and (out.uncertainty > 0).all()
     assert set(_model(tiny_dataset).config.ABLATIONS) >= {"full", "w/o uncertainty guidance", "w/o MoE (one expert)"}
+
+
+def test_prior_slot_takes_the_weight_of_unreliable_modalities(tiny_dataset: MSADataset) -> None:
+    """Raising every modality's uncertainty moves fusion weight to the prior slot and the
+    prediction towards Head(p_0); with no modality present the model answers Head(p_0).
+    Without the slot (the ablation) the weight has nowhere to go."""
+    batch = tiny_dataset.split("test").batch(range(12))
+    model = _model(tiny_dataset).eval()
+    with torch.no_grad():
+        model.prior_token.normal_()
+        alone = model.bound_prediction(model.head(model.prior_token).unsqueeze(0))
+        before = model(batch)
+        for m in model.modalities:
+            model.uncertainty[m].log_var_layer.bias.add_(6.0)
+        after = model(batch)
+        empty = model(bind(Spectrum(strength=1.0), seed=0)(batch))
+    assert (after.explanations["prior_weight"] > before.explanations["prior_weight"] + 0.5).all()
+    assert ((after.prediction - alone).abs() < (before.prediction - alone).abs()).all()
+    torch.testing.assert_close(empty.prediction, alone.expand(12))
+    off = _model(tiny_dataset, prior_slot=False).eval()
+    with torch.no_grad():
+        out = off(batch)
+    assert (out.explanations["prior_weight"] == 0).all()
+    torch.testing.assert_close(out.modality_weights.sum(1), torch.ones(12))
+
+
+def test_prior_fit_trains_the_answer_without_evidence(tiny_dataset: MSADataset) -> None:
+    batch = tiny_dataset.split("train").batch(range(24))
+    model = _model(tiny_dataset).train()
+    aux = model(batch).aux_losses
+    alone = model.bound_prediction(model.head(model.prior_token).expand(batch.size, -1))
+    torch.testing.assert_close(aux["prior_fit"], model.config.prior_fit * model.task_loss(alone, batch.labels))
+    assert "prior_fit" not in _model(tiny_dataset, prior_fit=0.0).train()(batch).aux_losses
+
+
+def test_self_corruption_acts_on_the_raw_input_before_the_normaliser(tiny_dataset: MSADataset) -> None:
+    """The spectrum is defined (and evaluated) on raw features: the training-time corruption
+    must see the raw batch, and the model must receive the normalised corrupted view plus the
+    normalised clean view (the SSL target)."""
+    from msakit.data.stats import dataset_stats
+
+    model = _model(tiny_dataset).train()
+    model.start_fit(dataset_stats(tiny_dataset.split("train")))
+    batch = tiny_dataset.split("train").batch(range(16))
+    scaled = type(batch)(**{**batch.__dict__, "features": {m: 100.0 * x for m, x in batch.features.items()}})
+    seen: dict[str, object] = {}
+    corrupt = model._corrupt
+
+    def spy(b):  # type: ignore[no-untyped-def]
+        seen["raw"] = b
+        return corrupt(b)
+
+    model._corrupt = spy  # type: ignore[method-assign]
+    received: dict[str, object] = {}
+    handle = model.register_forward_pre_hook(lambda mod, args: received.update(args=args))
+    try:
+        model(scaled)
+    finally:
+        handle.remove()
+    assert seen["raw"] is scaled  # the corruption read the raw batch, not a normalised copy
+    view, clean = received["args"]  # type: ignore[misc]
+    assert model.input_norm is not None
+    torch.testing.assert_close(clean.features["text"], model.input_norm(scaled).features["text"])
+    assert view.features["text"].abs().max() <= model.input_norm.clip  # the corrupted view was normalised too

@@ -11,7 +11,8 @@ routing loss; we read it to learn and wrote this from the abstract.
     u_m        log-uncertainty = mean_d log σ²_m                               (B, M)
     route      g_m = TopK-softmax(R([h_m; u_m]) - λ·u_m·e_noise)                (B, M, E)
     experts    o_m = Σ_e g_{m,e}·Expert_e(h_m)                                  (B, M, H)
-    fuse       w = softmax over present m of (a(o_m) - λ·u_m);  y = Head(Σ_m w_m o_m)
+    fuse       [w; w_0] = softmax over present m and a prior slot of [a(o_m) - λ·u_m; b_0]
+               y = Head(Σ_m w_m o_m + w_0·p_0)                                  (B, H)
     loss       task + ssl·NLL + balance·LB + routing·Σ_m w_m·σ̃²_m
 
 Dimension legend: B batch, M modalities the model was built for, H hidden width, E experts,
@@ -20,9 +21,17 @@ D_m feature width of modality m.
 Choices (what the abstract says -> what we chose -> why):
 - "Continuous Reliability Spectrum unifying missingness and quality degradation": the
   robustness suite's `spectrum` perturbation (strength s drops steps with probability s and
-  adds noise of noise fraction s). In training the model corrupts its own input with
-  s ~ U(0, `self_corrupt`) per sample and modality (0 disables), so one checkpoint sees
-  the whole spectrum ("one-checkpoint-for-all"); evaluation uses the input as given.
+  adds noise of noise fraction s). In training the model corrupts its own raw input (a
+  forward pre-hook that runs before the input normaliser, so training sees the spectrum
+  in the space where `msakit robustness` applies it; corrupting the normalised input
+  instead, as last stop did, trains on a far milder spectrum than the one evaluated
+  wherever feature scales differ, e.g. MMMO's raw COVAREP) with
+  s ~ U(0, `self_corrupt`) per sample and modality (0 disables), left clean with
+  probability `clean_share`, so one checkpoint sees the whole spectrum, both ends included
+  ("one-checkpoint-for-all"); evaluation uses the input as given. The default reaches
+  s = 1 (a modality fully absent): a checkpoint that never saw the far end of the
+  spectrum in training has an untrained answer there (last stop's 0.8 gave 29.7 % or
+  70.3 % on MMMO at s = 1, depending on the seed).
 - "self-supervised aleatoric uncertainty": a heteroscedastic head per modality predicts
   the clean view's pooled, per-step-standardised input features from the encoding of the
   corrupted view; its predicted variance is the uncertainty. No label enters this loss,
@@ -34,6 +43,16 @@ Choices (what the abstract says -> what we chose -> why):
   "both" (default) does both; "none" ignores u (the ablation). λ = `guidance_scale`.
 - "suppress error propagation from unreliable signals": the fusion weights w above, plus
   EUAR's uncertainty routing loss Σ_m w_m·σ̃²_m (σ̃² the batch-normalised detached σ²).
+  A softmax over the modalities alone cannot suppress *every* signal: when all of them
+  are unreliable it still hands out a total weight of 1. So the fusion softmax has one
+  more slot (`prior_slot`): a learned vector p_0 with a learned logit b_0 and no
+  uncertainty, which takes the weight that -λ·u_m removes from degraded modalities; with
+  every modality degraded or absent the head reads p_0 and predicts what training taught
+  it for "no reliable evidence" (close to the label prior). Its weight is
+  `explanations["prior_weight"]`; `prior_slot=False` is the ablation. What the head says
+  for p_0 alone is fitted to the labels (`prior_fit`, the task loss of Head(p_0) for every
+  sample: the best answer without evidence), since wholly absent inputs are rare in
+  training.
 - Experts are shared by the modalities (tokens of every modality compete for them), top-2
   of 4 by default, Switch load-balancing loss; `num_experts`=1 is the "w/o MoE" row.
 - Absent modalities (per sample) get zero fusion weight; their uncertainty is still
@@ -70,7 +89,10 @@ class QAMoEConfig(ModelConfig):
     ssl_weight: float = tunable(0.1, low=0.01, high=1.0, log=True)  # self-supervised NLL
     balance_weight: float = 0.01  # Switch load-balancing loss
     routing_weight: float = tunable(0.01, low=0.001, high=0.1, log=True)  # Σ w·σ̃² (EUAR)
-    self_corrupt: float = tunable(0.8, low=0.0, high=1.0)  # max spectrum strength of the self-corruption
+    self_corrupt: float = tunable(1.0, low=0.0, high=1.0)  # max spectrum strength of the self-corruption
+    clean_share: float = tunable(0.25, low=0.0, high=0.5)  # share of training inputs left uncorrupted
+    prior_slot: bool = True  # a fusion slot that takes the weight of unreliable modalities
+    prior_fit: float = 0.1  # weight of the task loss of Head(p_0): the answer without evidence
     detach_ssl: bool = True  # the SSL head reads a detached encoding
 
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -80,6 +102,7 @@ class QAMoEConfig(ModelConfig):
         "guidance: logit bias only": {"guidance": "bias"},
         "w/o self-supervised uncertainty": {"ssl_weight": 0.0, "guidance": "none"},
         "w/o spectrum self-corruption": {"self_corrupt": 0.0},
+        "w/o prior slot": {"prior_slot": False},
         "w/o MoE (one expert)": {"num_experts": 1, "top_k": 0},
         "dense routing": {"top_k": 0},
     }
@@ -97,6 +120,7 @@ class QAMoE(MSAModel):
         if config.guidance not in GUIDANCE:
             raise ConfigError(f"model 'qa_moe': guidance must be one of {GUIDANCE}, got {config.guidance!r}")
         check_rate(config.self_corrupt, "model 'qa_moe': self_corrupt (the maximum spectrum strength)")
+        check_rate(config.clean_share, "model 'qa_moe': clean_share")
         h, mods = config.hidden_dim, self.modalities
         self.encoders = nn.ModuleDict(
             {m: SequenceEncoder(config.dim(m), h, kind=config.encoder, dropout=config.dropout) for m in mods}
@@ -108,18 +132,23 @@ class QAMoE(MSAModel):
         )
         self.modality_embed = nn.Parameter(torch.zeros(len(mods), h))
         self.attend = nn.Linear(h, 1)
+        self.prior_token = nn.Parameter(torch.zeros(h)) if config.prior_slot else None
+        self.prior_logit = nn.Parameter(torch.zeros(1)) if config.prior_slot else None
         self.head = MLP(h, config.num_classes, hidden_dim=h, dropout=config.dropout)
         self.register_buffer("columns", torch.tensor([modality_index(m) for m in mods]), persistent=False)
+        self.register_forward_pre_hook(_self_corrupt, prepend=True)  # before the input normaliser
 
     def _corrupt(self, batch: Batch) -> Batch:
         if not self.training or self.config.self_corrupt <= 0:
             return batch
         rng = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))  # follows the trainer's seed
-        return Spectrum(max_strength=self.config.self_corrupt, per_modality=True)(batch, rng)
+        cfg = self.config
+        return Spectrum(max_strength=cfg.self_corrupt, per_modality=True, clean_prob=cfg.clean_share)(batch, rng)
 
-    def forward(self, batch: Batch) -> ModelOutput:
+    def forward(self, batch: Batch, clean: Batch | None = None) -> ModelOutput:
+        """batch: the input (in training, a self-corrupted view); clean: its normalised clean view."""
         cfg, mods = self.config, self.modalities
-        view = self._corrupt(batch)
+        view, clean = batch, batch if clean is None else clean
         pooled = torch.stack([self.encoders[m](view.features[m], view.masks[m])[1] for m in mods], 1)  # (B, M, H)
         present = view.present[:, self.columns]  # (B, M)
 
@@ -141,13 +170,21 @@ class QAMoE(MSAModel):
         logits = self.attend(moe.output).squeeze(-1)
         if cfg.guidance in ("both", "bias"):
             logits = logits - cfg.guidance_scale * log_u_used
-        weights = masked_softmax(logits, present)  # (B, M)
-        fused = (weights.unsqueeze(-1) * moe.output).sum(1)  # (B, H)
+        if self.prior_token is not None and self.prior_logit is not None:
+            slot = self.prior_logit.expand(batch.size, 1)
+            valid = torch.cat([present, present.new_ones(batch.size, 1)], 1)
+            both = masked_softmax(torch.cat([logits, slot], 1), valid)  # (B, M + 1)
+            weights, prior_weight = both[:, :-1], both[:, -1]
+            fused = (weights.unsqueeze(-1) * moe.output).sum(1) + prior_weight.unsqueeze(-1) * self.prior_token
+        else:
+            weights = masked_softmax(logits, present)  # (B, M)
+            fused = (weights.unsqueeze(-1) * moe.output).sum(1)  # (B, H)
+            prior_weight = torch.zeros(batch.size, dtype=weights.dtype, device=weights.device)
         prediction = self.bound_prediction(self.head(fused))
 
         aux: dict[str, Tensor] = {}
         if self.training:
-            aux = self._aux_losses(batch, heads, log_u, weights, moe.balance_loss)
+            aux = self._aux_losses(clean, heads, log_u, weights, moe.balance_loss)
         full = torch.zeros(batch.size, batch.present.shape[1], dtype=weights.dtype, device=weights.device)
         unc = full.clone()
         full[:, self.columns] = weights
@@ -158,7 +195,7 @@ class QAMoE(MSAModel):
             uncertainty=unc,
             aux_losses=aux,
             features={"fused": fused, **{m: pooled[:, i] for i, m in enumerate(mods)}},
-            explanations={"routing": moe.gates, "log_uncertainty": log_u.detach()},
+            explanations={"routing": moe.gates, "log_uncertainty": log_u.detach(), "prior_weight": prior_weight},
         )
 
     def _aux_losses(
@@ -172,6 +209,9 @@ class QAMoE(MSAModel):
                 target = masked_mean(F.layer_norm(x, x.shape[-1:]), clean.masks[m])  # (B, D_m), label-free
                 nll.append(gaussian_nll(mu, log_var, target, valid=clean.present_mask(m)))
             aux["ssl_uncertainty"] = cfg.ssl_weight * torch.stack(nll).mean()
+        if self.prior_token is not None and cfg.prior_fit > 0:
+            alone = self.bound_prediction(self.head(self.prior_token).expand(clean.size, -1))
+            aux["prior_fit"] = cfg.prior_fit * self.task_loss(alone, clean.labels)
         if cfg.balance_weight > 0 and cfg.num_experts > 1:
             aux["load_balance"] = cfg.balance_weight * balance
         if cfg.routing_weight > 0 and cfg.guidance != "none":
@@ -179,3 +219,13 @@ class QAMoE(MSAModel):
             u = u / u.mean().clamp_min(1e-6)
             aux["uncertainty_routing"] = cfg.routing_weight * (weights * u).sum(1).mean()
         return aux
+
+
+def _self_corrupt(model: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """Forward pre-hook of QA-MoE, run before the input normaliser: in training, replace the raw
+    batch by a self-corrupted view and pass its normalised clean view as `forward`'s `clean`."""
+    if not (isinstance(model, QAMoE) and model.training and args and isinstance(args[0], Batch)) or len(args) > 1:
+        return None
+    batch = args[0]
+    clean = model.input_norm(batch) if model.input_norm is not None else batch
+    return (model._corrupt(batch), clean)

@@ -479,19 +479,22 @@ class Spectrum:
     For strength s, each valid step is dropped with probability s and the kept steps get
     Gaussian noise with noise fraction s (σ² = P·s / (1 - s)). `strength` fixes s for every
     sample; None draws s ~ U(0, max_strength) per sample (per sample and modality when
-    `per_modality`).
+    `per_modality`), and with probability `clean_prob` a drawn s is 0 instead (a training
+    mixture that keeps clean inputs in view).
     """
 
     strength: float | None = None
     max_strength: float = 1.0
     per_modality: bool = False
     modalities: tuple[str, ...] = ()
+    clean_prob: float = 0.0
     perturbation_name: ClassVar[str]
 
     def __post_init__(self) -> None:
         if self.strength is not None:
             check_rate(self.strength, "strength")
         check_rate(self.max_strength, "max_strength")
+        check_rate(self.clean_prob, "clean_prob")
         object.__setattr__(self, "modalities", check_modalities(self.modalities))
 
     def __call__(self, batch: Batch, rng: torch.Generator) -> Batch:
@@ -499,7 +502,10 @@ class Spectrum:
             s = torch.full((batch.size, len(MODALITIES)), float(self.strength))
         else:
             shape = (batch.size, len(MODALITIES)) if self.per_modality else (batch.size, 1)
-            s = (torch.rand(shape, generator=rng) * self.max_strength).expand(batch.size, len(MODALITIES))
+            s = torch.rand(shape, generator=rng) * self.max_strength
+            if self.clean_prob > 0:
+                s = s * (torch.rand(shape, generator=rng) >= self.clean_prob)
+            s = s.expand(batch.size, len(MODALITIES))
         features, masks = dict(batch.features), dict(batch.masks)
         targets = _targets(batch, self.modalities)
         for m in batch.modalities:
