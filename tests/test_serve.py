@@ -472,3 +472,68 @@ def test_page_script_reads_every_field_it_shows(loaded: service.LoadedModel) -> 
     assert "innerHTML" not in script  # values from the server go in as text, never as markup
     for artefact in ("timeline.json", "timeline.csv", "timeline.png"):
         assert f'links["{artefact}"]' in script
+
+
+# ---- micro-batching ------------------------------------------------------------------
+
+
+class Gate:
+    """Wraps the prediction: records each call's sample count; the first call waits for the gate."""
+
+    def __init__(self) -> None:
+        self.started, self.release, self.calls = threading.Event(), threading.Event(), []
+        self.real = service.predict_features
+
+    def __call__(self, loaded: Any, samples: Any, **kwargs: Any) -> service.PredictionResult:
+        self.calls.append(len(samples))
+        self.started.set()
+        self.release.wait(10)
+        return self.real(loaded, samples, **kwargs)
+
+
+def test_waiting_requests_are_predicted_in_one_batch(
+    loaded: service.LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate()
+    monkeypatch.setattr(service, "predict_features", gate)
+    c = client(loaded, max_concurrency=1, max_queue=16)
+    rng = np.random.default_rng(0)
+    bodies = [
+        {"samples": [{m: rng.normal(size=(k + 1, d)).tolist() for m, d in loaded.dims.items()}], "ids": [f"r{k}"]}
+        for k in range(6)
+    ]
+    bodies.append({"samples": [{"text": [[0.0, 1.0]]}]})  # a bad one among them: its own error
+    bodies.append({"samples": [sample(loaded), sample(loaded, 3)]})  # no ids: its own 0, 1
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        first = pool.submit(c.post, "/v1/predict", json=bodies[0])
+        assert gate.started.wait(10)  # the first holds the only worker; the rest queue up behind it
+        rest = [pool.submit(c.post, "/v1/predict", json=b) for b in bodies[1:]]
+        for _ in range(200):
+            if "msakit_queue_depth 7" in c.get("/metrics").text:
+                break
+            threading.Event().wait(0.02)
+        gate.release.set()
+        responses = [first.result(), *(f.result() for f in rest)]
+    assert_problem(responses[6], 422, "samples[0].text")
+    for body, r in zip(bodies[:6] + bodies[7:], responses[:6] + responses[7:], strict=True):
+        assert r.status_code == 200, r.text
+        alone = gate.real(loaded, body["samples"], ids=body.get("ids"))
+        got = r.json()["predictions"]
+        assert [p["id"] for p in got] == [p.id for p in alone.samples]
+        assert [p["prediction"] for p in got] == pytest.approx([p.prediction for p in alone.samples], abs=1e-5)
+    # one call for the first, one joint call for the 7 waiting (it fails on the bad one), then each alone
+    assert gate.calls[:2] == [1, 8] and len(gate.calls) == 2 + 7, gate.calls
+    gate.calls.clear()
+    with ThreadPoolExecutor(6) as pool:  # all good: the waiting ones share one call
+        gate.release.clear()
+        gate.started.clear()
+        first = pool.submit(c.post, "/v1/predict", json=bodies[0])
+        assert gate.started.wait(10)
+        rest = [pool.submit(c.post, "/v1/predict", json=b) for b in bodies[1:6]]
+        for _ in range(200):
+            if "msakit_queue_depth 5" in c.get("/metrics").text:
+                break
+            threading.Event().wait(0.02)
+        gate.release.set()
+        assert all(f.result().status_code == 200 for f in [first, *rest])
+    assert gate.calls == [1, 5], gate.calls

@@ -6,7 +6,8 @@ nothing from a CDN; it holds no data, so it stays open like the probes).
 Every error is an RFC 9457 problem document (``application/problem+json``: type, title,
 status, detail, instance), never HTML; bad input is a 4xx, never a 500. Predictions run in a
 bounded worker pool; when `max_concurrency` run and `max_queue` wait, a request gets 429
-with ``Retry-After``. With a token configured, every endpoint but /healthz and /readyz
+with ``Retry-After``. Waiting requests for the same model are predicted together
+(`msakit.serve.batching`). With a token configured, every endpoint but /healthz and /readyz
 needs ``Authorization: Bearer <token>``, compared with `hmac.compare_digest`.
 """
 
@@ -34,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from msakit import service
 from msakit.errors import MsakitError
 from msakit.serve import media as media_limits
+from msakit.serve.batching import Batcher
 from msakit.serve.config import ServeConfig
 from msakit.serve.jobs import TRANSCRIPT_SUFFIXES, JobStore, media_suffix
 from msakit.serve.metrics import CONTENT_TYPE, Metrics
@@ -201,6 +203,7 @@ def create_app(
     metrics = Metrics()
     metrics.job_counts = jobs.counts if jobs is not None else None
     pool = Pool(cfg, metrics)
+    batcher = Batcher(max_samples=cfg.max_samples, max_steps=cfg.max_steps)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -286,11 +289,12 @@ def create_app(
         body = await read_body(request, cfg.max_upload_bytes)
         named, samples, ids = parse_predict_body(body, request.headers.get("content-type", ""), cfg.max_upload_bytes)
         loaded = _pick(named or model)
-        result = await pool.run(
-            lambda: service.predict_features(
-                loaded, samples, ids=ids, max_samples=cfg.max_samples, max_steps=cfg.max_steps
-            )
-        )
+        pending = batcher.add(loaded, samples, ids)  # joined with others waiting for the same model
+        try:
+            result = await pool.run(lambda: batcher.run(pending))
+        except Problem:
+            batcher.discard(pending)
+            raise
         return service.prediction_json(result)
 
     def _pick(name: str | None) -> service.LoadedModel:
