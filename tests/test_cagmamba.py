@@ -83,6 +83,17 @@ def test_three_branch_objective(dialogue) -> None:  # type: ignore[no-untyped-de
     assert model.eval()(batch).aux_losses == {}
 
 
+def test_input_dropout_masks_utterance_features_in_training_only(dialogue) -> None:  # type: ignore[no-untyped-def]
+    model = _model(dialogue, input_dropout=0.5)
+    x = dialogue.split("train").batch(range(16)).features["text"].mean(1)  # (B, D)
+    encoder = model.encoders["text"]
+    drop = encoder[1]
+    assert isinstance(drop, torch.nn.Dropout) and drop.p == 0.5
+    normed = encoder[0](x)
+    assert (drop.train()(normed) == 0).float().mean() > 0.3
+    torch.testing.assert_close(drop.eval()(normed), normed)
+
+
 @pytest.mark.parametrize(("field", "value"), [("context_window", 0), ("context_window", -1), ("state_size", 5),
                                               ("expand", 0.01), ("branches", ("smell",))])  # fmt: skip
 def test_bad_config_names_the_field(dialogue, field: str, value: object) -> None:  # type: ignore[no-untyped-def]

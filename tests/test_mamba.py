@@ -12,7 +12,7 @@ import torch
 from msakit.errors import ConfigError
 from msakit.layers.alignment import batch_mmd, mmd, sinkhorn_distance
 from msakit.layers.mamba import MambaBlock, ModalityAwareMamba, check_mamba_dims, selective_scan
-from msakit.layers.subspace import hsic, l2_alignment, orthogonality
+from msakit.layers.subspace import cross_correlation, hsic, l2_alignment, orthogonality
 
 
 def sequential_scan(u, delta, A, B, C, D):  # type: ignore[no-untyped-def]
@@ -184,3 +184,16 @@ def test_hsic_orthogonality_alignment() -> None:
     assert orthogonality(a, b) < 1e-6 < orthogonality(a, a)
     assert orthogonality(x, independent) < 0.2 * orthogonality(x, dependent)
     assert l2_alignment(x, x) == 0 and l2_alignment(x, x + 1).item() == pytest.approx(4.0)
+
+
+def test_cross_correlation_is_the_squared_batch_correlation_between_features() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 3, generator=g)
+    y = torch.randn(256, 5, generator=g)
+    expected = (np.corrcoef(x.numpy().T, y.numpy().T)[:3, 3:] ** 2).sum(0).mean()  # numpy reference
+    assert cross_correlation(x, y).item() == pytest.approx(expected, rel=1e-3)
+    # a code holding a linear copy of the other scores 1 per copied feature; an independent one near 0
+    copy = torch.cat([x[:, :1] * 3 + 1, y[:, 1:]], 1)
+    assert cross_correlation(x, copy).item() == pytest.approx(1 / 5 + expected * 4 / 5, abs=0.02)
+    assert cross_correlation(x, y) < 0.05 < cross_correlation(x, x @ torch.randn(3, 3, generator=g))
+    assert cross_correlation(x[:1], y[:1]) == 0

@@ -14,6 +14,7 @@ LOSSES = {
     "hsic": "hsic_weight",
     "orth": "orth_weight",
     "discriminator": "discriminator_weight",
+    "decor": "decor_weight",
 }
 
 
@@ -44,7 +45,7 @@ def test_every_structured_loss_is_on_and_each_weight_knocks_it_out(tiny_dataset:
 
 
 def test_pairwise_alignment_pulls_the_two_views_of_a_pair_together(tiny_dataset: MSADataset) -> None:
-    model = _model(tiny_dataset, hsic_weight=0.0, orth_weight=0.0, discriminator_weight=0.0).train()
+    model = _model(tiny_dataset, hsic_weight=0.0, orth_weight=0.0, decor_weight=0.0, discriminator_weight=0.0).train()
     batch = tiny_dataset.split("train").batch(range(24))
     out = model(batch)
     out.aux_losses["align"].backward()
@@ -54,7 +55,9 @@ def test_pairwise_alignment_pulls_the_two_views_of_a_pair_together(tiny_dataset:
 
 
 def test_decoupling_supervisor_learns_to_tell_subspaces_apart(tiny_dataset: MSADataset) -> None:
-    model = _model(tiny_dataset, align_weight=0.0, hsic_weight=0.0, orth_weight=0.0, discriminator_weight=1.0)
+    model = _model(
+        tiny_dataset, align_weight=0.0, hsic_weight=0.0, orth_weight=0.0, decor_weight=0.0, discriminator_weight=1.0
+    )
     batch = tiny_dataset.split("train").batch(range(24))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = None
@@ -88,12 +91,12 @@ def test_saca_attention_is_an_explanation_over_available_codes(tiny_dataset: MSA
 def test_hsic_and_orthogonality_terms_measure_the_returned_codes(tiny_dataset: MSADataset) -> None:
     from itertools import combinations
 
-    from msakit.layers.subspace import hsic, orthogonality
+    from msakit.layers.subspace import cross_correlation, hsic, orthogonality
 
     split = tiny_dataset.split("train")
     full = [i for i in range(len(split)) if split.batch([i]).present.all()]
     batch = split.batch(full)
-    model = _model(tiny_dataset, dropout=0.0, hsic_weight=2.0, orth_weight=3.0).train()
+    model = _model(tiny_dataset, dropout=0.0, hsic_weight=2.0, orth_weight=3.0, decor_weight=0.5).train()
     out = model(batch)
     codes = {k.removeprefix("code_"): v for k, v in out.features.items() if k.startswith("code_")}
     private = [codes[f"private_{m}"] for m in ("text", "audio", "visual")]
@@ -102,3 +105,5 @@ def test_hsic_and_orthogonality_terms_measure_the_returned_codes(tiny_dataset: M
     kind = {n: "common" if n == "common" else "private" if n.startswith("private") else "pair" for n in codes}
     expected_orth = sum(orthogonality(codes[a], codes[b]) for a, b in combinations(codes, 2) if kind[a] != kind[b])
     torch.testing.assert_close(out.aux_losses["orth"], 3.0 * expected_orth)
+    expected_decor = sum(cross_correlation(codes[a], codes[b]) for a, b in combinations(codes, 2) if kind[a] != kind[b])
+    torch.testing.assert_close(out.aux_losses["decor"], 0.5 * expected_decor)

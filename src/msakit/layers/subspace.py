@@ -5,6 +5,14 @@
                     median heuristic; 0 iff independent (for characteristic kernels)
     orthogonality   soft orthogonality ‖Āᵀ B̄‖²_F / H² of row-centred, L2-normalised codes
                     (MISA's difference loss, Bousmalis et al. 2016)
+    cross_correlation  XCov (Cheung et al. 2015, "Discovering hidden factors of variation
+                    in deep networks"), on standardised columns: the squared batch
+                    correlations between every feature of one code and every feature of
+                    the other, summed over the first code's features and averaged over the
+                    second's. 0 iff no feature of one is linearly correlated with a feature
+                    of the other, which is what a linear probe from one code to the other
+                    needs to fail (orthogonality's per-sample rows and mean over H² pairs
+                    make it a far weaker handle on that)
     l2_alignment    mean squared distance between two codes of the same samples
 
 All take (n, H) codes of the same n samples and return a scalar.
@@ -43,6 +51,17 @@ def orthogonality(a: Tensor, b: Tensor) -> Tensor:
     return (a.T @ b).pow(2).mean()
 
 
+def cross_correlation(a: Tensor, b: Tensor, eps: float = 1e-5) -> Tensor:
+    """Σ_i mean_j corr(a_i, b_j)² over the batch for (n, Ha), (n, Hb) codes; 0 for n < 2."""
+    n = a.shape[0]
+    if n < 2:
+        return a.new_zeros(())
+    a = (a - a.mean(0)) / (a.std(0) + eps)
+    b = (b - b.mean(0)) / (b.std(0) + eps)
+    corr = a.T @ b / (n - 1)  # (Ha, Hb)
+    return corr.pow(2).sum(0).mean()
+
+
 def l2_alignment(a: Tensor, b: Tensor) -> Tensor:
     """Mean squared Euclidean distance between paired rows of a and b."""
     if a.shape[0] == 0:
@@ -50,4 +69,4 @@ def l2_alignment(a: Tensor, b: Tensor) -> Tensor:
     return (a - b).pow(2).sum(-1).mean()
 
 
-__all__ = ["hsic", "l2_alignment", "orthogonality"]
+__all__ = ["cross_correlation", "hsic", "l2_alignment", "orthogonality"]

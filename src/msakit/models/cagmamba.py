@@ -62,6 +62,7 @@ class CAGMambaConfig(ModelConfig):
     branches: tuple[str, ...] = ("text", "audio")
     state_size: int = 16  # N; must divide hidden_dim
     expand: float = 2.0
+    input_dropout: float = tunable(0.0, low=0.0, high=0.5)  # on each utterance vector before its encoder
 
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
         "CAGMamba": {},
@@ -89,7 +90,15 @@ class CAGMamba(MSAModel):
             raise ConfigError(f"model {name!r}: branch_weight must be >= 0, got {config.branch_weight}")
         owner = f"model {name!r}"
         self.encoders = nn.ModuleDict(
-            {m: nn.Sequential(nn.LayerNorm(config.dim(m)), nn.Linear(config.dim(m), h), nn.GELU()) for m in mods}
+            {
+                m: nn.Sequential(
+                    nn.LayerNorm(config.dim(m)),
+                    nn.Dropout(config.input_dropout),
+                    nn.Linear(config.dim(m), h),
+                    nn.GELU(),
+                )
+                for m in mods
+            }
         )
         self.unimodal = nn.ModuleDict(
             {
