@@ -245,6 +245,10 @@ class AspectSentiment:
                     found += [p for p in c.children if p.dep_ == "pobj" and self._is_aspect(p)]
         return found
 
+    def _conjuncts(self, a: Any) -> list[Any]:
+        """Aspects joined to `a` by a conjunction ("the acting and the story"): they share its opinions."""
+        return [c for c in a.conjuncts if self._is_aspect(c)]
+
     def _aspects(self, doc: Any) -> list[Aspect]:
         links: dict[int, list[tuple[float, list[Any]]]] = {}
         for o in doc:
@@ -255,7 +259,7 @@ class AspectSentiment:
                 continue
             value, used = self._modifiers(o)
             for a in targets:
-                for shared in (a, *(c for c in a.conjuncts if self._is_aspect(c))):  # rule 6
+                for shared in (a, *self._conjuncts(a)):  # rule 6
                     links.setdefault(shared.i, []).append((value, used))
         out = []
         for i in sorted(links):
