@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("vaderSentiment")
 spacy = pytest.importorskip("spacy")
 
-from msakit.extract import absa as absa_module
-from msakit.extract.absa import SPACY_MISSING, AbsaConfig, AspectSentiment, unavailable_reason
+from msakit.extract import absa as absa_module  # noqa: E402
+from msakit.extract.absa import SPACY_MISSING, AbsaConfig, AspectSentiment, unavailable_reason  # noqa: E402
 
 if not absa_module.spacy_available():
     pytest.skip(SPACY_MISSING, allow_module_level=True)
@@ -70,7 +70,9 @@ def test_rules(absa: AspectSentiment) -> None:
         (AbsaConfig(min_noun_valence=0.5), "the verdict is stupid", "verdict", "gone"),
     ],
 )
-def test_knockouts_change_the_result(absa: AspectSentiment, config: AbsaConfig, text: str, term: str, check: str) -> None:
+def test_knockouts_change_the_result(
+    absa: AspectSentiment, config: AbsaConfig, text: str, term: str, check: str
+) -> None:
     full = _by_term(absa, text)
     broken = _by_term(AspectSentiment(config), text)
     assert term in full
@@ -113,9 +115,8 @@ def test_analyze_without_the_spacy_model_goes_on(tmp_path: Path) -> None:
     pytest.importorskip("av")
     sys.path.insert(0, str(Path(__file__).parent))
     from media_factory import write_video
-    from test_analyze import _text_checkpoint
-
     from msakit.analyze import Analyzer, write_outputs
+    from test_analyze import _text_checkpoint
 
     video = write_video(tmp_path / "v.mp4", seconds=2.0)
     transcript = tmp_path / "t.csv"

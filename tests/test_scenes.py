@@ -14,8 +14,8 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mediapipe")
 
-from msakit.extract import scenes as scenes_module
-from msakit.extract.scenes import (
+from msakit.extract import scenes as scenes_module  # noqa: E402
+from msakit.extract.scenes import (  # noqa: E402
     SCENE_LABELS,
     SceneClassifier,
     SceneConfig,
@@ -135,9 +135,8 @@ def test_analyze_scenes_without_faces_and_without_video(tmp_path: Path) -> None:
     pytest.importorskip("av")
     sys.path.insert(0, str(Path(__file__).parent))
     from media_factory import write_video, write_wav
-    from test_analyze import _text_checkpoint
-
     from msakit.analyze import Analyzer, write_outputs
+    from test_analyze import _text_checkpoint
 
     transcript = tmp_path / "t.csv"
     transcript.write_text("start,end,text\n0.0,1.5,the acting was great\n1.5,2.5,and then we left\n")
@@ -156,9 +155,11 @@ def test_analyze_scenes_without_faces_and_without_video(tmp_path: Path) -> None:
         analyzer._scene_classifier = None
         quiet = analyzer.analyze(write_video(tmp_path / "v.mp4", seconds=1.0), transcript, language="en")
     assert scenes_module.TEXT_MISSING in quiet.notes and quiet.scenes  # no text cue, still scenes
-    assert not Analyzer(_text_checkpoint(tmp_path / "d"), scenes=False).analyze(
-        write_video(tmp_path / "v.mp4", seconds=1.0), transcript, language="en"
-    ).scenes
+    assert (
+        not Analyzer(_text_checkpoint(tmp_path / "d"), scenes=False)
+        .analyze(write_video(tmp_path / "v.mp4", seconds=1.0), transcript, language="en")
+        .scenes
+    )
 
 
 @pytest.mark.realdata
