@@ -11,6 +11,7 @@ time on 2 loaded cores. Skips with a message when Chromium, Playwright or the da
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -21,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,12 +37,9 @@ playwright = pytest.importorskip(
 VIDEO = SHARED_DATA / "mosi" / "media" / "Oz06ZWiO20M_6.mp4"
 CHROMIUM = os.environ.get("MSAKIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.realdata,
-    pytest.mark.skipif(CHROMIUM is None, reason="no system Chromium (apt-get install chromium; or MSAKIT_CHROMIUM)"),
-    pytest.mark.skipif(not VIDEO.is_file(), reason=f"the MOSI sample video is absent ({VIDEO})"),
-]
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no system Chromium (apt-get install chromium; or set MSAKIT_CHROMIUM)"
+)
 
 
 def free_port() -> int:
@@ -49,16 +48,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def serving(jobs_dir: Path, analyze: Any) -> Iterator[str]:
+    """A real uvicorn server on a free loopback port (packaged default_text for /v1/predict)."""
     from msakit.analyze import resolve_checkpoint
     from msakit.serve import ServeConfig, create_app
-    from msakit.serve.jobs import JobStore, default_analyze
+    from msakit.serve.jobs import JobStore
     from msakit.service import load_model
 
     config = ServeConfig(port=free_port(), max_upload_bytes=32 * 1024 * 1024)
-    jobs = JobStore(tmp_path_factory.mktemp("jobs"), default_analyze("default_text"))
-    app = create_app({"default_text": load_model(resolve_checkpoint("default_text"))}, config, jobs)
+    app = create_app(
+        {"default_text": load_model(resolve_checkpoint("default_text"))}, config, JobStore(jobs_dir, analyze)
+    )
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=config.port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -66,13 +67,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{config.port}"
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
 
 
-def test_upload_the_mosi_video_and_read_the_timeline(server: str, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+@contextlib.contextmanager
+def browser_page(server: str) -> Iterator[tuple[Any, list[str]]]:
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -80,13 +84,93 @@ def test_upload_the_mosi_video_and_read_the_timeline(server: str, tmp_path: Path
         requested: list[str] = []
         page.on("request", lambda r: requested.append(r.url))
         page.goto(server + "/")
-        expect(page.locator("h1")).to_have_text("msakit")
-        page.set_input_files("#media", str(VIDEO))
-        page.click("#submit")
-        expect(page.locator("#upload-pct")).to_have_text("100 %", timeout=30_000)  # the upload finished
-        expect(page.locator("#result")).to_be_visible(timeout=300_000)  # the analysis is done and drawn
-        assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
+        try:
+            yield page, requested
+        finally:
+            browser.close()
 
+
+def upload_and_wait(page: Any, media: Path, seconds: float) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.locator("h1")).to_have_text("msakit")
+    page.set_input_files("#media", str(media))
+    page.click("#submit")
+    expect(page.locator("#upload-pct")).to_have_text("100 %", timeout=30_000)  # the upload finished
+    expect(page.locator("#result")).to_be_visible(timeout=seconds * 1000)  # the analysis is done and drawn
+    assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
+
+
+def download(page: Any, selector: str) -> tuple[str, str]:
+    with page.expect_download() as dl:
+        page.click(selector)
+    return dl.value.suggested_filename, Path(dl.value.path()).read_text()
+
+
+def scripted_analysis(media: Path, transcript: Path | None, out: Path) -> None:
+    """Stands in for the analyser (fast): three utterances through msakit's own timeline writers."""
+    from msakit.analyze import Analysis, UtteranceResult, write_outputs
+
+    def utterance(k: int, text: str, score: float, polarity: str) -> UtteranceResult:
+        weights = {"text": 0.6, "audio": 0.3, "visual": 0.1}
+        cues = {"audio": {"fused": True, "present": True, "pitch_hz": 180.0 + k, "intensity_db": 60.0}}
+        cues["visual"] = {"fused": True, "present": True, "top_emotion": "happy", "smile_width": 0.4}
+        present = dict.fromkeys(weights, True)
+        return UtteranceResult(2.0 * k, 2.0 * k + 1.8, text, "asr", "asr", score, polarity, weights, present, {}, cues)
+
+    rows = [
+        ("what a wonderful film", 2.1, "positive"),
+        ("the plot is dull", -1.4, "negative"),
+        ("it is long", 0.0, "neutral"),
+    ]
+    utterances = [utterance(k, *row) for k, row in enumerate(rows)]
+    analysis = Analysis(
+        str(media), 6.0, "scripted", "late_fusion", ["text", "audio", "visual"], [], "asr", [], utterances
+    )
+    write_outputs(analysis, out)
+
+
+def test_page_in_a_browser_with_a_scripted_analysis(tmp_path: Path) -> None:
+    """Fast (no model): the page's upload, timeline, table and downloads in Chromium."""
+    pytest.importorskip("av")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from media_factory import write_video
+
+    media = write_video(tmp_path / "clip.mp4", seconds=1.0, fps=5, size=(32, 24))
+    with serving(tmp_path / "jobs", scripted_analysis) as server, browser_page(server) as (page, requested):
+        upload_and_wait(page, media, seconds=60)
+        rows = page.locator("#utterances tbody tr")
+        assert rows.count() == 3
+        cells = [rows.nth(k).locator("td").all_inner_texts() for k in range(3)]
+        assert [c[2] for c in cells] == ["what a wonderful film", "the plot is dull", "it is long"]
+        assert [c[3] for c in cells] == ["2.10 positive", "-1.40 negative", "0.00 neutral"]
+        assert cells[0][4].startswith("text 0.60, audio 0.30, visual 0.10")
+        assert "pitch 180 Hz" in cells[0][5] and "face: happy" in cells[0][5] and "fused: audio+visual" in cells[0][5]
+        assert page.locator("#timeline g.utterance").count() == 3
+        assert page.locator("#timeline text.score").all_text_contents() == ["2.10", "-1.40", "0.00"]
+        name, text = download(page, "#download-json")
+        assert name == "timeline.json" and [u["score"] for u in json.loads(text)["utterances"]] == [2.1, -1.4, 0.0]
+        name, text = download(page, "#download-csv")
+        assert name == "timeline.csv"
+        assert [r["text"] for r in csv.DictReader(io.StringIO(text))] == [c[2] for c in cells]
+        assert all(url.startswith((server, "blob:", "data:")) for url in requested), requested  # nothing external
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@pytest.mark.skipif(not VIDEO.is_file(), reason=f"the MOSI sample video is absent ({VIDEO})")
+def test_upload_the_mosi_video_and_read_the_timeline(tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    from msakit.serve.jobs import default_analyze
+
+    with (
+        serving(tmp_path / "jobs", default_analyze("default_text")) as server,
+        browser_page(server) as (page, requested),
+    ):
+        upload_and_wait(page, VIDEO, seconds=300)
         rows = page.locator("#utterances tbody tr")
         assert rows.count() >= 1
         first = rows.nth(0).locator("td")
@@ -103,20 +187,16 @@ def test_upload_the_mosi_video_and_read_the_timeline(server: str, tmp_path: Path
         expect(page.locator("#summary")).to_contain_text("text_only")
 
         # the download links give the job's artefacts, and they agree with what the page shows
-        with page.expect_download() as dl:
-            page.click("#download-json")
-        timeline = json.loads(Path(dl.value.path()).read_text())
-        assert dl.value.suggested_filename == "timeline.json"
+        name, text = download(page, "#download-json")
+        timeline = json.loads(text)
+        assert name == "timeline.json"
         assert len(timeline["utterances"]) == rows.count()
         assert f"{timeline['utterances'][0]['score']:.2f}" == value
         assert timeline["utterances"][0]["text"] == transcript
-        with page.expect_download() as dl:
-            page.click("#download-csv")
-        table = list(csv.DictReader(io.StringIO(Path(dl.value.path()).read_text())))
+        table = list(csv.DictReader(io.StringIO(download(page, "#download-csv")[1])))
         assert [r["text"] for r in table] == [u["text"] for u in timeline["utterances"]]
 
         assert all(url.startswith((server, "blob:", "data:")) for url in requested), requested  # nothing external
         shot = Path(os.environ.get("MSAKIT_SCREENSHOT", tmp_path / "serve-page.png"))
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
-        browser.close()
