@@ -222,3 +222,43 @@ def test_unlearn_refuses_a_model_without_a_convex_head(tmp_path: Path, tiny_data
     with pytest.raises(ConfigError, match="no convex head"):
         unlearn(tmp_path / "lf", tiny_dataset, "audio", tmp_path / "out", settings=UnlearnSettings())
     assert not (tmp_path / "out").exists()
+
+
+def test_reused_embeddings_give_the_evidence_a_fresh_pass_gives(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """The deletion computes each model's embeddings once and reuses them for the head, the
+    attack and the validation metrics; the numbers must equal those of fresh passes over the
+    written checkpoint."""
+    from msakit.training import evaluate
+    from msakit.unlearn.core import _drop
+    from msakit.unlearn.evidence import feature_probe_r2
+
+    data, ckpt = trained
+    out = tmp_path / "forgot"
+    assert _unlearn(trained, out) == 0
+    cert = read_certificate(out / "certificate.json")
+    dataset = load_dataset(data)
+    train, valid = dataset.split("train"), dataset.split("valid")
+    edited, original = load_checkpoint(out)[0], load_checkpoint(ckpt)[0]
+    probe = cert["evidence"]["attack_feature_probe_r2"]
+    drop = _drop("visual", set(train.ids))
+    assert math.isclose(probe["unlearned"], feature_probe_r2(edited, train, valid, "visual", transform_train=drop))
+    assert math.isclose(probe["original"], feature_probe_r2(original, train, valid, "visual"))
+    for name, model in (("after", edited), ("before", original)):
+        fresh = evaluate(model, valid, dataset.info.metric_set)
+        for key, value in cert["evidence"][f"valid_metrics_{name}"].items():
+            assert math.isclose(value, fresh[key], rel_tol=1e-5, abs_tol=1e-6), (name, key)
+
+
+def test_a_failed_write_leaves_no_folder_behind(
+    trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import msakit.unlearn.core as core
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(core, "atomic_write_json", disk_full)  # the certificate, written last
+    out = tmp_path / "forgot"
+    assert _unlearn(trained, out) == 1
+    assert not out.exists()
+    assert not list(tmp_path.iterdir()), "no temporary folder left behind"

@@ -22,8 +22,6 @@ import dataclasses
 import datetime
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,13 +35,12 @@ from safetensors import safe_open
 from msakit.batch import Batch
 from msakit.data.core import MSADataset, SplitData
 from msakit.errors import ConfigError, DataError
-from msakit.io import atomic_write_json
+from msakit.io import atomic_dir, atomic_write_json
 from msakit.metrics import compute_metrics, get_metric_set
 from msakit.models.base import MSAModel
 from msakit.registry import create_model
 from msakit.training.checkpoint import load_checkpoint, save_checkpoint
 from msakit.training.compat import check_compatible
-from msakit.training.trainer import evaluate
 from msakit.unlearn.certificate import (
     FORMAT,
     VERSION,
@@ -55,7 +52,7 @@ from msakit.unlearn.certificate import (
     read_certificate,
     seal,
 )
-from msakit.unlearn.evidence import embeddings, feature_probe_r2, membership_auc
+from msakit.unlearn.evidence import embeddings, membership_auc, probe_r2, resident
 from msakit.unlearn.head import RESIDUAL_BOUND, augment, newton_removal, noise_scale, objective_noise, residual
 from msakit.unlearn.saliency import select_and_update
 
@@ -167,17 +164,23 @@ def _head_vector(layer: torch.nn.Linear) -> np.ndarray:
 
 
 def _head_features(model: MSAModel, split: SplitData, transform: Callable[[Batch], Batch] | None) -> np.ndarray:
-    feats, _ = embeddings(model, split, list(range(len(split))), transform=transform)
-    return augment(feats)
+    return augment(_fused(model, split, transform))
 
 
 def _solve_head(
-    edited: MSAModel, head: str, dataset: MSADataset, transform: Callable[[Batch], Batch], settings: UnlearnSettings
+    edited: MSAModel,
+    head: str,
+    dataset: MSADataset,
+    features: tuple[np.ndarray, np.ndarray],
+    labels: tuple[np.ndarray, np.ndarray],
+    settings: UnlearnSettings,
 ) -> dict[str, Any]:
-    """Newton-step removal on the retained training features for each L2 strength; keep the best on validation."""
-    train, valid = dataset.split("train"), dataset.split("valid")
-    phi, y = _head_features(edited, train, transform), train.labels.astype(np.float64)
-    phi_valid = _head_features(edited, valid, None)
+    """Newton-step removal on the retained training features for each L2 strength; keep the best on validation.
+
+    features: the edited model's fused embeddings of every train sample (the forget samples
+    without the modality) and of every valid sample; labels: theirs."""
+    phi, phi_valid = augment(features[0]), augment(features[1])
+    y, y_valid = labels[0].astype(np.float64), labels[1]
     layer: torch.nn.Linear = getattr(edited, head)
     w_old = _head_vector(layer)
     sigma_b = noise_scale(RESIDUAL_BOUND, settings.epsilon, settings.delta)
@@ -189,7 +192,7 @@ def _solve_head(
     for l2 in settings.l2_grid:
         sol = newton_removal(w_old, phi, y, l2=l2, beta=beta)
         pred = torch.from_numpy(phi_valid @ sol.weight).float()
-        score = compute_metrics(dataset.info.metric_set, pred, torch.from_numpy(valid.labels))[key]
+        score = compute_metrics(dataset.info.metric_set, pred, torch.from_numpy(y_valid))[key]
         better = best is None or (score > best["score"] if metric_set.higher_is_better[key] else score < best["score"])
         if better:
             best = {"solution": sol, "score": score}
@@ -250,7 +253,7 @@ def unlearn(
             f"(its modalities: {', '.join(model.modalities)})"
         )
     whole = samples_file is None
-    train, valid = dataset.split("train"), dataset.split("valid")
+    train, valid = resident(dataset.split("train")), resident(dataset.split("valid"))  # each is read several times
     forget, requested, already_absent = _forget_set(train, modality, Path(samples_file) if samples_file else None)
     forget_ids = {train.ids[i] for i in forget}
     transform = _drop(modality, forget_ids)
@@ -272,17 +275,24 @@ def unlearn(
         seed=settings.seed,
         noise_seed=noise_seed,
     )
-    head_cal = _solve_head(edited, head, dataset, transform, settings)
+    # the edited model's fused embeddings: the head is solved on them, and the evidence reuses them
+    # (the head is the last layer, so the embeddings do not change when it is re-solved)
+    edited_emb = (_fused(edited, train, transform), _fused(edited, valid, None))
+    head_cal = _solve_head(edited, head, dataset, edited_emb, (train.labels, valid.labels), settings)
     residual = head_cal.pop("_residual")
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
-    evidence = _evidence(model, edited, dataset, modality, forget, transform, whole)
+    original_emb = (_fused(model, train, None), *embeddings(model, valid, range(len(valid))))
     metric_set = dataset.info.metric_set
+    with torch.no_grad():  # the edited head over the embeddings it was solved on: the edited model's predictions
+        after = edited.bound_prediction(getattr(edited, head)(torch.from_numpy(edited_emb[1]).float()))
+    evidence = _evidence(model, edited, (train, valid), modality, forget, whole, original_emb, edited_emb)
     evidence.update(
         head_gradient_residual=residual,
-        valid_metrics_before=evaluate(model, valid, metric_set),
-        valid_metrics_after=evaluate(edited, valid, metric_set),
+        valid_metrics_before=compute_metrics(metric_set, torch.from_numpy(original_emb[2]), valid.labels),
+        valid_metrics_after=compute_metrics(metric_set, after, valid.labels),
         seconds=seconds,
         cpu_seconds=cpu_seconds,
+        seconds_total=time.perf_counter() - start,
     )
     kept_mods = list(edited.modalities)
     certificate: dict[str, Any] = {
@@ -342,24 +352,21 @@ def unlearn(
         "claims": list(CLAIMS),
         "evidence": evidence,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # same file system: os.replace works
-    try:
-        folder = staging / "checkpoint"
-        extra = {
-            "train_config": meta.get("train_config"),
-            "unlearning": {"certificate": CERTIFICATE, **certificate["request"]},
-        }
-        save_checkpoint(folder, edited, dataset=dataset.info, extra=extra)
+    unlearning = {"certificate": CERTIFICATE, **certificate["request"]}
+    extra = {"train_config": meta.get("train_config"), "unlearning": unlearning}
+    with atomic_dir(out) as staging:  # out appears complete (checkpoint + certificate) or not at all
+        folder = save_checkpoint(staging / "checkpoint", edited, dataset=dataset.info, extra=extra)
         certificate["checkpoint_after"] = {"path": str(out), **checkpoint_sha256(folder)}
         certificate = seal(certificate)
-        atomic_write_json(folder / CERTIFICATE, certificate)
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(folder, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        for f in folder.iterdir():
+            os.replace(f, staging / f.name)
+        folder.rmdir()
+        atomic_write_json(staging / CERTIFICATE, certificate)
     return certificate
+
+
+def _fused(model: MSAModel, split: SplitData, transform: Callable[[Batch], Batch] | None) -> np.ndarray:
+    return embeddings(model, split, range(len(split)), transform=transform)[0]
 
 
 def _retained_sha(train: SplitData, modality: str, forget_ids: set[str], kept: list[str]) -> str:
@@ -376,20 +383,23 @@ def _retained_sha(train: SplitData, modality: str, forget_ids: set[str], kept: l
 def _evidence(
     original: MSAModel,
     edited: MSAModel,
-    dataset: MSADataset,
+    splits: tuple[SplitData, SplitData],
     modality: str,
     forget: list[int],
-    transform: Callable[[Batch], Batch],
     whole: bool,
+    original_emb: tuple[np.ndarray, ...],
+    edited_emb: tuple[np.ndarray, ...],
 ) -> dict[str, Any]:
-    train, valid = dataset.split("train"), dataset.split("valid")
+    """original_emb / edited_emb: the fused embeddings of every train and valid sample (the edited
+    model's with the modality removed for the forget samples, as it was solved on)."""
+    train, valid = splits
     out: dict[str, Any] = {}
     if modality in valid.modalities:
         out["attack_feature_probe_r2"] = {
             "what": f"R² of a ridge probe predicting the pooled {modality} features from the fused embedding "
             "(fit on train, scored on valid samples that have it)",
-            "original": feature_probe_r2(original, train, valid, modality),
-            "unlearned": feature_probe_r2(edited, train, valid, modality, transform_train=transform),
+            "original": probe_r2(original_emb[0], original_emb[1], train, valid, modality),
+            "unlearned": probe_r2(edited_emb[0], edited_emb[1], train, valid, modality),
         }
     if not whole:
         held_out = [i for i in range(len(valid)) if valid.modalities[modality].present[i]]

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -79,11 +80,24 @@ def feature_probe_r2(
     transform_train: Callable[[Batch], Batch] | None = None,
 ) -> float:
     """R² of predicting `modality`'s pooled features from the model's fused embedding (fit on train, scored on test)."""
+    x_tr, _ = embeddings(model, train, range(len(train)), transform=transform_train)
+    x_te, _ = embeddings(model, test, range(len(test)))
+    return probe_r2(x_tr, x_te, train, test, modality)
+
+
+def probe_r2(x_train: np.ndarray, x_test: np.ndarray, train: SplitData, test: SplitData, modality: str) -> float:
+    """`feature_probe_r2` from embeddings already computed for every sample of `train` and `test`,
+    in order: the probe reads the rows of the samples that have `modality`."""
     tr = [i for i in range(len(train)) if train.modalities[modality].present[i]]
     te = [i for i in range(len(test)) if test.modalities[modality].present[i]]
-    x_tr, _ = embeddings(model, train, tr, transform=transform_train)
-    x_te, _ = embeddings(model, test, te)
-    return ridge_r2(x_tr, pooled_modality(train, tr, modality), x_te, pooled_modality(test, te, modality))
+    return ridge_r2(x_train[tr], pooled_modality(train, tr, modality), x_test[te], pooled_modality(test, te, modality))
+
+
+def resident(split: SplitData) -> SplitData:
+    """`split` with every modality's values read into memory once (a prepared folder maps them
+    from disk, and a deletion reads each split several times)."""
+    arrays = {m: replace(a, values=np.ascontiguousarray(np.asarray(a.values))) for m, a in split.modalities.items()}
+    return replace(split, modalities=arrays)
 
 
 def membership_auc(
@@ -100,4 +114,4 @@ def membership_auc(
     return float(roc_auc_score(np.concatenate(labels), np.concatenate(scores)))
 
 
-__all__ = ["embeddings", "feature_probe_r2", "membership_auc", "pooled_modality", "ridge_r2"]
+__all__ = ["embeddings", "feature_probe_r2", "membership_auc", "pooled_modality", "probe_r2", "resident", "ridge_r2"]
