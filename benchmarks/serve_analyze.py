@@ -112,7 +112,8 @@ def main() -> None:
         cmd = [sys.executable, "-m", "msakit", "serve", "--checkpoint", "default_text=" + cli["checkpoint"]]
         cmd += ["--port", str(port), "--jobs-dir", f"{tmp}/jobs", "--job-workers", str(args.job_workers)]
         cmd += ["--job-queue", str(args.job_queue), "--max-upload-mb", "64", "--analyze-model", cli["checkpoint"]]
-        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server_log = open(f"{tmp}/server.log", "wb")  # noqa: SIM115 - closed below, after the server
+        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=server_log)
         base = f"http://127.0.0.1:{port}"
         try:
             wait_ready(base, server)
@@ -120,6 +121,10 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
+            server_log.close()
+        if result["failed"] or result["lost"]:  # the failing jobs' tracebacks, from the server's log
+            tail = Path(f"{tmp}/server.log").read_text(errors="replace").splitlines()
+            result["server_log_errors"] = [line for line in tail if "Error" in line or "failed" in line][-20:]
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -10,6 +10,7 @@ file name is never a path) and removed when the job ends; only the timeline arte
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ from typing import Any
 from msakit.errors import DataError, MsakitError
 from msakit.io import atomic_write_json
 
+log = logging.getLogger(__name__)
 ARTIFACTS = ("timeline.json", "timeline.csv", "timeline.png")
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 STATES = ("queued", "running", "done", "failed")
@@ -51,13 +53,18 @@ def media_suffix(head: bytes) -> str | None:
 def default_analyze(checkpoint: str | None) -> AnalyzeFn:
     """`msakit analyze` as a job: one `Analyzer` (checkpoint and extractors) per job worker thread,
     loaded on its first job (the extractors are not known to be thread-safe, so workers share none)."""
-    local = threading.local()
+    local, first = threading.local(), threading.Lock()
 
     def run(media: Path, transcript: Path | None, out: Path) -> None:
         from msakit.analyze import Analyzer, write_outputs
 
         if not hasattr(local, "analyzer"):
-            local.analyzer = Analyzer(checkpoint)
+            # a worker's first job runs alone: the extractors import their libraries lazily, and two
+            # threads importing the same modules at once can see them half initialised (ImportError)
+            with first:
+                local.analyzer = Analyzer(checkpoint)
+                write_outputs(local.analyzer.analyze(media, transcript), out)
+            return
         write_outputs(local.analyzer.analyze(media, transcript), out)
 
     return run
@@ -169,6 +176,7 @@ class JobStore:
         except MsakitError as exc:  # bad input: the message says what is wrong with the upload
             job.update(status="failed", error=" ".join(str(exc).replace(str(media.parent) + os.sep, "").split()))
         except Exception as exc:  # a bug or the machine: say so, keep the service running
+            log.exception("job %s failed", job["id"])  # the traceback stays in the server's log
             job.update(status="failed", error=f"internal error: {type(exc).__name__}")
         finally:
             shutil.rmtree(media.parent, ignore_errors=True)
