@@ -174,6 +174,61 @@ async def run(args: argparse.Namespace, base: str, pid: int) -> dict:
     }
 
 
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+
+
+def render(runs: dict[str, dict]) -> str:
+    """The docs' table of the recorded runs and the sentences that read it (docs/serve.md via docgen)."""
+    out = [
+        "| run | requests | throughput (200s) | p50 | p99 | statuses | errors | server CPU / request "
+        "| client CPU / request | server RSS start / end / peak | load average |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in runs.items():
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items()))
+        mem = r["rss_mb"]
+        out.append(
+            f"| {name}: {r['clients']} clients, {r['seconds']:.0f} s, `--concurrency {r['server']['concurrency']} "
+            f"--queue {r['server']['queue']}` | {r['requests']} | {r['throughput_rps']} req/s ({r['ok_rps']}) "
+            f"| {r['p50_ms']} ms | {r['p99_ms']} ms | {statuses} | {r['errors']} | {r['server_cpu_ms_per_request']} ms "
+            f"| {r['client_cpu_ms_per_request']} ms | {mem['start']} / {mem['end']} / {mem['peak']} MB "
+            f"| {r['load_avg_1m']:.1f} |"
+        )
+    out += ["", "```bash", *(r["command"] for r in runs.values()), "```", ""]
+    if "clients32" in runs:
+        r = runs["clients32"]
+        mem = r["rss_mb"]
+        grow = 100 * (mem["end"] - mem["start"]) / mem["start"]
+        met = "met" if r["p99_ms"] is not None and r["p99_ms"] < 250 else "not met"
+        out.append(
+            f"- 32 clients for {r['seconds']:.0f} s: p99 {r['p99_ms']} ms at {r['ok_rps']} req/s, so the reach "
+            f"p99 < 250 ms is {met} on this machine (1-minute load average {r['load_avg_1m']:.1f} on 2 cores); "
+            f"{r['errors']} errors; server memory {mem['start']} → {mem['end']} MB after warm-up ({grow:+.1f} %, "
+            f"{'within' if abs(grow) <= 10 else 'beyond'} the 10 % bound)."
+        )
+    if "overload" in runs:
+        r = runs["overload"]
+        out.append(
+            f"- Overload (`--queue {r['server']['queue']}`): {r['statuses'].get('429', 0)} deliberate 429s and "
+            f"{r['errors']} errors (timeouts, refused connections, 5xx)."
+        )
+    return "\n".join(out) + "\n"
+
+
+def record(name: str, result: dict) -> None:
+    """Adds this run to docs/results/serve_load.json (with its command) and re-renders its markdown."""
+    from msakit.io import atomic_write_text
+
+    path = RESULTS / "serve_load.json"
+    data = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
+    argv = [a for a in sys.argv[1:] if a not in ("--record", name)]
+    result["command"] = "OMP_NUM_THREADS=1 nice -n 10 python benchmarks/serve_load.py " + " ".join(argv)
+    data["runs"][name] = result
+    data["runs"] = {k: data["runs"][k] for k in sorted(data["runs"], key=lambda k: (k != "one_client", k))}
+    data["markdown"] = render(data["runs"])
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the packaged default_text)")
@@ -186,6 +241,7 @@ def main() -> None:
     p.add_argument("--client-timeout", type=float, default=30.0)
     p.add_argument("--warmup", type=float, default=5.0, help="seconds of the same load before measuring (not counted)")
     p.add_argument("--out", type=Path, help="also write the result as JSON here")
+    p.add_argument("--record", metavar="NAME", help="record the run as NAME in docs/results/serve_load.json")
     args = p.parse_args()
     if args.checkpoint is None:
         from msakit.analyze import resolve_checkpoint
@@ -208,6 +264,8 @@ def main() -> None:
         from msakit.io import atomic_write_text
 
         atomic_write_text(args.out, text + "\n")
+    if args.record:
+        record(args.record, result)
 
 
 if __name__ == "__main__":
