@@ -1,30 +1,39 @@
 """Side-by-side: MMSA 2.2.1's own models and trainers vs msakit's, on the same data and seeds.
 
-Usage (CPU; every run single-threaded):
+Usage (CPU; every run single-threaded, niced on a shared machine):
 
     msakit data export --format mmsa data/mosi /tmp/mosi_mmsa.pkl
-    OMP_NUM_THREADS=1 python benchmarks/compare_mmsa.py /tmp/mosi_mmsa.pkl \
-        --models tfn lmf mult --seeds 1 2 3 --out docs/compare_mmsa.md
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/compare_mmsa.py /tmp/mosi_mmsa.pkl --size-matched \
+        --models tfn lmf lf_dnn mult --seeds 1 2 3 4 5 --json docs/results/compare_mmsa.json --out docs/compare_mmsa.md
+    python benchmarks/compare_mmsa.py --doc-only docs/results/compare_mmsa.json --out docs/compare_mmsa.md
 
-MMSA is used only when installed (`pip install --no-deps mmsa==2.2.1 easydict`; it
-assumes CUDA, so its model (AMIO) and trainer (ATIO) classes are driven here with
-`args.device = cpu`). Each (framework, model) pair runs in its own subprocess, so its
-peak resident memory (`resource.getrusage(...).ru_maxrss`) is its own.
+MMSA is used when importable, or from `--mmsa-path DIR` (e.g. a folder made with
+`pip install --no-deps --target DIR mmsa==2.2.1 easydict nvidia-ml-py`, which leaves the main
+environment alone). MMSA assumes CUDA, so its model (AMIO) and trainer (ATIO) classes are driven
+here with `args.device = cpu`.
 
-Protocol, identical for both: the exported pickle; the seeds given; model selection
-and early stopping on the validation split (patience 6; MMSA's `early_stop`), then one
-test evaluation. Each framework keeps its own default hyper-parameters for MOSI
-(batch size, learning rate, widths). Time per epoch is the whole fit (training, the per-epoch
+Two modes:
+- default: each framework keeps its own MOSI defaults (widths, batch size, learning rate);
+- `--size-matched`: each msakit baseline is configured to MMSA's MOSI defaults (its
+  `config_regression.json`): the same widths and layers, the visual branch MMSA builds on the
+  zero visual array, and MMSA's batch size, learning rate, weight decay and clipping. Parameter
+  counts of both sides are printed and tabled side by side.
+
+Protocol, identical for both: the exported pickle; model selection and early stopping on the
+validation split (patience 6, MMSA's `early_stop`), epochs uncapped until early stopping, then one
+test evaluation. Runs are interleaved: for each seed and model, one MMSA run and one msakit run
+(A then B on odd seeds, B then A on even ones), each in its own subprocess, so each seed is one
+A/B pair measured under the same load. Time per epoch is the whole fit (training, the per-epoch
 validation, checkpointing; msakit's also its one test pass) divided by the epochs run, as process
-CPU time (robust on a shared, oversubscribed machine) and as wall time.
-MMSA's final-state models (TFN, LMF, LF-DNN, MulT, EF-LSTM) read the last step and
-ignore lengths, so their copy of the data is start-padded; MISA, Self-MM and MMIM pack
-sequences by length, so theirs stays end-padded.
+CPU time and as wall time; the table reports the median over pairs of the per-pair ratio.
+MMSA's final-state models (TFN, LMF, LF-DNN, MulT, EF-LSTM) read the last step and ignore lengths,
+so their copy of the data is start-padded; MISA, Self-MM and MMIM pack by length (end-padded).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pickle
@@ -52,53 +61,161 @@ MMSA_NAMES = {
 FINAL_STATE = {"tfn", "lmf", "mult", "lf_dnn", "ef_lstm"}
 METRICS = ("Non0_acc_2", "Non0_F1_score", "Has0_acc_2", "MAE", "Corr", "Mult_acc_7")
 PATIENCE = 6
+MAX_EPOCHS = 1000  # "uncapped": early stopping ends every run long before this
+EPOCH_LIMIT = 0  # --timing-epochs: train exactly this many epochs (timing pairs), 0 = until early stopping
+
+
+class _EpochLimit(Exception):
+    """Raised inside MMSA's trainer once it has run EPOCH_LIMIT epochs (its loop has no epoch cap)."""
+
+
+# MMSA 2.2.1's MOSI defaults (config_regression.json) mapped onto msakit's config fields. msakit's
+# sub-networks share one hidden width and one non-text output width, so where MMSA gives audio and
+# visual different widths the msakit width is chosen to match the fused size (TFN: (32+1)(32+1)(128+1)
+# vs (32+1)(65+1)(65+1)) or the parameter count (LF-DNN, LMF). The "why" column is printed in the doc.
+SIZE_MATCHED: dict[str, dict[str, Any]] = {
+    "tfn": {
+        "model": {
+            "hidden_dim": 128,
+            "text_out": 32,
+            "other_out": 65,
+            "post_fusion_dim": 64,
+            "dropout": 0.3,
+            "post_fusion_dropout": 0.5,
+        },
+        "train": {"batch_size": 32, "lr": 1e-3},
+        "why": "MMSA hidden_dims (128, 32, 128), text_out 32, post_fusion_dim 64; one non-text width 65 gives "
+        "MMSA's fused size (33·66·66 ≈ 33·33·129)",
+    },
+    "lmf": {
+        "model": {"hidden_dim": 176, "text_out": 64, "other_out": 72, "rank": 3, "dropout": 0.3},
+        "train": {"batch_size": 64, "lr": 1e-3, "weight_decay": 0.005},
+        "why": "MMSA hidden_dims (128, 16, 128), text_out 64, rank 3; hidden 176 matches MMSA's unidirectional "
+        "128-wide LSTM in parameters with msakit's bidirectional one",
+    },
+    "lf_dnn": {
+        "model": {"hidden_dim": 160, "dropout": 0.2},
+        "train": {"batch_size": 128, "lr": 1e-3, "weight_decay": 0.01},
+        "why": "MMSA hidden_dims (128, 16, 128), text_out 256, post_fusion_dim 128; msakit has one width for "
+        "every sub-network and the head, 160 matches the parameter count",
+    },
+    "mult": {
+        "model": {
+            "hidden_dim": 50,
+            "heads": 10,
+            "cross_layers": 4,
+            "self_layers": 4,
+            "attn_dropout": 0.2,
+            "embed_dropout": 0.2,
+            "dropout": 0.0,
+        },
+        "train": {"batch_size": 16, "lr": 2e-3, "weight_decay": 0.005, "grad_clip": 0.6},
+        "why": "MMSA dst_feature_dim_nheads (50, 10), nlevels 4 (its memory transformers run max(4, 3) = 4 "
+        "layers); MMSA's memory transformers are 2·50 wide, msakit's project to 50, hence fewer parameters",
+    },
+}
+
+
+class BenchmarkError(Exception):
+    """A request this benchmark cannot honour; printed as one line, exit code 2."""
 
 
 def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _mem_available_bytes() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62
+
+
+def check_fits(framework: str, model: str, n_params: int, batch: int, widest: int) -> None:
+    """Refuse a configuration whose training state clearly exceeds the memory available now.
+
+    Weights, gradients and Adam's two moments are 16 bytes per parameter; the activations of one
+    batch are bounded here by batch × widest activation × 4 bytes × 64 (layers, saved tensors).
+    """
+    need = 16 * n_params + 64 * 4 * batch * widest
+    have = _mem_available_bytes()
+    if need > have:
+        raise BenchmarkError(
+            f"{framework} {model}: the size-matched configuration needs about {need / 2**30:.1f} GiB "
+            f"({n_params:,} parameters, batch {batch}) but {have / 2**30:.1f} GiB are available"
+        )
+
+
 # ---- msakit side ----------------------------------------------------------------------
-def run_msakit(model: str, data: str, seeds: list[int], out: Path) -> dict[str, Any]:
-    from msakit.config import TrainConfig
+def _msakit_trainer(model: str, data: str, seed: int, out: Path, size_matched: bool) -> Any:
+    from msakit.config import TrainConfig, apply_overrides
     from msakit.data import load_dataset
     from msakit.training import Trainer
 
     dataset = load_dataset(data)
     cfg = TrainConfig(
-        epochs=100, patience=PATIENCE, seeds=tuple(seeds), device="cpu", progress=False, tensorboard=False
+        epochs=EPOCH_LIMIT or MAX_EPOCHS,
+        patience=EPOCH_LIMIT + 1 if EPOCH_LIMIT else PATIENCE,
+        seeds=(seed,),
+        device="cpu",
+        progress=False,
+        tensorboard=False,
     )
-    # a modality the export wrote as absent for every sample (MOSI's visual) is declared absent for the
-    # dataset, so msakit builds no branch for it; MMSA has no such notion and runs on the zero array
-    train = dataset.split("train")
-    kept = tuple(m for m in dataset.info.modalities if train.modalities[m].present.any())
-    trainer = Trainer(
-        model, dataset, model_overrides={"modalities": kept}, train_config=cfg, out_dir=out / f"msakit-{model}"
-    )
-    tests, spe, cpu, epochs = [], [], [], []
-    for seed in seeds:
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        res = trainer.fit_seed(seed)
-        wall, used = time.perf_counter() - wall0, time.process_time() - cpu0
-        tests.append(res.test)
-        epochs.append(res.epochs_run)
-        spe.append(wall / res.epochs_run)
-        cpu.append(used / res.epochs_run)
-    return {"test": tests, "seconds_per_epoch": spe, "cpu_seconds_per_epoch": cpu, "epochs": epochs}
+    if size_matched:
+        # MMSA builds every branch, the all-zero visual one too; so does the size-matched msakit model
+        overrides: dict[str, Any] = {"modalities": tuple(dataset.info.modalities), **SIZE_MATCHED[model]["model"]}
+        cfg = apply_overrides(cfg, SIZE_MATCHED[model]["train"], owner="size-matched train config")
+    else:
+        # a modality the export wrote as absent for every sample (MOSI's visual) is declared absent for the
+        # dataset, so msakit builds no branch for it; MMSA has no such notion and runs on the zero array
+        train = dataset.split("train")
+        overrides = {"modalities": tuple(m for m in dataset.info.modalities if train.modalities[m].present.any())}
+    return Trainer(model, dataset, model_overrides=overrides, train_config=cfg, out_dir=out / f"msakit-{model}-{seed}")
+
+
+def msakit_params(model: str, data: str, size_matched: bool) -> tuple[int, int, int]:
+    from msakit import create_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = _msakit_trainer(model, data, 1, Path(tmp), size_matched)
+        net = create_model(model, trainer.model_config)
+    widest = max(p.shape[0] for p in net.parameters())
+    return sum(p.numel() for p in net.parameters()), trainer.cfg.batch_size, widest
+
+
+def run_msakit(model: str, data: str, seed: int, out: Path, size_matched: bool) -> dict[str, Any]:
+    n_params, batch, widest = msakit_params(model, data, size_matched)
+    if size_matched:
+        check_fits("msakit", model, n_params, batch, widest)
+    trainer = _msakit_trainer(model, data, seed, out, size_matched)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    res = trainer.fit_seed(seed)
+    wall, used = time.perf_counter() - wall0, time.process_time() - cpu0
+    return {
+        "test": res.test,
+        "seconds_per_epoch": wall / res.epochs_run,
+        "cpu_seconds_per_epoch": used / res.epochs_run,
+        "epochs": res.epochs_run,
+        "params": n_params,
+    }
 
 
 # ---- MMSA side ------------------------------------------------------------------------
 def mmsa_copy(data: str, model: str, workdir: Path) -> Path:
     """The exported pickle as MMSA reads it: start-padded for final-state models."""
+    path = workdir / f"mmsa-{model}.pkl"
+    if path.exists():
+        return path
     with open(data, "rb") as fh:
         raw = pickle.load(fh)  # our own export: plain numpy arrays
     for split in raw.values():
         for key in ("text", "audio", "vision"):
             lengths = np.asarray(split.get(f"{key}_lengths", np.full(len(split[key]), split[key].shape[1])))
-            if key == "vision" or key == "audio":
-                split[f"{key}_lengths"] = np.maximum(
-                    lengths, 1
-                )  # MMSA packs by length: an absent modality is 1 zero step
+            if key in ("vision", "audio"):  # MMSA packs by length: an absent modality is 1 zero step
+                split[f"{key}_lengths"] = np.maximum(lengths, 1)
             if model in FINAL_STATE:
                 values = split[key]
                 shifted = np.zeros_like(values)
@@ -106,9 +223,10 @@ def mmsa_copy(data: str, model: str, workdir: Path) -> Path:
                     if n:
                         shifted[i, values.shape[1] - n :] = values[i, :n]
                 split[key] = shifted
-    path = workdir / f"mmsa-{model}.pkl"
-    with open(path, "wb") as fh:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as fh:
         pickle.dump(raw, fh, protocol=4)
+    tmp.replace(path)
     return path
 
 
@@ -123,92 +241,107 @@ def _patch_reduce_lr_on_plateau(torch: Any) -> None:
     torch.optim.lr_scheduler.ReduceLROnPlateau = Compat
 
 
-def run_mmsa(model: str, data: str, seeds: list[int], out: Path) -> dict[str, Any]:
+def _mmsa_args(model: str, feature_path: Path, out: Path, seed: int) -> Any:
+    import torch
+    from MMSA.config import get_config_regression
+
+    args = get_config_regression(MMSA_NAMES[model], "mosi")
+    args.update(
+        featurePath=str(feature_path),
+        custom_feature=None,
+        feature_T="",
+        feature_A="",
+        feature_V="",
+        device=torch.device("cpu"),
+        train_mode="regression",
+        use_bert=False,
+        early_stop=PATIENCE,
+        model_save_path=out / f"mmsa-{model}-{seed}.pth",
+        cur_seed=seed,
+    )
+    if model == "mult":  # MOSI's audio here is one utterance-level step: MMSA's kernel-5 convolution cannot run on it
+        args.update(conv1d_kernel_size_a=1, conv1d_kernel_size_v=1)
+    return args
+
+
+def run_mmsa(model: str, data: str, seed: int, out: Path, size_matched: bool) -> dict[str, Any]:
     import torch
 
     _patch_reduce_lr_on_plateau(torch)  # before MMSA's trainers import it
-    from MMSA.config import get_config_regression
     from MMSA.data_loader import MMDataLoader
     from MMSA.models import AMIO
     from MMSA.trains import ATIO
     from MMSA.utils import setup_seed
 
-    name = MMSA_NAMES[model]
-    feature_path = mmsa_copy(data, model, out)
-    tests, spe, cpu, epochs = [], [], [], []
-    for seed in seeds:
-        args = get_config_regression(name, "mosi")
-        args.update(
-            featurePath=str(feature_path),
-            custom_feature=None,
-            feature_T="",
-            feature_A="",
-            feature_V="",
-            device=torch.device("cpu"),
-            train_mode="regression",
-            use_bert=False,
-            early_stop=PATIENCE,
-            model_save_path=out / f"mmsa-{model}-{seed}.pth",
-            cur_seed=seed,
-        )
-        if (
-            name == "mult"
-        ):  # MOSI's audio here is one utterance-level step: MMSA's kernel-5 convolution cannot run on it
-            args.update(conv1d_kernel_size_a=1, conv1d_kernel_size_v=1)
-        setup_seed(seed)
-        loader = MMDataLoader(args, 0)
-        net = AMIO(args).to(args.device)
-        trainer = ATIO().getTrain(args)
-        n_epochs = [0]
-        test_fn = trainer.do_test
+    args = _mmsa_args(model, mmsa_copy(data, model, out), out, seed)
+    setup_seed(seed)
+    loader = MMDataLoader(args, 0)
+    net = AMIO(args).to(args.device)
+    n_params = sum(p.numel() for p in net.parameters())
+    if size_matched:
+        check_fits("MMSA", model, n_params, args.batch_size, max(p.shape[0] for p in net.parameters()))
+    trainer = ATIO().getTrain(args)
+    n_epochs = [0]
+    test_fn = trainer.do_test
 
-        def counted_test(*a: Any, _f: Any = test_fn, _n: list[int] = n_epochs, **k: Any) -> Any:
-            _n[0] += k.get("mode", a[2] if len(a) > 2 else "") == "VAL"  # one validation per epoch
-            return _f(*a, **k)
+    def counted_test(*a: Any, _f: Any = test_fn, _n: list[int] = n_epochs, **k: Any) -> Any:
+        _n[0] += k.get("mode", a[2] if len(a) > 2 else "") == "VAL"  # one validation per epoch
+        out = _f(*a, **k)
+        if EPOCH_LIMIT and _n[0] >= EPOCH_LIMIT:
+            raise _EpochLimit
+        return out
 
-        trainer.do_test = counted_test
-        wall0, cpu0 = time.perf_counter(), time.process_time()
+    trainer.do_test = counted_test
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    with contextlib.suppress(_EpochLimit):
         trainer.do_train(net, loader)
-        wall, used = time.perf_counter() - wall0, time.process_time() - cpu0
-        epochs.append(n_epochs[0])
-        spe.append(wall / max(n_epochs[0], 1))
-        cpu.append(used / max(n_epochs[0], 1))
-        net.load_state_dict(torch.load(args.model_save_path, map_location="cpu"))
-        result = test_fn(net, loader["test"], mode="TEST")
-        tests.append({k: float(v) for k, v in result.items()})
-    return {"test": tests, "seconds_per_epoch": spe, "cpu_seconds_per_epoch": cpu, "epochs": epochs}
+    wall, used = time.perf_counter() - wall0, time.process_time() - cpu0
+    epochs = max(n_epochs[0], 1)
+    if EPOCH_LIMIT:
+        return {
+            "seconds_per_epoch": wall / epochs,
+            "cpu_seconds_per_epoch": used / epochs,
+            "epochs": epochs,
+            "params": n_params,
+        }
+    net.load_state_dict(torch.load(args.model_save_path, map_location="cpu", weights_only=True))
+    result = test_fn(net, loader["test"], mode="TEST")
+    return {
+        "test": {k: float(v) for k, v in result.items()},
+        "seconds_per_epoch": wall / epochs,
+        "cpu_seconds_per_epoch": used / epochs,
+        "epochs": n_epochs[0],
+        "params": n_params,
+    }
 
 
 def worker(args: argparse.Namespace) -> None:
     import torch
 
+    global EPOCH_LIMIT
+    EPOCH_LIMIT = args.timing_epochs
     torch.set_num_threads(1)
-    out = Path(args.workdir)
     run = run_mmsa if args.framework == "mmsa" else run_msakit
     try:
-        result = run(args.model, args.data, args.seeds, out)
+        result = run(args.models[0], args.data, args.seeds[0], Path(args.workdir), args.size_matched)
         result["peak_mib"] = _peak_mib()
-    except Exception as exc:  # reported in the table, not hidden
-        result = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-    if "error" not in result:
-        cache = Path(args.cache)
-        cache.mkdir(parents=True, exist_ok=True)
-        (cache / _cache_name(args.framework, args.model, args.seeds)).write_text(json.dumps(result))
+    except BenchmarkError as exc:
+        result = {"error": str(exc)}
+    except (MemoryError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and "memory" not in str(exc).lower():
+            raise
+        result = {"error": f"{args.framework} {args.models[0]}: out of memory ({str(exc).splitlines()[0][:160]})"}
     print("RESULT " + json.dumps(result))
 
 
-def _cache_name(framework: str, model: str, seeds: list[int]) -> str:
-    return f"{framework}-{model}-seeds{'_'.join(map(str, seeds))}.json"
-
-
 # ---- driver ---------------------------------------------------------------------------
-def spawn(framework: str, model: str, data: str, seeds: list[int], workdir: Path, cache: Path) -> dict[str, Any]:
-    cached = cache / _cache_name(framework, model, seeds)
-    if cached.exists():
-        return dict(json.loads(cached.read_text()))
-    cmd = [sys.executable, __file__, "--worker", framework, data, "--models", model, "--seeds", *map(str, seeds)]
-    cmd += ["--workdir", str(workdir), "--cache", str(cache)]
+def spawn(framework: str, model: str, seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--worker", framework, args.data, "--models", model, "--seeds", str(seed)]
+    cmd += ["--workdir", str(workdir), "--timing-epochs", str(args.timing_epochs)]
+    cmd += ["--size-matched"] if args.size_matched else []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if framework == "mmsa" and args.mmsa_path:
+        env["PYTHONPATH"] = os.pathsep.join([str(args.mmsa_path), env.get("PYTHONPATH", "")])
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -216,53 +349,85 @@ def spawn(framework: str, model: str, data: str, seeds: list[int], workdir: Path
     return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]}
 
 
-def summarise(res: dict[str, Any], key: str) -> tuple[float, float]:
-    vals = np.array([t[key] for t in res["test"]], dtype=float)
-    scale = 1.0 if key in ("MAE", "Corr") else 100.0
-    return float(vals.mean() * scale), float(vals.std(ddof=1) * scale) if len(vals) > 1 else 0.0
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if values else float("nan")
 
 
-def table(rows: dict[str, dict[str, dict[str, Any]]], seeds: list[int]) -> str:
-    head = ["model", "framework", *METRICS, "CPU s / epoch", "wall s / epoch", "epochs", "peak MiB"]
+def _ok(run: dict[str, Any] | None) -> bool:
+    return run is not None and "error" not in run
+
+
+def accuracy_table(results: dict[str, Any]) -> str:
+    """Test metrics per framework (mean ± std over the seeds that completed), from uncapped runs."""
+    head = ["model", "framework", "params", *METRICS, "CPU s / epoch", "wall s / epoch", "epochs", "peak MiB", "seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    ratios = [
-        "| model | Δ Non0 Acc-2 (msakit − MMSA) | CPU time / epoch (msakit ÷ MMSA) "
-        "| wall time / epoch (msakit ÷ MMSA) | peak memory (msakit ÷ MMSA) |",
-        "|---|---|---|---|---|",
-    ]
-    for model, pair in rows.items():
+    deltas = ["| model | Δ Non0 Acc-2 (msakit − MMSA), paired seeds | Δ MAE | pairs |", "|---|---:|---:|---:|"]
+    for model, per_seed in results.items():
         for fw in ("mmsa", "msakit"):
-            res = pair[fw]
-            if "error" in res:
-                lines.append(f"| {model} | {fw} | did not run: `{res['error']}` |" + " — |" * (len(head) - 3))
+            res = [r[fw] for r in per_seed.values() if _ok(r.get(fw))]
+            if not res:
+                errors = [r[fw]["error"] for r in per_seed.values() if fw in r]
+                lines.append(
+                    f"| {model} | {fw} | not run: `{errors[0] if errors else 'no time'}` |" + " — |" * (len(head) - 3)
+                )
                 continue
-            cells = []
+            cells = [f"{res[0]['params']:,}"]
             for k in METRICS:
-                m, s = summarise(res, k)
+                vals = np.array([r["test"][k] for r in res], dtype=float) * (1.0 if k in ("MAE", "Corr") else 100.0)
                 digits = 3 if k in ("MAE", "Corr") else 1
-                cells.append(f"{m:.{digits}f} ± {s:.{digits}f}" if len(res["test"]) > 1 else f"{m:.{digits}f}")
-            cpu, spe = float(np.mean(res["cpu_seconds_per_epoch"])), float(np.mean(res["seconds_per_epoch"]))
-            cells += [f"{cpu:.2f}", f"{spe:.2f}", f"{np.mean(res['epochs']):.1f}", f"{res['peak_mib']:.0f}"]
+                std = f" ± {vals.std(ddof=1):.{digits}f}" if len(vals) > 1 else ""
+                cells.append(f"{vals.mean():.{digits}f}{std}")
+            cells += [
+                f"{_median([r['cpu_seconds_per_epoch'] for r in res]):.2f}",
+                f"{_median([r['seconds_per_epoch'] for r in res]):.2f}",
+                f"{np.mean([r['epochs'] for r in res]):.1f}",
+                f"{max(r['peak_mib'] for r in res):.0f}",
+                str(len(res)),
+            ]
             lines.append(f"| {model} | {fw} | " + " | ".join(cells) + " |")
-        a, b = pair["msakit"], pair["mmsa"]
-        if "error" not in a and "error" not in b:
-            d = summarise(a, "Non0_acc_2")[0] - summarise(b, "Non0_acc_2")[0]
-            c = np.mean(a["cpu_seconds_per_epoch"]) / np.mean(b["cpu_seconds_per_epoch"])
-            t = np.mean(a["seconds_per_epoch"]) / np.mean(b["seconds_per_epoch"])
-            mem = a["peak_mib"] / b["peak_mib"]
-            ratios.append(f"| {model} | {d:+.1f} | {c:.2f} | {t:.2f} | {mem:.2f} |")
-    return "\n".join(lines) + "\n\n" + "\n".join(ratios) + "\n"
+        pairs = [r for r in per_seed.values() if _ok(r.get("mmsa")) and _ok(r.get("msakit"))]
+        if pairs:
+            acc = 100 * np.mean([p["msakit"]["test"]["Non0_acc_2"] - p["mmsa"]["test"]["Non0_acc_2"] for p in pairs])
+            mae = np.mean([p["msakit"]["test"]["MAE"] - p["mmsa"]["test"]["MAE"] for p in pairs])
+            deltas.append(f"| {model} | {acc:+.1f} | {mae:+.3f} | {len(pairs)} |")
+    return "\n".join(lines) + "\n\n" + "\n".join(deltas) + "\n"
+
+
+def timing_table(timing: dict[str, Any]) -> str:
+    """Per-pair ratios msakit ÷ MMSA of CPU and wall time per epoch, medians over the pairs."""
+    lines = [
+        "| model | MMSA params | msakit params | MMSA CPU s / epoch | msakit CPU s / epoch | CPU time / epoch "
+        "(msakit ÷ MMSA), median [min, max] | wall time / epoch (msakit ÷ MMSA), median | pairs |",
+        "|---|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for model, per_seed in timing.items():
+        pairs = [r for r in per_seed.values() if _ok(r.get("mmsa")) and _ok(r.get("msakit"))]
+        if not pairs:
+            errors = [
+                r[fw]["error"] for r in per_seed.values() for fw in ("mmsa", "msakit") if fw in r and not _ok(r[fw])
+            ]
+            lines.append(f"| {model} | not run: `{errors[0] if errors else 'no time'}` |" + " — |" * 6)
+            continue
+        cpu = [p["msakit"]["cpu_seconds_per_epoch"] / p["mmsa"]["cpu_seconds_per_epoch"] for p in pairs]
+        wall = [p["msakit"]["seconds_per_epoch"] / p["mmsa"]["seconds_per_epoch"] for p in pairs]
+        lines.append(
+            f"| {model} | {pairs[0]['mmsa']['params']:,} | {pairs[0]['msakit']['params']:,} | "
+            f"{_median([p['mmsa']['cpu_seconds_per_epoch'] for p in pairs]):.2f} | "
+            f"{_median([p['msakit']['cpu_seconds_per_epoch'] for p in pairs]):.2f} | "
+            f"{_median(cpu):.2f} [{min(cpu):.2f}, {max(cpu):.2f}] | {_median(wall):.2f} | {len(pairs)} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 NOTES = """
 ## How the two sides were run
 
 - Data: the same exported pickle for both. MOSI here has no visual features; the export writes
-  vision as a one-step zero array with length 0. MMSA runs on that zero array; msakit declares
-  the modality absent for the dataset (`modalities=("text", "audio")`), so it builds no visual
-  branch.
+  vision as a one-step zero array with length 0. MMSA runs on that zero array. In the size-matched
+  mode msakit builds its visual branch too (on the same all-absent input), as MMSA does; in the
+  default mode it declares the modality absent (`modalities=("text", "audio")`) and builds none.
 - MMSA's final-state models read the last step and ignore lengths, so this script hands them a
-  start-padded copy; msakit's models are padding-agnostic (masked pooling).
+  start-padded copy; msakit's models are padding-agnostic (masked pooling, packed LSTM).
 - Adaptations MMSA 2.2.1 needs on this machine, made by the script and nowhere else:
   `args.device = cpu`, `use_bert = False`, `early_stop = 6`; its MulT passes `verbose=` to
   `ReduceLROnPlateau`, which torch 2.13 rejects (the script accepts and drops it); its MulT's
@@ -271,64 +436,183 @@ NOTES = """
 - Not comparable: MMSA's MISA and MMIM assert `use_bert == True` and Self-MM always builds
   `BertTextEncoder`, which downloads bert-base-uncased; none of the three can run offline on
   precomputed text features, so only msakit's versions are measured (docs/results.md, 'Baseline zoo').
-- Hyper-parameters: each framework's own MOSI defaults (MMSA: config_regression.json; msakit:
-  the config dataclasses). CPU time is the process's CPU time, which is what to compare on a
-  shared machine; wall time depends on the load at the time.
+- Epochs are uncapped on both sides: MMSA's trainers loop until early stopping; msakit runs with
+  `epochs=1000, patience=6`.
+- CPU time is the process's CPU time, which is what to compare on a shared machine; wall time
+  depends on the load at the time. Each ratio is taken within one interleaved pair (same seed,
+  run back to back), then the median over pairs is reported.
 """
+
+
+def render(runs: dict[str, Any]) -> str:
+    meta = runs["meta"]
+    mode = "size-matched" if meta["size_matched"] else "each framework's own defaults"
+    flag = "--size-matched " if meta["size_matched"] else ""
+    base = f"OMP_NUM_THREADS=1 nice -n 10 python benchmarks/compare_mmsa.py {meta['data']} {flag}"
+    text = (
+        "# msakit vs MMSA 2.2.1 on the same data\n\n"
+        "<!-- generated by benchmarks/compare_mmsa.py from its results JSON; do not edit by hand -->\n\n"
+        f"Mode: **{mode}**. Data: MOSI, exported once with `msakit data export --format mmsa data/mosi "
+        f"{meta['data']}`; CPU, one thread per run, niced, on 2 cores shared with other jobs (load average "
+        f"{meta['load_start']:.1f} at the start, {meta.get('load_end', float('nan')):.1f} at the end).\n\n"
+    )
+    if runs.get("timing"):
+        tm = runs["timing_meta"]
+        text += (
+            f"## Time per epoch: interleaved pairs\n\nEach pair is one MMSA run and one msakit run of the same "
+            f"model and seed, back to back (order alternating), each training exactly {tm['epochs']} epochs in its "
+            "own process; time per epoch is the whole fit divided by the epochs (msakit's also includes its one "
+            "test pass). Ratios are taken within a pair; the median over pairs is shown.\n\n"
+            f"Command: `{base}--models {' '.join(tm['models'])} --seeds {' '.join(map(str, tm['seeds']))} "
+            f"--timing-epochs {tm['epochs']}`\n\n" + timing_table(runs["timing"]) + "\n"
+        )
+    if runs.get("results"):
+        rm = runs["results_meta"]
+        seeds = rm["seeds"]
+        done = {
+            m: sum(_ok(r.get("mmsa")) and _ok(r.get("msakit")) for r in v.values()) for m, v in runs["results"].items()
+        }
+        short = [f"{m} ({n} of {len(seeds)})" for m, n in done.items() if n < len(seeds)]
+        short += [f"{m} (0 of {len(seeds)})" for m in rm["models"] if m not in done]
+        text += (
+            "## Accuracy: epochs uncapped until early stopping\n\nTest split, selection and early stopping on "
+            f"validation (patience {PATIENCE}), mean ± std over seeds; CPU and wall time here are medians over "
+            "the seeds, not paired.\n\n"
+            + (
+                f"**Incomplete**: seeds that finished per model: {', '.join(short)}; the rest did not fit in the "
+                "session's compute.\n\n"
+                if short
+                else ""
+            )
+            + f"Command: `{base}--models {' '.join(rm['models'])} --seeds {' '.join(map(str, seeds))}`\n\n"
+            + accuracy_table(runs["results"])
+        )
+    if meta["size_matched"]:
+        text += "\n## Size-matched configurations\n\n| model | msakit overrides (model; train) | why |\n|---|---|---|\n"
+        for model, cfg in SIZE_MATCHED.items():
+            fields = ", ".join(f"{k}={v}" for k, v in cfg["model"].items())
+            train = ", ".join(f"{k}={v}" for k, v in cfg["train"].items())
+            text += f"| {model} | `{fields}`; `{train}` | {cfg['why']} |\n"
+    return text + NOTES
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", help="an MMSA pickle written by `msakit data export --format mmsa`")
-    p.add_argument("--models", nargs="+", default=["tfn", "lmf", "mult"], choices=sorted(MMSA_NAMES))
+    p.add_argument("data", nargs="?", help="an MMSA pickle written by `msakit data export --format mmsa`")
+    p.add_argument("--models", nargs="+", default=["tfn", "lmf", "lf_dnn", "mult"])
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    p.add_argument("--size-matched", action="store_true", help="configure msakit's baselines to MMSA's widths")
+    p.add_argument("--mmsa-path", type=Path, default=os.environ.get("MSAKIT_MMSA_PATH"), help="folder holding MMSA")
     p.add_argument("--out", type=Path, default=Path("docs/compare_mmsa.md"))
-    p.add_argument("--json", type=Path, help="also write the raw per-seed results here")
+    p.add_argument("--json", type=Path, help="results JSON, written after every run (a later call resumes from it)")
+    p.add_argument("--doc-only", type=Path, metavar="JSON", help="only regenerate --out from a results JSON")
     p.add_argument(
-        "--cache",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "compare_mmsa_cache",
-        help="per-run results are kept here and reused by a later call with the same model and seeds",
+        "--timing-epochs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="timing pairs only: both sides train exactly N epochs, no accuracy (stored under 'timing')",
     )
+    p.add_argument("--params-only", action="store_true", help="print both sides' parameter counts and stop")
     p.add_argument("--workdir", help=argparse.SUPPRESS)
     p.add_argument("--worker", choices=("mmsa", "msakit"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.doc_only:
+        args.out.write_text(render(json.loads(args.doc_only.read_text())))
+        return
     if args.worker:
-        args.framework, args.model = args.worker, args.models[0]
+        args.framework = args.worker
         worker(args)
         return
     try:
-        import MMSA  # noqa: F401
-    except ImportError:
-        sys.exit("MMSA is not installed: pip install --no-deps mmsa==2.2.1 easydict")
-    rows: dict[str, dict[str, dict[str, Any]]] = {}
+        validate_request(args)
+    except BenchmarkError as exc:
+        print(f"compare_mmsa: {exc}", file=sys.stderr)
+        sys.exit(2)
+    runs: dict[str, Any] = {"meta": {}, "results": {}}
+    if args.json and args.json.exists():
+        runs = json.loads(args.json.read_text())
+    key = "timing" if args.timing_epochs else "results"
+    runs["meta"] = {**runs.get("meta", {}), "data": args.data, "size_matched": args.size_matched}
+    runs["meta"].setdefault("load_start", os.getloadavg()[0])
+    runs[f"{key}_meta"] = {"models": args.models, "seeds": args.seeds, "epochs": args.timing_epochs}
     with tempfile.TemporaryDirectory(prefix="compare_mmsa-") as tmp:
-        for model in args.models:
-            rows[model] = {}
-            for fw in ("mmsa", "msakit"):
-                print(f"{model}: {fw} ...", flush=True)
-                rows[model][fw] = spawn(fw, model, args.data, args.seeds, Path(tmp), args.cache)
-                print(f"  {json.dumps(rows[model][fw])[:300]}", flush=True)
-    seeds = " ".join(map(str, args.seeds))
-    text = (
-        f"# msakit vs MMSA 2.2.1 on the same data\n\n"
-        f"Data: `{args.data}`; seeds {seeds}; CPU, one thread per run; mean ± std over seeds (test split; "
-        f"selection on validation, patience {PATIENCE}).\n\n"
-        + (
-            "**One seed only**: a difference of about a point is within seed-to-seed spread (msakit's 5-seed "
-            "std on MOSI is 0.6-1.7 points of Non0 Acc-2, docs/results.md, 'Baseline zoo').\n\n"
-            if len(args.seeds) == 1
-            else ""
-        )
-        + f"Exported with `msakit data export --format mmsa data/mosi {args.data}`.\n\n"
-        f"Command: `OMP_NUM_THREADS=1 python benchmarks/compare_mmsa.py {args.data} --models {' '.join(args.models)} "
-        f"--seeds {seeds}`\n\n" + table(rows, args.seeds) + NOTES
-    )
+        for seed in args.seeds:
+            for model in args.models:
+                pair = runs.setdefault(key, {}).setdefault(model, {}).setdefault(str(seed), {})
+                order = ("mmsa", "msakit") if seed % 2 else ("msakit", "mmsa")
+                for fw in order:
+                    if fw in pair and "error" not in pair[fw]:
+                        continue  # resumed
+                    print(f"seed {seed} {model}: {fw} ...", flush=True)
+                    pair[fw] = spawn(fw, model, seed, args, Path(tmp))
+                    print(f"  {json.dumps(pair[fw])[:300]}", flush=True)
+                    runs["meta"]["load_end"] = os.getloadavg()[0]
+                    if args.json:
+                        args.json.parent.mkdir(parents=True, exist_ok=True)
+                        args.json.write_text(json.dumps(runs, indent=1))
+    text = render(runs)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
     print(text)
+
+
+def validate_request(args: argparse.Namespace) -> None:
+    """Bad requests fail before anything runs: no data, a model MMSA lacks, no size-matched mapping, no MMSA."""
+    if not args.data:
+        raise BenchmarkError("give the MMSA pickle to compare on (msakit data export --format mmsa DATA OUT.pkl)")
+    for model in args.models:
+        if model not in MMSA_NAMES:
+            raise BenchmarkError(
+                f"MMSA 2.2.1 has no model {model!r} to compare with; models both have: {', '.join(sorted(MMSA_NAMES))}"
+            )
+        if args.size_matched and model not in SIZE_MATCHED:
+            raise BenchmarkError(
+                f"--size-matched has no mapping of MMSA's widths for {model!r}; "
+                f"mapped: {', '.join(sorted(SIZE_MATCHED))}"
+            )
+    if not Path(args.data).is_file():
+        raise BenchmarkError(f"{args.data}: no such file")
+    probe = [sys.executable, "-c", "import MMSA"]
+    env = {**os.environ}
+    if args.mmsa_path:
+        env["PYTHONPATH"] = os.pathsep.join([str(args.mmsa_path), env.get("PYTHONPATH", "")])
+    if subprocess.run(probe, env=env, capture_output=True).returncode != 0:
+        raise BenchmarkError(
+            "MMSA is not importable: pip install --no-deps --target DIR mmsa==2.2.1 easydict nvidia-ml-py, "
+            "then --mmsa-path DIR"
+        )
+    if args.params_only:
+        for model in args.models:
+            print(model, {fw: spawn_params(fw, model, args) for fw in ("mmsa", "msakit")})
+        sys.exit(0)
+
+
+def spawn_params(framework: str, model: str, args: argparse.Namespace) -> Any:
+    if framework == "msakit":
+        return msakit_params(model, args.data, args.size_matched)[0]
+    code = (
+        "import sys, torch; sys.argv=['x']; from MMSA.models import AMIO; import importlib.util as u; "
+        f"s=u.spec_from_file_location('c', {__file__!r}); c=u.module_from_spec(s); s.loader.exec_module(c); "
+        f"from pathlib import Path; a=c._mmsa_args({model!r}, Path('/nonexistent'), Path('/tmp'), 1); "
+        f"c._fill_dims(a, {args.data!r}); print(sum(p.numel() for p in AMIO(a).parameters()))"
+    )
+    env = {**os.environ}
+    if args.mmsa_path:
+        env["PYTHONPATH"] = os.pathsep.join([str(args.mmsa_path), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    return int(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else proc.stderr.strip()[-200:]
+
+
+def _fill_dims(args: Any, data: str) -> None:
+    """What MMSA's data loader would write into its config (feature dims, sequence lengths)."""
+    with open(data, "rb") as fh:
+        raw = pickle.load(fh)  # our own export
+    train = raw["train"]
+    args.update(
+        feature_dims=[train[k].shape[2] for k in ("text", "audio", "vision")],
+        seq_lens=[train[k].shape[1] for k in ("text", "audio", "vision")],
+    )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ from msakit.training.checkpoint import (
     save_checkpoint,
 )
 from msakit.training.distributed import Runtime, init_runtime, is_collective_failure, lost_rank_error, resolve_device
-from msakit.training.engine import BatchTransform, Callback, FitState, fit, supervised_loss
+from msakit.training.engine import BatchTransform, Callback, FitState, adamw, fit, supervised_loss
 
 __all__ = [
     "BatchTransform",
@@ -246,7 +246,7 @@ class Trainer:
             run_dir.mkdir(parents=True, exist_ok=True)
         set_seed(seed)
         model = create_model(self.model_name, self.model_config).to(self.device)
-        optimizer = torch.optim.AdamW(model.param_groups(cfg.lr, cfg.weight_decay))
+        optimizer = adamw(model.param_groups(cfg.lr, cfg.weight_decay), device=self.device)
         last = self._resumable(run_dir) if resume else None
         state = self._restore(last, model, optimizer) if last is not None else FitState(seed=seed)
         if last is None:
