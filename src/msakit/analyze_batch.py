@@ -59,6 +59,7 @@ MEDIA_SUFFIXES = frozenset(
 META_READ = ("transcript", "language")  # --meta columns that steer the analysis instead of being joined
 ERROR_FIELDS = ["file", "stage", "reason", "outcome"]
 ASPECT_FIELDS = ["aspect_term", "aspect_polarity", "aspect_score", "aspect_start", "aspect_end", "aspect_evidence"]
+ASPECT_NUMBERS = ("aspect_score", "aspect_start", "aspect_end")  # None (not "") when an utterance has no aspect
 TABLE_FIELDS = [
     "file", "language", "media_seconds", "utterance", "start", "end", "text", "quality", "score", "polarity",
     "sentiment", "scene", *ASPECT_FIELDS,
@@ -300,11 +301,16 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def issues_of(analysis: dict[str, Any], info: Any, fer_missing: str) -> list[dict[str, str]]:
+def issues_of(analysis: dict[str, Any], info: Any) -> list[dict[str, str]]:
     """(stage, reason) of each part an analysed file went without: no face, no audio, a language the
-    text encoder does not read, low-quality ASR, an optional part not installed."""
+    text encoder or ABSA does not read, low-quality ASR, no scenes, an optional part not installed."""
+    from msakit.extract.absa import unavailable_reason
+    from msakit.extract.scenes import TEXT_MISSING
+    from msakit.extract.visual import FER_MISSING
+
     found: list[dict[str, str]] = []
     utterances = analysis.get("utterances") or []
+    notes = analysis.get("notes") or []
     for modality, stage, expected in (("visual", "faces", info.has_video), ("audio", "audio", info.has_audio)):
         cues = [(u.get("cues") or {}).get(modality, {}) for u in utterances]
         if expected and cues and not any(c.get("present") for c in cues):
@@ -314,8 +320,14 @@ def issues_of(analysis: dict[str, Any], info: Any, fer_missing: str) -> list[dic
         found.append({"stage": "language" if warning.startswith("language") else "warning", "reason": warning})
     if any(u.get("quality") == "low" for u in utterances):
         found.append({"stage": "asr", "reason": "transcribed by the pocketsphinx fallback: low quality"})
-    if fer_missing in (analysis.get("notes") or []):
-        found.append({"stage": "faces", "reason": fer_missing})
+    no_aspects = unavailable_reason(analysis.get("language"))
+    for note in notes:
+        if note == FER_MISSING:
+            found.append({"stage": "faces", "reason": note})
+        elif no_aspects and note == no_aspects:
+            found.append({"stage": "aspects", "reason": note})
+        elif note == TEXT_MISSING or (note.startswith("scenes:") and info.has_video):
+            found.append({"stage": "scenes", "reason": note})
     return found
 
 
@@ -325,7 +337,6 @@ def _analyze_one(
     """Analyse one file into OUT/files/<name>/ (one atomic folder); returns its record."""
     from msakit.analyze import write_outputs
     from msakit.extract import media
-    from msakit.extract.visual import FER_MISSING
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
     signature = _signature(src, meta)
@@ -341,7 +352,7 @@ def _analyze_one(
         "media_seconds": round(float(info.duration), 3),
         "video_codec": info.video_codec,
         "audio_codec": info.audio_codec,
-        "issues": issues_of(as_dict, info, FER_MISSING),
+        "issues": issues_of(as_dict, info),
     }
     with atomic_dir(out / "files" / name) as tmp:
         write_outputs(analysis, tmp)
@@ -477,6 +488,7 @@ def write_aggregates(
     errors.sort(key=lambda e: (e["file"], e["outcome"], e["stage"]))
     meta_columns = sorted({k for r in meta_rows.values() for k in r if k not in META_READ})
     table = pd.DataFrame(rows, columns=["file", *meta_columns, *TABLE_FIELDS[1:]])
+    table = table.astype({"aspect_score": "float64", "aspect_start": "Int64", "aspect_end": "Int64"})
     paths = {"errors": out / "errors.csv", "table": out / "table.csv", "summary": out / "summary.json"}
     with atomic_path(paths["errors"], suffix=".csv") as tmp:
         pd.DataFrame(errors, columns=ERROR_FIELDS).to_csv(tmp, index=False)
@@ -539,12 +551,12 @@ def table_rows(
         }  # fmt: skip
         aspects = u.get("aspects") or []
         if not aspects:
-            yield {**base, **dict.fromkeys(ASPECT_FIELDS, "")} | {"aspect_score": np.nan}
+            yield {**base, **dict.fromkeys(ASPECT_FIELDS, "")} | dict.fromkeys(ASPECT_NUMBERS)
         for a in aspects:
             yield {
                 **base, "aspect_term": a.get("term", ""), "aspect_polarity": a.get("polarity", ""),
-                "aspect_score": float(a.get("score", np.nan)), "aspect_start": a.get("start", ""),
-                "aspect_end": a.get("end", ""), "aspect_evidence": a.get("evidence", ""),
+                "aspect_score": float(a.get("score", np.nan)), "aspect_start": a.get("start"),
+                "aspect_end": a.get("end"), "aspect_evidence": a.get("evidence", ""),
             }  # fmt: skip
 
 
@@ -554,7 +566,7 @@ def table_rows(
 def _time_bins(dates: pd.Series) -> tuple[pd.Series, str]:
     """Dates binned so a plot has at most a few dozen points: days, weeks or months."""
     span = (dates.max() - dates.min()).days
-    freq, label = ("D", "day") if span <= 31 else ("W", "week") if span <= 200 else ("M", "month")
+    freq, label = ("D", "day") if span <= 31 else ("W", "week") if span <= 120 else ("M", "month")
     return dates.dt.to_period(freq).dt.start_time, label
 
 
@@ -564,6 +576,7 @@ def plot_groups(table: pd.DataFrame, path: Path, *, title: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
     utt = table.drop_duplicates(["file", "utterance"]).copy()
@@ -585,7 +598,7 @@ def plot_groups(table: pd.DataFrame, path: Path, *, title: str = "") -> None:
                 ax.annotate(str(int(r["count"])), (r["when"], r["mean"]), textcoords="offset points",
                             xytext=(0, 6), ha="center", fontsize=7, color=colours[g])  # fmt: skip
         ax.set_xlabel(f"date (per {unit}; numbers: utterances)")
-        fig.autofmt_xdate()
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
         ax.legend(fontsize=8)
     else:
         agg = utt.groupby("group")["sentiment"].agg(["mean", "std", "count"]).reindex(groups)

@@ -4,6 +4,7 @@ whole folder (or glob) of videos at once (`msakit.analyze_batch`)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     cfg = analyzer.pipeline.config
     cfg.fps, cfg.max_side, cfg.max_mb = base.fps, base.max_side, base.max_mb
     if plan is not None:
-        return _run_batch(plan, analyzer, progress=not args.no_progress)
+        return _run_batch(plan, analyzer, progress=not args.no_progress, debug=bool(args.debug))
     analysis = analyzer.analyze(args.video, args.transcript, language=args.language, asr=args.asr)
     paths = write_outputs(analysis, args.out)
     print(f"model {analysis.model} fused: {', '.join(analysis.fused_modalities)}")
@@ -100,10 +101,20 @@ def _plan(args: argparse.Namespace) -> Any:
     )
 
 
-def _run_batch(plan: Any, analyzer: Any, *, progress: bool) -> int:
+def _run_batch(plan: Any, analyzer: Any, *, progress: bool, debug: bool) -> int:
     from msakit.analyze_batch import run_batch
+    from msakit.cli import EXIT_BUG, classify
 
-    report = run_batch(analyzer, plan, progress=progress)
+    try:
+        report = run_batch(analyzer, plan, progress=progress)
+    except Exception as exc:  # returned, not raised: the CLI would remove an OUT it created, finished files too
+        if debug or os.environ.get("MSAKIT_DEBUG"):
+            raise
+        code, message = classify(exc)
+        hint = " (an msakit bug; rerun with `msakit --debug analyze ...` for the traceback)" if code == EXIT_BUG else ""
+        print(f"msakit analyze: error: {message}{hint}; the files finished so far are kept in {plan.out}: "
+              "rerun with --resume", file=sys.stderr)  # fmt: skip
+        return code
     print(report.line())
     for e in report.failed:
         print(f"  failed  {e['file']}  [{e['stage']}] {e['reason'][:110]}")
