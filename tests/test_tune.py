@@ -17,7 +17,15 @@ from msakit.data import MSADataset
 from msakit.errors import ConfigError
 from msakit.registry import build_config
 from msakit.training.trainer import train_config_from
-from msakit.tuning import PruningCallback, load_space_file, parse_space_option, search_space, tune
+from msakit.tuning import (
+    PRUNERS,
+    PruningCallback,
+    load_space_file,
+    make_pruner,
+    parse_space_option,
+    search_space,
+    tune,
+)
 
 
 def test_tunable_keeps_default_and_declares_range() -> None:
@@ -195,7 +203,81 @@ def test_pruning_callback_reports_each_epoch(tiny_dataset: MSADataset, tmp_path:
     assert sorted(frozen.intermediate_values) == [1, 2, 3, 4, 5, 6]  # seed 2's epoch e is step 3 + e
 
 
+def _rung_decision(pruner: Any) -> bool:
+    """Would `pruner` stop a trial whose first epoch is far worse than three finished trials'?"""
+    import optuna
+
+    study = optuna.create_study(direction="minimize", pruner=pruner)
+    for good in (0.50, 0.52, 0.55):
+        trial = study.ask()
+        for step in range(1, 10):
+            trial.report(good - 0.01 * step, step)
+            trial.should_prune()  # as PruningCallback does after every report (the halving pruners record rungs here)
+        study.tell(trial, good - 0.09)
+    weak = study.ask()
+    weak.report(2.0, 1)
+    return bool(weak.should_prune())
+
+
+def test_named_pruners_stop_weak_trials_as_documented() -> None:
+    """Successive halving / Hyperband stop a clearly weak trial after its first epoch; the median
+    pruner waits for 5 startup trials and 2 warm-up epochs; none never stops one."""
+    assert set(PRUNERS) == {"median", "hyperband", "sha", "none"}
+    decisions = {name: _rung_decision(make_pruner(name, steps=9)) for name in PRUNERS}
+    assert decisions == {"median": False, "hyperband": True, "sha": True, "none": False}
+    with pytest.raises(ConfigError, match="unknown pruner 'bogus'"):
+        make_pruner("bogus", steps=9)
+
+
+def test_tune_with_a_named_pruner_and_bad_jobs(tiny_dataset: MSADataset, tmp_path: Path) -> None:
+    result = _tune(tiny_dataset, tmp_path / "run", trials=3, pruner="sha")
+    assert result.n_complete + result.n_pruned == 3
+    with pytest.raises(ConfigError, match="--jobs must be at least 1"):
+        _tune(tiny_dataset, tmp_path / "bad", trials=2, jobs=0)
+    with pytest.raises(ConfigError, match="needs the dataset as a path"):
+        _tune(tiny_dataset, tmp_path / "bad2", trials=2, jobs=2)
+    with pytest.raises(ConfigError, match="takes the pruner by name"):
+        _tune(tiny_dataset, tmp_path / "bad3", trials=2, jobs=2, data_spec="synthetic", pruner=_PruneOddTrials())
+
+
+@pytest.mark.slow  # spawns a second interpreter that imports torch
+def test_jobs_start_workers_that_share_the_study(tmp_path: Path) -> None:
+    import optuna
+
+    from msakit.data import load_dataset
+
+    spec = "synthetic"
+    space = {**{k: None for k in search_space("late_fusion")}, "train.lr": SearchRange(low=1e-3, high=1e-2, log=True)}
+    result = tune(
+        "late_fusion",
+        load_dataset(spec),
+        out_dir=tmp_path / "run",
+        trials=12,  # enough work that the worker (a fresh interpreter importing torch) joins before the end
+        model_overrides={"hidden_dim": 32},
+        train_overrides={"epochs": 3},
+        space_overrides=space,
+        sampler_seed=0,
+        progress=False,
+        jobs=2,
+        data_spec=spec,
+        pruner="none",
+    )
+    study = optuna.load_study(study_name=result.study_name, storage=result.storage)
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert 12 <= len(finished) <= 13
+    assert len({t.user_attrs["worker"] for t in finished}) == 2  # this process and one worker
+
+
 # ---- the command line -----------------------------------------------------------------------------
+
+
+def test_unknown_pruner_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from msakit.cli import main
+
+    argv = ["tune", "--model", "late_fusion", "--data", "synthetic", "--out", str(tmp_path), "--pruner", "bogus"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bogus" in err[0] and "hyperband" in err[0]
 
 
 @pytest.mark.parametrize(

@@ -7,15 +7,17 @@ with the sampled configuration over the tuning seeds on a copy of the dataset th
 no test split, so nothing in a search can look at test; its objective is the mean over
 seeds of the best validation score of the trainer's selection metric (MAE for MOSI-style
 regression, accuracy for classification). After every epoch the trainer's validation
-metric is reported to Optuna through an engine callback, and the MedianPruner stops
-trials that fall behind the median of earlier trials at the same epoch.
+metric is reported to Optuna through an engine callback, and a pruner (`PRUNERS`: the
+MedianPruner by default, or Hyperband / successive halving, which stop weak trials
+earlier) stops trials that fall behind earlier trials at the same epoch.
 
 The study lives in an Optuna RDB storage, by default `RUN/study.db` (SQLite): a stopped
 search resumes where it was, and several processes (or machines, with a PostgreSQL URL)
-can work on one study at once. `--trials N` is the number of finished trials (complete
-or pruned) the study should hold in total, counted across every process and every
-resume. The best configuration is kept in `RUN/best.yaml`, a preset `train --preset`
-reads.
+can work on one study at once; `jobs=N` starts N - 1 worker processes on this machine
+that share the study with this one (each loads the dataset once and trains on one
+thread). `--trials N` is the number of finished trials (complete or pruned) the study
+should hold in total, counted across every process and every resume. The best
+configuration is kept in `RUN/best.yaml`, a preset `train --preset` reads.
 """
 
 from __future__ import annotations
@@ -259,6 +261,29 @@ def open_storage(url: str) -> Any:
     raise AssertionError("unreachable")
 
 
+PRUNERS = ("median", "hyperband", "sha", "none")
+
+
+def make_pruner(name: str, *, steps: int) -> Any:
+    """An Optuna pruner by name; a trial reports one step per (seed, epoch), `steps` in all.
+
+    median: MedianPruner, 5 startup trials, 2 warm-up epochs (compares with the median of
+    earlier trials at the same step). hyperband / sha: Hyperband / asynchronous successive
+    halving over epochs (minimum 1 epoch, reduction factor 3): a trial must be in the top
+    third at each rung to go on, so weak trials stop after 1, 3 or 9 epochs. none: no pruning.
+    """
+    optuna = _optuna()
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(steps, 1), reduction_factor=3)
+    if name == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"unknown pruner {name!r}; choose from {', '.join(PRUNERS)}")
+
+
 @dataclass
 class TuneResult:
     study_name: str
@@ -291,10 +316,14 @@ def tune(
     sampler_seed: int | None = None,
     pruner: Any = None,
     progress: bool = True,
+    jobs: int = 1,
+    data_spec: str | None = None,
 ) -> TuneResult:
     """Run (or resume, or join) the study until it holds `trials` finished trials; write RUN/best.yaml.
 
-    `pruner` replaces the default MedianPruner (5 startup trials, 2 warm-up epochs).
+    `pruner` is a name in `PRUNERS` or an Optuna pruner (default: "median"). `jobs` > 1
+    starts `jobs - 1` worker processes sharing the study; they load the dataset from
+    `data_spec` (what `load_dataset` reads), since a process cannot share this one's arrays.
     """
     optuna = _optuna()
 
@@ -319,12 +348,21 @@ def tune(
     )
     url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     name = study_name or f"{model}-{data_label or dataset.info.name}"
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    if jobs > 1 and not data_spec:
+        raise ConfigError("--jobs > 1 needs the dataset as a path or spec the worker processes can load")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruner_name = pruner if isinstance(pruner, str) or pruner is None else None
+    if jobs > 1 and pruner_name is None:
+        raise ConfigError("--jobs > 1 takes the pruner by name (one of PRUNERS), so every process builds the same")
+    if pruner is None or isinstance(pruner, str):
+        pruner = make_pruner(pruner or "median", steps=len(cfg.seeds) * cfg.epochs)
     study = optuna.create_study(
         study_name=name,
         storage=open_storage(url),
         sampler=optuna.samplers.TPESampler(seed=sampler_seed),
-        pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2),
+        pruner=pruner,
         direction=direction,
         load_if_exists=True,
     )
@@ -372,6 +410,31 @@ def tune(
             print(f"{line}; {finished}/{trials} finished; {best}; {time.perf_counter() - start:.0f} s", flush=True)
 
     remaining = trials - len(study.get_trials(deepcopy=False, states=done_states))
+    workers = []
+    if remaining > 1 and jobs > 1:  # the study exists (and holds the defaults' trial) before any worker opens it
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch or SQLite state
+        worker_kwargs = {
+            "model": model,
+            "data_spec": data_spec,
+            "out_dir": str(out),
+            "trials": trials,
+            "data_label": data_label,
+            "storage": url,
+            "study_name": name,
+            "timeout": timeout,
+            "seeds": tuple(seeds),
+            "model_overrides": base_model,
+            "train_overrides": dict(train_overrides or {}),
+            "space_overrides": dict(space_overrides or {}),
+            "pruner": pruner_name,
+        }
+        for k in range(min(jobs, remaining) - 1):  # each worker its own sampler seed, or they suggest alike
+            seed_k = None if sampler_seed is None else sampler_seed + 1 + k
+            proc = context.Process(target=_worker, kwargs={**worker_kwargs, "sampler_seed": seed_k})
+            proc.start()
+            workers.append(proc)
     if remaining > 0:
         study.optimize(
             objective,
@@ -382,6 +445,11 @@ def tune(
         )
     elif progress:
         print(f"[tune {name}] the study already holds {trials} finished trials; nothing to run", file=sys.stderr)
+    for proc in workers:
+        proc.join()
+    failed = [p.exitcode for p in workers if p.exitcode != 0]
+    if failed:
+        raise TrainingError(f"{len(failed)} of {len(workers)} tuning worker processes failed (exit codes {failed})")
     all_trials = study.get_trials(deepcopy=False)
     counts = {s: sum(t.state == s for t in all_trials) for s in optuna.trial.TrialState}
     try:
@@ -402,6 +470,13 @@ def tune(
         n_failed=counts[optuna.trial.TrialState.FAIL],
         seconds=time.perf_counter() - start,
     )
+
+
+def _worker(*, data_spec: str, **kwargs: Any) -> None:
+    """One extra process of `tune(jobs=N)`: loads the dataset itself and joins the study."""
+    from msakit.data import load_dataset
+
+    tune(dataset=load_dataset(data_spec), progress=False, jobs=1, **kwargs)
 
 
 def _check_study(study: Any, **attrs: str) -> None:
@@ -449,10 +524,12 @@ def _plain(section: Mapping[str, Any]) -> dict[str, Any]:
 
 
 __all__ = [
+    "PRUNERS",
     "Param",
     "PruningCallback",
     "TuneResult",
     "load_space_file",
+    "make_pruner",
     "open_storage",
     "parse_space_option",
     "search_space",

@@ -17,8 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Search the fields declared tunable in MODEL's config and the trainer's (see `msakit tune --model M "
             "--list`) with Optuna's TPE sampler, pruning weak trials by their per-epoch validation score "
-            "(MedianPruner). Trials never see the test split. The study is kept in OUT/study.db (or --storage), "
-            "so running the same command again resumes it and several processes may share it; the best "
+            "(--pruner: median, hyperband or successive halving). Trials never see the test split. The study is "
+            "kept in OUT/study.db (or --storage), so running the same command again resumes it and several "
+            "processes (--jobs N here) may share it; the best "
             "configuration is written to OUT/best.yaml for `msakit train --preset OUT/best.yaml`."
         ),
         formatter_class=FORMATTER,
@@ -39,6 +40,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "or a YAML file {model: {field: {low, high, log, step} | {choices: [...]}}, train: {...}}; repeatable",
     )
     p.add_argument("--sampler-seed", type=int, help="seed of the TPE sampler (reproducible suggestions)")
+    p.add_argument(
+        "--pruner",
+        default="median",
+        help="how weak trials are stopped: median (MedianPruner), hyperband, sha (successive halving), none",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="tuning processes on this machine sharing the study (each trains on one thread)",
+    )
     p.add_argument("--list", action="store_true", help="print the search space and exit")
     add_training_options(p)
     p.set_defaults(func=run_tune, seeds_default=(1,))
@@ -75,6 +87,10 @@ def run_tune(args: argparse.Namespace) -> int:
         raise ConfigError("--data is required (except with --list)")
     if args.trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {args.trials}")
+    from msakit.tuning import PRUNERS
+
+    if args.pruner not in PRUNERS:
+        raise ConfigError(f"--pruner {args.pruner!r} is not one of {', '.join(PRUNERS)}")
     from msakit.data import load_dataset
 
     dataset = load_dataset(args.data)
@@ -95,6 +111,9 @@ def run_tune(args: argparse.Namespace) -> int:
         space_overrides=space_overrides,
         sampler_seed=args.sampler_seed,
         progress=progress,
+        pruner=args.pruner,
+        jobs=args.jobs,
+        data_spec=str(args.data),
     )
     print(
         f"\nstudy {result.study_name!r}: {result.n_complete} complete, {result.n_pruned} pruned, "
