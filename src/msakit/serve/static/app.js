@@ -186,6 +186,19 @@ function drawTimeline(result) {
   box.append(svg("text", { x: left - 4, y: cueY + 16, "text-anchor": "end" }, "cues"));
 }
 
+function sceneRuns(frames) {
+  // per-frame scene labels (time, label) as runs: "talking_head 0:00.0–0:07.0"
+  const runs = [];
+  for (const f of frames) {
+    const label = typeof f === "object" && f !== null ? String(f.label ?? "") : String(f);
+    const t = typeof f === "object" && f !== null ? Number(f.time ?? 0) : 0;
+    const last = runs[runs.length - 1];
+    if (last && last.label === label) last.end = t;
+    else runs.push({ label, start: t, end: t });
+  }
+  return runs.map((r) => `${r.label} ${clock(r.start)}–${clock(r.end)}`).join(", ");
+}
+
 function fillSummary(result) {
   const rows = [
     ["model", `${result.model} (${(result.fused_modalities || []).join(" + ")})`],
@@ -194,9 +207,7 @@ function fillSummary(result) {
     ["transcript", result.transcript_source],
     ["language", result.language ? `${result.language} (${result.language_source})` : "unknown"],
   ];
-  if (Array.isArray(result.scenes) && result.scenes.length) {
-    rows.push(["scenes", result.scenes.map((s) => (typeof s === "object" ? s.label ?? s.scene ?? JSON.stringify(s) : s)).join(", ")]);
-  }
+  if (Array.isArray(result.scenes) && result.scenes.length) rows.push(["scenes", sceneRuns(result.scenes)]);
   $("summary").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   const notes = [...(result.warnings || []), ...(result.notes || [])];
   $("notes").replaceChildren(...notes.map((n) => el("li", {}, n)));
@@ -219,7 +230,7 @@ function fillTable(result) {
         el("td", { class: "score " + polarityClass(u.polarity) }, `${fmt(u.score)} ${u.polarity}`),
         weights,
         el("td", { class: "small" }, cueSummary(u.cues || {})),
-        el("td", { class: "small" }, aspectSummary(u)),
+        el("td", { class: "small" }, [aspectSummary(u), u.scene ? "scene: " + u.scene : ""].filter(Boolean).join("; ")),
       );
     }),
   );
