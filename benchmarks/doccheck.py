@@ -567,8 +567,9 @@ def _check_extreme(s: Sentence, clause: str, sup: str, claimed_list: list[str], 
     kind = "good" if sup in {"best"} else SUPERLATIVES.get(sup, "good")
     claimed = set(claimed_list)
     verdicts: list[str | None] = []
-    for t in index.scoped(s.section, claimed_list[0], clause):
-        if not all(_rows(t, x) for x in claimed):
+    for t in _narrow(index.scoped(s.section, claimed_list[0], clause), s.text):
+        claimed = {x for x in claimed_list if _rows(t, x)}  # names that are no row here (a dataset) do not count
+        if not claimed:
             continue
         cols = columns_named(t, clause)
         if not cols:
