@@ -313,7 +313,8 @@ def create_app(
         summary="Analyse an uploaded video or audio file (multipart: media, optional transcript) as a job",
         description=(
             "multipart/form-data with a file field 'media' (mp4/mov, mkv/webm, avi, wav, mp3, flac, ogg: checked "
-            "by content) and an optional 'transcript' (.srt, .vtt, .csv, .txt, parsed before the job is "
+            "by content, then probed with PyAV: containers, codecs and duration within the service's limits, "
+            "415/422 otherwise) and an optional 'transcript' (.srt, .vtt, .csv, .txt, parsed before the job is "
             "accepted). Returns the job (id, status); poll GET /v1/jobs/{id}."
         ),
     )
