@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--l2", type=float, nargs="+", help="head L2 strengths to choose from on validation")
     p.add_argument("--saliency-samples", type=int, default=32, help="forget samples the body update is estimated on")
     p.add_argument("--seed", type=int, default=0, help="seed of the saliency sampling and the head's noise")
+    p.add_argument(
+        "--noise-seed", type=int, help="seed of the body's Gaussian noise, recorded (default: drawn from the OS, not)"
+    )
     p.set_defaults(func=run_unlearn)
 
     p = subparsers.add_parser(
@@ -66,6 +69,7 @@ def run_unlearn(args: argparse.Namespace) -> int:
         clip=args.clip,
         saliency_samples=args.saliency_samples,
         seed=args.seed,
+        noise_seed=args.noise_seed,
     )
     if args.l2:
         settings = dataclasses.replace(settings, l2_grid=tuple(args.l2))
