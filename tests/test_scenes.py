@@ -162,6 +162,38 @@ def test_analyze_scenes_without_faces_and_without_video(tmp_path: Path) -> None:
     )
 
 
+def test_analyze_goes_on_without_mediapipe_or_parselmouth(tmp_path: Path) -> None:
+    """[extract] parts removed by hand: one note each, no face or pitch cue, no scenes, no crash."""
+    pytest.importorskip("av")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from media_factory import write_video
+    from msakit.analyze import Analyzer
+    from msakit.extract.pipeline import Pipeline
+    from test_analyze import _text_checkpoint
+
+    transcript = tmp_path / "t.csv"
+    transcript.write_text("start,end,text\n0.0,1.0,the acting was great\n")
+    analyzer = Analyzer(_text_checkpoint(tmp_path / "c"), aspects=False)
+    original = Pipeline.extractor
+
+    def no_praat(self: Pipeline, name: str) -> object:
+        if name == "prosody":
+            raise ImportError("No module named 'parselmouth'", name="parselmouth")
+        return original(self, name)
+
+    with (
+        mock.patch("msakit.extract.pipeline.track_faces", side_effect=ImportError("x", name="mediapipe")),
+        mock.patch.object(Pipeline, "extractor", no_praat),
+    ):
+        analysis = analyzer.analyze(write_video(tmp_path / "v.mp4", seconds=1.0), transcript, language="en")
+    assert analysis.scenes == [] and analysis.utterances[0].score is not None
+    assert any(n.startswith("scenes: none (mediapipe is not installed") for n in analysis.notes)
+    assert "parselmouth is not installed: no prosody cue" in analysis.notes
+    cues = analysis.utterances[0].cues
+    assert not cues["audio"]["present"] and "parselmouth" in cues["audio"]["missing"]
+    assert not cues["visual"]["present"] and "mediapipe" in cues["visual"]["missing"]
+
+
 @pytest.mark.realdata
 @needs_text
 def test_labelled_frames_from_the_real_videos(shared_data: Path) -> None:

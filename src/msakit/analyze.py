@@ -185,6 +185,7 @@ class Analyzer:
         path = Path(path)
         clip = self.pipeline.load(path)
         notes: list[str] = []
+        self._missing_parts: set[str] = set()
         utterances, asr_info = self._utterances(clip, transcript, notes, language, asr)
         language, language_source = self._language(clip, language, asr_info)
         warnings = self._language_warnings(language)
@@ -206,6 +207,8 @@ class Analyzer:
         for r, aspects in zip(results, self._aspects([u.text for u in utterances], language, notes), strict=True):
             r.aspects = aspects
             r.scene = majority_scene(scenes, r.start, r.end)
+        frames = self._frame_tracks(clip)
+        notes += sorted(self._missing_parts)
         if clip.audio_missing:
             notes.append(f"audio missing: {clip.audio_missing}")
         if clip.visual_missing:
@@ -226,7 +229,7 @@ class Analyzer:
             transcript_source=utterances[0].source if utterances else "none",
             notes=notes,
             utterances=results,
-            frames=self._frame_tracks(clip),
+            frames=frames,
             asr=asdict(asr_info) if asr_info is not None else None,
             language=language,
             language_source=language_source,
@@ -368,7 +371,7 @@ class Analyzer:
         """Descriptive measurements of the utterance; `fused` says whether the model read that modality."""
         audio: dict[str, Any] = {"fused": "audio" in self.fused, "present": False, "missing": clip.audio_missing}
         if samples is not None and not clip.audio_missing:
-            prosody = self.pipeline.extractor("prosody")(samples)
+            prosody = self._cue("prosody", samples)
             if prosody.present:
                 st, voiced, db = prosody.values[:, 0], prosody.values[:, 1] > 0, prosody.values[:, 2]
                 audio.update(present=True, missing="", voiced_fraction=round(float(voiced.mean()), 3))
@@ -378,8 +381,8 @@ class Analyzer:
                 audio["missing"] = prosody.missing
         visual: dict[str, Any] = {"fused": "visual" in self.fused, "present": False, "missing": clip.visual_missing}
         if faces is not None and not clip.visual_missing:
-            fer = self.pipeline.extractor("fer_emotions")(faces)
-            geo = self.pipeline.extractor("face_geometry")(faces)
+            fer = self._cue("fer_emotions", faces)
+            geo = self._cue("face_geometry", faces)
             if geo.present and not fer.present and fer.missing == FER_MISSING:
                 visual.update(
                     present=True, missing="", frames=len(faces), frames_with_face=len(geo.values),
@@ -399,17 +402,27 @@ class Analyzer:
                 visual["missing"] = fer.missing or geo.missing or "no face in this utterance's frames"
         return {"audio": audio, "visual": visual}
 
+    def _cue(self, name: str, data: Any) -> Features:
+        """A cue extractor's output; one whose library is not installed gives a missing block (and one
+        note per analysis), never an ImportError."""
+        try:
+            return self.pipeline.extractor(name)(data)
+        except ImportError as exc:
+            reason = f"{exc.name or exc} is not installed: no {name} cue"
+            self._missing_parts.add(reason)
+            return Features(values=np.zeros((0, 1), np.float32), missing=reason)
+
     def _frame_tracks(self, clip: ClipMedia) -> dict[str, list[Any]]:
         """Whole-clip per-frame cue tracks (times and values) for the plot."""
         tracks: dict[str, list[Any]] = {}
         if clip.faces is not None and not clip.visual_missing:
-            fer = self.pipeline.extractor("fer_emotions")(clip.faces)
+            fer = self._cue("fer_emotions", clip.faces)
             if fer.present and fer.times is not None:
                 tracks["face_time"] = [round(float(t), 3) for t in fer.times]
                 for k, name in enumerate(FER_LABELS):
                     tracks[f"fer_{name}"] = [round(float(v), 4) for v in fer.values[:, k]]
         if clip.samples is not None and not clip.audio_missing:
-            pro = self.pipeline.extractor("prosody")(clip.samples)
+            pro = self._cue("prosody", clip.samples)
             if pro.present and pro.times is not None:
                 step = max(1, len(pro.values) // 1000)
                 tracks["pitch_time"] = [round(float(t), 3) for t in pro.times[::step]]

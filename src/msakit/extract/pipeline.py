@@ -124,9 +124,13 @@ class Pipeline:
             visual_missing = "the file has no video track"
         else:
             frames = media.sample_frames(info.path, self.config.fps, max_side=self.config.max_side)
-            faces = track_faces(list(frames))
-            if not any(f.landmarks is not None for f in faces):
-                visual_missing = f"no face found in any of the {len(faces)} sampled frames"
+            try:
+                faces = track_faces(list(frames))
+            except ImportError as exc:  # an [extract] part removed by hand: no visual cues, not a crash
+                visual_missing = f"{exc.name or exc} is not installed (pip install mediapipe==0.10.14): no faces"
+            else:
+                if not any(f.landmarks is not None for f in faces):
+                    visual_missing = f"no face found in any of the {len(faces)} sampled frames"
         return ClipMedia(info, samples, audio_missing, faces, visual_missing, level)
 
     # ----------------------------------------------------------------- features
