@@ -7,6 +7,9 @@
     OMP_NUM_THREADS=1 python benchmarks/reliability_models.py mli --data data/mmmo --out runs/rel/mli_mmmo
     # PRLF's dominant modality against the informative one on synthetic:dominant
     OMP_NUM_THREADS=1 python benchmarks/reliability_models.py dominant --runs runs/rel/dominant/prlf
+    # complete-data tables from `msakit train` run folders (RUNS/<data>/<model>/results.json) and
+    # `msakit probe --json` files -> docs/results/NAME.json + Markdown
+    python benchmarks/reliability_models.py collect --runs runs/main --name reliability_main --probe mmmo=p.json
 
 Every number is over the seeds given (default 1-5), mean ± sample std; model selection on the
 validation split only; the spectrum perturbation is evaluated on the test split with seed 0.
@@ -158,9 +161,50 @@ def dominant(args: argparse.Namespace) -> dict[str, Any]:
     return {"rates": rates}
 
 
+COLUMNS = (("Non0_acc_2", 100, 1), ("Non0_F1_score", 100, 1), ("MAE", 1, 3), ("Corr", 1, 3), ("Mult_acc_7", 100, 1))
+
+
+def collect(args: argparse.Namespace) -> dict[str, Any]:
+    """One row per run folder RUNS/<data>/<model> (mean ± std over its seeds) and the probe rows."""
+    runs, tables = Path(args.runs), {}
+    probes = dict(p.split("=", 1) for p in args.probe)
+    for data_dir in sorted(p for p in runs.iterdir() if p.is_dir()):
+        rows = {}
+        for run in sorted(data_dir.iterdir()):
+            if not (run / "results.json").is_file():
+                continue
+            res = json.loads((run / "results.json").read_text())
+            seeds = res["seeds"]
+            rows[run.name] = {
+                k: [s["test"][k] for s in seeds] for k, _, _ in COLUMNS if all(k in s["test"] for s in seeds)
+            }
+            rows[run.name]["seconds_per_epoch"] = [s["seconds_per_epoch"] for s in seeds]
+            rows[run.name]["config"] = json.loads((Path(seeds[0]["checkpoint"]) / "config.json").read_text())
+        probe_rows = {}
+        if data_dir.name in probes:
+            for row in json.loads(Path(probes[data_dir.name]).read_text())["rows"]:
+                label = f"probe: {row['name']} ({row['pooling']}, α={row['alpha']:g})"
+                probe_rows[label] = {k: row["test"][k] for k, _, _ in COLUMNS}
+        tables[data_dir.name] = {"runs": rows, "probe": probe_rows}
+    for name, table in tables.items():
+        head = " | ".join(k for k, _, _ in COLUMNS)
+        lines = [f"**{name}**", "", f"| model | {head} | seeds |", "|---|" + "---|" * (len(COLUMNS) + 1)]
+        for model, row in table["runs"].items():
+            cells = [_fmt(row[k], scale, digits) for k, scale, digits in COLUMNS]
+            lines.append(f"| {model} | " + " | ".join(cells) + f" | {len(row['MAE'])} |")
+        for label, row in table["probe"].items():
+            lines.append(f"| {label} | " + " | ".join(f"{row[k] * sc:.{d}f}" for k, sc, d in COLUMNS) + " | |")
+        print("\n".join(lines) + "\n")
+    return {"tables": tables}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    collect_parser = sub.add_parser("collect")
+    collect_parser.add_argument("--runs", required=True)
+    collect_parser.add_argument("--name", required=True, help="writes docs/results/NAME.json")
+    collect_parser.add_argument("--probe", action="append", default=[], help="DATA=probe.json (msakit probe --json)")
     for name in ("spectrum", "mli", "dominant"):
         p = sub.add_parser(name)
         p.add_argument("--data", default=None)
@@ -175,8 +219,11 @@ def main() -> None:
     sub.choices["mli"].add_argument("--models", nargs="+", default=["ebmc", "late_fusion"])
     sub.choices["dominant"].add_argument("--runs", required=True)
     args = parser.parse_args()
-    result = {"spectrum": spectrum, "mli": mli, "dominant": dominant}[args.command](args)
-    if args.command != "dominant":
+    result = {"spectrum": spectrum, "mli": mli, "dominant": dominant, "collect": collect}[args.command](args)
+    if args.command == "collect":
+        out = Path(__file__).resolve().parents[1] / "docs" / "results" / f"{args.name}.json"
+        atomic_write_json(out, {"command": " ".join(["python", *__import__("sys").argv]), **result})
+    elif args.command != "dominant":
         atomic_write_json(Path(args.out) / f"{args.command}.json", {"args": vars(args), **result})
 
 
