@@ -7,6 +7,8 @@
     OMP_NUM_THREADS=1 python benchmarks/reliability_models.py mli --data data/mmmo --out runs/rel/mli_mmmo
     # PRLF's dominant modality against the informative one on synthetic:dominant
     OMP_NUM_THREADS=1 python benchmarks/reliability_models.py dominant --runs runs/rel/dominant/prlf
+    # what QA-MoE's uncertainty and prior slot do along the spectrum (one checkpoint, test split)
+    python benchmarks/reliability_models.py uncertainty --runs runs/rel/spectrum_mmmo/qa_moe/seed1/best --data data/mmmo
     # complete-data tables from `msakit train` run folders (RUNS/<data>/<model>/results.json) and
     # `msakit probe --json` files -> docs/results/NAME.json + Markdown
     python benchmarks/reliability_models.py collect --runs runs/main --name reliability_main --probe mmmo=p.json
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from msakit.data import load_dataset
 from msakit.io import atomic_write_json
@@ -161,6 +164,33 @@ def dominant(args: argparse.Namespace) -> dict[str, Any]:
     return {"rates": rates}
 
 
+def uncertainty(args: argparse.Namespace) -> dict[str, Any]:
+    """Mean log σ² per modality, prior-slot weight and prediction spread of one QA-MoE checkpoint per level."""
+    model, _ = load_checkpoint(args.runs)
+    data = load_dataset(args.data)
+    rows = {}
+    print(f"| s | mean log σ² ({', '.join(model.modalities)}) | prior weight | prediction std | Corr |")
+    print("|---|---|---|---|---|")
+    for s in args.levels:
+        t = bind(Spectrum(strength=s), seed=0) if s > 0 else None
+        outs = predict_split(model, data.split("test")) if t is None else _predict(model, data, t)
+        log_u = torch.cat([o.explanations["log_uncertainty"] for o, _ in outs]).mean(0).tolist()
+        prior = float(torch.cat([o.explanations["prior_weight"] for o, _ in outs]).mean())
+        pred = torch.cat([o.prediction.flatten() for o, _ in outs])
+        y = torch.cat([b.labels.flatten() for _, b in outs])
+        corr = float(torch.corrcoef(torch.stack([pred, y]))[0, 1]) if pred.std() > 0 else 0.0
+        rows[str(s)] = {"log_uncertainty": log_u, "prior_weight": prior, "pred_std": float(pred.std()), "corr": corr}
+        cells = [" / ".join(f"{v:.2f}" for v in log_u), f"{prior:.3f}", f"{float(pred.std()):.3f}", f"{corr:.3f}"]
+        print(f"| {s:g} | " + " | ".join(cells) + " |")
+    return {"checkpoint": str(args.runs), "levels": rows}
+
+
+@torch.no_grad()
+def _predict(model: Any, data: Any, transform: Any) -> list[tuple[Any, Any]]:
+    model.eval()
+    return [(model(transform(b)), b) for b in data.split("test").loader(128, shuffle=False)]
+
+
 COLUMNS = (("Non0_acc_2", 100, 1), ("Non0_F1_score", 100, 1), ("MAE", 1, 3), ("Corr", 1, 3), ("Mult_acc_7", 100, 1))
 
 
@@ -205,7 +235,7 @@ def main() -> None:
     collect_parser.add_argument("--runs", required=True)
     collect_parser.add_argument("--name", required=True, help="writes docs/results/NAME.json")
     collect_parser.add_argument("--probe", action="append", default=[], help="DATA=probe.json (msakit probe --json)")
-    for name in ("spectrum", "mli", "dominant"):
+    for name in ("spectrum", "mli", "dominant", "uncertainty"):
         p = sub.add_parser(name)
         p.add_argument("--data", default=None)
         p.add_argument("--out", default="runs/rel/bench")
@@ -213,17 +243,21 @@ def main() -> None:
         p.add_argument("--epochs", type=int, default=15)
         p.add_argument("--patience", type=int, default=5)
         p.add_argument("--batch-size", type=int, default=64)
-    sub.choices["spectrum"].add_argument("--levels", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    for name in ("spectrum", "uncertainty"):
+        sub.choices[name].add_argument("--levels", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     sub.choices["spectrum"].add_argument("--no-specialists", dest="specialists", action="store_false")
     sub.choices["spectrum"].add_argument("-m", dest="model_opt", action="append", default=[], help="qa_moe KEY=VALUE")
     sub.choices["mli"].add_argument("--models", nargs="+", default=["ebmc", "late_fusion"])
     sub.choices["dominant"].add_argument("--runs", required=True)
+    sub.choices["uncertainty"].add_argument("--runs", required=True, help="a qa_moe checkpoint folder")
     args = parser.parse_args()
-    result = {"spectrum": spectrum, "mli": mli, "dominant": dominant, "collect": collect}[args.command](args)
+    result = {"spectrum": spectrum, "mli": mli, "dominant": dominant, "collect": collect, "uncertainty": uncertainty}[
+        args.command
+    ](args)
     if args.command == "collect":
         out = Path(__file__).resolve().parents[1] / "docs" / "results" / f"{args.name}.json"
         atomic_write_json(out, {"command": " ".join(["python", *__import__("sys").argv]), **result})
-    elif args.command != "dominant":
+    elif args.command not in ("dominant", "uncertainty"):
         atomic_write_json(Path(args.out) / f"{args.command}.json", {"args": vars(args), **result})
 
 
