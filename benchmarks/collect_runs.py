@@ -1,0 +1,111 @@
+"""Training runs and a linear probe -> one docgen table result file (docs/results/NAME.json).
+
+`msakit train` writes RUN/results.json (per-seed validation and test metrics) and
+`msakit probe --json F` the probe's rows; this script puts the probe rows and each run's
+5-seed row into the transcribed-table format that `benchmarks/docgen.py` renders (the
+table and the sentences that read it, each row against the probe), so a doc quoting these
+numbers cannot drift from the runs that produced them.
+
+    python benchmarks/collect_runs.py --name mosi_e5_models --probe runs/probe-mosi-e5.json \\
+        --run "late_fusion=runs/lf" --run "late_fusion, preset=runs/lf-preset" \\
+        --command "msakit probe --data data/mosi-e5; msakit train --model M --data data/mosi-e5 [--preset M/mosi]"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+
+# (key in the metric dicts, column label, scale, digits): the columns of the seed-model docs' tables
+COLUMNS = {
+    "mosi": [
+        ("Has0_acc_2", "Has0 Acc-2", 100, 1),
+        ("Non0_acc_2", "Non0 Acc-2", 100, 1),
+        ("Non0_F1_score", "Non0 F1", 100, 1),
+        ("Mult_acc_7", "Acc-7", 100, 1),
+        ("MAE", "MAE", 1, 3),
+        ("Corr", "Corr", 1, 3),
+    ],
+    "classification": [("Acc", "Acc", 100, 1), ("F1_score", "F1", 100, 1)],
+}
+
+
+def _cell(values: list[float], scale: float, digits: int) -> str:
+    mean = statistics.mean(values) * scale
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+
+
+def run_row(label: str, run: Path, columns: list[tuple[str, str, float, int]], select: str) -> list[str]:
+    """One row from RUN/results.json: test metrics and the selecting validation metric, mean ± std over seeds."""
+    seeds = json.loads((run / "results.json").read_text())["seeds"]
+    cells = [_cell([s["test"][k] for s in seeds], scale, digits) for k, _, scale, digits in columns]
+    sel_scale, sel_digits = (1, 3) if select == "MAE" else (100, 1)
+    return [label, str(len(seeds)), *cells, _cell([s["valid"][select] for s in seeds], sel_scale, sel_digits)]
+
+
+def probe_rows(path: Path, columns: list[tuple[str, str, float, int]], select: str) -> list[list[str]]:
+    """`msakit probe --json` rows; the one chosen on validation (best `select`) is marked."""
+    data = json.loads(path.read_text())
+    rows = data["rows"]
+    lower = select == "MAE"
+    chosen = (min if lower else max)(rows, key=lambda r: r["valid"][select])
+    sel_scale, sel_digits = (1, 3) if lower else (100, 1)
+    out = []
+    for r in rows:
+        label = f"probe: {r['name']}" + (" (chosen on valid)" if r is chosen else "")
+        cells = [_cell([r["test"][k]], scale, digits) for k, _, scale, digits in columns]
+        out.append([label, "–", *cells, _cell([r["valid"][select]], sel_scale, sel_digits)])
+    return out
+
+
+def collect(probe: Path, runs: list[tuple[str, Path]], command: str, metric_set: str = "mosi") -> dict[str, Any]:
+    columns = COLUMNS[metric_set]
+    select = "MAE" if metric_set == "mosi" else "Acc"
+    rows = probe_rows(probe, columns, select)
+    rows += [run_row(label, run, columns, select) for label, run in runs]
+    reference = next(r[0] for r in rows if r[0].endswith("(chosen on valid)"))
+    return {
+        "provenance": "collected by benchmarks/collect_runs.py from the run folders named in `runs`",
+        "command": command,
+        "runs": {label: str(run) for label, run in runs},
+        "header": ["row", "seeds", *(label for _, label, _, _ in columns), f"valid {select}"],
+        "rows": rows,
+        "reference": reference,
+        "primary": columns[1][1] if metric_set == "mosi" else columns[0][1],
+        "secondary": "MAE" if metric_set == "mosi" else None,
+        "valid": f"valid {select}",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--name", required=True, help="result file docs/results/NAME.json")
+    p.add_argument("--probe", type=Path, required=True, help="`msakit probe --json` output")
+    p.add_argument("--run", action="append", default=[], metavar="LABEL=DIR", help="a `msakit train` run folder")
+    p.add_argument("--command", required=True, help="the commands that reproduce the table")
+    p.add_argument("--metric-set", default="mosi", choices=sorted(COLUMNS))
+    args = p.parse_args(argv)
+    runs = []
+    for spec in args.run:
+        label, sep, folder = spec.rpartition("=")
+        if not sep or not label or not (Path(folder) / "results.json").is_file():
+            print(f"error: --run {spec!r}: expected LABEL=DIR with DIR/results.json", file=sys.stderr)
+            return 2
+        runs.append((label, Path(folder)))
+    from msakit.io import atomic_write_json
+
+    atomic_write_json(RESULTS / f"{args.name}.json", collect(args.probe, runs, args.command, args.metric_set))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
