@@ -546,7 +546,12 @@ def _superlative_claims(s: Sentence, mentions: list[tuple[int, int, str]], index
     last: list[str] = []
     for part in _clauses(s):
         for clause in re.split(r"[,:]| \(|\)", part):
-            ms = _labels_in(clause, mentions)
+            pool_words = r"(?:of|among|than|over)\s+(?:the\s+|all\s+|every\s+)?(?:\w+\s+)?$"
+            ms = [  # 'the best of the tecafn runs': a name after 'of' / 'among' is the pool, not the claim
+                lab
+                for st, _, lab in _mentions(clause, sorted({m[2] for m in mentions}, key=len, reverse=True))
+                if not re.search(pool_words, clause[:st], re.I)
+            ]
             words = [w.lower() for w in re.findall(r"[\w-]+", clause)]
             sup = [w for w in words if w in SUPERLATIVES]
             if re.search(r"\b(?:degrades?|loses?|drops?) (?:the )?least\b", clause, re.I):
@@ -576,7 +581,11 @@ def _check_extreme(s: Sentence, clause: str, sup: str, claimed_list: list[str], 
             if len(t.numeric_columns()) != 1:
                 continue
             cols = t.numeric_columns()
-        pool = [i for i, k in enumerate(t.labels()) if k != "probe" or "probe" in claimed]
+        pool = [  # probe and paper rows are references, not contenders, unless the clause names them
+            i
+            for i, k in enumerate(t.labels())
+            if (k != "probe" or "probe" in claimed) and ("paper" not in t.rows[i][0].lower() or k in claimed)
+        ]
         for c in cols:
             vals = {i: v for i in pool if (v := t.value(i, c)) is not None}
             if not vals or not all(any(i in vals for i in _rows(t, x)) for x in claimed):

@@ -10,7 +10,9 @@ per model: the same protocol as `msakit train` (validation-only selection, test
 evaluated once per seed, mean ± std over seeds). The degenerate-training warnings of
 each run (`results.json`) are listed under its table. `--reuse` reads a finished run's
 `results.json` instead of training again (same runs folder, same seeds), so a long
-sweep can be resumed. A JSON with every number is written beside the Markdown.
+sweep can be resumed. `--preset MODEL=PRESET` trains MODEL with a preset (a shipped
+`<model>/<dataset>` name or a YAML file, e.g. a `msakit tune` study's best.yaml), under
+`-m` / `-t`; the row label names it. A JSON with every number is written beside the Markdown.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from msakit.config import parse_override
+from msakit.config import load_yaml_overrides, parse_override
 from msakit.data import load_dataset
 from msakit.io import atomic_write_json, atomic_write_text
 from msakit.probe import linear_probe
@@ -68,10 +70,15 @@ def main() -> None:
     parser.add_argument("--no-probe", action="store_true", help="leave out the linear-probe rows")
     parser.add_argument("-m", "--model-opt", action="append", default=[], help="model override for every run")
     parser.add_argument("-t", "--train-opt", action="append", default=[], help="trainer override for every run")
+    parser.add_argument(
+        "--preset", action="append", default=[], metavar="MODEL=PRESET", help="a preset for one model (repeatable)"
+    )
     args = parser.parse_args()
     model_overrides = dict(parse_override(o) for o in args.model_opt)
     train_overrides = {"progress": False, "tensorboard": False, **dict(parse_override(o) for o in args.train_opt)}
     flags = " ".join([*(f"-m {o}" for o in args.model_opt), *(f"-t {o}" for o in args.train_opt)])
+    presets = dict(p.split("=", 1) for p in args.preset)
+    preset_overrides = {m: load_yaml_overrides(p) for m, p in presets.items()}
     sections, numbers = [], {}
     for name in args.datasets:
         dataset = load_dataset(args.data_root / name)
@@ -92,19 +99,29 @@ def main() -> None:
             if model == "text_only" and "text" not in dataset.info.dims:
                 continue
             ran.append(model)
+            preset = preset_overrides.get(model, {})
+            run_name = f"{model}-{name}" + ("-preset" if model in presets else "")
             payload = run_model(
-                model, dataset, args.runs / f"{model}-{name}", model_overrides, train_overrides, args.reuse
+                model,
+                dataset,
+                args.runs / run_name,
+                {**preset.get("model", {}), **model_overrides},
+                {**preset.get("train", {}), **train_overrides},
+                args.reuse,
             )
             record["models"][model] = payload
             spe = sum(s["seconds_per_epoch"] for s in payload["seeds"]) / len(payload["seeds"])
             epochs = sum(s["best_epoch"] for s in payload["seeds"]) / len(payload["seeds"])
-            rows.append((f"{model} ({spe:.2f} s/epoch, best epoch {epochs:.1f})", _summary(payload)))
+            how = f", `--preset {presets[model]}`" if model in presets else ""
+            rows.append((f"{model}{how} ({spe:.2f} s/epoch, best epoch {epochs:.1f})", _summary(payload)))
             notes += [f"{model}: {w}" for w in payload.get("warnings", [])]
             print(name, model, {k: f"{m:.4f}" for k, (m, _) in _summary(payload).items()}, flush=True)
         numbers[name] = record
         probe_cmd = f"    msakit probe --data {args.data_root / name}\n" if not args.no_probe else ""
         cmds = probe_cmd + "\n".join(
-            f"    msakit train --model {m} --data {args.data_root / name} {flags}".rstrip() for m in ran
+            f"    msakit train --model {m} --data {args.data_root / name} {flags}".rstrip()
+            + (f" --preset {presets[m]}" if m in presets else "")
+            for m in ran
         )
         warn = "\n".join(f"- {n}" for n in notes) or "- none"
         sections.append(
