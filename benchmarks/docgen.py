@@ -381,9 +381,10 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     # written with their markdown by benchmarks/absa_eval.py and benchmarks/scene_eval.py
     "absa_eval": lambda d: d["markdown"],
     "scene_eval": lambda d: d["markdown"],
-    # written with their markdown by benchmarks/serve_load.py --record and benchmarks/serve_analyze.py --record
+    # written with their markdown by benchmarks/serve_{load,analyze,cpu}.py --record
     "serve_load": lambda d: d["markdown"],
     "serve_analyze": lambda d: d["markdown"],
+    "serve_cpu": lambda d: d["markdown"],
 }
 
 

@@ -181,17 +181,18 @@ def render(runs: dict[str, dict]) -> str:
     """The docs' table of the recorded runs and the sentences that read it (docs/serve.md via docgen)."""
     out = [
         "| run | requests | throughput (200s) | p50 | p99 | statuses | errors | server CPU / request "
-        "| client CPU / request | server RSS start / end / peak | load average |",
+        "| client CPU / request | server RSS cold / start / end / peak | load average |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in runs.items():
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items()))
         mem = r["rss_mb"]
         out.append(
-            f"| {name}: {r['clients']} clients, {r['seconds']:.0f} s, `--concurrency {r['server']['concurrency']} "
+            f"| {name}: {r['clients']} client{'s' * (r['clients'] > 1)}, {r['seconds']:.0f} s, "
+            f"`--concurrency {r['server']['concurrency']} "
             f"--queue {r['server']['queue']}` | {r['requests']} | {r['throughput_rps']} req/s ({r['ok_rps']}) "
             f"| {r['p50_ms']} ms | {r['p99_ms']} ms | {statuses} | {r['errors']} | {r['server_cpu_ms_per_request']} ms "
-            f"| {r['client_cpu_ms_per_request']} ms | {mem['start']} / {mem['end']} / {mem['peak']} MB "
+            f"| {r['client_cpu_ms_per_request']} ms | {mem['cold']} / {mem['start']} / {mem['end']} / {mem['peak']} MB "
             f"| {r['load_avg_1m']:.1f} |"
         )
     out += ["", "```bash", *(r["command"] for r in runs.values()), "```", ""]
@@ -204,7 +205,14 @@ def render(runs: dict[str, dict]) -> str:
             f"- 32 clients for {r['seconds']:.0f} s: p99 {r['p99_ms']} ms at {r['ok_rps']} req/s, so the reach "
             f"p99 < 250 ms is {met} on this machine (1-minute load average {r['load_avg_1m']:.1f} on 2 cores); "
             f"{r['errors']} errors; server memory {mem['start']} → {mem['end']} MB after warm-up ({grow:+.1f} %, "
-            f"{'within' if abs(grow) <= 10 else 'beyond'} the 10 % bound)."
+            f"{'within' if abs(grow) <= 10 else 'beyond'} the 10 % bound; {mem['cold']} MB before the warm-up, "
+            f"so {100 * (mem['end'] - mem['cold']) / mem['cold']:+.1f} % counted from a cold start)."
+        )
+        cpu = r["server_cpu_ms_per_request"] + r["client_cpu_ms_per_request"]
+        out.append(
+            f"- By Little's law, p99 < 250 ms with 32 clients needs more than 32 / 0.25 = 128 answers per second. "
+            f"At the {cpu:.1f} ms of CPU per request measured here (server + client), that is "
+            f"{128 * cpu / 1000:.2f} of one core, which the service did not get on this machine."
         )
     if "overload" in runs:
         r = runs["overload"]
