@@ -55,6 +55,8 @@ def test_rules(absa: AspectSentiment) -> None:
     # an event verb with an object is not an opinion about its subject; a wish is not praise
     assert _by_term(absa, "Marlon Wayans plays a watered down version of himself") == {}
     assert _by_term(absa, "I wish I didnt watch this movie") == {}
+    # a negation the parse attaches to the verb, out of the few-token window before the opinion word
+    assert _by_term(absa, "The battery life is not, in my honest opinion, great.")["battery life"][0] == "negative"
     # what is wasted is not what is judged
     assert set(_by_term(absa, "do not waste your money on this DVD")) == {"DVD"}
 

@@ -123,9 +123,9 @@ def test_sampling_and_majority() -> None:
     frames = [(k / 5, np.zeros((2, 2, 3), np.uint8)) for k in range(14)]  # 5 frames/s for 2.8 s
     assert [t for t, _ in sample_scene_frames(frames, 1.0)] == [0.0, 1.0, 2.0]
     assert sample_scene_frames([], 1.0) == []
-    s = [SceneFrame(0.0, "talking_head", 0.6), SceneFrame(1.0, "other", 0.9), SceneFrame(2.0, "talking_head", 0.6)]
+    s = [SceneFrame(0.0, "talking_head", 0.6), SceneFrame(1.0, "talking_head", 0.6), SceneFrame(2.0, "other", 0.9)]
     assert majority_scene(s, 0.0, 3.0) == "talking_head"
-    assert majority_scene(s, 0.5, 2.5) == "other"  # tie 1-1: the higher confidence
+    assert majority_scene(s, 0.5, 2.5) == "other"  # tie 1-1: the higher confidence, not the first seen
     assert majority_scene(s, 5.0, 6.0) == ""  # no frame inside
     assert SceneClassifier.__init__ is not None and SceneClassifier(SceneConfig(text=False)).classify([]) == []
 
