@@ -1,106 +1,67 @@
-"""Result tables of the TSD / AlignMamba-2 / CAGMamba docs, written from run folders and probe JSON.
+"""Result tables of the TSD / AlignMamba-2 / CAGMamba docs: `collect_runs.py` plus what those docs need.
 
-    python benchmarks/mamba_tables.py --name cagmamba_meld --reference "CAGMamba, 8 turns" \\
-        --primary "weighted F1" --valid "valid weighted F1" --command "..." \\
-        "CAGMamba, 8 turns=runs/models-mamba/cag-meld" "text_only=runs/models-mamba/to-meld" \\
-        "linear probe: text=probe:runs/models-mamba/probe-meld.json"
+    python benchmarks/mamba_tables.py --name cagmamba_meld --metric-set classification --primary F1 \\
+        --probe runs/probe-meld-e5.json --context-probe runs/ctxprobe-meld.json \\
+        --run "CAGMamba, 8 turns=runs/cag-meld" --run "text_only=runs/to-meld" --command "..."
 
-Each ROW is `label=RUN` (a `msakit train` / `msakit ablate` run folder with results.json:
-mean ± sample std over its seeds, test split, and the mean validation value of the
-selection column) or `label=probe:FILE` (the JSON that `msakit probe --json FILE` writes:
-the probe row chosen on validation, or `probe:FILE#NAME` for the row of modality NAME / all). The file
-docs/results/NAME.json is the transcribed-table format of benchmarks/docgen.py, so the
-doc's block `<!-- docgen:begin NAME -->` renders the table and the sentences that read it.
+The rows come from `benchmarks/collect_runs.py` (probe rows, then one 5-seed row per run
+folder, the reading against the probe chosen on validation). On top of it: `--primary`
+reads the table on another column (MELD's target is the weighted F1, the collector reads
+Acc), `--reference` reads it against another row, and `--context-probe` adds the rows of
+`benchmarks/dialogue_context_probe.py --json` (the linear probe with K preceding turns).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import sys
 from pathlib import Path
-from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-REGRESSION = [
-    ("Non0 Acc-2", "Non0_acc_2", 100, 1),
-    ("Non0 F1", "Non0_F1_score", 100, 1),
-    ("Has0 Acc-2", "Has0_acc_2", 100, 1),
-    ("Acc-7", "Mult_acc_7", 100, 1),
-    ("MAE", "MAE", 1, 3),
-    ("Corr", "Corr", 1, 3),
-]
-CLASSIFICATION = [("Acc", "Acc", 100, 1), ("weighted F1", "F1_score", 100, 1)]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from collect_runs import COLUMNS, RESULTS, collect
 
 
-def _cell(values: list[float], scale: float, digits: int) -> str:
-    mean = scale * statistics.mean(values)
-    if len(values) == 1:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {scale * statistics.stdev(values):.{digits}f}"
-
-
-def _run_row(path: Path, columns: list[tuple[str, str, float, int]], valid_key: str) -> tuple[list[str], str]:
-    data = json.loads((path / "results.json").read_text())
-    seeds = data["seeds"]
-    cells = [_cell([s["test"][key] for s in seeds], scale, digits) for _, key, scale, digits in columns]
-    scale, digits = next((sc, dg) for _, key, sc, dg in columns if key == valid_key)
-    valid = _cell([s["valid"][valid_key] for s in seeds], scale, digits).split(" ±")[0]
-    return [str(len(seeds)), *cells, valid], data["metric_set"]
-
-
-def _probe_row(spec: str, columns: list[tuple[str, str, float, int]], valid_key: str) -> list[str]:
-    file, _, name = spec.partition("#")
-    data = json.loads(Path(file).read_text())
-    rows, key = data["rows"], data["select_key"]
-    if name:
-        row = next((r for r in rows if r["name"] == name), None)
-        if row is None:
-            raise SystemExit(f"{file}: no probe row named {name!r}")
-    else:  # the row chosen on validation, as ProbeResult.best()
-        row = (min if key == "MAE" else max)(rows, key=lambda r: r["valid"][key])
-    cells = [_cell([row["test"][key]], scale, digits) for _, key, scale, digits in columns]
-    scale, digits = next((sc, dg) for _, key, sc, dg in columns if key == valid_key)
-    return ["—", *cells, _cell([row["valid"][valid_key]], scale, digits)]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--name", required=True, help="docs/results/NAME.json")
-    parser.add_argument("--reference", required=True, help="the row the others are read against")
-    parser.add_argument("--primary", required=True)
-    parser.add_argument("--secondary", default="")
-    parser.add_argument("--valid-key", default="", help="the selection metric (default: MAE / F1_score)")
-    parser.add_argument("--command", required=True, help="the commands that reproduce the rows")
-    parser.add_argument("--classification", action="store_true")
-    parser.add_argument("rows", nargs="+", help="label=RUN or label=probe:FILE[#ROW]")
-    args = parser.parse_args()
-    columns = CLASSIFICATION if args.classification else REGRESSION
-    valid_key = args.valid_key or ("F1_score" if args.classification else "MAE")
-    valid_label = "valid " + next(label for label, key, _, _ in columns if key == valid_key)
+def context_probe_rows(path: Path, metric_set: str, width: int) -> list[list[str]]:
+    data = json.loads(path.read_text())
+    columns, select = COLUMNS[metric_set], data["select_key"]
+    scale, digits = (1, 3) if select == "MAE" else (100, 1)
     rows = []
-    for item in args.rows:
-        label, _, source = item.partition("=")
-        if source.startswith("probe:"):
-            rows.append([label, *_probe_row(source.removeprefix("probe:"), columns, valid_key)])
-        else:
-            cells, _ = _run_row(Path(source), columns, valid_key)
-            rows.append([label, *cells])
-    out: dict[str, Any] = {
-        "provenance": "benchmarks/mamba_tables.py from run folders (test split, mean ± sample std over seeds)",
-        "command": args.command,
-        "header": ["row", "seeds", *(c[0] for c in columns), valid_label],
-        "rows": rows,
-        "reference": args.reference,
-        "primary": args.primary,
-        "valid": valid_label,
-    }
-    if args.secondary:
-        out["secondary"] = args.secondary
-    path = ROOT / "docs" / "results" / f"{args.name}.json"
-    path.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
-    print(f"wrote {path}")
+    for r in data["rows"]:
+        k = r["window"]
+        label = "probe: text, no context" if k == 0 else f"probe: text + mean of {k} preceding turns"
+        cells = [f"{r['test'][key] * sc:.{dg}f}" for key, _, sc, dg in columns]
+        rows.append([label, "–", *cells, f"{r['valid'][select] * scale:.{digits}f}"][:width])
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--name", required=True)
+    p.add_argument("--probe", action="append", required=True, metavar="[LABEL=]FILE")
+    p.add_argument("--run", action="append", default=[], metavar="LABEL=DIR")
+    p.add_argument("--command", required=True)
+    p.add_argument("--metric-set", default="mosi", choices=sorted(COLUMNS))
+    p.add_argument("--primary", help="the column the reading compares on (default: the collector's)")
+    p.add_argument("--reference", help="the row the reading compares against (default: the chosen probe)")
+    p.add_argument("--context-probe", type=Path, help="benchmarks/dialogue_context_probe.py --json output")
+    args = p.parse_args()
+    probes = [(label or "probe", Path(file)) for label, _, file in (s.rpartition("=") for s in args.probe)]
+    runs = [(label, Path(folder)) for label, _, folder in (s.rpartition("=") for s in args.run)]
+    data = collect(probes, runs, args.command, args.metric_set, chosen_only=True)
+    if args.context_probe:
+        n_probe = sum(1 for r in data["rows"] if r[1] == "–")
+        extra = context_probe_rows(args.context_probe, args.metric_set, len(data["header"]))
+        data["rows"][n_probe:n_probe] = extra
+    if args.primary:
+        data["primary"] = args.primary
+    if args.reference:
+        data["reference"] = args.reference
+    data["provenance"] = "benchmarks/mamba_tables.py (benchmarks/collect_runs.py) from the run folders in `runs`"
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {RESULTS / f'{args.name}.json'}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

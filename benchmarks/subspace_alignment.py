@@ -16,12 +16,16 @@ standardised inputs) from the common code c is fitted on train and scored on tes
 averaged over q_m's dimensions. As a control the same probe predicts the modality's
 *pairwise* code p_{m,·} from c, and the same probe fitted on train pairs shuffled across
 samples gives the chance level (≈ 0 or below). A private code the common code cannot predict (R² near the chance
-level) is a distinct subspace.
+level) is a distinct subspace. Two controls that a code has not simply collapsed (a code
+constant over samples is trivially unpredictable): each code's standard deviation over
+the test samples (mean over its dimensions), and the R² of the same ridge probe from each
+code to the label.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 from pathlib import Path
 
@@ -47,9 +51,15 @@ def _batches(split, size: int = 64):  # type: ignore[no-untyped-def]
         yield split.batch(range(start, min(start + size, len(split))))
 
 
+def _write(path: Path | None, payload: dict) -> None:  # type: ignore[type-arg]
+    if path is not None:
+        path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+
+
 def alignment(args: argparse.Namespace) -> None:
     data = load_dataset(args.data)
     print("| run | OT (Sinkhorn) | MMD |\n|---|---|---|")
+    found = {}
     for run in args.runs:
         ot, mmd = [], []
         for ckpt in _seeds(Path(run)):
@@ -61,9 +71,12 @@ def alignment(args: argparse.Namespace) -> None:
             mmd.append(float(np.mean([x["mmd"].item() for x in d])))
         print(f"| {run} | {statistics.mean(ot):.4f} ± {statistics.stdev(ot) if len(ot) > 1 else 0:.4f} "
               f"| {statistics.mean(mmd):.4f} ± {statistics.stdev(mmd) if len(mmd) > 1 else 0:.4f} |")  # fmt: skip
+        found[run] = {"ot": ot, "mmd": mmd}
+    _write(args.json, {"data": args.data, "split": "test", "per_seed": found})
 
 
 def _codes(model, split) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Codes of the samples with every modality, and their labels under the key "label"."""
     out: dict[str, list[np.ndarray]] = {}
     with torch.no_grad():
         for b in _batches(split):
@@ -72,6 +85,7 @@ def _codes(model, split) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-de
             for k, v in feats.items():
                 if k.startswith("code_"):
                     out.setdefault(k.removeprefix("code_"), []).append(v[full].numpy())
+            out.setdefault("label", []).append(b.labels[full].float().reshape(-1, 1).numpy())
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
@@ -90,8 +104,15 @@ def distinct(args: argparse.Namespace) -> None:
         model.eval()
         train, test = _codes(model, data.split("train")), _codes(model, data.split("test"))
         common = train["common"], test["common"]
+        for name in [n for n in train if n != "label"]:  # a collapsed code would be trivially "distinct"
+            rows.setdefault(f"{name}: std over test samples (mean over dims)", []).append(
+                float(test[name].std(0).mean())
+            )
+            rows.setdefault(f"{name} → label", []).append(
+                _probe_r2(train[name], train["label"], test[name], test["label"])
+            )
         for name in train:
-            if name == "common":
+            if name in ("common", "label"):
                 continue
             rows.setdefault(f"common → {name}", []).append(_probe_r2(common[0], train[name], common[1], test[name]))
         for name in [n for n in train if n.startswith("private_")]:  # chance: fit on train pairs shuffled
@@ -99,9 +120,10 @@ def distinct(args: argparse.Namespace) -> None:
             rows.setdefault(f"chance: common → {name}, train pairs shuffled", []).append(
                 _probe_r2(common[0], train[name][shuffled], common[1], test[name])
             )
-    print("| probe (ridge, fit on train, R² on test) | R² mean ± std over seeds |\n|---|---|")
+    print("| probe (ridge, fit on train, R² on test) or code statistic | mean ± std over seeds |\n|---|---|")
     for name, values in rows.items():
         print(f"| {name} | {statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0:.3f} |")
+    _write(args.json, {"data": args.data, "run": args.run, "per_seed": rows})
 
 
 def main() -> None:
@@ -110,10 +132,12 @@ def main() -> None:
     a = sub.add_parser("alignment")
     a.add_argument("--data", required=True)
     a.add_argument("runs", nargs="+")
+    a.add_argument("--json", type=Path, help="also write the per-seed values")
     a.set_defaults(func=alignment)
     d = sub.add_parser("distinct")
     d.add_argument("--data", required=True)
     d.add_argument("run")
+    d.add_argument("--json", type=Path, help="also write the per-seed values")
     d.set_defaults(func=distinct)
     args = parser.parse_args()
     torch.set_num_threads(1)
