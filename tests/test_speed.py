@@ -75,3 +75,22 @@ def test_trainer_uses_the_fused_optimizer(tiny_dataset, tmp_path: Path) -> None:
     trainer._fit = spy_fit  # type: ignore[method-assign]
     trainer.fit()
     assert seen and seen[0].defaults.get("fused") is True
+
+
+@pytest.mark.gpu
+def test_gpu_benchmark_measures_a_step() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device: benchmarks/gpu_bench.py has nothing to measure here")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "gpu_bench", Path(__file__).parents[1] / "benchmarks" / "gpu_bench.py"
+    )
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.run(["late_fusion"], batch_size=32, length=10, steps=3)
+    for precision in ("fp32", "bf16"):
+        row = result["late_fusion"][precision]
+        assert row["step_ms"] > 0 and row["peak_memory_mib"] > 0
+        assert 0 < row["fraction_of_matmul_throughput"] < 1

@@ -115,7 +115,7 @@ class Batch:
 
     @property
     def size(self) -> int:
-        return int(self.labels.shape[0])
+        return self.labels.shape[0]  # no int(): a trace (ONNX export) keeps the batch axis dynamic
 
     @property
     def modalities(self) -> tuple[str, ...]:

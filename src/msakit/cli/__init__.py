@@ -34,7 +34,7 @@ EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_BUG, EXIT_INTERRUPTED = 2, 1, 3, 130
 # argparse attributes that name an output of the command (pruned when it fails)
 OUTPUT_ARGS = ("out", "json", "work_dir")
 # (command, attribute) outputs that are files; every other OUTPUT_ARGS value is a folder
-FILE_OUTPUTS = {("eval", "json"), ("predict", "out"), ("data export", "out"), ("probe", "json")}
+FILE_OUTPUTS = {("eval", "json"), ("predict", "out"), ("data export", "out"), ("probe", "json"), ("export", "out")}
 
 # listed first in `msakit --help`; every other command module follows by name
 FIRST = ("run", "train", "evaluate", "info", "data")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 
@@ -12,11 +13,9 @@ def safe_key_padding_mask(mask: Tensor) -> Tensor:
     first (zero) step instead, and callers zero their result via `present`.
     """
     pad = ~mask
-    empty = pad.all(dim=1)
-    if empty.any():
-        pad = pad.clone()
-        pad[empty, 0] = False
-    return pad
+    first = torch.zeros_like(pad)
+    first[:, 0] = True
+    return pad & ~(first & pad.all(dim=1, keepdim=True))  # branch-free, so that a trace (ONNX) keeps it
 
 
 class CrossModalAttention(nn.Module):

@@ -61,14 +61,37 @@ class SequenceEncoder(nn.Module):
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         h = self.dropout(self.proj(self.norm(x)))  # (B, L, H)
         if self.kind == "lstm":
-            lengths = mask.sum(1).clamp_min(1).cpu()
-            packed = nn.utils.rnn.pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=False)
-            out, _ = self.lstm(packed)
-            h, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+            h = self._masked_lstm(h, mask) if torch.jit.is_tracing() else self._packed_lstm(h, mask)
         elif self.kind == "transformer":
             h = self.transformer(self.pos(h), src_key_padding_mask=safe_key_padding_mask(mask))
         h = h * mask.unsqueeze(-1).to(h.dtype)
         return h, masked_mean(h, mask)
+
+
+    def _packed_lstm(self, h: Tensor, mask: Tensor) -> Tensor:
+        """Each direction runs over the valid steps only (packed: no work on padding)."""
+        lengths = mask.sum(1).clamp_min(1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=h.shape[1])[0]
+
+    def _masked_lstm(self, h: Tensor, mask: Tensor) -> Tensor:
+        """The packed path's result without packing, for tracing (ONNX export): packing bakes the
+        traced lengths into the graph. Valid steps come first, so the forward direction over the
+        padded sequence is exact on them; the backward direction is exact on the same sequence
+        shifted to end at the last step (padding first), then shifted back. Twice the LSTM work."""
+        steps = h.shape[1]
+        lengths = mask.sum(1, keepdim=True).clamp_min(1)  # (B, 1)
+        t = torch.arange(steps, device=h.device)[None, :]  # (1, L)
+        half = self.lstm.hidden_size
+        forward = self.lstm(h)[0][..., :half]  # (B, L, H/2)
+        shift = steps - lengths  # (B, 1) padding steps
+        to_end = (t - shift).clamp_min(0)  # position read into each step of the end-aligned copy
+        aligned = torch.gather(h, 1, to_end.unsqueeze(-1).expand_as(h)) * (t >= shift).unsqueeze(-1).to(h.dtype)
+        backward = self.lstm(aligned)[0][..., half:]  # (B, L, H/2), valid steps at the end
+        back = (t + shift).clamp_max(steps - 1)
+        backward = torch.gather(backward, 1, back.unsqueeze(-1).expand_as(backward))
+        return torch.cat([forward, backward], dim=-1)
 
 
 def modality_encoders(

@@ -1,0 +1,151 @@
+"""End-to-end inference throughput, samples per CPU-second, at batch 1 and batch 256.
+
+    # a checkpoint to measure (any trained one; here one epoch of late_fusion on MOSI)
+    msakit train --model late_fusion --data data/mosi --out /tmp/inf -t epochs=1 -t seeds=[1]
+    OMP_NUM_THREADS=1 python benchmarks/inference_speed.py /tmp/inf/seed1/best --data data/mosi --json after.json
+    # the same against an older checkout (its src/ first on the path): "before"
+    OMP_NUM_THREADS=1 PYTHONPATH=/tmp/before/src python benchmarks/inference_speed.py /tmp/inf/seed1/best \
+        --data data/mosi --json before.json
+
+Paths, each timed end to end with process CPU time over the test split's first `--samples`
+samples (batch 1) or all of it in batches of 256, best of `--repeats`:
+- `predict`: `service.predict_split` (what `msakit predict` runs): reading the split, building
+  batches, the model, one `SamplePrediction` per sample;
+- `service`: the REST handler's path without HTTP: an .npz of (B, L, D) arrays and masks ->
+  `samples_from_npz` -> `predict_features` -> `prediction_json`;
+- `torch`: the model alone on ready batches (`model(batch)` under no_grad), the ceiling of the two;
+- `onnxruntime`: the exported graph (`msakit.export`) on the same arrays, when this checkout has it.
+Only APIs present in both old and new checkouts are used for `predict` and `service`.
+"""
+
+# ruff: noqa: B023  (every closure below is called within its loop iteration)
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _best_cpu(fn: Any, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def _npz_requests(split: Any, chunks: list[list[int]]) -> list[bytes]:
+    out = []
+    for idx in chunks:
+        batch = split.batch(idx)
+        arrays: dict[str, Any] = {"ids": np.asarray(batch.ids)}
+        for m, x in batch.features.items():
+            arrays[m] = x.numpy()
+            arrays[f"{m}_mask"] = batch.masks[m].numpy()
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        out.append(buf.getvalue())
+    return out
+
+
+def _head(split: Any, n: int) -> Any:
+    """The first `n` samples of a split, as a split (sliced views, nothing copied)."""
+    from dataclasses import replace
+
+    from msakit.data.core import ModalityArrays
+
+    mods = {m: ModalityArrays(a.values[:n], a.lengths[:n], a.present[:n]) for m, a in split.modalities.items()}
+    raw = split.raw_text[:n] if split.raw_text is not None else None
+    targets = {k: v[:n] for k, v in split.targets.items()}
+    return replace(split, labels=split.labels[:n], ids=split.ids[:n], modalities=mods, raw_text=raw, targets=targets)
+
+
+def measure(checkpoint: str, data: str, samples: int, repeats: int) -> dict[str, Any]:
+    import torch
+
+    from msakit import service
+    from msakit.data import load_dataset
+    from msakit.data.core import MSADataset
+
+    torch.set_num_threads(1)
+    loaded = service.load_model(checkpoint)
+    dataset = load_dataset(data)
+    test = dataset.split("test")
+    try:
+        from msakit import export
+    except ImportError:
+        export = None  # type: ignore[assignment]
+    onnx_path = None
+    if export is not None:
+        onnx_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"inference_speed_{os.getpid()}.onnx"
+        export.export_onnx(loaded, onnx_path)
+    results: dict[str, Any] = {}
+    for batch_size in (1, 256):
+        n = min(samples, len(test)) if batch_size == 1 else len(test)
+        chunks = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+        sub = MSADataset(info=dataset.info, splits={"test": _head(test, n)})
+        row: dict[str, float] = {}
+        row["predict"] = n / _best_cpu(
+            lambda: service.predict_split(loaded, sub, "test", batch_size=batch_size), repeats
+        )
+        requests = _npz_requests(test, chunks)
+
+        def serve_path() -> None:
+            for body in requests:
+                arrays, ids = service.samples_from_npz(body)
+                service.prediction_json(service.predict_features(loaded, arrays, ids=ids, max_samples=256))
+
+        row["service"] = n / _best_cpu(serve_path, repeats)
+        batches = [test.batch(c) for c in chunks]
+        loaded.model.eval()
+
+        def torch_path() -> None:
+            with torch.no_grad():
+                for b in batches:
+                    loaded.model(b)
+
+        row["torch"] = n / _best_cpu(torch_path, repeats)
+        if onnx_path is not None:
+            session = export.OnnxPredictor(onnx_path)
+            feeds = [export.feeds_from_batch(session, b) for b in batches]
+            row["onnxruntime"] = n / _best_cpu(lambda: [session.run(f) for f in feeds], repeats)
+        results[f"batch_{batch_size}"] = {k: round(v, 1) for k, v in row.items()}
+        print(batch_size, results[f"batch_{batch_size}"], file=sys.stderr)
+    if onnx_path is not None:
+        onnx_path.unlink(missing_ok=True)
+    return {
+        "checkpoint": checkpoint,
+        "model": loaded.meta["model"],
+        "data": data,
+        "samples_batch_1": min(samples, len(test)),
+        "samples_batch_256": len(test),
+        "load_avg_1min": os.getloadavg()[0],
+        "samples_per_cpu_second": results,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint")
+    p.add_argument("--data", required=True)
+    p.add_argument("--samples", type=int, default=200, help="samples for the batch-1 runs")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    out = measure(args.checkpoint, args.data, args.samples, args.repeats)
+    text = json.dumps(out, indent=2)
+    if args.json:
+        args.json.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""ONNX export of a trained checkpoint, and an onnxruntime predictor for the exported graph.
+
+    msakit export onnx runs/lf/seed1/best --out lf.onnx
+
+Graph inputs, for each modality m the model reads (in text, audio, visual order): ``m`` (B, L_m,
+D_m) float32 features and ``m_mask`` (B, L_m) bool valid steps; then ``present`` (B, 3) bool (the
+`Batch.present` columns). The batch axis B is dynamic; each L_m is fixed at export (``steps``:
+the dataset's padded length with ``--data``, else 64), and `feeds_from_batch` pads shorter
+batches to it: msakit's models are padding-invariant (masks), and the traced
+`nn.MultiheadAttention` bakes its sequence length into a reshape, so a dynamic L_m would not
+run. Outputs: ``prediction`` (B, C) and, when the model reports them, ``modality_weights``
+(B, 3). The input normaliser is inside the graph (its statistics are buffers), so the graph
+takes raw features exactly as `msakit predict` does.
+
+How the file is written, and why (torch 2.13, onnxruntime 1.32):
+- The TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``) traces the model and
+  serialises the ONNX protobuf in C++. Its last step hands the bytes to the ``onnx`` Python package
+  only to splice in onnxscript custom functions, which no msakit graph contains. The ``onnx``
+  package needs protobuf >= 6 and mediapipe (the ``[extract]`` extra) pins protobuf < 5, so the two
+  cannot share an environment; when ``onnx`` is not importable that splice is skipped (a
+  pass-through) and nothing else changes. The dynamo exporter needs ``onnx`` and onnxscript
+  throughout, so it is not used.
+- A trace records one path through Python control flow. Every export is therefore checked: the
+  file is loaded in onnxruntime and compared with PyTorch on probe batches whose batch sizes,
+  lengths and absent modalities differ from the traced one; above ``tolerance`` (max abs
+  difference, 1e-4 by default) the export is refused, naming the model and the tracer's warnings
+  (where the Python code branched on a tensor value), and no file is left behind.
+- Models that read raw text, dialogue context or frames have inputs an ONNX graph of feature arrays
+  cannot carry; they are refused up front. An operator ONNX cannot express (e.g. a Mamba selective
+  scan kernel) fails the export with the exporter's reason, named with the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from msakit.batch import MODALITIES, Batch
+from msakit.errors import ConfigError
+from msakit.io import atomic_path
+from msakit.models.base import MSAModel
+
+OPSET = 17
+DEFAULT_STEPS = 64
+
+
+class ExportError(ConfigError):
+    """The model cannot be expressed as an ONNX graph of feature arrays (exit code 2)."""
+
+
+class _Graph(nn.Module):
+    """Tensors in, tensors out: builds the `Batch` the model reads from the graph inputs."""
+
+    def __init__(self, model: MSAModel, *, weights: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.modalities = model.modalities
+        self.weights = weights
+
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        n = len(self.modalities)
+        features = {m: inputs[2 * i] for i, m in enumerate(self.modalities)}
+        masks = {m: inputs[2 * i + 1] for i, m in enumerate(self.modalities)}
+        present = inputs[2 * n]
+        labels = torch.zeros(present.shape[0], dtype=torch.float32)
+        out = self.model(Batch(features=features, masks=masks, present=present, labels=labels, ids=[]))
+        if self.weights:
+            assert out.modality_weights is not None
+            return out.prediction, out.modality_weights
+        return (out.prediction,)
+
+
+def input_names(model: MSAModel) -> list[str]:
+    return [name for m in model.modalities for name in (m, f"{m}_mask")] + ["present"]
+
+
+def _inputs(batch: Batch, model: MSAModel) -> tuple[Tensor, ...]:
+    out: list[Tensor] = []
+    for m in model.modalities:
+        out += [batch.features[m].float(), batch.masks[m]]
+    return (*out, batch.present)
+
+
+def probe_batch(model: MSAModel, *, size: int, lengths: dict[str, int], absent: int = -1, seed: int = 0) -> Batch:
+    """A random batch in the model's widths: valid steps vary per sample; sample 0 lacks modality `absent`."""
+    gen = torch.Generator().manual_seed(seed)
+    features, masks = {}, {}
+    present = torch.zeros(size, len(MODALITIES), dtype=torch.bool)
+    for j, m in enumerate(model.modalities):
+        steps = lengths[m]
+        x = torch.randn(size, steps, model.config.dim(m), generator=gen)
+        valid = torch.randint(1, steps + 1, (size,), generator=gen)
+        valid[0] = steps  # one sample spans the whole length, as a collated batch's longest does
+        mask = torch.arange(steps)[None, :] < valid[:, None]
+        has = torch.ones(size, dtype=torch.bool)
+        if j == absent and size > 1:
+            has[1] = False
+        mask &= has[:, None]
+        features[m], masks[m] = x * mask.unsqueeze(-1), mask
+        present[:, MODALITIES.index(m)] = has
+    return Batch(features=features, masks=masks, present=present, labels=torch.zeros(size), ids=[""] * size)
+
+
+@contextlib.contextmanager
+def _without_onnx_package() -> Iterator[None]:
+    """Skip the exporter's onnxscript-function splice when the `onnx` package is absent (see above)."""
+    try:
+        import onnx  # noqa: F401
+
+        yield
+        return
+    except ImportError:
+        pass
+    from torch.onnx._internal.torchscript_exporter import onnx_proto_utils
+
+    original = onnx_proto_utils._add_onnxscript_fn
+    onnx_proto_utils._add_onnxscript_fn = lambda model_bytes, custom_opsets: model_bytes
+    try:
+        yield
+    finally:
+        onnx_proto_utils._add_onnxscript_fn = original
+
+
+def _refuse_unsupported(model: MSAModel, name: str) -> None:
+    caps = model.declared_capabilities
+    for flag, what in (
+        (caps.reads_raw_text, "it re-encodes raw text (Batch.raw_text) inside forward"),
+        (caps.needs_dialogue_context, "it reads the preceding dialogue turns (Batch.context)"),
+        (caps.needs_frames, "it reads raw video frames"),
+    ):
+        if flag:
+            raise ExportError(
+                f"model {name!r} cannot be exported to ONNX: {what}, which no feature-array graph carries"
+            )
+
+
+def export_onnx(
+    loaded: Any,
+    out: str | Path,
+    *,
+    steps: dict[str, int] | None = None,
+    tolerance: float = 1e-4,
+    opset: int = OPSET,
+) -> dict[str, Any]:
+    """Write the checkpoint opened by `msakit.service.load_model` as ONNX to `out`.
+
+    steps: modality -> the graph's fixed sequence length (default DEFAULT_STEPS). Returns what was
+    written and the parity check's max abs difference.
+    """
+    model: MSAModel = loaded.model
+    name = str(loaded.meta.get("model", type(model).__name__))
+    _refuse_unsupported(model, name)
+    unknown = sorted(set(steps or {}) - set(model.modalities))
+    if unknown:
+        raise ExportError(f"model {name!r} reads {list(model.modalities)}; no modality {unknown[0]!r} to set steps for")
+    lengths = {m: int((steps or {}).get(m, DEFAULT_STEPS)) for m in model.modalities}
+    if any(v < 1 for v in lengths.values()):
+        raise ExportError(f"steps must be at least 1, got {lengths}")
+    model.eval()
+    with torch.no_grad():
+        trial = model(probe_batch(model, size=2, lengths=dict.fromkeys(model.modalities, 3)))
+    graph = _Graph(model, weights=trial.modality_weights is not None).eval()  # the exporter restores this mode
+    outputs = ["prediction"] + (["modality_weights"] if graph.weights else [])
+    names = input_names(model)
+    axes: dict[str, dict[int, str]] = {"present": {0: "batch"}, **{o: {0: "batch"} for o in outputs}}
+    for m in model.modalities:
+        axes[m] = {0: "batch"}
+        axes[f"{m}_mask"] = {0: "batch"}
+    example = probe_batch(model, size=3, lengths=lengths, seed=1)
+    out = Path(out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with _without_onnx_package(), atomic_path(out) as tmp:
+                torch.onnx.export(
+                    graph,
+                    _inputs(example, model),
+                    str(tmp),
+                    dynamo=False,
+                    input_names=names,
+                    output_names=outputs,
+                    dynamic_axes=axes,
+                    opset_version=opset,
+                )
+        except ExportError:
+            raise
+        except Exception as exc:
+            reason = " ".join(str(exc).split())[:300]
+            raise ExportError(f"model {name!r} cannot be exported to ONNX: {type(exc).__name__}: {reason}") from None
+    traced = sorted({f"{w.filename}:{w.lineno}" for w in caught if issubclass(w.category, torch.jit.TracerWarning)})
+    try:
+        worst = check_parity(model, out, lengths)
+    except Exception as exc:
+        out.unlink(missing_ok=True)
+        raise ExportError(
+            f"model {name!r}: onnxruntime cannot run the exported graph ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:200]})"
+        ) from None
+    if not worst <= tolerance:
+        out.unlink(missing_ok=True)
+        where = f"; the trace branched on tensor values at {', '.join(traced)}" if traced else ""
+        raise ExportError(
+            f"model {name!r} cannot be exported to ONNX faithfully: on probe batches the graph differs from "
+            f"PyTorch by {worst:.3g} (tolerance {tolerance:g}){where}"
+        )
+    return {
+        "path": str(out),
+        "inputs": names,
+        "outputs": outputs,
+        "steps": lengths,
+        "max_abs_diff": worst,
+        "opset": opset,
+    }
+
+
+class OnnxPredictor:
+    """An onnxruntime session over an exported graph, on one CPU thread unless told otherwise."""
+
+    def __init__(self, path: str | Path, *, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.steps = {i.name: int(i.shape[1]) for i in self.session.get_inputs() if i.name in MODALITIES}
+        for i in self.session.get_inputs():  # a modality read only through its mask
+            if i.name.endswith("_mask") and i.name[: -len("_mask")] not in self.steps:
+                self.steps[i.name[: -len("_mask")]] = int(i.shape[1])
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        used = {k: v for k, v in feeds.items() if k in self.inputs}  # the exporter drops inputs a model ignores
+        return dict(zip(self.outputs, self.session.run(None, used), strict=True))
+
+
+def feeds_from_batch(predictor: OnnxPredictor, batch: Batch) -> dict[str, np.ndarray]:
+    """The graph inputs for `batch`, each modality padded to the graph's fixed length."""
+    feeds: dict[str, np.ndarray] = {"present": batch.present.numpy()}
+    for m, steps in predictor.steps.items():
+        x, mask = batch.features.get(m), batch.masks.get(m)
+        if x is None or mask is None:
+            raise ExportError(f"the batch has no {m!r} features, which the graph reads")
+        if x.shape[1] > steps:
+            raise ExportError(f"{m}: {x.shape[1]} steps, the graph was exported for at most {steps} (export --steps)")
+        values = np.zeros((x.shape[0], steps, x.shape[2]), dtype=np.float32)
+        valid = np.zeros((x.shape[0], steps), dtype=bool)
+        values[:, : x.shape[1]] = x.numpy()
+        valid[:, : x.shape[1]] = mask.numpy()
+        feeds[m], feeds[f"{m}_mask"] = values, valid
+    return feeds
+
+
+def check_parity(model: MSAModel, path: str | Path, steps: dict[str, int]) -> float:
+    """Max abs difference between PyTorch and onnxruntime over probe batches unlike the traced one
+    (other batch sizes, shorter sequences padded to the graph's length, absent modalities)."""
+    predictor = OnnxPredictor(path)
+    worst = 0.0
+    short = {m: max(1, (n + 1) // 2) for m, n in steps.items()}
+    probes = [
+        probe_batch(model, size=1, lengths=dict.fromkeys(model.modalities, 1), seed=2),
+        probe_batch(model, size=5, lengths=short, seed=3),
+        probe_batch(model, size=4, lengths=steps, absent=0, seed=4),
+        probe_batch(model, size=4, lengths=short, absent=len(model.modalities) - 1, seed=5),
+    ]
+    if model.declared_capabilities.min_modalities >= len(model.modalities):
+        probes = probes[:2]  # every modality is required: no absent probes
+    with torch.no_grad():
+        for batch in probes:
+            ref = model(batch)
+            got = predictor.run(feeds_from_batch(predictor, batch))
+            worst = max(worst, float(np.abs(got["prediction"] - ref.prediction.numpy()).max()))
+            if "modality_weights" in got and ref.modality_weights is not None:
+                worst = max(worst, float(np.abs(got["modality_weights"] - ref.modality_weights.numpy()).max()))
+    return worst
+
+
+__all__ = ["ExportError", "OnnxPredictor", "check_parity", "export_onnx", "feeds_from_batch", "input_names"]
