@@ -169,8 +169,9 @@ def uncertainty(args: argparse.Namespace) -> dict[str, Any]:
     model, _ = load_checkpoint(args.runs)
     data = load_dataset(args.data)
     rows = {}
-    print(f"| s | mean log σ² ({', '.join(model.modalities)}) | prior weight | prediction std | Corr |")
-    print("|---|---|---|---|---|")
+    mods = ", ".join(model.modalities)
+    print(f"| s | mean log σ² ({mods}) | prior weight | prediction mean | prediction std | Corr |")
+    print("|---|---|---|---|---|---|")
     for s in args.levels:
         t = bind(Spectrum(strength=s), seed=0) if s > 0 else None
         outs = predict_split(model, data.split("test")) if t is None else _predict(model, data, t)
@@ -179,8 +180,10 @@ def uncertainty(args: argparse.Namespace) -> dict[str, Any]:
         pred = torch.cat([o.prediction.flatten() for o, _ in outs])
         y = torch.cat([b.labels.flatten() for _, b in outs])
         corr = float(torch.corrcoef(torch.stack([pred, y]))[0, 1]) if pred.std() > 0 else 0.0
-        rows[str(s)] = {"log_uncertainty": log_u, "prior_weight": prior, "pred_std": float(pred.std()), "corr": corr}
-        cells = [" / ".join(f"{v:.2f}" for v in log_u), f"{prior:.3f}", f"{float(pred.std()):.3f}", f"{corr:.3f}"]
+        spread = {"pred_mean": float(pred.mean()), "pred_std": float(pred.std())}
+        rows[str(s)] = {"log_uncertainty": log_u, "prior_weight": prior, **spread, "corr": corr}
+        cells = [" / ".join(f"{v:.2f}" for v in log_u), f"{prior:.3f}", f"{spread['pred_mean']:.3f}"]
+        cells += [f"{spread['pred_std']:.3f}", f"{corr:.3f}"]
         print(f"| {s:g} | " + " | ".join(cells) + " |")
     return {"checkpoint": str(args.runs), "levels": rows}
 
