@@ -2,7 +2,7 @@
 
 `benchmarks/docgen.py` generates some sentences from result files; this module checks
 the hand-written ones. It parses a markdown doc into tables and prose sentences and
-reports four kinds of finding:
+reports these kinds of finding:
 
 - **number** — a sentence pins a number to a row ("late_fusion 0.463", "tfn's Corr
   0.496", "probe (1.131)") that no cell of that row holds (within the sentence's
@@ -14,6 +14,8 @@ reports four kinds of finding:
   they must be the extreme rows of the table on the named column (ties allowed).
 - **probe** — "A is above / at or above / below the probe", "every model beats the
   probe": rows against the table's probe row (the one "chosen on valid", else any).
+- **only** — "A is the only model with MEI > 0": exactly the named rows pass the test.
+- **range** — "MLI 0.00–0.04 for every model": every row of that column lies in the range.
 - **unsourced** — a sentence that names a row or a column of the doc's tables states a
   decimal number that no table cell (nor a difference of two cells of one column) holds,
   and neither it, its paragraph nor the code block right after it carries a command
@@ -26,7 +28,13 @@ in ranges (``1.2–5.8``) and numbers after a delta word (loses, costs, gains, b
 are differences, checked only by the unsourced rule. A sentence's tables are those of
 its own section; when its row is not there, those of the parent sections, then the doc.
 Lower-is-better columns are recognised by name (MAE, loss, error, WER, time, s/epoch,
-memory, ...). "above/below the probe" means better/worse (the probe is a floor).
+memory, ...). "above/below the probe" means better/worse (the probe is a floor). Probe
+and paper rows are references, not contenders, for "best" / "lowest". Where a sentence
+names no column, a ranking counts as contradicted only when every column disagrees.
+A number pinned to a row passes when the row holds it; otherwise it fails unless the
+sentence is sourced (a command or result file in it, its paragraph, the code block next
+to it or its section) and, where it names a column, says it is another quantity
+(valid, seed, AUILC, a paper's Table N, another doc).
 
     python benchmarks/docgen.py --check-all [FILES]     # exit 1 and one line per finding
 """
