@@ -26,7 +26,7 @@ from msakit import analyze_batch
 from msakit.analyze import Analyzer
 from msakit.analyze_batch import BatchSettings, collect_inputs, plan_batch, read_meta, run_batch, stage_of, table_rows
 from msakit.cli import main
-from msakit.errors import ConfigError, DataError, OutputError
+from msakit.errors import ConfigError, DataError, EnvironmentFailure, OutputError
 from msakit.extract import media
 from msakit.extract.pipeline import Pipeline, PipelineConfig
 from msakit.registry import create_model
@@ -104,6 +104,9 @@ def test_folder_goes_on_past_bad_files_joins_meta_and_resumes(
     assert "transcript" not in table.columns  # read, not joined
     assert (out / "files" / "a_good.mp4" / "timeline.json").is_file()
     assert (out / "sentiment.png").read_bytes()[:4] == b"\x89PNG"
+    if analyze_batch._has_pyarrow():
+        parquet = pd.read_parquet(out / "table.parquet")
+        assert parquet["file"].tolist() == ["a_good.mp4"] and parquet["outlet"].tolist() == ["Channel A"]
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["files"], summary["analysed"], summary["failed"]) == (4, 1, 3)
     assert summary["failed_by_stage"] == {"decode": 2, "asr": 1}
@@ -209,6 +212,34 @@ def test_out_and_options_are_checked(tmp_path: Path, checkpoint: Path) -> None:
     assert main(["analyze", str(clips / "a_good.mp4"), "--out", str(tmp_path / "o3"), "--resume"]) == 2
 
 
+def test_an_output_failure_stops_the_batch_an_input_one_does_not(
+    tmp_path: Path, checkpoint: Path, analyzer: Analyzer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clips, _ = _folder(tmp_path)
+    out = tmp_path / "out"
+
+    def disk_full(analyzer: Any, src: Path, name: str, out_: Path, *args: Any) -> None:
+        raise EnvironmentFailure("No space left on device", path=out_ / "files" / name / "timeline.json")
+
+    monkeypatch.setattr(analyze_batch, "_analyze_one", disk_full)
+    with pytest.raises(EnvironmentFailure, match="No space left"):
+        run_batch(analyzer, plan_batch(clips, out, settings=_settings(checkpoint)), progress=False)
+
+    def unreadable(analyzer: Any, src: Path, *args: Any) -> None:
+        raise EnvironmentFailure("Permission denied", path=src)
+
+    monkeypatch.setattr(analyze_batch, "_analyze_one", unreadable)
+    report = run_batch(analyzer, plan_batch(clips, out, settings=_settings(checkpoint), resume=True), progress=False)
+    assert len(report.failed) == 4 and {e["reason"].split(": ")[-1] for e in report.failed} == {"Permission denied"}
+
+
+def test_an_empty_folder_is_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no media here")
+    with pytest.raises(DataError, match="no media files"):
+        collect_inputs(tmp_path / "empty")
+
+
 def test_meta_matches_bare_names_only_when_unique(tmp_path: Path) -> None:
     meta = tmp_path / "m.csv"
     meta.write_text("file,outlet\nx.mp4,A\n")
@@ -242,3 +273,21 @@ def test_table_has_one_row_per_utterance_and_aspect() -> None:
     assert rows[0]["scene"] == "close_up_face" and rows[0]["outlet"] == "A" and rows[0]["sentiment"] == -0.4
     classes = list(table_rows("f.mp4", timeline, {}, {}, classifier=True))
     assert [r["sentiment"] for r in classes] == [-1.0, -1.0, 0.0]  # a class probability is not a sentiment
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_real_clips_with_whisper(shared_data: Path, tmp_path: Path) -> None:
+    """The MOSI wav transcribed by Whisper in a folder beside a truncated copy of the MOSI video."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / "a.wav").write_bytes((shared_data / "mosi" / "media" / "03bSnISJMiM_1.wav").read_bytes())
+    video = (shared_data / "mosi" / "media" / "Oz06ZWiO20M_6.mp4").read_bytes()
+    (clips / "b_cut.mp4").write_bytes(video[: len(video) // 4])  # a truncated download
+    out = tmp_path / "out"
+    assert main(["analyze", str(clips), "--out", str(out), "--no-progress"]) == 0
+    table = pd.read_csv(out / "table.csv", keep_default_na=False)
+    assert "really good" in " ".join(table[table["file"] == "a.wav"]["text"]).lower()
+    assert set(table["quality"]) == {"asr"}
+    errors = _errors(out)  # the MOSI mp4 keeps its index at the end: the first quarter has none
+    assert errors["b_cut.mp4", "decode"]["outcome"] == "failed"
