@@ -486,6 +486,8 @@ def _number_claims(text: str, mentions: list[tuple[int, int, str]]) -> list[tupl
             continue
         if re.match(r"[–-]\d", text[m.end() : m.end() + 3]):
             continue
+        if re.match(r"\s*(?:and \w+ )?(?:above|below|better|worse|higher|lower)\b", text[m.end() : m.end() + 30]):
+            continue  # 'for the probe (MAE 1.046 and Corr above the probe)': the subject's number, compared
         named_after = re.match(r"\s+([A-Za-z][\w-]*(?:\s+[A-Za-z0-9][\w-]*)?)", text[m.end() :])
         after = named_after.group(1) if named_after else ""
         claims.append((label, m.group(2), f"{between} {after}"))

@@ -72,9 +72,6 @@ def test_a_stale_block_is_detected(docgen: ModuleType) -> None:
 # today (`python benchmarks/docgen.py --check-all FILE`). This list must only shrink: remove a doc
 # once its findings are fixed (the test below fails if an excluded doc has become clean).
 PENDING = {
-    "docs/models/ebmc.md",  # unsourced cost and validation numbers (lines 160, 176, 178)
-    "docs/models/prlf.md",  # unsourced dominant-modality and cost numbers (lines 177, 191)
-    "docs/models/qa_moe.md",  # unsourced validation-MAE and cost numbers (lines 194, 199)
     "docs/models/promma.md",  # MAE AUILC stated under an Acc AUILC column name (line 104)
     "docs/unlearning.md",  # unsourced saliency threshold (line 45)
 }
