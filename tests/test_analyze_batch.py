@@ -89,7 +89,7 @@ def test_folder_goes_on_past_bad_files_joins_meta_and_resumes(
     assert set(errors) == {
         ("a_good.mp4", "faces"), ("b_corrupt.mp4", "decode"), ("d_codec.mkv", "decode"), ("sub/c_mute.mp4", "asr"),
     }  # fmt: skip
-    assert "not a readable audio/video file" in errors["b_corrupt.mp4", "decode"]["reason"]
+    assert errors["b_corrupt.mp4", "decode"]["reason"].startswith("not a readable audio/video file")  # no "file X:"
     assert "codec this FFmpeg build cannot decode" in errors["d_codec.mkv", "decode"]["reason"]
     assert "no audio track" in errors["sub/c_mute.mp4", "asr"]["reason"]
     assert "transcript in --meta" in errors["sub/c_mute.mp4", "asr"]["reason"]

@@ -372,8 +372,9 @@ def _fatal_for_batch(exc: BaseException, out: Path) -> bool:
     return False
 
 
-def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+def _reason(exc: BaseException, src: Path) -> str:
+    """The one-line message, without the "file SRC: " that errors.csv's file column already gives."""
+    text = " ".join(str(exc).split()).removeprefix(f"file {src}: ")
     if isinstance(exc, MsakitError):  # a batch takes transcripts from --meta, not from --transcript
         return text.replace("pass --transcript FILE", "give it a transcript in --meta")
     return f"internal error (an msakit bug; `msakit --debug analyze FILE` shows where): {type(exc).__name__}: {text}"
@@ -440,7 +441,7 @@ def run_batch(analyzer: Any, plan: BatchPlan, *, progress: bool = True) -> Batch
             if _fatal_for_batch(exc, out):
                 raise
             failures_now += 1
-            failure = {**_signature(src, row), "file": name, "stage": stage_of(exc), "reason": _reason(exc)}
+            failure = {**_signature(src, row), "file": name, "stage": stage_of(exc), "reason": _reason(exc, src)}
             atomic_write_json(marker, failure)
             continue
         marker.unlink(missing_ok=True)
