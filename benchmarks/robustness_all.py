@@ -2,16 +2,20 @@
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python benchmarks/robustness_all.py --out runs/robustness_all
 
-Datasets: real MOSI (text + audio), real YouTube (audio + visual, 3 classes, 60 test
-samples: tiny) and the synthetic benchmark. Each (dataset, model) is trained with
+Datasets, in this order (the most informative pairs first): real MMMO (audio + visual, the
+one real set whose non-text modalities carry sentiment), real MOSI with the default features
+(`mosi-e5`: e5 sentence-vector text + 73-d audio) and the synthetic benchmark; `youtube`
+(audio + visual, 3 classes, 60 test samples: tiny) and `mosi` (MiniLM token states) on
+request. Each (dataset, model) is trained with
 `fit_with_robustness` (so the per-modality gradient log for the MLI is written), seed 1,
 at most --epochs epochs with patience --patience, then evaluated with
 `run_protocols(..., "all")`. Finished pairs are skipped on a rerun, so the script can be
 re-run as models land. `--augment M ...` also trains M with a per-sample random missing
-rate r ~ U(0, 0.9) ("<model>+rmr"). Writes OUT/<dataset>/<model>/robustness.{json,csv},
-PNGs, and OUT/summary.md. `python benchmarks/docgen.py collect-robustness OUT` turns the run into
-docs/results/robustness.json, from which `python benchmarks/docgen.py` regenerates the tables and
-findings of docs/robustness.md.
+rate r ~ U(0, 0.9) ("<model>+rmr"), right after the dataset's plain models. Writes
+OUT/<dataset>/<model>/robustness.{json,csv}, PNGs, run.json (git commit and locally modified
+source files when the pair started, budget, timings) and OUT/summary.md.
+`python benchmarks/docgen.py collect-robustness OUT` turns the run into docs/results/robustness.json,
+from which `python benchmarks/docgen.py` regenerates the tables and findings of docs/robustness.md.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
 import time
 import traceback
 from pathlib import Path
@@ -32,11 +37,35 @@ from msakit.robustness import RandomMissingRate, fit_with_robustness, run_protoc
 from msakit.robustness.training import read_mli
 from msakit.training import load_checkpoint
 
-DATASETS = ("mosi", "youtube", "synthetic")  # mosi / youtube are read from --data-root
+DATASETS = ("mmmo", "mosi-e5", "synthetic")  # the default run, in this order
+CHOICES = (*DATASETS, "mosi", "youtube")  # all but synthetic are read from --data-root
 FIRST = ("text_only", "late_fusion", "tssp_msa", "amsgfn", "tecafn", "sadgr")
 
 
+def git_state() -> dict[str, Any]:
+    """The commit a pair was trained from, and the tracked source files modified on top of it."""
+
+    def git(*cmd: str) -> str:
+        try:
+            return subprocess.run(["git", *cmd], capture_output=True, text=True, check=True).stdout.rstrip("\n")
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    dirty = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no", "src").splitlines()]
+    return {"git_commit": git("rev-parse", "HEAD") or None, "modified_sources": dirty}
+
+
 def run_one(name: str, model: str, spec: str, out: Path, args: argparse.Namespace, augment: bool) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "dataset": spec,
+        "model": model,
+        "augment": "random missing rate U(0, 0.9)" if augment else None,
+        "epochs": args.epochs,
+        "patience": args.patience,
+        "seed": 1,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **git_state(),
+    }
     dataset = load_dataset(spec)
     cfg = TrainConfig(epochs=args.epochs, patience=args.patience, seeds=(1,), progress=False, tensorboard=False)
     start = time.perf_counter()
@@ -54,8 +83,8 @@ def run_one(name: str, model: str, spec: str, out: Path, args: argparse.Namespac
     report = run_protocols(net, dataset, "all", checkpoint=ckpt, mli=read_mli(ckpt))
     evaluated = time.perf_counter() - start
     write_report(report, out)
-    timing = {"train_seconds": trained, "robustness_seconds": evaluated}
-    (out / "timing.json").write_text(json.dumps(timing))
+    meta |= {"train_seconds": trained, "robustness_seconds": evaluated}
+    (out / "run.json").write_text(json.dumps(meta, indent=1))
     return report.to_dict()
 
 
@@ -65,7 +94,8 @@ def pts(v: float | None) -> str:
 
 def summary_tables(out: Path) -> str:
     lines = []
-    for name in DATASETS:
+    names = sorted(p.name for p in out.iterdir() if p.is_dir()) if out.is_dir() else []
+    for name in names:
         rows = []
         for path in sorted((out / name).glob("*/robustness.json")):
             r = json.loads(path.read_text())
@@ -83,7 +113,8 @@ def summary_tables(out: Path) -> str:
             rows.append(
                 f"| {path.parent.name} | {pts(r['clean'][key])} | "
                 + " / ".join(f"{m} {pts(d[key])}" for m, d in drops.items())
-                + f" | {auc('step_shared/shared')} | {auc('noise/gaussian_all')} | {auc('spectrum/fixed')} | "
+                + f" | {auc('modality_shared/shared')} | {auc('step_shared/shared')} | "
+                f"{auc('noise/gaussian_all')} | {auc('spectrum/fixed')} | "
                 f"{pts(mixed['metrics'][key]) if mixed else 'n/a'} | "
                 f"{'n/a' if mei is None else f'{mei:.2f}'} | {'n/a' if mli is None else f'{mli:.2f}'} |"
             )
@@ -91,9 +122,9 @@ def summary_tables(out: Path) -> str:
             key = "Acc" if name == "youtube" else "Non0_acc_2"
             lines += [
                 f"\n### {name} ({key} ×100, test split, seed 1, perturbation seed 0)\n",
-                "| model | clean | drop when removed (points) | AUILC rate | AUILC noise | AUILC spectrum | "
-                "spectrum U(0,1) | MEI | MLI |",
-                "|---|---|---|---|---|---|---|---|---|",
+                "| model | clean | drop when removed (points) | AUILC modality_shared | AUILC step_shared | "
+                "AUILC noise | AUILC spectrum | spectrum U(0,1) | MEI | MLI |",
+                "|---|---|---|---|---|---|---|---|---|---|",
                 *rows,
             ]
     lines += [
@@ -102,7 +133,7 @@ def summary_tables(out: Path) -> str:
         "| < 2 points? |",
         "|---|---|---|---|---|---|",
     ]
-    for name in DATASETS:
+    for name in names:
         for path in sorted((out / name).glob("*/robustness.json")):
             r = json.loads(path.read_text())
             key = r["primary_metric"]
@@ -122,15 +153,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/robustness_all"))
     parser.add_argument("--models", nargs="+", help="default: every registered model")
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    parser.add_argument("--data-root", default="data", help="folder with mosi/ and youtube/ from `msakit data prepare`")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(CHOICES))
+    parser.add_argument("--data-root", default="data", help="folder with the prepared datasets (`msakit data prepare`)")
     parser.add_argument("--augment", nargs="*", default=["late_fusion"], help="also train these with random rates")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--patience", type=int, default=5)
     args = parser.parse_args()
     models = args.models or sorted(list_models(), key=lambda m: (FIRST.index(m) if m in FIRST else len(FIRST), m))
-    jobs = [(d, m, False) for d in args.datasets for m in models]
-    jobs += [(d, m, True) for d in args.datasets for m in args.augment]
+    per_dataset = [*((m, False) for m in models), *((m, True) for m in args.augment)]
+    jobs = [(d, m, a) for d in args.datasets for m, a in per_dataset]
     for dataset, model, augment in jobs:
         label = f"{model}+rmr" if augment else model
         out = args.out / dataset / label

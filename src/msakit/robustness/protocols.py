@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -288,51 +288,24 @@ def _modality(ctx: _Context) -> list[Condition]:
     return out
 
 
-def _modality_shared(ctx: _Context) -> list[Condition]:
+def _shared_rate(ctx: _Context, protocol: str, missing: Callable[..., Perturbation]) -> list[Condition]:
+    """`missing` (step- or whole-modality) at each rate, shared by every target modality."""
     return [
         Condition(
-            "modality_shared",
+            protocol,
             "shared",
             r,
             {"rate": r, "modalities": list(ctx.targets)},
-            metrics=ctx.evaluate(ModalityMissing(rate=r, modalities=ctx.targets)),
+            metrics=ctx.evaluate(missing(rate=r, modalities=ctx.targets)),
         )
         for r in ctx.settings.rates
     ]
 
 
-def _modality_imbalanced(ctx: _Context) -> list[Condition]:
+def _one_modality_rate(ctx: _Context, protocol: str, missing: Callable[..., Perturbation]) -> list[Condition]:
+    """`missing` at each rate for one modality at a time, the others intact: one curve per modality."""
     return [
-        Condition(
-            "modality_imbalanced",
-            f"{m}_missing",
-            r,
-            {"rates": {m: r}},
-            metrics=ctx.evaluate(ModalityMissing(rates={m: r})),
-        )
-        for m in ctx.targets
-        for r in ctx.settings.rates
-    ]
-
-
-def _rate(ctx: _Context) -> list[Condition]:
-    return [
-        Condition(
-            "step_shared",
-            "shared",
-            r,
-            {"rate": r, "modalities": list(ctx.targets)},
-            metrics=ctx.evaluate(StepMissing(rate=r, modalities=ctx.targets)),
-        )
-        for r in ctx.settings.rates
-    ]
-
-
-def _imbalanced(ctx: _Context) -> list[Condition]:
-    return [
-        Condition(
-            "step_imbalanced", f"{m}_missing", r, {"rates": {m: r}}, metrics=ctx.evaluate(StepMissing(rates={m: r}))
-        )
+        Condition(protocol, f"{m}_missing", r, {"rates": {m: r}}, metrics=ctx.evaluate(missing(rates={m: r})))
         for m in ctx.targets
         for r in ctx.settings.rates
     ]
@@ -412,12 +385,12 @@ def _spectrum(ctx: _Context) -> list[Condition]:
     return out
 
 
-_RUNNERS = {
+_RUNNERS: dict[str, Callable[[_Context], list[Condition]]] = {
     "modality": _modality,
-    "modality_shared": _modality_shared,
-    "modality_imbalanced": _modality_imbalanced,
-    "step_shared": _rate,
-    "step_imbalanced": _imbalanced,
+    "modality_shared": lambda ctx: _shared_rate(ctx, "modality_shared", ModalityMissing),
+    "modality_imbalanced": lambda ctx: _one_modality_rate(ctx, "modality_imbalanced", ModalityMissing),
+    "step_shared": lambda ctx: _shared_rate(ctx, "step_shared", StepMissing),
+    "step_imbalanced": lambda ctx: _one_modality_rate(ctx, "step_imbalanced", StepMissing),
     "noise": _noise,
     "spectrum": _spectrum,
 }
