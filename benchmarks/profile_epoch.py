@@ -9,6 +9,9 @@
     # A/B of a model option instead of a source tree (e.g. the input normaliser)
     OMP_NUM_THREADS=1 python benchmarks/profile_epoch.py --models mult --ab-model-opt feature_norm=false \
         feature_norm=true --pairs 3
+    # micro-benchmarks: optimizer step / clipping paths; packed vs masked LSTM on a dataset's lengths
+    OMP_NUM_THREADS=1 python benchmarks/profile_epoch.py --micro optimizer --models mult tfn late_fusion
+    OMP_NUM_THREADS=1 python benchmarks/profile_epoch.py --micro lstm --data data/mosi
 
 Phases, timed with process CPU time (`time.process_time`: robust to other jobs on a shared
 machine) by callbacks of the ordinary `Trainer`, so the engine under test is the real one:
@@ -36,6 +39,73 @@ from pathlib import Path
 from typing import Any
 
 PHASES = ("forward_backward", "clip_step", "validation", "checkpoint", "epoch_total")
+
+
+def micro_optimizer(models: list[str], repeats: int = 3, steps: int = 200) -> dict[str, Any]:
+    """ms per AdamW step and per global-norm clip, for-loop vs foreach vs fused (median of `repeats`)."""
+    import torch
+
+    from msakit import create_model
+
+    torch.set_num_threads(1)
+    out: dict[str, Any] = {}
+    for name in models:
+        net = create_model(name, text_dim=384, audio_dim=73, visual_dim=35, modalities=("text", "audio", "visual"))
+        params = list(net.parameters())
+        for p in params:
+            p.grad = torch.randn_like(p)
+        runs: dict[str, list[float]] = {}
+        for _ in range(repeats):
+            for mode, kw in (("loop", {"foreach": False}), ("foreach", {"foreach": True}), ("fused", {"fused": True})):
+                opt = torch.optim.AdamW(params, lr=1e-3, **kw)
+                opt.step()
+                t = time.process_time()
+                for _ in range(steps):
+                    opt.step()
+                runs.setdefault(f"adamw_{mode}", []).append((time.process_time() - t) / steps * 1e3)
+            for mode in ("loop", "foreach"):
+                t = time.process_time()
+                for _ in range(steps):
+                    torch.nn.utils.clip_grad_norm_(params, 1e9, foreach=mode == "foreach")
+                runs.setdefault(f"clip_{mode}", []).append((time.process_time() - t) / steps * 1e3)
+        out[name] = {"tensors": len(params), **{k: round(statistics.median(v), 3) for k, v in runs.items()}}
+        print(name, out[name], file=sys.stderr)
+    return {"ms_cpu_per_call": out}
+
+
+def micro_lstm(data: str, repeats: int = 3, steps: int = 20, batch: int = 32, hidden: int = 64) -> dict[str, Any]:
+    """ms per forward + backward of the shared LSTM text encoder, packed vs masked, on a dataset's text lengths."""
+    import numpy as np
+    import torch
+
+    from msakit.data import load_dataset
+    from msakit.layers.encoders import SequenceEncoder
+
+    torch.set_num_threads(1)
+    text = load_dataset(data).split("train").modalities["text"]
+    lengths = np.asarray(text.lengths)
+    enc = SequenceEncoder(int(text.values.shape[2]), hidden, kind="lstm").train()
+    runs: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for path in ("packed", "masked"):
+            gen = torch.Generator().manual_seed(0)
+            t = time.process_time()
+            for _ in range(steps):
+                idx = torch.randint(0, len(lengths), (batch,), generator=gen).numpy()
+                steps_in = int(max(lengths[idx].max(), 1))  # a collated batch is trimmed to its longest
+                x = torch.randn(batch, steps_in, int(text.values.shape[2]))
+                mask = torch.arange(steps_in)[None, :] < torch.from_numpy(lengths[idx])[:, None]
+                h = enc.proj(enc.norm(x))
+                out = enc._packed_lstm(h, mask) if path == "packed" else enc._masked_lstm(h, mask)
+                out.sum().backward()
+            runs.setdefault(path, []).append((time.process_time() - t) / steps * 1e3)
+    return {
+        "data": data,
+        "batch": batch,
+        "hidden": hidden,
+        "mean_valid_steps": float(lengths.mean()),
+        "ms_cpu_forward_backward": {k: round(statistics.median(v), 2) for k, v in runs.items()},
+    }
 
 
 class PhaseTimer:
@@ -133,8 +203,17 @@ def main() -> None:
     p.add_argument("--ab-model-opt", nargs=2, metavar=("OPT_A", "OPT_B"), help="two model options KEY=VALUE")
     p.add_argument("--pairs", type=int, default=3)
     p.add_argument("--json", type=Path)
+    p.add_argument("--micro", choices=("optimizer", "lstm"), help="a micro-benchmark instead of epochs")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.micro:
+        res = micro_optimizer(args.models) if args.micro == "optimizer" else micro_lstm(args.data)
+        res["load_avg_1min"] = os.getloadavg()[0]
+        print(json.dumps(res, indent=1))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(res, indent=1))
+        return
     if args.worker:
         from msakit.config import parse_override
 

@@ -141,27 +141,32 @@ def _samples(loaded: LoadedModel, batch: Batch, with_labels: bool) -> list[Sampl
     model = loaded.model
     with torch.no_grad():
         out = model(batch)
-    pred = out.prediction.argmax(-1) if model.is_classifier else out.prediction
+    # one conversion per tensor and batch (tolist), not one tensor access per sample and element
+    pred = out.prediction.argmax(-1) if model.is_classifier else out.prediction.reshape(len(batch.ids), -1)[:, 0]
+    preds = pred.tolist()
+    labels = batch.labels.tolist() if with_labels else None
+    scores = out.prediction.tolist() if model.is_classifier else None
+    present = batch.present.tolist()
+    weights = out.modality_weights.tolist() if out.modality_weights is not None else None
+    uncertainty = out.uncertainty.tolist() if out.uncertainty is not None else None
+    explain = {k: v.tolist() for k, v in out.explanations.items() if v.dim() >= 1 and len(v) == batch.size}
 
-    def per_modality(t: torch.Tensor | None, i: int) -> dict[str, float] | None:
-        return None if t is None else {m: float(t[i, j]) for j, m in enumerate(MODALITIES)}
+    def per_modality(rows: list[list[float]] | None, i: int) -> dict[str, float] | None:
+        return None if rows is None else {m: float(rows[i][j]) for j, m in enumerate(MODALITIES)}
 
-    result = []
-    for i, sample_id in enumerate(batch.ids):
-        explain = {k: v[i].tolist() for k, v in out.explanations.items() if v.dim() >= 1 and len(v) == batch.size}
-        result.append(
-            SamplePrediction(
-                id=sample_id,
-                prediction=float(pred[i]),
-                label=float(batch.labels[i]) if with_labels else None,
-                scores=[float(s) for s in out.prediction[i]] if model.is_classifier else None,
-                present={m: bool(batch.present[i, j]) for j, m in enumerate(MODALITIES)},
-                weights=per_modality(out.modality_weights, i),
-                uncertainty=per_modality(out.uncertainty, i),
-                explanations=explain,
-            )
+    return [
+        SamplePrediction(
+            id=sample_id,
+            prediction=float(preds[i]),
+            label=float(labels[i]) if labels is not None else None,
+            scores=[float(x) for x in scores[i]] if scores is not None else None,
+            present={m: bool(present[i][j]) for j, m in enumerate(MODALITIES)},
+            weights=per_modality(weights, i),
+            uncertainty=per_modality(uncertainty, i),
+            explanations={k: v[i] for k, v in explain.items()},
         )
-    return result
+        for i, sample_id in enumerate(batch.ids)
+    ]
 
 
 def _task(loaded: LoadedModel) -> str:
@@ -233,16 +238,14 @@ def batch_from_arrays(
     masks: dict[str, torch.Tensor] = {}
     present = torch.zeros(n, len(MODALITIES), dtype=torch.bool)
     for m in mods:
-        length = max((a[m].shape[0] for a in parsed if m in a), default=1)
-        padded = torch.zeros(n, length, dims[m])
-        mask = torch.zeros(n, length, dtype=torch.bool)
-        for i, arrays in enumerate(parsed):
+        steps = np.array([a[m].shape[0] if m in a else 0 for a in parsed])  # (B,), 0 where absent
+        padded = np.zeros((n, max(int(steps.max()), 1), dims[m]), dtype=np.float32)
+        for i, arrays in enumerate(parsed):  # numpy copies: no per-sample tensor or mask bookkeeping
             if m in arrays:
-                steps = arrays[m].shape[0]
-                padded[i, :steps] = torch.from_numpy(arrays[m])
-                mask[i, :steps] = True
-                present[i, MODALITIES.index(m)] = True
-        features[m], masks[m] = padded, mask
+                padded[i, : steps[i]] = arrays[m]
+        features[m] = torch.from_numpy(padded)
+        masks[m] = torch.arange(padded.shape[1])[None, :] < torch.from_numpy(steps)[:, None]
+        present[:, MODALITIES.index(m)] = torch.from_numpy(steps > 0)
     names = [str(s) for s in ids] if ids is not None else [str(i) for i in range(n)]
     if len(names) != n:
         raise DataError(f"{len(names)} ids for {n} samples", path=source, field="ids")
