@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from msakit.cli.robustness import write_report
-from msakit.config import TrainConfig
+from msakit.config import TrainConfig, parse_override
 from msakit.data import load_dataset
 from msakit.registry import list_models
 from msakit.robustness import RandomMissingRate, fit_with_robustness, run_protocols
@@ -55,10 +55,26 @@ def git_state() -> dict[str, Any]:
     return {"git_commit": git("rev-parse", "HEAD") or None, "modified_sources": dirty}
 
 
-def run_one(name: str, model: str, spec: str, out: Path, args: argparse.Namespace, augment: bool) -> dict[str, Any]:
+def model_sets(specs: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
+    """`DATASET/MODEL:KEY=VALUE` (--set) -> {(dataset, model): {key: value}}."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for spec in specs:
+        target, sep, override = spec.partition(":")
+        dataset, slash, model = target.partition("/")
+        if not (sep and slash and dataset and model):
+            raise SystemExit(f"--set {spec!r} must look like DATASET/MODEL:KEY=VALUE")
+        key, value = parse_override(override)
+        out.setdefault((dataset, model), {})[key] = value
+    return out
+
+
+def run_one(
+    name: str, model: str, spec: str, out: Path, args: argparse.Namespace, augment: bool, overrides: dict[str, Any]
+) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "dataset": spec,
         "model": model,
+        "model_overrides": overrides,
         "augment": "random missing rate U(0, 0.9)" if augment else None,
         "epochs": args.epochs,
         "patience": args.patience,
@@ -73,6 +89,7 @@ def run_one(name: str, model: str, spec: str, out: Path, args: argparse.Namespac
         model,
         dataset,
         out_dir=out / "train",
+        model_overrides=overrides or None,
         train_config=cfg,
         train_transform=RandomMissingRate(max_rate=0.9) if augment else None,
     )
@@ -156,9 +173,17 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(CHOICES))
     parser.add_argument("--data-root", default="data", help="folder with the prepared datasets (`msakit data prepare`)")
     parser.add_argument("--augment", nargs="*", default=["late_fusion"], help="also train these with random rates")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="DATASET/MODEL:KEY=VALUE",
+        help="a model config override for one pair, e.g. mmmo/tecafn:centre=audio (repeatable; in run.json)",
+    )
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--patience", type=int, default=5)
     args = parser.parse_args()
+    sets = model_sets(args.set)
     models = args.models or sorted(list_models(), key=lambda m: (FIRST.index(m) if m in FIRST else len(FIRST), m))
     per_dataset = [*((m, False) for m in models), *((m, True) for m in args.augment)]
     jobs = [(d, m, a) for d in args.datasets for m, a in per_dataset]
@@ -170,7 +195,7 @@ def main() -> None:
         start = time.perf_counter()
         try:
             spec = "synthetic" if dataset == "synthetic" else f"{args.data_root}/{dataset}"
-            run_one(dataset, model, spec, out, args, augment)
+            run_one(dataset, model, spec, out, args, augment, sets.get((dataset, model), {}))
             print(f"{dataset}/{label}: done in {time.perf_counter() - start:.0f} s", flush=True)
         except Exception as exc:  # a model under development must not stop the others
             out.mkdir(parents=True, exist_ok=True)
