@@ -44,7 +44,9 @@ def test_fused_adamw_and_foreach_clip_match_the_reference_path() -> None:
     _train(fast, adamw(fast.parameters(), device="cpu", lr=1e-2, weight_decay=0.01), clip=0.5, fast_clip=True)
     for a, b in zip(ref.parameters(), fast.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    moved = sum(float((a - b).detach().abs().sum()) for a, b in zip(_net().parameters(), fast.parameters(), strict=True))
+    moved = sum(
+        float((a - b).detach().abs().sum()) for a, b in zip(_net().parameters(), fast.parameters(), strict=True)
+    )
     assert moved > 1e-2  # the comparison is not between two untrained nets
 
 
