@@ -55,6 +55,11 @@ def test_rules(absa: AspectSentiment) -> None:
     # an event verb with an object is not an opinion about its subject; a wish is not praise
     assert _by_term(absa, "Marlon Wayans plays a watered down version of himself") == {}
     assert _by_term(absa, "I wish I didnt watch this movie") == {}
+    # rules 7-9: "fan of X", a quantifier's noun, a relative clause's noun
+    assert _by_term(absa, "if you are as big a fan of disney as i am")["disney"][0] == "positive"
+    assert _by_term(absa, "I just did not care about all of these men")["men"][0] == "negative"
+    assert _by_term(absa, "the plot, which was boring, dragged on")["plot"][0] == "negative"
+    assert _by_term(absa, "the movie I loved was long")["movie"][0] == "positive"
     # a negation the parse attaches to the verb, out of the few-token window before the opinion word
     assert _by_term(absa, "The battery life is not, in my honest opinion, great.")["battery life"][0] == "negative"
     # what is wasted is not what is judged
@@ -96,6 +101,18 @@ def test_knockouts_change_the_result(
 def test_verb_rule_knockouts(absa: AspectSentiment, method: str, text: str, term: str) -> None:
     assert term in _by_term(absa, text)
     with mock.patch.object(AspectSentiment, method, lambda self, *a, **k: []):
+        assert term not in _by_term(absa, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("I just did not care about all of these men", "men"),  # rule 8
+        ("the plot, which was boring, dragged on", "plot"),  # rule 9
+    ],
+)
+def test_pronoun_resolution_knockout(absa: AspectSentiment, text: str, term: str) -> None:
+    with mock.patch.object(AspectSentiment, "_resolve", lambda self, tok: tok if self._is_aspect(tok) else None):
         assert term not in _by_term(absa, text)
 
 
