@@ -102,7 +102,8 @@ def main() -> None:
         lines.append(f"| {model} (modality_dropout={args.modality_dropout}) | " + " | ".join(cells) + " |")
     mae = ["", "| MAE AUILC (lower is better) | " + " | ".join(curves) + " |", "|" + "---|" * (len(curves) + 1)]
     for model, rows in results.items():
-        mae.append(f"| {model} | " + " | ".join(fmt([r["auilc"][c]["MAE"] for r in rows], digits=3) for c in curves) + " |")
+        cells = [fmt([r["auilc"][c]["MAE"] for r in rows], digits=3) for c in curves]
+        mae.append(f"| {model} | " + " | ".join(cells) + " |")
     text = "\n".join(lines + mae)
     print(f"\n{args.data}, rates {args.rates}, seeds {args.seeds}\n{text}")
     (args.out / "results.json").write_text(json.dumps({"results": results, "probe": probe, "table": text}, indent=2))
