@@ -111,3 +111,37 @@ def test_masked_lstm_path_equals_the_packed_one() -> None:
     torch.testing.assert_close(enc._masked_lstm(h, mask) * valid, enc._packed_lstm(h, mask) * valid)
     seq, _ = enc(x, mask)  # the CPU forward takes the masked path and agrees too
     torch.testing.assert_close(seq, enc._packed_lstm(h, mask) * valid)
+
+
+def _compare_mmsa():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "compare_mmsa.py"
+    spec = importlib.util.spec_from_file_location("compare_mmsa", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return path, module
+
+
+def test_compare_mmsa_refuses_what_it_cannot_compare(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path, _ = _compare_mmsa()
+    data = tmp_path / "x.pkl"
+    data.write_bytes(b"")
+    for args, needle in (
+        (["--models", "tecafn"], "MMSA 2.2.1 has no model 'tecafn'"),
+        (["--models", "misa", "--size-matched"], "--size-matched has no mapping of MMSA's widths for 'misa'"),
+    ):
+        proc = subprocess.run([sys.executable, str(path), str(data), *args], capture_output=True, text=True)
+        assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+
+
+def test_a_size_matched_config_that_does_not_fit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    _, module = _compare_mmsa()
+    monkeypatch.setattr(module, "_mem_available_bytes", lambda: 2**30)
+    module.check_fits("msakit", "tfn", 1_000_000, 32, 128)  # 16 MB of state: fits
+    with pytest.raises(module.BenchmarkError, match=r"msakit tfn: the size-matched configuration needs about"):
+        module.check_fits("msakit", "tfn", 9_000_000_000, 32, 128)
