@@ -382,7 +382,7 @@ def _ok(run: dict[str, Any] | None) -> bool:
 
 def accuracy_table(results: dict[str, Any]) -> str:
     """Test metrics per framework (mean ± std over the seeds that completed), from uncapped runs."""
-    head = ["model", "framework", "params", *METRICS, "CPU s / epoch", "wall s / epoch", "epochs", "peak MiB", "seeds"]
+    head = ["model", "framework", "params", *METRICS, "epochs", "peak MiB", "seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     deltas = ["| model | Δ Non0 Acc-2 (msakit − MMSA), paired seeds | Δ MAE | pairs |", "|---|---:|---:|---:|"]
     for model, per_seed in results.items():
@@ -401,8 +401,6 @@ def accuracy_table(results: dict[str, Any]) -> str:
                 std = f" ± {vals.std(ddof=1):.{digits}f}" if len(vals) > 1 else ""
                 cells.append(f"{vals.mean():.{digits}f}{std}")
             cells += [
-                f"{_median([r['cpu_seconds_per_epoch'] for r in res]):.2f}",
-                f"{_median([r['seconds_per_epoch'] for r in res]):.2f}",
                 f"{np.mean([r['epochs'] for r in res]):.1f}",
                 f"{max(r['peak_mib'] for r in res):.0f}",
                 str(len(res)),
@@ -489,6 +487,14 @@ def render(runs: dict[str, Any]) -> str:
             f"Command: `{base}--models {' '.join(tm['models'])} --seeds {' '.join(map(str, tm['seeds']))} "
             f"--timing-epochs {tm['epochs']}`\n\n" + timing_table(runs["timing"]) + "\n"
         )
+    if runs.get("timing_old_packed_lstm"):
+        text += (
+            "Earlier pairs of the same command, before the CPU LSTM change (msakit's LSTM then packed its "
+            "sequences, commit 9afd71d replaced that on CPU), same protocol. lf_dnn's msakit run had the packed "
+            "LSTM; lmf's started within a minute of the change, so which path it ran is not certain:\n\n"
+            + timing_table(runs["timing_old_packed_lstm"])
+            + "\n"
+        )
     if runs.get("results"):
         rm = runs["results_meta"]
         seeds = rm["seeds"]
@@ -499,8 +505,8 @@ def render(runs: dict[str, Any]) -> str:
         short += [f"{m} (0 of {len(seeds)})" for m in rm["models"] if m not in done]
         text += (
             "## Accuracy: epochs uncapped until early stopping\n\nTest split, selection and early stopping on "
-            f"validation (patience {PATIENCE}), mean ± std over seeds; CPU and wall time here are medians over "
-            "the seeds, not paired.\n\n"
+            f"validation (patience {PATIENCE}), mean ± std over seeds; time per epoch is in the paired table "
+            "above.\n\n"
             + (
                 f"**Incomplete**: seeds that finished per model: {', '.join(short)}; the rest did not fit in the "
                 "session's compute.\n\n"
