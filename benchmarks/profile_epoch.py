@@ -331,7 +331,8 @@ def _inference_table(bench: Path) -> list[str]:
         lines += [
             "",
             f"The `torch` row times the {first['model']} model alone, which this work barely touched (its "
-            "encoders are transformers; only the key-padding mask became branch-free); its after ÷ before moved by {min(noise):.2f}-{max(noise):.2f}, so "
+            "encoders are transformers; only the key-padding mask became branch-free); its after ÷ before "
+            f"moved by {min(noise):.2f}-{max(noise):.2f}, so "
             "differences of that size in the other rows are the noise of this loaded machine, not a speed-up. "
             "The 2× reach for end-to-end inference is not met; onnxruntime runs the model alone "
             f"{_ort_vs_torch(afters)} the PyTorch model alone (at batch 256 it is slower: every input is padded "
