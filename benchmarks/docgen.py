@@ -61,25 +61,62 @@ def names(items: list[str]) -> str:
 
 
 # ---- robustness ----------------------------------------------------------------------------------
-ROBUSTNESS_COLUMNS = ("clean", "auilc_step", "auilc_noise", "auilc_spectrum", "spectrum_uniform", "mei", "mli")
+ROBUSTNESS_COLUMNS = (
+    "clean",
+    "auilc_modality_shared",
+    "auilc_step",
+    "auilc_noise",
+    "auilc_spectrum",
+    "spectrum_uniform",
+    "mei",
+    "mli",
+)
+DATASET_LABELS = {"mosi": "MOSI", "mosi-e5": "MOSI (mosi-e5)", "mmmo": "MMMO", "youtube": "YouTube"}
+
+
+def mosi_key(datasets: dict[str, Any]) -> str | None:
+    """The MOSI entry of a robustness result (`mosi`, or a feature variant such as `mosi-e5`)."""
+    return next((d for d in datasets if d.split("-")[0] == "mosi"), None)
 
 
 def render_robustness(data: dict[str, Any]) -> str:
     out: list[str] = []
     datasets = data["datasets"]
+    run = data.get("run")
+    if run:
+        out += ["Run (`OUT/invocations.jsonl`, in order):", ""]
+        out += [f"- `{i['command']}` started {i['started']}" for i in run["invocations"]]
+        commits = list(run["commits"])  # in the order the pairs started
+        used = (
+            commits[0][:7]
+            if len(commits) == 1
+            else f"{len(commits)} successive commits, {commits[0][:7]} to {commits[-1][:7]}"
+        )
+        out += [
+            "",
+            f"The {sum(run['commits'].values())} pairs were trained from {used} (others committed while it ran); "
+            "each pair's commit, budget and locally modified sources are in `docs/results/robustness.json`.",
+            "",
+        ]
+        if run.get("failed"):
+            out += ["Pairs that did not run:", ""]
+            out += [f"- {pair}: {why}" for pair, why in run["failed"].items()]
+            out.append("")
     for ds, info in datasets.items():
         out += [
             f"#### {ds} ({info['metric']} ×100, test split, seed 1, perturbation seed 0)",
             "",
-            "| model | clean | drop when removed (points, clean − removed) | AUILC step_shared | AUILC noise "
+            "| model | clean | drop when removed (points, clean − removed) | AUILC modality_shared "
+            "| AUILC modality_imbalanced (modality lost) | AUILC step_shared | AUILC noise "
             "| AUILC spectrum | spectrum U(0,1) | MEI | MLI |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for model, r in info["models"].items():
             drops = " / ".join(f"{m} {d:.1f}" for m, d in r["drop"].items())
-            cells = [f"{r[k]:.1f}" if r.get(k) is not None else "n/a" for k in ROBUSTNESS_COLUMNS[:5]]
+            lost = " / ".join(f"{m} {v:.1f}" for m, v in (r.get("auilc_modality_imbalanced") or {}).items()) or "n/a"
+            cells = [f"{r[k]:.1f}" if r.get(k) is not None else "n/a" for k in ROBUSTNESS_COLUMNS[:6]]
             cells += [f"{r[k]:.2f}" if r.get(k) is not None else "n/a" for k in ("mei", "mli")]
-            out.append(f"| {model} | {cells[0]} | {drops} | " + " | ".join(cells[1:]) + " |")
+            out.append(f"| {model} | {cells[0]} | {drops} | {cells[1]} | {lost} | " + " | ".join(cells[2:]) + " |")
         out.append("")
     out += ["#### What we found (every number below is computed from the tables above)", ""]
     out += [f"- {s}" for s in robustness_findings(datasets)]
@@ -88,7 +125,8 @@ def render_robustness(data: dict[str, Any]) -> str:
 
 def robustness_findings(datasets: dict[str, Any]) -> list[str]:
     found = []
-    mosi = datasets.get("mosi", {}).get("models", {})
+    mosi_name = mosi_key(datasets)
+    mosi = datasets[mosi_name]["models"] if mosi_name else {}
     syn = datasets.get("synthetic", {}).get("models", {})
     if mosi:
         text = {m: r["drop"]["text"] for m, r in mosi.items() if "text" in r["drop"]}
@@ -100,40 +138,62 @@ def robustness_findings(datasets: dict[str, Any]) -> list[str]:
         )
         if costly:
             sentence += ", at least 2 points only for " + names([f"{m} ({audio[m]:.1f})" for m in costly])
-        found.append(sentence + ". MOSI's audio carries little sentiment for most models here.")
+        if len(costly) < len(audio) / 2:
+            sentence += ". MOSI's audio carries little sentiment for most models here"
+        found.append(sentence + ".")
+    for ds, info in datasets.items():
+        if ds in ("synthetic", mosi_name):
+            continue
+        per = {}
+        for r in info["models"].values():
+            for m, d in r["drop"].items():
+                per.setdefault(m, []).append(d)
+        if per:
+            found.append(
+                f"On {DATASET_LABELS.get(ds, ds)} removing "
+                + names([f"the {m} costs {span(d)} points" for m, d in per.items()])
+                + " of the primary metric."
+            )
     if syn:
         multi = {m: r for m, r in syn.items() if len(r["drop"]) > 1 and r.get("mei") not in (None, 0.0)}
         drops = [d for r in multi.values() for d in r["drop"].values()]
         worst = {m: max(r["drop"].values()) for m, r in multi.items()}
         below = sorted(m for m, w in worst.items() if w < 2.0)
-        lowest = min(worst, key=lambda m: worst[m])
-        found.append(
-            f"On the synthetic benchmark (all three modalities informative) a removed modality costs a "
-            f"multimodal model {span(drops)} points; the worst modality costs less than 2 points for "
-            + (names(below) if below else "no model")
-            + f" (smallest worst case: {lowest}, {worst[lowest]:.1f}), so TSSP-MSA's claim of < 2 points per "
-            + (
-                "missing modality holds for no model here."
-                if not below
-                else f"missing modality holds for {len(below)} of {len(worst)} models."
+        if worst:
+            lowest = min(worst, key=lambda m: worst[m])
+            found.append(
+                f"On the synthetic benchmark (all three modalities informative) a removed modality costs a "
+                f"multimodal model {span(drops)} points; the worst modality costs less than 2 points for "
+                + (names(below) if below else "no model")
+                + f" (smallest worst case: {lowest}, {worst[lowest]:.1f}), so TSSP-MSA's claim of < 2 points per "
+                + (
+                    "missing modality holds for no model here."
+                    if not below
+                    else f"missing modality holds for {len(below)} of {len(worst)} models."
+                )
             )
-        )
+    for ds, info in datasets.items():
+        found += whole_modality_findings(DATASET_LABELS.get(ds, ds), info["models"])
     for ds, info in datasets.items():
         models = info["models"]
         mei = {m: r["mei"] for m, r in models.items() if r.get("mei") is not None}
         mli = {m: r["mli"] for m, r in models.items() if r.get("mli") is not None}
-        if ds == "mosi" and mei:
+        if ds == mosi_name and mei:
             positive = sorted((m for m, v in mei.items() if v > 0.0), key=lambda m: -mei[m])
             found.append(
-                f"MEI on MOSI is above 0 for {len(positive)} of {len(mei)} models ("
-                + names([f"{m} {mei[m]:.2f}" for m in positive])
-                + f"); MLI ranges {span(list(mli.values()), 2)}, highest for "
-                + names([f"{m} {mli[m]:.2f}" for m in sorted(mli, key=lambda m: -mli[m])[:2]])
+                f"MEI on MOSI is above 0 for {len(positive)} of {len(mei)} models"
+                + (" (" + names([f"{m} {mei[m]:.2f}" for m in positive]) + ")" if positive else "")
+                + (
+                    f"; MLI ranges {span(list(mli.values()), 2)}, highest for "
+                    + names([f"{m} {mli[m]:.2f}" for m in sorted(mli, key=lambda m: -mli[m])[:2]])
+                    if mli
+                    else ""
+                )
                 + "."
             )
         for key, label in (("auilc_noise", "Gaussian noise (AUILC)"), ("spectrum_uniform", "the per-sample spectrum")):
             vals = {m: r[key] for m, r in models.items() if r.get(key) is not None}
-            if ds != "mosi" or not vals:
+            if ds != mosi_name or not vals:
                 continue
             order = sorted(vals, key=lambda m: -vals[m])
             found.append(
@@ -150,9 +210,64 @@ def robustness_findings(datasets: dict[str, Any]) -> list[str]:
     return found
 
 
+def whole_modality_findings(label: str, models: dict[str, Any]) -> list[str]:
+    """modality_shared against step_shared, its ranking, the random-rate reference, modality_imbalanced."""
+    found = []
+    whole = {m: r["auilc_modality_shared"] for m, r in models.items() if r.get("auilc_modality_shared") is not None}
+    if not whole:
+        return found
+    gaps = {m: models[m]["auilc_step"] - v for m, v in whole.items() if models[m].get("auilc_step") is not None}
+    if gaps:
+        lower = [m for m, g in gaps.items() if g > 0]
+        found.append(
+            f"On {label} the AUILC under modality_shared (whole modalities lost per sample at rate r) is below "
+            f"the AUILC under step_shared (the same rate of lost steps) for {len(lower)} of {len(gaps)} models; "
+            f"step_shared − modality_shared is {span(list(gaps.values()))} points "
+            f"(median {statistics.median(gaps.values()):.1f})."
+        )
+    order = sorted(whole, key=lambda m: -whole[m])
+    sentence = (
+        f"Under modality_shared on {label} the best models are "
+        + names([f"{m} ({whole[m]:.1f})" for m in order[:2]])
+        + f", the lowest {order[-1]} ({whole[order[-1]]:.1f})"
+    )
+    if "late_fusion+rmr" in whole and "late_fusion" in whole:
+        rmr, plain = whole["late_fusion+rmr"], whole["late_fusion"]
+        sentence += (
+            f"; training with random missing rates (late_fusion+rmr, {rmr:.1f}, rank "
+            f"{order.index('late_fusion+rmr') + 1} of {len(order)}) "
+            + ("raises" if rmr > plain else "does not raise")
+            + f" late_fusion's {plain:.1f}"
+        )
+    found.append(sentence + ".")
+    lost = {
+        m: r["auilc_modality_imbalanced"]
+        for m, r in models.items()
+        if len(r.get("auilc_modality_imbalanced") or {}) > 1
+    }
+    if lost:
+        worst: dict[str, list[str]] = {}
+        for m, per in lost.items():
+            worst.setdefault(min(per, key=lambda k: per[k]), []).append(m)
+        found.append(
+            f"Under modality_imbalanced on {label} (one modality lost per sample at rate r) the costliest modality "
+            "to lose is "
+            + names(
+                [
+                    f"the {k} for {len(v)} of {len(lost)} models"
+                    for k, v in sorted(worst.items(), key=lambda kv: -len(kv[1]))
+                ]
+            )
+            + "."
+        )
+    return found
+
+
 def collect_robustness(run: Path) -> dict[str, Any]:
     """OUT/<dataset>/<model>/robustness.json of benchmarks/robustness_all.py -> the result file."""
     datasets: dict[str, Any] = {}
+    started: dict[str, str] = {}  # commit -> first pair's start
+    commits: dict[str, int] = {}
     for path in sorted(run.glob("*/*/robustness.json")):
         r = json.loads(path.read_text())
         key, s = r["primary_metric"], r["summaries"]
@@ -163,18 +278,46 @@ def collect_robustness(run: Path) -> dict[str, Any]:
             return 100 * c["metrics"][key]["auilc"] if c else None
 
         mixed = next((c for c in r["conditions"] if c["curve"] == "per_sample_uniform"), None)
+        meta_path = path.parent / "run.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        if meta.get("git_commit"):
+            commits[meta["git_commit"]] = commits.get(meta["git_commit"], 0) + 1
+            started[meta["git_commit"]] = min(started.get(meta["git_commit"], "~"), meta.get("started", ""))
         entry = datasets.setdefault(path.parent.parent.name, {"metric": key, "models": {}})
         entry["models"][path.parent.name] = {
             "clean": 100 * r["clean"][key],
             "drop": {m: 100 * d[key] for m, d in s.get("drop_per_removed_modality", {}).items()},
+            "auilc_modality_shared": auc("modality_shared/shared"),
+            "auilc_modality_imbalanced": {
+                m: v for m in r.get("modalities", []) if (v := auc(f"modality_imbalanced/{m}_missing")) is not None
+            },
             "auilc_step": auc("step_shared/shared") or auc("rate/shared"),
             "auilc_noise": auc("noise/gaussian_all"),
             "auilc_spectrum": auc("spectrum/fixed"),
             "spectrum_uniform": 100 * mixed["metrics"][key] if mixed else None,
             "mei": (s.get("mei") or {}).get("value"),
             "mli": (s.get("mli") or {}).get("mli"),
+            "run": {
+                k: meta.get(k)
+                for k in ("started", "git_commit", "modified_sources", "epochs", "patience", "model_overrides")
+            },
         }
-    return {"provenance": f"collected from {run} by benchmarks/docgen.py", "datasets": datasets}
+    failed = {}
+    for path in sorted(run.glob("*/*/error.txt")):
+        if not (path.parent / "robustness.json").is_file():
+            lines = [line for line in path.read_text().splitlines() if line.strip()]
+            failed[f"{path.parent.parent.name}/{path.parent.name}"] = lines[-1] if lines else "failed"
+    log = run / "invocations.jsonl"
+    invocations = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    return {
+        "provenance": f"collected from {run} by benchmarks/docgen.py",
+        "run": {
+            "invocations": invocations,
+            "commits": {c: commits[c] for c in sorted(commits, key=started.get)},
+            "failed": failed,
+        },
+        "datasets": datasets,
+    }
 
 
 # ---- ablation tables (msakit ablate output folders) -------------------------------------------------

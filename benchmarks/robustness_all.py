@@ -11,9 +11,10 @@ request. Each (dataset, model) is trained with
 at most --epochs epochs with patience --patience, then evaluated with
 `run_protocols(..., "all")`. Finished pairs are skipped on a rerun, so the script can be
 re-run as models land. `--augment M ...` also trains M with a per-sample random missing
-rate r ~ U(0, 0.9) ("<model>+rmr"), right after the dataset's plain models. Writes
+rate r ~ U(0, 0.9) ("<model>+rmr"), right after the plain model. Writes
 OUT/<dataset>/<model>/robustness.{json,csv}, PNGs, run.json (git commit and locally modified
-source files when the pair started, budget, timings) and OUT/summary.md.
+source files when the pair started, budget, timings), OUT/summary.md and one line per run of
+the script in OUT/invocations.jsonl (command, start time, commit).
 `python benchmarks/docgen.py collect-robustness OUT` turns the run into docs/results/robustness.json,
 from which `python benchmarks/docgen.py` regenerates the tables and findings of docs/robustness.md.
 """
@@ -23,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import subprocess
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -184,8 +187,19 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=5)
     args = parser.parse_args()
     sets = model_sets(args.set)
+    args.out.mkdir(parents=True, exist_ok=True)
+    invocation = {
+        "command": shlex.join(["python", "benchmarks/robustness_all.py", *sys.argv[1:]]),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **git_state(),
+    }
+    with (args.out / "invocations.jsonl").open("a") as f:  # every run of the script that wrote into OUT
+        f.write(json.dumps(invocation) + "\n")
     models = args.models or sorted(list_models(), key=lambda m: (FIRST.index(m) if m in FIRST else len(FIRST), m))
-    per_dataset = [*((m, False) for m in models), *((m, True) for m in args.augment)]
+    # each augmented model right after its plain one (or first, when it is not among --models)
+    per_dataset = [(m, True) for m in args.augment if m not in models]
+    for m in models:
+        per_dataset += [(m, False)] + ([(m, True)] if m in args.augment else [])
     jobs = [(d, m, a) for d in args.datasets for m, a in per_dataset]
     for dataset, model, augment in jobs:
         label = f"{model}+rmr" if augment else model

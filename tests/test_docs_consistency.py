@@ -45,19 +45,43 @@ def test_every_block_has_a_renderer_and_a_result_file(docgen: ModuleType) -> Non
 def test_findings_follow_the_numbers(docgen: ModuleType) -> None:
     data = docgen.load_result("robustness")
     text = docgen.render_robustness(data)
-    mosi = data["datasets"]["mosi"]["models"]
+    mosi_name = docgen.mosi_key(data["datasets"])
+    mosi = data["datasets"][mosi_name]["models"]
     costly = [m for m, r in mosi.items() if r["drop"].get("audio", 0) >= 2.0]
     for m in costly:
         assert f"{m} ({mosi[m]['drop']['audio']:.1f})" in text
     changed = copy.deepcopy(data)
-    for r in changed["datasets"]["mosi"]["models"].values():
+    for r in changed["datasets"][mosi_name]["models"].values():
         r["drop"]["audio"] = 0.0
     assert "at least 2 points only for" not in docgen.render_robustness(changed)
     # a ranking sentence moves with the table
     best_noise = max(mosi, key=lambda m: mosi[m]["auilc_noise"] or -1)
     assert f"the best models are {best_noise}" in text
-    changed["datasets"]["mosi"]["models"]["text_only"]["auilc_noise"] = 99.0
+    changed["datasets"][mosi_name]["models"]["text_only"]["auilc_noise"] = 99.0
     assert "the best models are text_only (99.0)" in docgen.render_robustness(changed)
+
+
+def test_whole_modality_findings_follow_the_numbers(docgen: ModuleType) -> None:
+    def row(whole: float, step: float, audio: float, visual: float) -> dict[str, object]:
+        lost = {"audio": audio, "visual": visual}
+        return {"auilc_modality_shared": whole, "auilc_step": step, "auilc_modality_imbalanced": lost}
+
+    models = {"a": row(70.0, 75.0, 60.0, 80.0), "late_fusion": row(72.0, 71.0, 79.0, 78.0)}
+    models["late_fusion+rmr"] = row(76.0, 77.0, 65.0, 81.0)
+    text = " ".join(docgen.whole_modality_findings("X", models))
+    assert "is below the AUILC under step_shared (the same rate of lost steps) for 2 of 3 models" in text
+    assert "step_shared − modality_shared is from -1.0 to 5.0 points (median 1.0)" in text
+    assert "the best models are late_fusion+rmr (76.0) and late_fusion (72.0), the lowest a (70.0)" in text
+    assert "(late_fusion+rmr, 76.0, rank 1 of 3) raises late_fusion's 72.0" in text
+    assert "the audio for 2 of 3 models and the visual for 1 of 3 models" in text
+    models["late_fusion+rmr"]["auilc_modality_shared"] = 60.0
+    text = " ".join(docgen.whole_modality_findings("X", models))
+    assert "rank 3 of 3) does not raise" in text and "the lowest late_fusion+rmr (60.0)" in text
+    # every robustness result in the file renders its whole-modality sentences when it has the columns
+    data = docgen.load_result("robustness")
+    for info in data["datasets"].values():
+        if any(r.get("auilc_modality_shared") is not None for r in info["models"].values()):
+            assert docgen.whole_modality_findings("X", info["models"])
 
 
 def test_a_stale_block_is_detected(docgen: ModuleType) -> None:
