@@ -181,7 +181,8 @@ def make(source: Path, out: Path) -> list[dict[str, str]]:
     add("05_mosi.mp4", "Channel B", "2024-02-12", "MOSI Oz06ZWiO20M_6 re-encoded, h264/aac mp4",
         write_media(clips / "05_mosi.mp4", mosi_frames, a))  # fmt: skip
     add("06_mosi.webm", "Channel C", "2024-02-19", "MOSI Oz06ZWiO20M_6, vp8/opus webm",
-        write_media(clips / "06_mosi.webm", mosi_frames, a, vcodec="libvpx", acodec="libopus", arate=48000))  # fmt: skip
+        write_media(clips / "06_mosi.webm", mosi_frames, a, vcodec="libvpx", acodec="libopus",
+                    arate=48000))  # fmt: skip
     wav = audio_cut(mosi_a, 0, 4)
     add("07_mosi_audio.mp3", "Channel A", "2024-03-04", "MOSI 03bSnISJMiM_1 wav as mp3 (audio only)",
         write_media(clips / "07_mosi_audio.mp3", None, wav, acodec="libmp3lame"))  # fmt: skip
