@@ -61,10 +61,10 @@ class SequenceEncoder(nn.Module):
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         h = self.dropout(self.proj(self.norm(x)))  # (B, L, H)
         if self.kind == "lstm":
-            # CPU: two full-length passes beat packing (MOSI text, batch 32: 20-23 vs 31-36 ms forward +
-            # backward; docs/benchmarks.md); CUDA keeps cuDNN's packed kernel; a trace needs the masked one
-            masked = torch.jit.is_tracing() or h.device.type == "cpu"
-            h = self._masked_lstm(h, mask) if masked else self._packed_lstm(h, mask)
+            # packing skips padding; a trace (ONNX export) needs the masked path, which does twice the
+            # arithmetic over the padded length: 1.15x faster on MOSI text at batch 32, hidden 64, but 2.6x
+            # slower per epoch for size-matched LF-DNN (batch 128, hidden 160; docs/benchmarks.md)
+            h = self._masked_lstm(h, mask) if torch.jit.is_tracing() else self._packed_lstm(h, mask)
         elif self.kind == "transformer":
             h = self.transformer(self.pos(h), src_key_padding_mask=safe_key_padding_mask(mask))
         h = h * mask.unsqueeze(-1).to(h.dtype)
@@ -81,8 +81,8 @@ class SequenceEncoder(nn.Module):
         """The packed path's result without packing. Valid steps come first, so the forward
         direction over the padded sequence is exact on them; the backward direction is exact on
         the same sequence shifted to end at the last step (padding first), then shifted back.
-        Twice the LSTM arithmetic, but on CPU cheaper than packing's per-step bookkeeping, and
-        traceable (packing bakes the traced lengths into an ONNX graph)."""
+        Twice the LSTM arithmetic over the padded length; used when tracing, since packing bakes
+        the traced lengths into an ONNX graph."""
         steps = h.shape[1]
         lengths = mask.sum(1, keepdim=True).clamp_min(1)  # (B, 1)
         t = torch.arange(steps, device=h.device)[None, :]  # (1, L)
