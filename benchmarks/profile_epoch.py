@@ -402,15 +402,20 @@ def write_doc(doc: Path, bench: Path) -> None:
             f"{r['mean_valid_steps']:.1f} valid steps, batches trimmed to their longest): packed "
             f"{ms['packed']:.1f} ms, masked {ms['masked']:.1f} ms (median of 3 × 20 batches). The masked path "
             "runs each direction over the full padded length (twice the arithmetic of packing) and is exact on "
-            "valid steps; on CPU it is now the default, CUDA keeps the packed path (cuDNN).",
+            "valid steps (tests/test_speed.py). It was made the CPU default for a while and then reverted: in "
+            "the size-matched MMSA comparison (LF-DNN, batch 128, hidden 160, MOSI text padded to 50 steps with "
+            "about 15 valid) one run took 5.31 CPU s per epoch against 2.01 with packing in an earlier pair "
+            "(docs/compare_mmsa.md). Packing stays the eager path; the masked one is what ONNX export traces, "
+            "since packing bakes the traced lengths into the graph.",
             "",
         ]
     if (bench / "ab_lstm.json").exists():
         parts += [
-            "Per-epoch effect, A = packed (commit e0b3c7a), B = masked:",
+            "Per-epoch effect at msakit's defaults (batch 32), A = packed (commit e0b3c7a), B = masked (the "
+            "reverted default, commit 9afd71d):",
             "",
-            "    OMP_NUM_THREADS=1 python benchmarks/profile_epoch.py --models tfn lmf --data data/mosi --epochs 3 \\",
-            "        --ab /tmp/e0b3c7a/src src --pairs 3 --json docs/bench/ab_lstm.json",
+            "    OMP_NUM_THREADS=1 python benchmarks/profile_epoch.py --models tfn --data data/mosi --epochs 3 \\",
+            "        --ab /tmp/e0b3c7a/src /tmp/9afd71d/src --pairs 3 --json docs/bench/ab_lstm.json",
             "",
             *_ab_table(bench / "ab_lstm.json", "packed", "masked"),
             "",
