@@ -98,10 +98,31 @@ def render_robustness(data: dict[str, Any]) -> str:
             "each pair's commit, budget and locally modified sources are in `docs/results/robustness.json`.",
             "",
         ]
+        seconds = {
+            f"{ds}/{m}": r["run"]["robustness_seconds"]
+            for ds, info in datasets.items()
+            for m, r in info["models"].items()
+            if (r.get("run") or {}).get("robustness_seconds") is not None
+        }
+        if seconds:
+            slowest = max(seconds, key=lambda k: seconds[k])
+            out += [
+                f'One `run_protocols(..., "all")` evaluation took {span(list(seconds.values()), 0)} s of wall time '
+                f"per pair (median {statistics.median(seconds.values()):.0f} s; slowest {slowest}) on the loaded "
+                "machine, every protocol included.",
+                "",
+            ]
         if run.get("failed"):
             out += ["Pairs that did not run:", ""]
             out += [f"- {pair}: {why}" for pair, why in run["failed"].items()]
             out.append("")
+        if run.get("unfinished"):
+            out += [
+                f"Pairs not finished when the run was stopped ({len(run['unfinished'])}): "
+                + ", ".join(run["unfinished"])
+                + ".",
+                "",
+            ]
     for ds, info in datasets.items():
         out += [
             f"#### {ds} ({info['metric']} ×100, test split, seed 1, perturbation seed 0)",
@@ -299,7 +320,16 @@ def collect_robustness(run: Path) -> dict[str, Any]:
             "mli": (s.get("mli") or {}).get("mli"),
             "run": {
                 k: meta.get(k)
-                for k in ("started", "git_commit", "modified_sources", "epochs", "patience", "model_overrides")
+                for k in (
+                    "started",
+                    "git_commit",
+                    "modified_sources",
+                    "epochs",
+                    "patience",
+                    "model_overrides",
+                    "train_seconds",
+                    "robustness_seconds",
+                )
             },
         }
     failed = {}
@@ -307,12 +337,17 @@ def collect_robustness(run: Path) -> dict[str, Any]:
         if not (path.parent / "robustness.json").is_file():
             lines = [line for line in path.read_text().splitlines() if line.strip()]
             failed[f"{path.parent.parent.name}/{path.parent.name}"] = lines[-1] if lines else "failed"
+    plan_path = run / "plan.json"  # the pairs the latest invocation meant to run (robustness_all.py)
+    plan = json.loads(plan_path.read_text()) if plan_path.is_file() else []
+    done = {f"{ds}/{m}" for ds, info in datasets.items() for m in info["models"]}
+    unfinished = [pair for pair in plan if pair not in done and pair not in failed]
     log = run / "invocations.jsonl"
     invocations = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
     return {
         "provenance": f"collected from {run} by benchmarks/docgen.py",
         "run": {
             "invocations": invocations,
+            "unfinished": unfinished,
             "commits": {c: commits[c] for c in sorted(commits, key=started.get)},
             "failed": failed,
         },

@@ -14,7 +14,8 @@ re-run as models land. `--augment M ...` also trains M with a per-sample random 
 rate r ~ U(0, 0.9) ("<model>+rmr"), right after the plain model. Writes
 OUT/<dataset>/<model>/robustness.{json,csv}, PNGs, run.json (git commit and locally modified
 source files when the pair started, budget, timings), OUT/summary.md and one line per run of
-the script in OUT/invocations.jsonl (command, start time, commit).
+the script in OUT/invocations.jsonl (command, start time, commit); OUT/plan.json lists the pairs of
+the latest invocation (`--dry-run` writes it and stops).
 `python benchmarks/docgen.py collect-robustness OUT` turns the run into docs/results/robustness.json,
 from which `python benchmarks/docgen.py` regenerates the tables and findings of docs/robustness.md.
 """
@@ -183,11 +184,24 @@ def main() -> None:
         metavar="DATASET/MODEL:KEY=VALUE",
         help="a model config override for one pair, e.g. mmmo/tecafn:centre=audio (repeatable; in run.json)",
     )
+    parser.add_argument("--dry-run", action="store_true", help="write OUT/plan.json, print the pairs and stop")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--patience", type=int, default=5)
     args = parser.parse_args()
     sets = model_sets(args.set)
+    models = args.models or sorted(list_models(), key=lambda m: (FIRST.index(m) if m in FIRST else len(FIRST), m))
+    # each augmented model right after its plain one (or first, when it is not among --models)
+    per_dataset = [(m, True) for m in args.augment if m not in models]
+    for m in models:
+        per_dataset += [(m, False)] + ([(m, True)] if m in args.augment else [])
+    jobs = [(d, m, a) for d in args.datasets for m, a in per_dataset]
     args.out.mkdir(parents=True, exist_ok=True)
+    # the pairs this invocation means to run, in order: what `docgen.py collect-robustness` reports as unfinished
+    plan = [f"{d}/{m}+rmr" if a else f"{d}/{m}" for d, m, a in jobs]
+    (args.out / "plan.json").write_text(json.dumps(plan, indent=1))
+    if args.dry_run:
+        print("\n".join(plan))
+        return
     invocation = {
         "command": shlex.join(["python", "benchmarks/robustness_all.py", *sys.argv[1:]]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -195,12 +209,6 @@ def main() -> None:
     }
     with (args.out / "invocations.jsonl").open("a") as f:  # every run of the script that wrote into OUT
         f.write(json.dumps(invocation) + "\n")
-    models = args.models or sorted(list_models(), key=lambda m: (FIRST.index(m) if m in FIRST else len(FIRST), m))
-    # each augmented model right after its plain one (or first, when it is not among --models)
-    per_dataset = [(m, True) for m in args.augment if m not in models]
-    for m in models:
-        per_dataset += [(m, False)] + ([(m, True)] if m in args.augment else [])
-    jobs = [(d, m, a) for d in args.datasets for m, a in per_dataset]
     for dataset, model, augment in jobs:
         label = f"{model}+rmr" if augment else model
         out = args.out / dataset / label
