@@ -71,6 +71,21 @@ def test_no_transcript_and_nothing_to_transcribe(tmp_path: Path) -> None:
         analyzer.analyze(write_wav(tmp_path / "a.wav"), transcript)
 
 
+def test_progress_reports_every_stage_in_order(tmp_path: Path) -> None:
+    from msakit.analyze import STAGES
+
+    analyzer = Analyzer(_text_checkpoint(tmp_path / "c"), aspects=False, scenes=False)
+    transcript = tmp_path / "t.csv"
+    transcript.write_text("start,end,text\n0.0,0.9,a fine day\n1.0,1.9,a dull one\n")
+    seen: list[tuple[str, float]] = []
+    analyzer.analyze(write_wav(tmp_path / "a.wav", seconds=2.0), transcript, progress=lambda s, f: seen.append((s, f)))
+    stages = [s for s, _ in seen]
+    assert [s for k, s in enumerate(stages) if k == 0 or stages[k - 1] != s] == list(STAGES)
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and seen[-1] == ("aspects", STAGES["aspects"])
+    assert [f for s, f in seen if s == "features"][1:] == pytest.approx([0.6, 0.8])  # one step per utterance, up to the scenes
+
+
 def test_missing_modality_is_absent_in_the_batch() -> None:
     blocks = {
         "text": Features(values=np.ones((4, 384), np.float32)),

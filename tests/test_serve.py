@@ -239,8 +239,9 @@ def fake_analyze(calls: list, gate: threading.Event | None = None) -> Any:
     """Stands in for `msakit.analyze` (exercised for real by the slow test below): writes the artefacts."""
     from msakit.errors import DataError
 
-    def run(media: Path, transcript: Path | None, out: Path) -> None:
+    def run(media: Path, transcript: Path | None, out: Path, progress: Any) -> None:
         calls.append((media.name, transcript.read_text() if transcript else None))
+        progress("features", 0.5)
         if gate is not None:
             gate.wait(10)
         if media.read_bytes().endswith(b"TRUNCATED"):
@@ -358,6 +359,22 @@ def test_full_job_queue_answers_429(loaded: service.LoadedModel, mp4: bytes, tmp
     assert busy.headers["retry-after"] == "2"
     gate.set()
     assert wait_job(c, second.json()["id"])["status"] == "done"
+
+
+def test_a_running_job_reports_its_stage_and_progress(loaded: service.LoadedModel, mp4: bytes, tmp_path: Path) -> None:
+    gate = threading.Event()
+    c, store = jobs_client(loaded, tmp_path / "jobs", fake_analyze([], gate))
+    job_id = c.post("/v1/analyze", files={"media": ("a.mp4", mp4)}).json()["id"]
+    for _ in range(200):  # the fake reports ("features", 0.5), then waits for the gate
+        job = c.get(f"/v1/jobs/{job_id}").json()
+        if job.get("stage") == "features":
+            break
+        threading.Event().wait(0.05)
+    assert job["status"] == "running" and job["progress"] == 0.5
+    gate.set()
+    done = wait_job(c, job_id)
+    assert done["status"] == "done" and done["stage"] == "done" and done["progress"] == 1.0
+    store.close()
 
 
 def test_a_restart_mid_job_reports_it_failed(loaded: service.LoadedModel, mp4: bytes, tmp_path: Path) -> None:

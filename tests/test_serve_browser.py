@@ -107,7 +107,7 @@ def download(page: Any, selector: str) -> tuple[str, str]:
     return dl.value.suggested_filename, Path(dl.value.path()).read_text()
 
 
-def scripted_analysis(media: Path, transcript: Path | None, out: Path) -> None:
+def scripted_analysis(media: Path, transcript: Path | None, out: Path, progress: Any = None) -> None:
     """Stands in for the analyser (fast): three utterances through msakit's own timeline writers."""
     from msakit.analyze import Analysis, UtteranceResult, write_outputs
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -123,6 +124,15 @@ class Analysis:
         return asdict(self)
 
 
+# (stage, fraction of the work begun) -> None; the stages, in order, with the fraction at which each starts
+Progress = Callable[[str, float], None]
+STAGES = {"decode": 0.0, "transcribe": 0.1, "features": 0.4, "scenes": 0.8, "aspects": 0.9}
+
+
+def _no_progress(stage: str, fraction: float) -> None:
+    return None
+
+
 class Analyzer:
     """Loads a checkpoint and its extractors once; `analyze(path)` per clip."""
 
@@ -179,14 +189,28 @@ class Analyzer:
 
     # ------------------------------------------------------------------ public
     def analyze(
-        self, path: str | Path, transcript: str | Path | None = None, *, language: str | None = None, asr: str = "auto"
+        self,
+        path: str | Path,
+        transcript: str | Path | None = None,
+        *,
+        language: str | None = None,
+        asr: str = "auto",
+        progress: Progress | None = None,
     ) -> Analysis:
-        """`language`: the declared ISO 639-1 code (else detected); `asr`: auto | whisper | pocketsphinx."""
+        """`language`: the declared ISO 639-1 code (else detected); `asr`: auto | whisper | pocketsphinx.
+
+        `progress(stage, fraction)` is called as each stage starts (`STAGES`), and after each
+        utterance's features; `fraction` is the share of the work's stages begun, not of time.
+        """
+        report = progress or _no_progress
         path = Path(path)
+        report("decode", STAGES["decode"])
         clip = self.pipeline.load(path)
         notes: list[str] = []
         self._missing_parts: set[str] = set()
+        report("transcribe", STAGES["transcribe"])
         utterances, asr_info = self._utterances(clip, transcript, notes, language, asr)
+        report("features", STAGES["features"])
         language, language_source = self._language(clip, language, asr_info)
         warnings = self._language_warnings(language)
         if clip.faces is not None and not clip.visual_missing and not fer_available():
@@ -203,7 +227,10 @@ class Analyzer:
             if "visual" in self.fused:
                 blocks["visual"] = self.pipeline.visual(faces, clip.visual_missing)
             results.append(self._predict(u, blocks, clip, samples, faces))
+            report("features", STAGES["features"] + (STAGES["scenes"] - STAGES["features"]) * (k + 1) / len(utterances))
+        report("scenes", STAGES["scenes"])
         scenes = self._scenes(clip, notes)
+        report("aspects", STAGES["aspects"])
         for r, aspects in zip(results, self._aspects([u.text for u in utterances], language, notes), strict=True):
             r.aspects = aspects
             r.scene = majority_scene(scenes, r.start, r.end)

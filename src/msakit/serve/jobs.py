@@ -41,8 +41,9 @@ MAGIC: tuple[tuple[str, Callable[[bytes], bool]], ...] = (
 )
 TRANSCRIPT_SUFFIXES = (".srt", ".vtt", ".csv", ".txt")
 
-# (media, transcript or None, output folder) -> None; writes ARTIFACTS into the folder
-AnalyzeFn = Callable[[Path, Path | None, Path], None]
+# (media, transcript or None, output folder, progress(stage, fraction)) -> None; writes ARTIFACTS into the folder
+AnalyzeFn = Callable[[Path, Path | None, Path, Callable[[str, float], None]], None]
+PROGRESS_EVERY_S = 0.5  # a running job's job.json is rewritten at most this often for progress alone
 
 
 def media_suffix(head: bytes) -> str | None:
@@ -55,17 +56,18 @@ def default_analyze(checkpoint: str | None) -> AnalyzeFn:
     loaded on its first job (the extractors are not known to be thread-safe, so workers share none)."""
     local, first = threading.local(), threading.Lock()
 
-    def run(media: Path, transcript: Path | None, out: Path) -> None:
+    def run(media: Path, transcript: Path | None, out: Path, progress: Callable[[str, float], None]) -> None:
         from msakit.analyze import Analyzer, write_outputs
 
         if not hasattr(local, "analyzer"):
             # a worker's first job runs alone: the extractors import their libraries lazily, and two
             # threads importing the same modules at once can see them half initialised (ImportError)
             with first:
+                progress("load model", 0.0)
                 local.analyzer = Analyzer(checkpoint)
-                write_outputs(local.analyzer.analyze(media, transcript), out)
+                write_outputs(local.analyzer.analyze(media, transcript, progress=progress), out)
             return
-        write_outputs(local.analyzer.analyze(media, transcript), out)
+        write_outputs(local.analyzer.analyze(media, transcript, progress=progress), out)
 
     return run
 
@@ -171,8 +173,16 @@ class JobStore:
             job.update(status="running", progress=0.0)
             self._write(job)
             transcript = media.parent / f"transcript{transcript_suffix}" if has_transcript else None
-            self.analyze(media, transcript, self.root / job["id"] / "out")
-            job.update(status="done", progress=1.0, artifacts=list(ARTIFACTS))
+            last = [0.0]
+
+            def progress(stage: str, fraction: float) -> None:
+                job.update(stage=stage, progress=round(min(max(fraction, 0.0), 0.99), 3))
+                if time.monotonic() - last[0] >= PROGRESS_EVERY_S:  # a poll sees it; not a write per utterance
+                    last[0] = time.monotonic()
+                    self._write(job)
+
+            self.analyze(media, transcript, self.root / job["id"] / "out", progress)
+            job.update(status="done", stage="done", progress=1.0, artifacts=list(ARTIFACTS))
         except MsakitError as exc:  # bad input: the message says what is wrong with the upload
             job.update(status="failed", error=" ".join(str(exc).replace(str(media.parent) + os.sep, "").split()))
         except Exception as exc:  # a bug or the machine: say so, keep the service running

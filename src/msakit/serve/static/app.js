@@ -62,7 +62,9 @@ async function waitForJob(id) {
   for (;;) {
     const job = await getJSON("v1/jobs/" + id);
     const seconds = Math.round((Date.now() - began) / 1000);
-    $("job-status").textContent = `${job.status} (${seconds} s)`;
+    const stage = job.status === "running" && job.stage ? `: ${job.stage}` : "";
+    $("job-status").textContent = `${job.status}${stage} (${seconds} s)`;
+    if (job.status === "running" && job.progress > 0) $("job-progress").value = job.progress;
     if (job.status === "done") {
       $("job-progress").value = 1;
       return job;
