@@ -58,7 +58,9 @@ def step_seconds(name: str, length: int, batch_size: int, steps: int) -> float:
     return (time.process_time() - start) / steps
 
 
-def measure(models: list[str], batch_size: int, steps: int, limit: float) -> dict[str, Any]:
+def measure(
+    models: list[str], batch_size: int, steps: int, limit: float, json_path: Path | None = None
+) -> dict[str, Any]:
     import torch
 
     from msakit import list_models
@@ -78,14 +80,18 @@ def measure(models: list[str], batch_size: int, steps: int, limit: float) -> dic
             if t > limit:
                 break
         out[name] = row
-    return {
-        "batch_size": batch_size,
-        "steps": steps,
-        "sizes": list(SIZES),
-        "lengths": list(LENGTHS),
-        "load_avg_1min": os.getloadavg()[0],
-        "seconds_cpu_per_step": out,
-    }
+        result = {
+            "batch_size": batch_size,
+            "steps": steps,
+            "sizes": list(SIZES),
+            "lengths": list(LENGTHS),
+            "load_avg_1min": os.getloadavg()[0],
+            "seconds_cpu_per_step": out,
+        }
+        if json_path is not None:  # after every model: a long run stopped early keeps what it measured
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(result, indent=2))
+    return result
 
 
 def table(result: dict[str, Any]) -> str:
@@ -115,10 +121,7 @@ def main() -> None:
     if args.table:
         print(table(json.loads(args.table.read_text())))
         return
-    result = measure(args.models, args.batch_size, args.steps, args.max_step_seconds)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    result = measure(args.models, args.batch_size, args.steps, args.max_step_seconds, args.json)
     print(table(result))
 
 
