@@ -154,7 +154,8 @@ def robustness_findings(datasets: dict[str, Any]) -> list[str]:
         audio = {m: r["drop"]["audio"] for m, r in mosi.items() if "audio" in r["drop"]}
         costly = sorted((m for m, d in audio.items() if d >= 2.0), key=lambda m: -audio[m])
         sentence = (
-            f"On MOSI removing the text costs every model {span(list(text.values()))} points of the primary "
+            f"On {DATASET_LABELS.get(mosi_name or '', mosi_name)} removing the text costs every model "
+            f"{span(list(text.values()))} points of the primary "
             f"metric; removing the audio costs {span(list(audio.values()))} points"
         )
         if costly:
@@ -199,10 +200,11 @@ def robustness_findings(datasets: dict[str, Any]) -> list[str]:
         models = info["models"]
         mei = {m: r["mei"] for m, r in models.items() if r.get("mei") is not None}
         mli = {m: r["mli"] for m, r in models.items() if r.get("mli") is not None}
-        if ds == mosi_name and mei:
+        label = DATASET_LABELS.get(ds, ds)
+        if ds != "synthetic" and mei:
             positive = sorted((m for m, v in mei.items() if v > 0.0), key=lambda m: -mei[m])
             found.append(
-                f"MEI on MOSI is above 0 for {len(positive)} of {len(mei)} models"
+                f"MEI on {label} is above 0 for {len(positive)} of {len(mei)} models"
                 + (" (" + names([f"{m} {mei[m]:.2f}" for m in positive]) + ")" if positive else "")
                 + (
                     f"; MLI ranges {span(list(mli.values()), 2)}, highest for "
@@ -212,13 +214,13 @@ def robustness_findings(datasets: dict[str, Any]) -> list[str]:
                 )
                 + "."
             )
-        for key, label in (("auilc_noise", "Gaussian noise (AUILC)"), ("spectrum_uniform", "the per-sample spectrum")):
+        for key, what in (("auilc_noise", "Gaussian noise (AUILC)"), ("spectrum_uniform", "the per-sample spectrum")):
             vals = {m: r[key] for m, r in models.items() if r.get(key) is not None}
-            if ds != mosi_name or not vals:
+            if not vals:
                 continue
             order = sorted(vals, key=lambda m: -vals[m])
             found.append(
-                f"Under {label} on MOSI the best models are "
+                f"Under {what} on {label} the best models are "
                 + names([f"{m} ({vals[m]:.1f})" for m in order[:2]])
                 + f", the lowest {order[-1]} ({vals[order[-1]]:.1f})"
                 + (
