@@ -525,6 +525,13 @@ def _labels_in(clause: str, mentions: list[tuple[int, int, str]]) -> list[str]:
     return [lab for _, _, lab in _mentions(clause, sorted({m[2] for m in mentions}, key=len, reverse=True))]
 
 
+def _claim_columns(t: Table, clause: str, verb_end: int) -> list[int]:
+    """Columns a comparison is about: those named after its verb up to the next 'and' / 'but'
+    ('beats the probe's MAE and matches its Acc-2' is about MAE), else those named anywhere."""
+    after = re.split(r"\b(?:and|but|while|whereas)\b", clause[verb_end:], maxsplit=1)[0]
+    return columns_named(t, after) or columns_named(t, clause)
+
+
 def _ranking_claims(s: Sentence, mentions: list[tuple[int, int, str]], index: DocIndex) -> list[str]:
     out = []
     for clause in _clauses(s):
@@ -542,7 +549,7 @@ def _ranking_claims(s: Sentence, mentions: list[tuple[int, int, str]], index: Do
         for t in index.scoped(s.section, a, clause):
             if not _rows(t, b):
                 continue
-            cols = columns_named(t, clause) or t.numeric_columns()
+            cols = _claim_columns(t, clause, m.end("verb")) or t.numeric_columns()
             order = _order(t, _rows(t, a)[0], _rows(t, b)[0], cols)
             if order:
                 verdicts.append(all(o == (-1 if better else 1) for o in order))
@@ -635,7 +642,7 @@ def _probe_claims(s: Sentence, mentions: list[tuple[int, int, str]], index: DocI
                 if ms
                 else ([i for i, k in enumerate(keys) if k != "probe"] if every else [])
             )
-            named = columns_named(t, clause)
+            named = _claim_columns(t, clause, m.end("rel"))
             for i in rows:
                 order = _order(t, i, p, named or t.numeric_columns())
                 if not order:
