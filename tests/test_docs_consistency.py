@@ -96,7 +96,7 @@ def test_a_stale_block_is_detected(docgen: ModuleType) -> None:
 # today (`python benchmarks/docgen.py --check-all FILE`). This list must only shrink: remove a doc
 # once its findings are fixed (the test below fails if an excluded doc has become clean).
 PENDING = {
-    "docs/models/tsd.md",  # unsourced numbers of last stop's synthetic row (line 135)
+    "docs/models/tsd.md",  # unsourced MAE / probe numbers of last stop's synthetic row
 }
 
 
