@@ -308,24 +308,30 @@ def label_pattern(label: str) -> re.Pattern[str]:
 
 
 def columns_named(table: Table, clause: str) -> list[int]:
-    """Columns of `table` whose header the clause names (the longest names win)."""
+    """Columns of `table` whose header the clause names. A shortened name ('Acc-2' for 'Has0 Acc-2')
+    counts only where it is not part of a longer name the clause uses ('Non0 Acc-2')."""
     text = " " + norm(clause) + " "
-    found: dict[int, int] = {}
+    spans: list[tuple[int, int, int, bool]] = []  # (start, end, column, full name)
     for c, h in enumerate(table.header[1:], start=1):
-        forms = {norm(re.sub(r"[*`]|\(.*?\)", "", h))}
-        forms |= {f.split(" ", 1)[1] for f in forms if f.split(" ")[0] in {"has0", "non0", "test", "mult"} and " " in f}
-        for f in forms:
-            if f and len(f) >= 2 and f" {f} " in text:
-                found[c] = max(found.get(c, 0), len(f))
+        full = norm(re.sub(r"[*`]|\(.*?\)", "", h))
+        forms = [(full, True)]
+        head, _, rest = full.partition(" ")
+        if head in {"has0", "non0", "test", "mult"} and rest:
+            forms.append((rest, False))
+        for f, is_full in forms:
+            if len(f) < 2:
+                continue
+            spans += [(m.start(), m.end(), c, is_full) for m in re.finditer(f" {re.escape(f)} ", text)]
+    fulls = [(a, b) for a, b, _, is_full in spans if is_full]
+    inside = {(a, b) for a, b, _, _ in spans for x, y in fulls if x <= a and b <= y and (x, y) != (a, b)}
+    found = sorted({c for a, b, c, is_full in spans if is_full or (a, b) not in inside})
     if not found:  # a word only one header has ('noise' for 'AUILC noise')
         words = [set(norm(re.sub(r"[*`]|\(.*?\)", "", h)).split()) for h in table.header[1:]]
         for c, ws in enumerate(words, start=1):
             others = set().union(*(w for k, w in enumerate(words, start=1) if k != c))
             if any(len(w) >= 4 and w not in others and f" {w} " in text for w in ws):
-                found[c] = 1
-        return list(found)
-    best = max(found.values())
-    return [c for c, n in found.items() if n == best or n >= 4]
+                found.append(c)
+    return found
 
 
 def lower_better(header: str) -> bool:
