@@ -6,7 +6,7 @@
 table and the sentences that read it, each row against the probe), so a doc quoting these
 numbers cannot drift from the runs that produced them.
 
-    python benchmarks/collect_runs.py --name mosi_e5_models --probe runs/probe-mosi-e5.json \\
+    python benchmarks/collect_runs.py --name mosi_e5_models --probe runs/probe-mosi-e5.json [--probe LABEL=F ...] \\
         --run "late_fusion=runs/lf" --run "late_fusion, preset=runs/lf-preset" \\
         --command "msakit probe --data data/mosi-e5; msakit train --model M --data data/mosi-e5 [--preset M/mosi]"
 """
@@ -52,7 +52,14 @@ def run_row(label: str, run: Path, columns: list[tuple[str, str, float, int]], s
     return [label, str(len(seeds)), *cells, _cell([s["valid"][select] for s in seeds], sel_scale, sel_digits)]
 
 
-def probe_rows(path: Path, columns: list[tuple[str, str, float, int]], select: str) -> list[list[str]]:
+def probe_rows(
+    path: Path,
+    columns: list[tuple[str, str, float, int]],
+    select: str,
+    *,
+    prefix: str = "probe",
+    chosen_only: bool = False,
+) -> list[list[str]]:
     """`msakit probe --json` rows; the one chosen on validation (best `select`) is marked."""
     data = json.loads(path.read_text())
     rows = data["rows"]
@@ -61,18 +68,34 @@ def probe_rows(path: Path, columns: list[tuple[str, str, float, int]], select: s
     sel_scale, sel_digits = (1, 3) if lower else (100, 1)
     out = []
     for r in rows:
-        label = f"probe: {r['name']}" + (" (chosen on valid)" if r is chosen else "")
+        if chosen_only and r is not chosen:
+            continue
+        if chosen_only:  # one row per probe: name the features, not the choice
+            label = f"{prefix}: probe, {r['name']}"
+        else:
+            label = f"{prefix}: {r['name']}" + (" (chosen on valid)" if r is chosen else "")
         cells = [_cell([r["test"][k]], scale, digits) for k, _, scale, digits in columns]
         out.append([label, "–", *cells, _cell([r["valid"][select]], sel_scale, sel_digits)])
     return out
 
 
-def collect(probe: Path, runs: list[tuple[str, Path]], command: str, metric_set: str = "mosi") -> dict[str, Any]:
+def collect(
+    probes: list[tuple[str, Path]],
+    runs: list[tuple[str, Path]],
+    command: str,
+    metric_set: str = "mosi",
+    *,
+    chosen_only: bool = False,
+) -> dict[str, Any]:
+    """Probe rows (every probe's, or only the row each chose on validation), then one row per run.
+    The reference the reading compares against is the first probe's chosen row."""
     columns = COLUMNS[metric_set]
     select = "MAE" if metric_set == "mosi" else "Acc"
-    rows = probe_rows(probe, columns, select)
+    rows = []
+    for prefix, probe in probes:
+        rows += probe_rows(probe, columns, select, prefix=prefix, chosen_only=chosen_only)
+    reference = rows[0][0] if chosen_only else next(r[0] for r in rows if r[0].endswith("(chosen on valid)"))
     rows += [run_row(label, run, columns, select) for label, run in runs]
-    reference = next(r[0] for r in rows if r[0].endswith("(chosen on valid)"))
     return {
         "provenance": "collected by benchmarks/collect_runs.py from the run folders named in `runs`",
         "command": command,
@@ -89,11 +112,21 @@ def collect(probe: Path, runs: list[tuple[str, Path]], command: str, metric_set:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--name", required=True, help="result file docs/results/NAME.json")
-    p.add_argument("--probe", type=Path, required=True, help="`msakit probe --json` output")
+    p.add_argument(
+        "--probe", action="append", required=True, metavar="[LABEL=]FILE", help="`msakit probe --json` output"
+    )
+    p.add_argument("--chosen-only", action="store_true", help="of each probe, only the row chosen on validation")
     p.add_argument("--run", action="append", default=[], metavar="LABEL=DIR", help="a `msakit train` run folder")
     p.add_argument("--command", required=True, help="the commands that reproduce the table")
     p.add_argument("--metric-set", default="mosi", choices=sorted(COLUMNS))
     args = p.parse_args(argv)
+    probes = []
+    for spec in args.probe:
+        label, _, file = spec.rpartition("=")
+        if not Path(file).is_file():
+            print(f"error: --probe {spec!r}: no such file", file=sys.stderr)
+            return 2
+        probes.append((label or "probe", Path(file)))
     runs = []
     for spec in args.run:
         label, sep, folder = spec.rpartition("=")
@@ -103,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         runs.append((label, Path(folder)))
     from msakit.io import atomic_write_json
 
-    atomic_write_json(RESULTS / f"{args.name}.json", collect(args.probe, runs, args.command, args.metric_set))
+    data = collect(probes, runs, args.command, args.metric_set, chosen_only=args.chosen_only)
+    atomic_write_json(RESULTS / f"{args.name}.json", data)
     return 0
 
 

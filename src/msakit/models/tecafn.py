@@ -43,9 +43,11 @@ Interpretations (where the paper leaves a choice):
 - With one partner (MOSI: text + audio) L_bicon has no second fusion and is 0.
 - The paper gives no per-modality weights, so `modality_weights` is None.
 - Defaults are the paper's (p = 0.7, num = 3, γ1 = γ2 = 0.1, no text Transformer, since
-  its BERT is the text encoder). For msakit's MOSI (frozen MiniLM states, utterance-level
-  audio) preset `tecafn/mosi` (src/msakit/presets/) holds the configuration chosen on the validation
-  split (text_layers = 1, dropout 0.3, p = 0.3, lr 5e-4); docs/models/tecafn.md has the search.
+  its BERT is the text encoder). For msakit's MOSI, presets in src/msakit/presets/ hold the
+  configurations chosen on the validation split: `tecafn/mosi` for the default e5 sentence
+  vectors (`msakit tune`: hidden 32, dropout 0.08, lr 1.7e-4, weight decay 1e-3) and
+  `tecafn/mosi-minilm` for frozen MiniLM states (text_layers = 1, dropout 0.3, p = 0.3,
+  lr 5e-4); docs/models/tecafn.md has both searches.
 """
 
 from __future__ import annotations
