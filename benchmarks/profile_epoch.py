@@ -405,8 +405,8 @@ def write_doc(doc: Path, bench: Path) -> None:
             "valid steps (tests/test_speed.py). It was made the CPU default for a while and then reverted: in "
             "the size-matched MMSA comparison (LF-DNN, batch 128, hidden 160, MOSI text padded to 50 steps with "
             "about 15 valid) one run took 5.31 CPU s per epoch against 2.01 with packing in an earlier pair "
-            "(docs/compare_mmsa.md). Packing stays the eager path; the masked one is what ONNX export traces, "
-            "since packing bakes the traced lengths into the graph.",
+            "(docs/compare_mmsa.md). Packing stays the eager path; the masked one is what ONNX export traces "
+            "(plain LSTM ops on fixed-length inputs; a traced packed LSTM also passed the parity check when tried).",
             "",
         ]
     if (bench / "ab_lstm.json").exists():

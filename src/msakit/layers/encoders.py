@@ -61,9 +61,11 @@ class SequenceEncoder(nn.Module):
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         h = self.dropout(self.proj(self.norm(x)))  # (B, L, H)
         if self.kind == "lstm":
-            # packing skips padding; a trace (ONNX export) needs the masked path, which does twice the
-            # arithmetic over the padded length: 1.15x faster on MOSI text at batch 32, hidden 64, but 2.6x
-            # slower per epoch for size-matched LF-DNN (batch 128, hidden 160; docs/benchmarks.md)
+            # eager: packing skips padding. The masked path (twice the arithmetic over the padded length)
+            # was 0.78x per TFN epoch at batch 32 but far slower for size-matched LF-DNN (batch 128, hidden
+            # 160; docs/benchmarks.md), so it is not the eager default. A trace (ONNX export) takes it: the
+            # graph then holds plain LSTM ops on the fixed-length inputs (the packed trace also passed the
+            # export's parity check when tried; the choice is for the simpler graph)
             h = self._masked_lstm(h, mask) if torch.jit.is_tracing() else self._packed_lstm(h, mask)
         elif self.kind == "transformer":
             h = self.transformer(self.pos(h), src_key_padding_mask=safe_key_padding_mask(mask))
@@ -81,8 +83,7 @@ class SequenceEncoder(nn.Module):
         """The packed path's result without packing. Valid steps come first, so the forward
         direction over the padded sequence is exact on them; the backward direction is exact on
         the same sequence shifted to end at the last step (padding first), then shifted back.
-        Twice the LSTM arithmetic over the padded length; used when tracing, since packing bakes
-        the traced lengths into an ONNX graph."""
+        Twice the LSTM arithmetic over the padded length; the path a trace (ONNX export) records."""
         steps = h.shape[1]
         lengths = mask.sum(1, keepdim=True).clamp_min(1)  # (B, 1)
         t = torch.arange(steps, device=h.device)[None, :]  # (1, L)
