@@ -487,10 +487,18 @@ def render(runs: dict[str, Any]) -> str:
             f"Command: `{base}--models {' '.join(tm['models'])} --seeds {' '.join(map(str, tm['seeds']))} "
             f"--timing-epochs {tm['epochs']}`\n\n" + timing_table(runs["timing"]) + "\n"
         )
+        for note in runs.get("timing_notes", []):
+            text += f"- {note}\n"
+        text += "\n" if runs.get("timing_notes") else ""
+    if runs.get("timing_masked_lstm"):
+        text += (
+            "A pair run while msakit's CPU LSTM briefly used the masked (unpacked) path (commit 9afd71d, "
+            "reverted in ec1c2fb because of this row):\n\n" + timing_table(runs["timing_masked_lstm"]) + "\n"
+        )
     if runs.get("timing_old_packed_lstm"):
         text += (
-            "Earlier pairs of the same command, before the CPU LSTM change (msakit's LSTM then packed its "
-            "sequences, commit 9afd71d replaced that on CPU), same protocol. lf_dnn's msakit run had the packed "
+            "Earlier pairs of the same command, before the brief CPU LSTM change (commit 9afd71d, reverted in "
+            "ec1c2fb), same protocol. lf_dnn's msakit run had the packed "
             "LSTM; lmf's started within a minute of the change, so which path it ran is not certain:\n\n"
             + timing_table(runs["timing_old_packed_lstm"])
             + "\n"
