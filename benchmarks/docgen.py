@@ -202,9 +202,9 @@ def robustness_findings(datasets: dict[str, Any]) -> list[str]:
         mli = {m: r["mli"] for m, r in models.items() if r.get("mli") is not None}
         label = DATASET_LABELS.get(ds, ds)
         if ds != "synthetic" and mei:
-            positive = sorted((m for m, v in mei.items() if v > 0.0), key=lambda m: -mei[m])
+            positive = sorted((m for m, v in mei.items() if round(v, 2) > 0.0), key=lambda m: -mei[m])
             found.append(
-                f"MEI on {label} is above 0 for {len(positive)} of {len(mei)} models"
+                f"MEI on {label} is 0.01 or more for {len(positive)} of {len(mei)} models"
                 + (" (" + names([f"{m} {mei[m]:.2f}" for m in positive]) + ")" if positive else "")
                 + (
                     f"; MLI ranges {span(list(mli.values()), 2)}, highest for "
