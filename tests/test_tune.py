@@ -207,7 +207,9 @@ def _rung_decision(pruner: Any) -> bool:
     """Would `pruner` stop a trial whose first epoch is far worse than three finished trials'?"""
     import optuna
 
-    study = optuna.create_study(direction="minimize", pruner=pruner)
+    # a fixed name: Hyperband puts a trial in a bracket by a hash of the study name and trial
+    # number and compares it only within that bracket, so an anonymous study would be random
+    study = optuna.create_study(direction="minimize", pruner=pruner, study_name="msakit-rungs")
     for good in (0.50, 0.52, 0.55):
         trial = study.ask()
         for step in range(1, 10):
