@@ -471,12 +471,16 @@ def write_doc(doc: Path, bench: Path) -> None:
             "### Scaling: CPU seconds per epoch against training-set size and sequence length",
             "",
             f"`OMP_NUM_THREADS=1 python benchmarks/scaling.py --models {' '.join(res['seconds_cpu_per_step'])} "
-            f"--steps {res['steps']} --json docs/bench/scaling.json`. Measured: {res['steps']} training steps "
+            f"--steps {res['steps']} --max-step-seconds {res.get('max_step_seconds', 10):g} "
+            f"--json docs/bench/scaling.json`. Measured: {res['steps']} training steps "
             f"(batch {res['batch_size']}, every modality L steps, fully valid) per model and length, after a "
             "warm-up step; **extrapolated**: an epoch of N samples as ceil(N / batch) of those steps (no "
-            "validation or checkpoints). '—': not run at that length (the previous one exceeded 10 s per step).",
+            "validation or checkpoints). '—': not measured at that length (a step at the previous length "
+            f"exceeded {res.get('max_step_seconds', 10):g} s, or the run stopped first).",
             "",
             mod.table(res),
+            "",
+            *[f"- {note}" for note in res.get("notes", [])],
             "",
         ]
     parts += [
