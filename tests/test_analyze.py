@@ -83,7 +83,8 @@ def test_progress_reports_every_stage_in_order(tmp_path: Path) -> None:
     assert [s for k, s in enumerate(stages) if k == 0 or stages[k - 1] != s] == list(STAGES)
     fractions = [f for _, f in seen]
     assert fractions == sorted(fractions) and seen[-1] == ("aspects", STAGES["aspects"])
-    assert [f for s, f in seen if s == "features"][1:] == pytest.approx([0.6, 0.8])  # one step per utterance, up to the scenes
+    # one step per utterance, up to where the scenes start
+    assert [f for s, f in seen if s == "features"][1:] == pytest.approx([0.6, 0.8])
 
 
 def test_missing_modality_is_absent_in_the_batch() -> None:
