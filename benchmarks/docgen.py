@@ -71,7 +71,13 @@ ROBUSTNESS_COLUMNS = (
     "mei",
     "mli",
 )
-DATASET_LABELS = {"mosi": "MOSI", "mosi-e5": "MOSI (mosi-e5)", "mmmo": "MMMO", "youtube": "YouTube"}
+DATASET_LABELS = {
+    "mosi": "MOSI",
+    "mosi-e5": "MOSI (mosi-e5)",
+    "mmmo": "MMMO",
+    "youtube": "YouTube",
+    "synthetic": "the synthetic benchmark",
+}
 
 
 def mosi_key(datasets: dict[str, Any]) -> str | None:
