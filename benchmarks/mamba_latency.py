@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -27,17 +27,8 @@ from msakit import create_model
 from msakit.config import parse_override
 from msakit.data import load_dataset
 
-
-def cpu_ms(model: torch.nn.Module, batch: object, warmup: int, repeats: int) -> float:
-    with torch.no_grad():
-        for _ in range(warmup):
-            model(batch)
-        times = []
-        for _ in range(repeats):
-            start = time.process_time()
-            model(batch)
-            times.append(time.process_time() - start)
-    return 1000 * statistics.median(times)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from model_latency import median_ms
 
 
 def main() -> None:
@@ -58,7 +49,10 @@ def main() -> None:
         overrides = dict(parse_override(o) for o in opts.split(",") if o)
         torch.manual_seed(0)
         model = create_model(name, **{**dataset.info.model_overrides(), **overrides}).eval()
-        ms = {b: cpu_ms(model, test.batch(range(b)), args.warmup, args.repeats) for b in args.batch_sizes}
+        ms = {
+            b: median_ms(model, test.batch(range(b)), args.warmup, args.repeats, time.process_time)
+            for b in args.batch_sizes
+        }
         rows.append({"model": spec, "parameters": model.num_parameters(), "cpu_ms": ms})
     load = os.getloadavg()[0]
     print(f"{dataset.info.name}, 1 thread, CPU ms per call (median of {args.repeats}), load average {load:.1f}")
