@@ -97,8 +97,11 @@ def test_tampered_checkpoint_or_certificate_fails_verification(
     weights["head.bias"] = weights["head.bias"] + 0.5
     save_file(weights, str(out / "model.safetensors"))
     capsys.readouterr()
-    assert _verify(cert_path, out) == 1
-    assert "FAIL checkpoint after" in capsys.readouterr().out
+    assert _verify(cert_path, out) == 2  # a failed check is bad input: exit 2, one line naming the field
+    captured = capsys.readouterr()
+    assert "FAIL checkpoint after" in captured.out
+    (line,) = captured.err.strip().splitlines()
+    assert str(cert_path) in line and "'checkpoint_after.sha256'" in line
     # ... even when the editor also rewrites the hash and re-seals the digest, the data expose the head
     cert = read_certificate(cert_path)
     from msakit.unlearn import checkpoint_sha256
@@ -107,23 +110,29 @@ def test_tampered_checkpoint_or_certificate_fails_verification(
     cert_path.write_text(json.dumps(seal(cert)))
     assert _verify(cert_path, out) == 0  # hashes and digest now agree: only the data can tell
     capsys.readouterr()
-    assert _verify(cert_path, out, "--data", str(data)) == 1
-    assert "FAIL head is the certified minimiser" in capsys.readouterr().out
+    assert _verify(cert_path, out, "--data", str(data)) == 2
+    captured = capsys.readouterr()
+    assert "FAIL head is the certified minimiser" in captured.out
+    assert "'calibration.head.gradient_residual_bound'" in captured.err
     # 2. a certificate edited after sealing
     cert = read_certificate(cert_path)
     cert["evidence"]["attack_feature_probe_r2"]["unlearned"] = 0.0
     cert_path.write_text(json.dumps(cert))
-    assert _verify(cert_path, out) == 1
-    assert "FAIL digest" in capsys.readouterr().out
+    assert _verify(cert_path, out) == 2
+    captured = capsys.readouterr()
+    assert "FAIL digest" in captured.out and "'digest.value'" in captured.err
     # 3. a re-sealed certificate whose calibration does not add up
     cert["calibration"]["body"]["sigma"] *= 0.5
     cert_path.write_text(json.dumps(seal(cert)))
-    assert _verify(cert_path, out) == 1
-    assert "FAIL body noise scale" in capsys.readouterr().out
+    assert _verify(cert_path, out) == 2
+    captured = capsys.readouterr()
+    assert "FAIL body noise scale" in captured.out and "'calibration.body.sigma'" in captured.err
     # 4. the wrong original checkpoint
     other = tmp_path / "other"
     shutil.copytree(out, other)
-    assert _verify(cert_path, out, "--original", str(other)) == 1
+    capsys.readouterr()
+    assert _verify(cert_path, out, "--original", str(other)) == 2
+    assert "FAIL checkpoint before" in capsys.readouterr().out
 
 
 def test_sample_deletion_reports_membership_and_keeps_the_modality(trained: tuple[Path, Path], tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from msakit.cli.common import FORMATTER
+from msakit.errors import DataError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Re-check every verifiable field of CERTIFICATE: its digest, the edited checkpoint's hash, that the "
             "removed modality's parameters are gone, the calibration arithmetic; with --original the hash of the "
             "checkpoint before; with --data the hashes of the data concerned and the head's gradient residual. "
-            "Exits 1 when anything does not hold (each failing check is printed with its reason)."
+            "Exits 2 when anything does not hold: each check is printed with its reason, then one line naming "
+            "the certificate and the first failed field."
         ),
         formatter_class=FORMATTER,
     )
@@ -102,5 +104,11 @@ def run_verify(args: argparse.Namespace) -> int:
     result = verify_certificate(args.certificate, args.checkpoint, original=args.original, dataset=dataset)
     for line in result.lines():
         print(line)
-    print(json.dumps({"verified": result.ok, "failed": [c.name for c in result.checks if not c.ok]}))
-    return 0 if result.ok else 1
+    print(json.dumps({"verified": result.ok, "failed": [c.name for c in result.failed]}))
+    if result.failed:  # a failed check is a failed verification of the input: exit 2, one line naming the field
+        first = result.failed[0]
+        more = f" (and {len(result.failed) - 1} more)" if len(result.failed) > 1 else ""
+        raise DataError(
+            f"verification failed: {first.name}: {first.detail}{more}", path=args.certificate, field=first.field
+        )
+    return 0

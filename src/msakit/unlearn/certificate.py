@@ -86,6 +86,7 @@ class Check:
     name: str
     ok: bool
     detail: str
+    field: str = ""  # the certificate field the check concerns (dotted path), for the one-line failure
 
 
 @dataclass
@@ -96,8 +97,12 @@ class Verification:
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
 
-    def add(self, name: str, ok: bool, detail: str) -> None:
-        self.checks.append(Check(name, bool(ok), detail))
+    def add(self, name: str, ok: bool, detail: str, field: str = "") -> None:
+        self.checks.append(Check(name, bool(ok), detail, field or name))
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
 
     def lines(self) -> list[str]:
         return [f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in self.checks]
@@ -128,21 +133,24 @@ def check_calibration(cert: dict[str, Any], result: Verification) -> None:
             "head noise scale",
             math.isclose(sigma_b, head["objective_noise_sigma"], rel_tol=1e-9, abs_tol=1e-15),
             f"σ_β = sqrt(2 ln(1.5/δ))·ε'/ε = {sigma_b:.3g} (certificate: {head['objective_noise_sigma']:.3g})",
+            "calibration.head.objective_noise_sigma",
         )
         residual = cert["evidence"]["head_gradient_residual"]
         result.add(
             "head gradient residual within the bound",
             residual <= head["gradient_residual_bound"],
             f"measured {residual:.3g} ≤ ε' = {head['gradient_residual_bound']:.3g}",
+            "evidence.head_gradient_residual",
         )
         sigma = gaussian_sigma(body["sensitivity"], body["epsilon"], body["delta"])
         result.add(
             "body noise scale",
             math.isclose(sigma, body["sigma"], rel_tol=1e-9, abs_tol=1e-15),
             f"σ = C·sqrt(2 ln(1.25/δ))/ε = {sigma:.3g} (certificate: {body['sigma']:.3g})",
+            "calibration.body.sigma",
         )
     except (KeyError, TypeError, ValueError) as exc:
-        result.add("calibration fields", False, f"missing or malformed: {exc}")
+        result.add("calibration fields", False, f"missing or malformed: {exc}", "calibration")
 
 
 __all__ = [

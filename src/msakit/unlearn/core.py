@@ -422,30 +422,43 @@ def verify_certificate(
     cert = read_certificate(certificate_path)
     result = Verification()
     recorded = (cert.get("digest") or {}).get("value")
-    result.add("digest", recorded == digest_of(cert), "the certificate's fields hash to its recorded digest")
+    result.add(
+        "digest", recorded == digest_of(cert), "the certificate's fields hash to its recorded digest", "digest.value"
+    )
     checkpoint = Path(checkpoint)
     try:
         after = checkpoint_sha256(checkpoint)
     except DataError as exc:
-        result.add("checkpoint after", False, str(exc))
+        result.add("checkpoint after", False, str(exc), "checkpoint_after.sha256")
         return result
     expected = (cert.get("checkpoint_after") or {}).get("sha256")
     result.add(
-        "checkpoint after", after["sha256"] == expected, f"sha256 {after['sha256'][:16]}… vs {str(expected)[:16]}…"
+        "checkpoint after",
+        after["sha256"] == expected,
+        f"sha256 {after['sha256'][:16]}… vs {str(expected)[:16]}…",
+        "checkpoint_after.sha256",
     )
     if original is not None:
         before = checkpoint_sha256(original)["sha256"]
         recorded_before = (cert.get("checkpoint_before") or {}).get("sha256")
-        result.add("checkpoint before", before == recorded_before, f"sha256 of {original} matches the certificate")
+        result.add(
+            "checkpoint before",
+            before == recorded_before,
+            f"sha256 of {original} matches the certificate",
+            "checkpoint_before.sha256",
+        )
     request = cert.get("request") or {}
     modality = request.get("modality")
     try:
         model, meta = load_checkpoint(checkpoint)
     except DataError as exc:
-        result.add("checkpoint loads", False, str(exc))
+        result.add("checkpoint loads", False, str(exc), "checkpoint_after")
         return result
     result.add(
-        "model", meta.get("model") == cert.get("model"), f"{meta.get('model')!r} (certificate: {cert.get('model')!r})"
+        "model",
+        meta.get("model") == cert.get("model"),
+        f"{meta.get('model')!r} (certificate: {cert.get('model')!r})",
+        "model",
     )
     if request.get("scope") == "modality":
         with safe_open(str(checkpoint / "model.safetensors"), framework="pt") as fh:
@@ -454,6 +467,7 @@ def verify_certificate(
             "removed modality absent",
             modality not in model.modalities and not leftover,
             f"config modalities {list(model.modalities)}; weights naming {modality!r}: {leftover[:3] or 'none'}",
+            "request.modality",
         )
     check_calibration(cert, result)
     if dataset is not None:
@@ -472,14 +486,26 @@ def _verify_with_data(cert: dict[str, Any], model: MSAModel, dataset: MSADataset
         where = {sid: i for i, sid in enumerate(train.ids)}
         missing = [sid for sid in request["sample_ids"] if sid not in where]
         if missing:
-            result.add("data", False, f"{len(missing)} certified ids are not in this training split")
+            result.add(
+                "data", False, f"{len(missing)} certified ids are not in this training split", "request.sample_ids"
+            )
             return
         forget = sorted(where[sid] for sid in request["sample_ids"])
     forget_ids = {train.ids[i] for i in forget}
     removed = data_sha256(train, forget, [modality], labels=False)
-    result.add("removed data hash", removed == data["removed_sha256"], "the certified removal concerns this data")
+    result.add(
+        "removed data hash",
+        removed == data["removed_sha256"],
+        "the certified removal concerns this data",
+        "data.removed_sha256",
+    )
     retained = _retained_sha(train, modality, forget_ids, list(model.modalities))
-    result.add("retained data hash", retained == data["retained_sha256"], "the head was solved on this data")
+    result.add(
+        "retained data hash",
+        retained == data["retained_sha256"],
+        "the head was solved on this data",
+        "data.retained_sha256",
+    )
     head_name = _head_name(model)
     layer: torch.nn.Linear = getattr(model, head_name)
     cal = cert["calibration"]["head"]
@@ -491,6 +517,7 @@ def _verify_with_data(cert: dict[str, Any], model: MSAModel, dataset: MSADataset
         "head is the certified minimiser",
         math.isfinite(measured) and measured <= bound,
         f"gradient residual recomputed from the data: {measured:.3g} (bound ε' = {bound:g})",
+        "calibration.head.gradient_residual_bound",
     )
 
 
