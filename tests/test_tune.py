@@ -242,6 +242,60 @@ def test_tune_with_a_named_pruner_and_bad_jobs(tiny_dataset: MSADataset, tmp_pat
         _tune(tiny_dataset, tmp_path / "bad3", trials=2, jobs=2, data_spec="synthetic", pruner=_PruneOddTrials())
 
 
+def test_degenerate_warnings_print_once_per_study(
+    tiny_dataset: MSADataset, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each trial keeps its own warnings (study and trials/N/results.json); stderr gets one line per kind."""
+    import optuna
+
+    from msakit.cli import main
+
+    counter = iter(range(100))
+
+    def diagnose(result: Any, dataset: Any, device: Any = "cpu") -> list[str]:  # numbers differ per trial
+        k = next(counter)
+        return [
+            f"seed 1: near-constant prediction on valid: prediction std 0.0{k} is under 0.05 x the label std 1.{k}",
+            f"the best validation epoch is <= 2 in every seed (seed 1: {k % 2 + 1}/2)",
+        ]
+
+    monkeypatch.setattr("msakit.training.diagnostics.diagnose_run", diagnose)
+    monkeypatch.setattr("msakit.data.load_dataset", lambda spec: tiny_dataset)
+    drop = [f"--space={k}=none" for k in search_space("late_fusion") if k not in SPACE]
+    out = tmp_path / "run"
+    argv = ["tune", "--model", "late_fusion", "--data", "tiny", "--out", str(out), "--trials", "3", "--pruner", "none"]
+    argv += ["--epochs", "2", "-m", "hidden_dim=16", "-m", "encoder=mean", "--sampler-seed", "0", *drop]
+    assert main(argv) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(lines) == 2, lines  # two kinds over three trials, not six lines
+    assert all(line.startswith("msakit: warning: in 3 of 3 complete trials (0, 1, 2; the best trial") for line in lines)
+    study = optuna.load_study(study_name="late_fusion-synthetic", storage=f"sqlite:///{out / 'study.db'}")
+    assert [len(t.user_attrs["warnings"]) for t in study.trials] == [2, 2, 2]
+    for path in sorted((out / "trials").glob("*/results.json")):  # each trial's run still records its own
+        assert len(json.loads(path.read_text())["warnings"]) == 2
+
+
+def test_summarise_warnings_counts_trials_per_kind() -> None:
+    from types import SimpleNamespace
+
+    from msakit.tuning import summarise_warnings
+
+    def trial(number: int, state: str, warnings: list[str]) -> Any:
+        return SimpleNamespace(number=number, state=SimpleNamespace(name=state), user_attrs={"warnings": warnings})
+
+    flat = "seed {}: near-constant prediction on valid: prediction std 0.00{} is under 0.05 x the label std 1.1"
+    trials = [
+        trial(0, "COMPLETE", [flat.format(1, 1), flat.format(2, 4)]),  # two seeds, one kind: one trial counted
+        trial(1, "COMPLETE", []),
+        trial(2, "PRUNED", [flat.format(1, 9)]),  # pruned trials ran no diagnosis; not counted
+        trial(3, "COMPLETE", [flat.format(1, 3)]),
+    ]
+    lines = summarise_warnings(trials, best_number=1)
+    assert lines == [f"in 2 of 3 complete trials (0, 3; not the best trial), e.g. trial 0: {flat.format(1, 1)}"]
+    assert "the best trial among them), e.g. trial 3: " in summarise_warnings(trials, best_number=3)[0]
+    assert summarise_warnings(trials[1:2]) == []
+
+
 @pytest.mark.slow  # spawns a second interpreter that imports torch
 def test_jobs_start_workers_that_share_the_study(tmp_path: Path) -> None:
     import optuna

@@ -18,6 +18,11 @@ that share the study with this one (each loads the dataset once and trains on on
 thread). `--trials N` is the number of finished trials (complete or pruned) the study
 should hold in total, counted across every process and every resume. The best
 configuration is kept in `RUN/best.yaml`, a preset `train --preset` reads.
+
+Degenerate-training warnings (`msakit.training.diagnostics`) are not printed per trial:
+each complete trial keeps its own in the study (user attribute "warnings") and the
+search ends with one summary line per kind of warning (`summarise_warnings`), naming
+how many trials had it and whether the best trial is one of them.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import socket
 import sys
 import time
@@ -297,6 +303,7 @@ class TuneResult:
     n_pruned: int
     n_failed: int
     seconds: float
+    warnings: list[str] = dataclasses.field(default_factory=list)  # summarise_warnings over the study
 
 
 def tune(
@@ -383,6 +390,7 @@ def tune(
             train_config=apply_overrides(cfg, chosen["train"], owner="trainer"),
             out_dir=out / "trials" / f"{trial.number:04d}",
             callbacks=[PruningCallback(trial, select_key, cfg.seeds, cfg.epochs)],
+            report_warnings=False,  # summarised once per study, not printed per trial
         )
         with warnings.catch_warnings():  # the test split is left out on purpose
             warnings.filterwarnings("ignore", message=".*has no test split", category=UserWarning)
@@ -390,6 +398,7 @@ def tune(
         scores = [s.valid[select_key] for s in result.seeds]
         trial.set_user_attr("valid_per_seed", scores)
         trial.set_user_attr("best_epochs", [s.best_epoch for s in result.seeds])
+        trial.set_user_attr("warnings", list(result.warnings))
         return float(sum(scores) / len(scores))
 
     def report(study: Any, trial: Any) -> None:
@@ -401,6 +410,8 @@ def tune(
             best = "no complete trial yet"
         if trial.state == optuna.trial.TrialState.COMPLETE:
             what = f"{select_key} {trial.value:.4f}"
+            if trial.user_attrs.get("warnings"):
+                what += f" ({len(trial.user_attrs['warnings'])} degenerate-training warnings, summarised at the end)"
         elif trial.state == optuna.trial.TrialState.PRUNED:
             what = f"pruned at step {trial.last_step}"
         else:
@@ -469,7 +480,38 @@ def tune(
         n_pruned=counts[optuna.trial.TrialState.PRUNED],
         n_failed=counts[optuna.trial.TrialState.FAIL],
         seconds=time.perf_counter() - start,
+        warnings=summarise_warnings(all_trials, best_number=best_trial.number),
     )
+
+
+def _warning_kind(message: str) -> str:
+    """A warning with its seed and numbers blanked: messages of one kind share it."""
+    return re.sub(r"\d+(?:\.\d+)?(?:e-?\d+)?", "#", re.sub(r"^seed \d+: ", "", message))
+
+
+def summarise_warnings(trials: Sequence[Any], *, best_number: int | None = None) -> list[str]:
+    """One line per kind of degenerate-training warning over the study's complete trials.
+
+    Each line says in how many complete trials (and which) it fired, whether the best trial
+    is among them, and quotes one instance (the best trial's when it has one).
+    """
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    kinds: dict[str, dict[int, str]] = {}  # kind -> trial number -> first message of that kind
+    for t in complete:
+        for message in t.user_attrs.get("warnings", []):
+            kinds.setdefault(_warning_kind(message), {}).setdefault(t.number, message)
+    lines = []
+    for by_trial in kinds.values():
+        numbers = sorted(by_trial)
+        shown = ", ".join(map(str, numbers[:8])) + (", ..." if len(numbers) > 8 else "")
+        best = best_number is not None and best_number in by_trial
+        quoted = best_number if best_number is not None and best else numbers[0]
+        where = "the best trial among them" if best else "not the best trial"
+        lines.append(
+            f"in {len(numbers)} of {len(complete)} complete trials ({shown}; {where}), "
+            f"e.g. trial {quoted}: {by_trial[quoted]}"
+        )
+    return lines
 
 
 def _worker(*, data_spec: str, **kwargs: Any) -> None:
@@ -534,6 +576,7 @@ __all__ = [
     "parse_space_option",
     "search_space",
     "suggest",
+    "summarise_warnings",
     "tune",
     "validation_only",
     "write_best_preset",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,8 @@ def run_tune(args: argparse.Namespace) -> int:
         f"{result.n_failed} failed trials ({result.seconds:.0f} s in this process)"
     )
     print(f"best mean validation {result.select_key} over seeds {list(seeds)}: {result.best_value:.4f}")
+    for line in result.warnings:  # degenerate training, once per study (each trial's own: trials/N/results.json)
+        print(f"msakit: warning: {line}", file=sys.stderr)
     for key, value in sorted(result.best_params.items()):
         print(f"  {key} = {value}")
     print(f"preset: {out / 'best.yaml'}  (msakit train --model {args.model} --data {args.data} --preset ...)")

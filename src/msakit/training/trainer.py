@@ -169,8 +169,10 @@ class Trainer:
         train_transform: BatchTransform | None = None,
         callbacks: Sequence[Any] = (),
         sampler: Sampler | None = None,
+        report_warnings: bool = True,
     ) -> None:
         self.model_name = model_name
+        self.report_warnings = report_warnings  # False: warnings go to the result and results.json only (tune)
         self.dataset = dataset
         self.cfg = train_config or TrainConfig()
         overrides = {**dataset.info.model_overrides(), **(model_overrides or {})}
@@ -226,7 +228,7 @@ class Trainer:
             from msakit.training.diagnostics import diagnose_run
 
             result.warnings = diagnose_run(result, self.dataset, device=self.device)
-            for message in result.warnings:
+            for message in result.warnings if self.report_warnings else ():
                 print(f"msakit: warning: {message}", file=sys.stderr)
             payload = {**result.to_dict(), "seeds_planned": list(self.cfg.seeds)}
             atomic_write_json(self.out_dir / "results.json", payload)
