@@ -68,6 +68,15 @@ def probe_rows(
     return out
 
 
+def warning_notes(runs: list[tuple[str, Path]]) -> list[str]:
+    """The degenerate-training warnings each run recorded in its results.json (msakit.training.diagnostics)."""
+    found = {label: json.loads((run / "results.json").read_text()).get("warnings", []) for label, run in runs}
+    hit = {label: w for label, w in found.items() if w}
+    if not hit:
+        return [f"Degenerate-training warnings (results.json): none in any of the {len(runs)} runs."]
+    return [f"Degenerate-training warnings (results.json), {label}: " + "; ".join(w) for label, w in hit.items()]
+
+
 def collect(
     probes: list[tuple[str, Path]],
     runs: list[tuple[str, Path]],
@@ -75,9 +84,12 @@ def collect(
     metric_set: str = "mosi",
     *,
     chosen_only: bool = False,
+    also: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Probe rows (every probe's, or only the row each chose on validation), then one row per run.
-    The reference the reading compares against is the first probe's chosen row."""
+    The reference the reading compares against is the first probe's chosen row; `also` names
+    further columns the reading compares (e.g. Corr), and the runs' degenerate-training
+    warnings are listed under the reading."""
     columns = COLUMNS[metric_set]
     select = "MAE" if metric_set == "mosi" else "Acc"
     rows = []
@@ -95,6 +107,8 @@ def collect(
         "primary": columns[1][1] if metric_set == "mosi" else columns[0][1],
         "secondary": "MAE" if metric_set == "mosi" else None,
         "valid": f"valid {select}",
+        **({"also": list(also)} if also else {}),
+        "notes": warning_notes(runs),
     }
 
 
@@ -108,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", action="append", default=[], metavar="LABEL=DIR", help="a `msakit train` run folder")
     p.add_argument("--command", required=True, help="the commands that reproduce the table")
     p.add_argument("--metric-set", default="mosi", choices=sorted(COLUMNS))
+    p.add_argument("--also", action="append", default=[], help="another column the reading compares (e.g. Corr)")
     args = p.parse_args(argv)
     probes = []
     for spec in args.probe:
@@ -125,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.append((label, Path(folder)))
     from msakit.io import atomic_write_json
 
-    data = collect(probes, runs, args.command, args.metric_set, chosen_only=args.chosen_only)
+    data = collect(probes, runs, args.command, args.metric_set, chosen_only=args.chosen_only, also=tuple(args.also))
     atomic_write_json(RESULTS / f"{args.name}.json", data)
     return 0
 

@@ -471,7 +471,7 @@ def render_table(data: dict[str, Any]) -> str:
     out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     out += ["", "Reading (computed from the table):", ""]
-    out += [f"- {s}" for s in table_findings(data)]
+    out += [f"- {s}" for s in [*table_findings(data), *data.get("notes", [])]]  # notes: collected from the runs
     return "\n".join(out) + "\n"
 
 
@@ -484,7 +484,7 @@ def table_findings(data: dict[str, Any]) -> list[str]:
     labels = [_label(r[0]) for r in rows]
     ref = labels.index(data["reference"])
     found = []
-    for key in (data["primary"], data.get("secondary")):
+    for key in (data["primary"], data.get("secondary"), *data.get("also", ())):
         if not key:
             continue
         col = header.index(key)

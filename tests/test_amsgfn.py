@@ -142,3 +142,14 @@ def test_dominant_choice_matches_informative_modality() -> None:
     model = bench.train_fresh(data, epochs=8, seed=1, patience=3, overrides={"hidden_dim": 32, "fusion_layers": 1})
     report = bench.dominance_report(model, data.split("test"))
     assert report.match_rate is not None and report.match_rate > 0.6, report
+
+
+def test_loss_weights_and_depth_are_searched_by_tune() -> None:
+    from msakit.config import SearchRange
+    from msakit.tuning import search_space
+
+    space = search_space("amsgfn")
+    assert space["model.alpha"].range == SearchRange(low=0.0, high=0.5)  # α, β of eq. 19: 0 is "w/o" the loss
+    assert space["model.beta"].range == SearchRange(low=0.0, high=0.5)
+    assert space["model.fusion_layers"].range == SearchRange(low=1, high=3)
+    assert AMSGFN.config_class().alpha == 0.1 and AMSGFN.config_class().fusion_layers == 2  # defaults unchanged

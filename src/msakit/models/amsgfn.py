@@ -40,6 +40,8 @@ Interpretations (where the paper leaves a choice):
 - L_cor (eq. 18): InfoNCE from the pooled X_p^[N], through a per-modality linear
   predictor, to each present X'_m (MMIM-style CPC), one direction, same τ.
 - The output is not bounded (the paper's eq. 16 is a plain MLP); task loss is MSE (eq. 17).
+- Search space: beside the shared fields (hidden_dim, dropout; the trainer's lr, ...) the loss
+  weights α, β of eq. 19 (the paper gives no values) and the depth N are declared tunable.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msakit.batch import Batch, ModelOutput, masked_mean, modality_index
-from msakit.config import ModelConfig
+from msakit.config import ModelConfig, tunable
 from msakit.errors import ConfigError
 from msakit.layers import MLP, SequenceEncoder, info_nce, masked_softmax, safe_key_padding_mask, symmetric_info_nce
 from msakit.layers.gated_fusion import GatedResidualFusion
@@ -66,10 +68,10 @@ class AMSGFNConfig(ModelConfig):
     task_loss: str = "mse"  # eq. 17
     encoder: str = "mean"  # SequenceEncoder kind for the unimodal projection
     heads: int = 4
-    fusion_layers: int = 2  # N stacked DMGF layers
+    fusion_layers: int = tunable(2, low=1, high=3)  # N stacked DMGF layers
     temperature: float = 0.1  # τ of NT-Xent (eq. 1) and of the NCE in L_cor
-    alpha: float = 0.1  # weight of L_align (eq. 19)
-    beta: float = 0.1  # weight of L_cor (eq. 19)
+    alpha: float = tunable(0.1, low=0.0, high=0.5)  # weight of L_align (eq. 19)
+    beta: float = tunable(0.1, low=0.0, high=0.5)  # weight of L_cor (eq. 19)
     use_ccam: bool = True  # False: no alignment loss (Table 6 "w/o CCAM")
     fixed_dominant: str = ""  # "": per-sample argmax (eq. 4); "text" | "audio" | "visual" fixes p
     use_dmgf: bool = True  # False: additive fusion instead of the N DMGF layers
