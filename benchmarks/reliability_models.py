@@ -4,7 +4,8 @@
     # random missing rates and against a QA-MoE trained separately at each level
     OMP_NUM_THREADS=1 python benchmarks/reliability_models.py spectrum --data data/mmmo --out runs/rel/spectrum_mmmo
     # MLI (optimisation balance) of EBMC against late_fusion, with the test metrics
-    OMP_NUM_THREADS=1 python benchmarks/reliability_models.py mli --data data/mmmo --out runs/rel/mli_mmmo
+    OMP_NUM_THREADS=1 python benchmarks/reliability_models.py mli --data data/mmmo --out runs/rel/mli_mmmo \
+        --name ebmc_mli_mmmo   # + docs/results/ebmc_mli_mmmo.json, a docgen table; -m MODEL:KEY=VALUE overrides
     # PRLF's dominant modality against the informative one on synthetic:dominant
     OMP_NUM_THREADS=1 python benchmarks/reliability_models.py dominant --runs runs/rel/dominant/prlf
     # what QA-MoE's uncertainty and prior slot do along the spectrum (one checkpoint, test split)
@@ -135,19 +136,56 @@ def spectrum(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def mli(args: argparse.Namespace) -> dict[str, Any]:
+    """MLI of each model over the seeds, with the test metrics; a docgen table (reference late_fusion)."""
     data = load_dataset(args.data)
     key = PRIMARY_METRIC.get(get_metric_set(data.info.metric_set).name, "Non0_acc_2")
     out, table = Path(args.out), {}
-    lines = [f"| model | MLI (input × gradient) | test {key} | test MAE |", "|---|---|---|---|"]
+    per_model = _per_model_overrides(args.model_opt)
+    header = ["model", "MLI ×100 (input × gradient)", f"test {key}", "test MAE", "valid MAE"]
+    rows = []
     for model in args.models:
-        res = fit_with_robustness(model, data, out_dir=out / model, train_config=_train_config(args))
-        mlis = [json.loads((Path(s.checkpoint).parent / "mli.json").read_text())["mli"] for s in res.seeds]
-        table[model] = {"mli": mlis, key: [s.test[key] for s in res.seeds], "MAE": [s.test["MAE"] for s in res.seeds]}
-        lines.append(
-            f"| {model} | {_fmt(mlis, 1, 3)} | {_fmt(table[model][key], 100)} | {_fmt(table[model]['MAE'], 1, 3)} |"
+        res = fit_with_robustness(
+            model,
+            data,
+            out_dir=out / model,
+            model_overrides=per_model.get(model, {}),
+            train_config=_train_config(args),
         )
-    print("\n".join(lines))
-    return table
+        logs = [json.loads((Path(s.checkpoint).parent / "mli.json").read_text()) for s in res.seeds]
+        table[model] = {
+            "overrides": per_model.get(model, {}),
+            "mli": [log["mli"] for log in logs],
+            "share": [log["share"] for log in logs],
+            key: [s.test[key] for s in res.seeds],
+            "MAE": [s.test["MAE"] for s in res.seeds],
+            "valid_MAE": [s.valid["MAE"] for s in res.seeds],
+            "best_epoch": [s.best_epoch for s in res.seeds],
+        }
+        t = table[model]
+        label = model + "".join(f", `{k}={v}`" for k, v in per_model.get(model, {}).items())
+        rows.append([label, _fmt(t["mli"], 100), _fmt(t[key], 100), _fmt(t["MAE"], 1, 3), _fmt(t["valid_MAE"], 1, 3)])
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    print("\n".join("| " + " | ".join(r) + " |" for r in rows))
+    return {
+        "header": header,
+        "rows": rows,
+        "reference": "late_fusion",
+        "primary": header[1],
+        "secondary": "test MAE",
+        "also": [f"test {key}"],
+        "valid": "valid MAE",
+        "seeds": list(args.seeds),
+        "models": table,
+    }
+
+
+def _per_model_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """MODEL:KEY=VALUE strings -> {MODEL: {KEY: VALUE}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        model, _, rest = pair.partition(":")
+        out.setdefault(model, {}).update(_overrides([rest]))
+    return out
 
 
 def dominant(args: argparse.Namespace) -> dict[str, Any]:
@@ -251,6 +289,8 @@ def main() -> None:
     sub.choices["spectrum"].add_argument("--no-specialists", dest="specialists", action="store_false")
     sub.choices["spectrum"].add_argument("-m", dest="model_opt", action="append", default=[], help="qa_moe KEY=VALUE")
     sub.choices["mli"].add_argument("--models", nargs="+", default=["ebmc", "late_fusion"])
+    sub.choices["mli"].add_argument("-m", dest="model_opt", action="append", default=[], help="MODEL:KEY=VALUE")
+    sub.choices["mli"].add_argument("--name", help="also write docs/results/NAME.json (a docgen table)")
     sub.choices["dominant"].add_argument("--runs", required=True)
     sub.choices["uncertainty"].add_argument("--runs", required=True, help="a qa_moe checkpoint folder")
     args = parser.parse_args()
@@ -261,7 +301,11 @@ def main() -> None:
         out = Path(__file__).resolve().parents[1] / "docs" / "results" / f"{args.name}.json"
         atomic_write_json(out, {"command": " ".join(["python", *__import__("sys").argv]), **result})
     elif args.command not in ("dominant", "uncertainty"):
-        atomic_write_json(Path(args.out) / f"{args.command}.json", {"args": vars(args), **result})
+        command = " ".join(["python", *__import__("sys").argv])
+        atomic_write_json(Path(args.out) / f"{args.command}.json", {"args": vars(args), "command": command, **result})
+        if getattr(args, "name", None):
+            out = Path(__file__).resolve().parents[1] / "docs" / "results" / f"{args.name}.json"
+            atomic_write_json(out, {"command": f"OMP_NUM_THREADS=1 {command}", **result})
 
 
 if __name__ == "__main__":

@@ -111,6 +111,19 @@ def test_energy_equilibrium_shrinks_the_energy_gaps(tiny_dataset: MSADataset) ->
     assert "emc" not in _model(tiny_dataset, stage1_epochs=0, emc_weight=0.0).train()(batch).aux_losses
 
 
+def test_feature_energy_reads_the_mean_square_or_the_squared_norm(tiny_dataset: MSADataset) -> None:
+    """The α term of E_m is mean_h z_m² by default and ‖z_m‖² = H × that with `feature_energy=norm`
+    (the same weights: the label-free per-sample energy minus its σ² part differs by H)."""
+    batch = tiny_dataset.split("test").batch(range(8))
+    with torch.no_grad():
+        mean_out = _model(tiny_dataset).eval()(batch).explanations
+        norm_out = _model(tiny_dataset, feature_energy="norm").eval()(batch).explanations
+    var = mean_out["unimodal_log_var"].exp()
+    torch.testing.assert_close(norm_out["energy"] - var, 16 * (mean_out["energy"] - var))
+    with pytest.raises(ConfigError, match="feature_energy must be 'mean' or 'norm'"):
+        _model(tiny_dataset, feature_energy="max")
+
+
 def test_cross_modal_enhancement_lets_other_modalities_rebuild_each_one(tiny_dataset: MSADataset) -> None:
     """With CCE a modality's representation z_m carries the others' shared parts (changing
     the visual input moves z_text); without it z_text depends on the text alone."""

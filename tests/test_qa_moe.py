@@ -233,3 +233,20 @@ def test_self_corruption_acts_on_the_raw_input_before_the_normaliser(tiny_datase
     assert model.input_norm is not None
     torch.testing.assert_close(clean.features["text"], model.input_norm(scaled).features["text"])
     assert view.features["text"].abs().max() <= model.input_norm.clip  # the corrupted view was normalised too
+
+
+def test_input_gradients_through_the_self_corruption_are_finite(tiny_dataset: MSADataset) -> None:
+    """The MLI logger's input × gradient must be finite through the training-time spectrum: its
+    noise scale √(P·s/(1-s)) is a constant of the data, and at s = 0 or 1 (clean or removed)
+    the gradient of √ at 0 made every input gradient NaN (qa_moe's MLI read n/a)."""
+    from msakit.robustness.training import GradientNormLogger
+    from msakit.training.engine import FitState
+
+    logger = GradientNormLogger(tuple(tiny_dataset.info.modalities))
+    batch = logger(tiny_dataset.split("train").batch(range(16)), torch.Generator().manual_seed(0))
+    model = _model(tiny_dataset, clean_share=0.5).train()
+    out = model(batch)
+    (model.task_loss(out.prediction, batch.labels) + sum(out.aux_losses.values())).backward()
+    logger.on_after_backward(FitState(), batch)
+    assert all(math.isfinite(v) and v > 0 for k, v in logger.steps[0].items() if k != "step")
+    assert math.isfinite(logger.summary()["mli"])

@@ -85,6 +85,7 @@ class EBMCConfig(ModelConfig):
     beta: float = 1.0  # energy: unimodal task loss
     gamma: float = 1.0  # energy: teacher uncertainty
     grad_penalty: float = 0.01  # EMC gradient-norm penalty
+    feature_energy: str = "mean"  # the α term: mean of z_m² over the H features ("mean") or ‖z_m‖² ("norm")
     use_msd: bool = True
     use_cce: bool = True
     use_trust: bool = True
@@ -110,6 +111,8 @@ class EBMC(MSAModel):
         super().__init__(config)
         if config.stage1_epochs < 0:
             raise ConfigError(f"model 'ebmc': stage1_epochs must be >= 0, got {config.stage1_epochs}")
+        if config.feature_energy not in ("mean", "norm"):
+            raise ConfigError(f"model 'ebmc': feature_energy must be 'mean' or 'norm', got {config.feature_energy!r}")
         mods, h = self.modalities, config.hidden_dim
         self.encoders = nn.ModuleDict(
             {m: SequenceEncoder(config.dim(m), h, kind=config.encoder, dropout=config.dropout) for m in mods}
@@ -194,7 +197,7 @@ class EBMC(MSAModel):
             weights = masked_softmax(torch.zeros_like(log_var), present)
         fused = (weights.unsqueeze(-1) * z).sum(1)
         prediction = self.bound_prediction(self.head(fused))
-        energy = cfg.alpha * z.detach().pow(2).mean(-1) + cfg.gamma * log_var.detach().exp()
+        energy = cfg.alpha * self._feature_energy(z.detach()) + cfg.gamma * log_var.detach().exp()
 
         aux = self._aux_losses(batch, rep, means, log_var, weights) if self.training else {}
         full = torch.zeros(batch.size, batch.present.shape[1], dtype=weights.dtype, device=weights.device)
@@ -284,11 +287,16 @@ class EBMC(MSAModel):
         terms = nce + decorr
         return torch.stack(terms).sum() if terms else s.sum() * 0.0
 
+    def _feature_energy(self, z: Tensor) -> Tensor:
+        """(B, M, H) -> (B, M): ‖z_m‖², or its mean over the H features."""
+        sq = z.pow(2)
+        return sq.sum(-1) if self.config.feature_energy == "norm" else sq.mean(-1)
+
     def _equilibrium(self, z: Tensor, errors: Tensor, u: Tensor, valid: Tensor) -> Tensor:
         """Σ_{a<b} (E_a - E_b)² + δ·Σ_m ‖∂E_m/∂z_m‖², energies averaged over present samples."""
         cfg = self.config
         count = valid.sum(0).clamp_min(1)  # (M,)
-        per = cfg.alpha * z.pow(2).mean(-1) + cfg.beta * errors + cfg.gamma * u  # (B, M)
+        per = cfg.alpha * self._feature_energy(z) + cfg.beta * errors + cfg.gamma * u  # (B, M)
         energy = (per * valid).sum(0) / count  # (M,)
         has = valid.sum(0) > 0
         gaps = [(energy[a] - energy[b]).pow(2) for a, b in combinations(range(len(energy)), 2) if has[a] and has[b]]

@@ -517,7 +517,8 @@ class Spectrum:
             x, mask = features[m], masks[m]
             keep = mask & (u >= sm[:, None]).to(mask.device)
             ratio = torch.where(sm < 1, sm / (1 - sm).clamp_min(1e-12), torch.zeros_like(sm)).to(x)
-            sigma = (_signal_power(x, mask) * ratio).sqrt()  # (B,)
+            # the noise scale is a constant of the data: no gradient (sqrt'(0) = inf gave NaN input gradients)
+            sigma = (_signal_power(x.detach(), mask) * ratio).sqrt()  # (B,)
             noisy = x + sigma[:, None, None] * eps
             masks[m] = keep
             features[m] = noisy * keep.unsqueeze(-1).to(x.dtype)
