@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -107,3 +109,98 @@ def test_hsic_and_orthogonality_terms_measure_the_returned_codes(tiny_dataset: M
     torch.testing.assert_close(out.aux_losses["orth"], 3.0 * expected_orth)
     expected_decor = sum(cross_correlation(codes[a], codes[b]) for a, b in combinations(codes, 2) if kind[a] != kind[b])
     torch.testing.assert_close(out.aux_losses["decor"], 0.5 * expected_decor)
+
+
+def _cross_cov(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (x - x.mean(0)).T @ (y - y.mean(0)) / (len(x) - 1)
+
+
+def test_linear_decoupler_leaves_nothing_a_linear_map_of_x_predicts() -> None:
+    from msakit.layers.subspace import LinearDecoupler
+
+    g = torch.Generator().manual_seed(0)
+    mixing = torch.randn(4, 3, generator=g)
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randn(n, 4, generator=g) * torch.tensor([1.0, 0.5, 0.1, 2.0])
+        return x, x @ mixing + 0.3 * torch.randn(n, 3, generator=g) + 1.0
+
+    decoupler = LinearDecoupler(4, 3, momentum=0.1)
+    x, y = draw(64)
+    assert decoupler(x, y).equal(y)  # no statistics yet: the identity
+    for _ in range(60):  # running statistics over batches of 64
+        decoupler.update(*draw(64))
+    x, y = draw(4000)  # held out
+    out = decoupler(x, y)
+    assert _cross_cov(x, y).abs().max() > 0.5
+    assert _cross_cov(x, out).abs().max() < 0.05  # what x linearly predicted is gone
+    torch.testing.assert_close(_cross_cov(out, out), 0.09 * torch.eye(3), atol=0.02, rtol=0)  # the noise is kept
+    torch.testing.assert_close(decoupler(x[:5], y[:5]), out[:5])  # per sample, independent of the batch
+    # rows marked invalid do not move the statistics
+    x, y = draw(16)
+    valid = torch.arange(16) < 8
+    twin = LinearDecoupler(4, 3)
+    twin.load_state_dict(decoupler.state_dict())
+    decoupler.update(x, y, valid)
+    x[8:], y[8:] = 100.0, -100.0
+    twin.update(x, y, valid)
+    torch.testing.assert_close(twin.weight, decoupler.weight)
+
+
+@pytest.mark.parametrize("decouple", [True, False])
+def test_structural_decoupling_makes_codes_linearly_unpredictable_from_the_common_code(
+    tiny_dataset: MSADataset, decouple: bool
+) -> None:
+    model = _model(tiny_dataset, dropout=0.5, decouple=decouple)
+    split = tiny_dataset.split("train")
+    batch = split.batch([i for i in range(len(split)) if split.batch([i]).present.all()])
+    torch.manual_seed(1)
+    out = model.train()(batch)  # first step: the statistics of this batch, from codes without dropout
+    train_codes = {k: v.detach() for k, v in out.features.items() if "code_" in k}
+    codes = {k.removeprefix("code_"): v.detach() for k, v in model.eval()(batch).features.items() if "code_" in k}
+    assert all(not train_codes[f"code_{k}"].equal(v) for k, v in codes.items())  # dropout was on in training
+    common = codes.pop("common")
+    for name, code in codes.items():  # normalised cross-covariance: 0 = no linear relation at all
+        leftover = (_cross_cov(common, code).norm() / code.std(0).norm() / common.std(0).norm()).item()
+        assert (leftover < 0.02) if decouple else (leftover > 0.1), (name, leftover)
+    assert set(model.decouplers) == (set(codes) if decouple else set())
+    assert "w/o structural decoupling" in model.config.ABLATIONS
+
+
+def _leftover(model, batch) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Normalised cross-covariance at eval between the common code and each other code (0 = none),
+    over the samples that have the code's modalities."""
+    codes = {k.removeprefix("code_"): v.detach() for k, v in model.eval()(batch).features.items() if "code_" in k}
+    common, out = codes.pop("common"), {}
+    for name, v in codes.items():
+        ok = torch.stack([batch.present_mask(m) for m in name.removeprefix("private_").split("_")]).all(0)
+        c, v = common[ok], v[ok]
+        out[name] = (_cross_cov(c, v).norm() / v.std(0).norm() / c.std(0).norm()).item()
+    return out
+
+
+def test_epoch_end_recomputes_the_decoupling_statistics_with_the_final_weights(
+    tiny_dataset: MSADataset, tmp_path: Path
+) -> None:
+    from msakit.training import Trainer, train_config_from
+
+    split = tiny_dataset.split("train")
+    full = [i for i in range(len(split)) if split.batch([i]).present.all()]
+    batch = split.batch(full)
+    model = _model(tiny_dataset, dropout=0.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(3):  # the running statistics lag the weights they were computed with
+        out = model.train()(batch)
+        opt.zero_grad()
+        (model.task_loss(out.prediction, batch.labels) + sum(out.aux_losses.values())).backward()
+        opt.step()
+    assert max(_leftover(model, batch).values()) > 0.03
+    model.train().on_train_epoch_end(1, lambda: [split.batch(full[:8]), split.batch(full[8:])])
+    assert max(_leftover(model, batch).values()) < 0.02
+    # the one trainer calls the hook: after a fit the saved model is decoupled on its training split
+    cfg = train_config_from({"epochs": 2, "seeds": (1,), "progress": False, "tensorboard": False, "lr": 0.05})
+    Trainer("tsd", tiny_dataset, model_overrides={"hidden_dim": 16}, train_config=cfg, out_dir=tmp_path).fit()
+    from msakit.training.checkpoint import load_checkpoint
+
+    trained, _ = load_checkpoint(tmp_path / "seed1" / "last")
+    assert max(_leftover(trained, split.batch(range(len(split)))).values()) < 0.02

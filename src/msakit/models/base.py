@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -131,6 +132,15 @@ class MSAModel(nn.Module):
 
     def on_train_batch_end(self, batch: Batch, output: ModelOutput, epoch: int) -> None:
         """Called after each optimizer step (e.g. to update label memories)."""
+
+    def on_train_epoch_end(self, epoch: int, train_batches: Callable[[], Iterable[Batch]]) -> None:
+        """Called after an epoch's last optimizer step, before validation and the checkpoint.
+
+        `train_batches()` iterates over the training split in evaluation order (inputs not
+        yet normalised: pass each batch through `self(...)`, or `self.input_norm` first), for
+        statistics recomputed exactly with the epoch's final weights (as precise batch norm
+        does); nothing is read unless it is called.
+        """
 
     def task_loss(self, pred: Tensor, y: Tensor) -> Tensor:
         """The supervised loss of predictions `pred` against labels `y`.

@@ -27,20 +27,24 @@ abstract says, and what we chose:
   {common, pairwise, private} and is trained jointly with the encoders (cross-entropy;
   codes that a classifier can tell apart are distinct subspaces; no gradient reversal,
   which would do the opposite). Each has its weight (`*_weight`).
-- "a Subspace-Aware Cross-Attention (SACA) fusion module that adaptively models and
-  integrates information from the three subspaces". Chosen: the available codes (c, the
-  p_ij whose two modalities are present, the present q_m), each plus a learned
-  subspace-type embedding (common / pairwise / private), form a token set; one
-  self-attention block lets subspaces attend to each other, then a learned query
-  attends over the result: its attention weights are the explanation `subspace_attention`
-  (B, 1 + P + M; order common, pairs in MODALITIES order, private), zero for absent codes.
-  `use_saca=False` (ablation) replaces SACA by the mean of the available codes.
-- Absent modalities: codes that depend on an absent modality are dropped from SACA and
-  from every loss; with one modality present, c = c_m.
+- Structural decoupling (ours, `decouple`, default on): the losses only push towards
+  distinct codes, and with `L_decor` alone 2 of 5 seeds left a private code linearly
+  recoverable from the common code on MOSI (ridge R² 0.22). So each pairwise and private
+  code y is replaced by its residual after the least-squares linear prediction from the
+  common code, y − (c̄ − μ_c) W, W = (Σ_cc + λI)⁻¹ Σ_cy (`LinearDecoupler`). The statistics
+  are running estimates, as in batch norm, over the codes computed without dropout (a
+  second, gradient-free pass over the encoders in training: statistics of dropped-out
+  codes are attenuated by the noise and left R² 0.4 at eval in a trial run); c̄ is that
+  dropout-free common code, and the shift is a constant for the gradient. The codes the
+  supervisor, SACA, the losses and the explanations see are the residuals; nothing is
+  lost, since (c, residual) is an invertible linear map of (c, y). A block Gram-Schmidt
+  step, common code first, in the spirit of the abstract's "decoupling"; it needs the
+  common code, so it is off when `use_common=False`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any, ClassVar
@@ -53,7 +57,7 @@ from msakit.batch import Batch, ModelOutput
 from msakit.config import ModelConfig, tunable
 from msakit.errors import ConfigError
 from msakit.layers import MLP, CrossModalAttention, SequenceEncoder, safe_key_padding_mask
-from msakit.layers.subspace import cross_correlation, hsic, l2_alignment, orthogonality
+from msakit.layers.subspace import LinearDecoupler, cross_correlation, hsic, l2_alignment, orthogonality
 from msakit.models.base import Capabilities, MSAModel
 from msakit.registry import register_model
 
@@ -73,6 +77,7 @@ class TSDConfig(ModelConfig):
     use_pairwise: bool = True
     use_private: bool = True
     use_saca: bool = True
+    decouple: bool = True  # pairwise and private codes minus their linear prediction from the common code
 
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
         "TSD": {},
@@ -85,6 +90,7 @@ class TSDConfig(ModelConfig):
         "w/o L_orth": {"orth_weight": 0.0},
         "w/o decoupling supervisor": {"discriminator_weight": 0.0},
         "w/o L_decor": {"decor_weight": 0.0},
+        "w/o structural decoupling": {"decouple": False},
         "w/o regularisation": {
             "align_weight": 0.0,
             "hsic_weight": 0.0,
@@ -143,6 +149,10 @@ class TSD(MSAModel):
         self.common = _projector(h) if config.use_common else None
         self.pairwise = nn.ModuleDict({f"{a}_{b}": _projector(h) for a, b in self.pairs})
         self.private = nn.ModuleDict({m: _projector(h) for m in self.modalities} if config.use_private else {})
+        decoupled = [f"{a}_{b}" for a, b in self.pairs] + [f"private_{m}" for m in self.private]
+        self.decouplers = nn.ModuleDict(
+            {k: LinearDecoupler(h, h) for k in decoupled} if config.decouple and config.use_common else {}
+        )
         self.kind_embedding = nn.Embedding(3, h)
         self.saca = CrossModalAttention(h, heads=config.heads, dropout=config.dropout) if config.use_saca else None
         self.query = nn.Parameter(torch.randn(1, 1, h) * 0.02)
@@ -150,7 +160,7 @@ class TSD(MSAModel):
         self.discriminator = MLP(h, 3, hidden_dim=h, dropout=config.dropout)
         self.head = MLP(h, config.num_classes, hidden_dim=h, dropout=config.dropout)
 
-    def codes(self, batch: Batch) -> tuple[_Codes, dict[str, Any]]:
+    def codes(self, batch: Batch, *, decouple: bool = True) -> tuple[_Codes, dict[str, Any]]:
         """The subspace codes and, per modality, the pieces the regularisers need."""
         present = {m: batch.present_mask(m) for m in self.modalities}
         hidden = {
@@ -170,9 +180,56 @@ class TSD(MSAModel):
             codes.add((pa + pb) / 2, present[a] & present[b], PAIRWISE)
             parts["p"][(a, b)] = (pa, pb)
         for m in self.private:
-            parts["q"][m] = q = self.private[m](hidden[m])
-            codes.add(q, present[m], PRIVATE)
+            parts["q"][m] = self.private[m](hidden[m])
+            codes.add(parts["q"][m], present[m], PRIVATE)
+        if decouple and self.decouplers:
+            self._decouple(batch, codes, parts)
         return codes, parts
+
+    @torch.no_grad()
+    def _clean_codes(self, batch: Batch) -> _Codes:
+        """The codes before decoupling, as at eval (no dropout), without gradient."""
+        coders = [m for m in (self.encoders, self.common, self.pairwise, self.private) if m is not None]
+        modes = [m.training for m in coders]
+        for module in coders:
+            module.eval()
+        try:
+            return self.codes(batch, decouple=False)[0]
+        finally:
+            for module, mode in zip(coders, modes, strict=True):
+                module.train(mode)
+
+    def _update_decouplers(self, clean: _Codes, *, exact: bool = False) -> None:
+        for name, y, ok in zip(self.code_names()[1:], clean.vectors[1:], clean.present[1:], strict=True):
+            decoupler: LinearDecoupler = self.decouplers[name]  # type: ignore[assignment]
+            decoupler.update(clean.vectors[0], y, ok & clean.present[0], exact=exact)
+
+    def on_train_epoch_end(self, epoch: int, train_batches: Callable[[], Iterable[Batch]]) -> None:
+        """Decoupling statistics recomputed exactly on the training split with the final weights.
+
+        The running estimates lag the weights (R² 0.10 from the common code to a private
+        code at eval in a trial run, −0.02 after this pass), and the checkpoint that
+        validation selects should hold the statistics of its own weights.
+        """
+        if not self.decouplers:
+            return
+        parts = [self._clean_codes(b if self.input_norm is None else self.input_norm(b)) for b in train_batches()]
+        if parts:
+            joined = [torch.cat(v) for v in zip(*(p.vectors for p in parts), strict=True)]
+            present = [torch.cat(v) for v in zip(*(p.present for p in parts), strict=True)]
+            self._update_decouplers(_Codes(joined, present, parts[0].kinds), exact=True)
+
+    def _decouple(self, batch: Batch, codes: _Codes, parts: dict[str, Any]) -> None:
+        """Pairwise and private codes minus their linear prediction from the common code, in place."""
+        common = codes.vectors[0]
+        if self.training:  # statistics from the dropout-free codes, as the model is probed at eval
+            clean = self._clean_codes(batch)
+            self._update_decouplers(clean)
+            common = clean.vectors[0]
+        for k, name in enumerate(self.code_names()[1:], start=1):
+            codes.vectors[k] = self.decouplers[name](common, codes.vectors[k])
+        for m in self.private:
+            parts["q"][m] = codes.vectors[self.code_names().index(f"private_{m}")]
 
     def _losses(self, codes: _Codes, parts: dict[str, Any]) -> dict[str, Tensor]:
         cfg, present, aux = self.config, parts["present"], {}

@@ -243,6 +243,7 @@ def fit(
             _emit(callbacks, "on_step_end", state, parts)
             if not bar.disable:  # formatting the postfix costs a little per step even when nothing shows
                 bar.set_postfix(loss=f"{parts.get('total', float(loss.detach())):.4f}")
+        model.on_train_epoch_end(epoch, lambda: (b.to(runtime.device) for b in data.eval_batches(data.train)))
         state.epoch_seconds.append(time.perf_counter() - start)
         losses = _mean_over_ranks(sums, len(weights), runtime)
         _emit(callbacks, "on_epoch_end", state, epoch, losses)
