@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -145,3 +146,140 @@ def test_a_size_matched_config_that_does_not_fit_is_refused(monkeypatch: pytest.
     module.check_fits("msakit", "tfn", 1_000_000, 32, 128)  # 16 MB of state: fits
     with pytest.raises(module.BenchmarkError, match=r"msakit tfn: the size-matched configuration needs about"):
         module.check_fits("msakit", "tfn", 9_000_000_000, 32, 128)
+
+
+# ---- length-bucketed batches, the split-direction LSTM, TFN's absent-modality slice ------------------
+
+
+def _skewed_split():  # type: ignore[no-untyped-def]
+    from msakit.data.synthetic import SyntheticConfig, make_synthetic
+
+    data = make_synthetic(SyntheticConfig(sizes=(200, 8, 8), dims=(4, 3, 2), lengths=(40, 5, 3), seed=1))
+    split = data.split("train")
+    rng = np.random.default_rng(0)
+    split.modalities["text"].lengths[:] = rng.integers(1, 41, size=len(split))  # MOSI-like spread
+    return split
+
+
+def _padded_steps(split, batches) -> int:  # type: ignore[no-untyped-def]
+    lengths = split.modalities["text"].lengths
+    return sum(int(lengths[b].max()) * len(b) for b in batches)
+
+
+def test_length_buckets_cover_every_sample_once_with_less_padding() -> None:
+    from msakit.data.core import LengthBuckets, RandomBatches
+
+    split = _skewed_split()
+    buckets = LengthBuckets(pool=4).batches(split, 16, shuffle=True, seed=5)
+    flat = sorted(i for b in buckets for i in b)
+    assert flat == list(range(len(split)))
+    assert buckets == LengthBuckets(pool=4).batches(split, 16, shuffle=True, seed=5)  # seeded
+    assert buckets != LengthBuckets(pool=4).batches(split, 16, shuffle=True, seed=6)
+    random = RandomBatches().batches(split, 16, shuffle=True, seed=5)
+    assert _padded_steps(split, buckets) < 0.7 * _padded_steps(split, random)
+    dropped = LengthBuckets(pool=4, drop_last=True).batches(split, 16, shuffle=True, seed=5)
+    assert all(len(b) == 16 for b in dropped) and len(dropped) == len(split) // 16
+    # evaluation order is untouched
+    assert LengthBuckets().batches(split, 16, shuffle=False, seed=0) == RandomBatches().batches(
+        split, 16, shuffle=False, seed=0
+    )
+
+
+def test_trainer_builds_the_bucket_sampler_and_refuses_an_unknown_lstm_path(tiny_dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from msakit.data.core import LengthBuckets
+    from msakit.errors import ConfigError
+
+    cfg = {"epochs": 1, "seeds": [1], "progress": False, "tensorboard": False}
+    trainer = Trainer("late_fusion", tiny_dataset, train_config=train_config_from({**cfg, "sampler": "bucket"}))
+    assert isinstance(trainer.data.sampler, LengthBuckets)
+    with pytest.raises(ConfigError, match="lstm"):
+        Trainer("late_fusion", tiny_dataset, train_config=train_config_from({**cfg, "lstm": "fast"}), out_dir=tmp_path)
+
+
+def test_split_lstm_path_equals_the_packed_one_in_values_and_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
+    from msakit.layers import encoders
+    from msakit.layers.encoders import SequenceEncoder, lstm_path
+
+    torch.manual_seed(0)
+    enc = SequenceEncoder(6, 8, kind="lstm", dropout=0.0)
+    x = torch.randn(5, 9, 6)
+    mask = torch.arange(9)[None, :] < torch.tensor([9, 3, 7, 5, 8])[:, None]
+    mask[2] = False  # an absent sample
+    packed_seq, packed_pool = enc(x, mask)
+    packed_grads = torch.autograd.grad(packed_pool.pow(2).sum(), list(enc.parameters()))
+
+    def no_packing(*args: object) -> None:
+        raise AssertionError("the auto path packed a batch that is mostly valid steps")
+
+    monkeypatch.setattr(encoders.SequenceEncoder, "_packed_lstm", no_packing)
+    with lstm_path("auto"):
+        seq, pool = enc(x, mask)
+    grads = torch.autograd.grad(pool.pow(2).sum(), list(enc.parameters()))
+    torch.testing.assert_close(seq, packed_seq)
+    torch.testing.assert_close(pool, packed_pool)
+    for a, b in zip(grads, packed_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="lstm path"), lstm_path("fast"):
+        pass
+
+
+def test_split_lstm_path_packs_a_mostly_padded_batch() -> None:
+    from msakit.layers.encoders import SPLIT_MIN_FILL, SequenceEncoder, _fill, lstm_path
+
+    enc = SequenceEncoder(6, 8, kind="lstm").eval()
+    mask = torch.arange(30)[None, :] < torch.tensor([30, 2, 2, 2])[:, None]
+    assert _fill(mask) < SPLIT_MIN_FILL
+    calls: list[str] = []
+    enc._packed_lstm = lambda h, m: calls.append("packed") or torch.zeros(*h.shape)  # type: ignore[method-assign]
+    with lstm_path("auto"):
+        enc(torch.randn(4, 30, 6), mask)
+    assert calls == ["packed"]
+
+
+def _tfn_batch(absent_visual: bool):  # type: ignore[no-untyped-def]
+    from msakit.batch import Batch
+
+    gen = torch.Generator().manual_seed(0)
+    n = 6
+    masks = {
+        "text": torch.arange(7)[None, :] < torch.tensor([7, 3, 5, 2, 6, 4])[:, None],
+        "audio": torch.ones(n, 3, dtype=torch.bool),
+        "visual": torch.ones(n, 2, dtype=torch.bool),
+    }
+    present = torch.ones(n, 3, dtype=torch.bool)
+    if absent_visual:
+        masks["visual"][:] = False
+        present[:, 2] = False
+    features = {
+        m: torch.randn(n, k.shape[1], d, generator=gen) * k.unsqueeze(-1)
+        for (m, k), d in zip(masks.items(), (8, 5, 4), strict=True)
+    }
+    return Batch(features=features, masks=masks, present=present, labels=torch.randn(n), ids=[str(i) for i in range(n)])
+
+
+def test_tfn_skips_a_modality_absent_from_the_whole_batch_without_changing_the_function() -> None:
+    from msakit import create_model
+
+    torch.manual_seed(0)
+    model = create_model("tfn", text_dim=8, audio_dim=5, visual_dim=4, modalities=("text", "audio", "visual"))
+    model.eval()
+    batch = _tfn_batch(absent_visual=True)
+    first = model.head[0]
+    calls: list[int] = []
+    hook = first.register_forward_hook(lambda *a: calls.append(1))
+    sliced = model(batch).prediction
+    sliced_grads = torch.autograd.grad(sliced.sum(), list(model.parameters()), allow_unused=True)
+    assert not calls  # the full-width first layer did not run
+    model._absent_from_batch = lambda b: []  # type: ignore[method-assign]
+    full = model(batch).prediction
+    full_grads = torch.autograd.grad(full.sum(), list(model.parameters()), allow_unused=True)
+    hook.remove()
+    assert calls == [1]
+    torch.testing.assert_close(sliced, full)
+    for a, b in zip(sliced_grads, full_grads, strict=True):
+        if a is None or b is None:
+            assert a is None or not a.any()
+            continue
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    del model._absent_from_batch
+    assert model._absent_from_batch(_tfn_batch(absent_visual=False)) == []

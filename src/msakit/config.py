@@ -141,7 +141,13 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32" | "bf16" (autocast on CUDA; on CPU bf16 autocast is slower, so refused)
     compile: bool = False  # torch.compile the model before training (CUDA or CPU)
     dist_timeout: float = 300.0  # seconds a collective waits for the other ranks before failing
-    sampler: str = "random"  # batch order: "random" (seeded shuffle) | "dialogue" (whole dialogues, turns in order)
+    # batch order: "random" (seeded shuffle) | "bucket" (shuffled batches of similar length, less padding;
+    # msakit.data.core.LengthBuckets) | "dialogue" (whole dialogues, turns in order)
+    sampler: str = "random"
+    # the bidirectional LSTM encoder's CPU/CUDA path: "packed" (pack_padded_sequence) | "auto" (each
+    # direction as one fused unpacked LSTM over per-sample reversed steps when a batch is at least 1/3
+    # valid steps, the same outputs to float rounding; msakit.layers.encoders.lstm_path)
+    lstm: str = "packed"
 
 
 def _type_ok(value: Any, hint: Any) -> bool:

@@ -144,6 +144,40 @@ class RandomBatches:
         return [order[i : i + batch_size] for i in range(0, stop, batch_size)]
 
 
+@dataclass(frozen=True)
+class LengthBuckets:
+    """Shuffled batches of similar length, so that a batch trimmed to its longest sample carries little padding.
+
+    Each epoch: a seeded permutation, cut into pools of `pool` batches; each pool sorted by
+    length (the modality with the most padded values, L·D, first; ties keep the permutation's
+    order) and cut into batches; then the batches of all pools shuffled. On MOSI's text
+    (mean 15 of 50 steps) random batches of 32 carry 38.8 padded steps per sample, pools
+    of 16 batches 16.6 (docs/benchmarks.md, "Length-bucketed batches"). Batch composition is
+    no longer i.i.d., so this is a training choice (`-t sampler=bucket`), not a silent default.
+    """
+
+    pool: int = 16  # batches per sorted pool: larger pools pad less and mix less
+    drop_last: bool = False
+
+    def batches(self, split: SplitData, batch_size: int, *, shuffle: bool, seed: int) -> list[list[int]]:
+        if not shuffle:
+            return RandomBatches(self.drop_last).batches(split, batch_size, shuffle=False, seed=seed)
+        gen = torch.Generator().manual_seed(seed)
+        n = len(split)
+        order = torch.randperm(n, generator=gen).numpy()
+        mods = sorted(split.modalities.values(), key=lambda a: a.values.shape[1] * a.values.shape[2])
+        keys = [a.lengths[order] for a in mods]  # np.lexsort: the last key is the primary one
+        stop = n - n % batch_size if self.drop_last else n
+        size = batch_size * max(self.pool, 1)
+        out: list[list[int]] = []
+        for lo in range(0, stop, size):
+            hi = min(lo + size, stop)
+            pool = order[lo:hi][np.lexsort([k[lo:hi] for k in keys])] if keys else order[lo:hi]
+            out += [pool[i : i + batch_size].tolist() for i in range(0, len(pool), batch_size)]
+        perm = torch.randperm(len(out), generator=gen).tolist()
+        return [out[i] for i in perm]
+
+
 def collate(split: SplitData, batches: Sequence[Sequence[int]], *, num_workers: int = 0) -> DataLoader[Batch]:
     """A loader yielding `split.batch(indices)` for each index list, in order."""
     return DataLoader(

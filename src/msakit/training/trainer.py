@@ -30,10 +30,11 @@ import torch
 
 from msakit.batch import Batch, ModelOutput, modality_index
 from msakit.config import ModelConfig, TrainConfig, apply_overrides, config_to_dict
-from msakit.data.core import DataModule, MSADataset, RandomBatches, Sampler, SplitData
+from msakit.data.core import DataModule, LengthBuckets, MSADataset, RandomBatches, Sampler, SplitData
 from msakit.data.stats import dataset_stats
 from msakit.errors import ConfigError, DataError, TrainingError
 from msakit.io import atomic_write_json
+from msakit.layers.encoders import LSTM_PATHS, lstm_path
 from msakit.metrics import MetricAccumulator, get_metric_set
 from msakit.models.base import MSAModel
 from msakit.registry import build_config, create_model
@@ -186,6 +187,8 @@ class Trainer:
                 f"choose from {sorted(self.metric_set.higher_is_better)}"
             )
         self.higher_is_better = self.metric_set.higher_is_better[self.select_key]
+        if self.cfg.lstm not in LSTM_PATHS:
+            raise ConfigError(f"trainer: lstm must be one of {', '.join(LSTM_PATHS)}, got {self.cfg.lstm!r}")
         self.out_dir = Path(out_dir)
         self.runtime = init_runtime(
             self.cfg.device, precision=self.cfg.precision, compile=self.cfg.compile, timeout=self.cfg.dist_timeout
@@ -236,7 +239,8 @@ class Trainer:
 
     def fit_seed(self, seed: int, *, resume: bool = False) -> SeedResult:
         try:
-            return self._fit_seed(seed, resume=resume)
+            with lstm_path(self.cfg.lstm):
+                return self._fit_seed(seed, resume=resume)
         except RuntimeError as exc:  # a collective failed: another rank died or stopped
             if isinstance(exc, TrainingError) or not (self.runtime.is_distributed and is_collective_failure(exc)):
                 raise
@@ -437,11 +441,13 @@ def _sampler(name: str) -> Sampler:
     """`TrainConfig.sampler` by name; a `Sampler` object can be given to `Trainer(sampler=...)` instead."""
     if name == "random":
         return RandomBatches()
+    if name == "bucket":
+        return LengthBuckets()
     if name == "dialogue":
         from msakit.data.dialogue import DialogueBatches
 
         return DialogueBatches()
-    raise ConfigError(f"trainer: sampler must be 'random' or 'dialogue', got {name!r}")
+    raise ConfigError(f"trainer: sampler must be 'random', 'bucket' or 'dialogue', got {name!r}")
 
 
 def _is_better(score: float, best: float, higher_is_better: bool) -> bool:
