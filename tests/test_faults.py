@@ -405,8 +405,8 @@ def _patched_parser(funcs: dict) -> object:
 
     real = cli.build_parser
 
-    def build() -> object:
-        parser = real()
+    def build(*args: object, **kwargs: object) -> object:
+        parser = real(*args, **kwargs)  # type: ignore[arg-type]
         for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
             for name, sub in action.choices.items():
                 if name in funcs:

@@ -44,8 +44,6 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import f1_score
 
 __all__ = [
     "METRIC_SETS",
@@ -109,6 +107,9 @@ def _accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def _weighted_f1(truth: np.ndarray, pred: np.ndarray) -> float:
+    from sklearn.exceptions import UndefinedMetricWarning  # imported here: sklearn costs seconds to import
+    from sklearn.metrics import f1_score
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         return float(f1_score(truth, pred, average="weighted"))

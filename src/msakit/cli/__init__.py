@@ -2,7 +2,10 @@
 
 Each command lives in a module of this package exposing `register(subparsers)`; the
 module's functions do the work. Modules are discovered, so adding a command is adding
-a file here.
+a file here. A run of one command imports only the module that registers it (found by
+reading the modules' `subparsers.add_parser("name", ...)` calls, not by importing them),
+so `msakit predict` does not pay for what `msakit tune` or `msakit data prepare` import;
+`msakit --help` registers every module.
 
 `main` is the one error boundary: bad input (`MsakitError`, a missing or misnamed path)
 prints one line naming the file and field and exits 2; an environment failure (disk
@@ -18,6 +21,7 @@ is left half written.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import errno
 import importlib
@@ -45,7 +49,37 @@ def command_modules() -> list[str]:
     return [m for m in FIRST if m in found] + sorted(found - set(FIRST))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def commands_of(module: str) -> list[str]:
+    """The command names `msakit.cli.<module>` registers, read from its source without importing it."""
+    path = Path(__file__).with_name(f"{module}.py")
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "add_parser"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "subparsers"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            names.append(str(node.args[0].value))
+    return names
+
+
+def _modules_for(argv: Sequence[str] | None) -> list[str]:
+    """The command modules to register: the one owning argv's command, else (help, a typo) all of them."""
+    modules = command_modules()
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command is None or "-h" in args[: args.index(command)] or "--help" in args[: args.index(command)]:
+        return modules
+    owners = [m for m in modules if command in commands_of(m)]
+    return owners or modules
+
+
+def build_parser(argv: Sequence[str] | None = None, *, every_command: bool = True) -> argparse.ArgumentParser:
+    """The parser; with `every_command=False` only the module owning argv's command is imported."""
     from msakit import __version__
 
     parser = argparse.ArgumentParser(
@@ -58,13 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show the full traceback of an error (also: MSAKIT_DEBUG=1)"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in command_modules():
+    for name in command_modules() if every_command else _modules_for(argv):
         importlib.import_module(f"msakit.cli.{name}").register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv, every_command=False)
     args = parser.parse_args(argv)
     debug = bool(args.debug or os.environ.get("MSAKIT_DEBUG"))
     outputs = _new_outputs(args)

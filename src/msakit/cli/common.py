@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from msakit.config import TrainConfig, load_yaml_overrides, parse_override
-from msakit.training.trainer import RunResult, train_config_from
+
+if TYPE_CHECKING:  # the trainer pulls in torch and sklearn: only the commands that train import it
+    from msakit.training.trainer import RunResult
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
@@ -42,6 +44,8 @@ def add_training_options(parser: argparse.ArgumentParser, *, default_epochs: int
 
 def overrides_from(args: argparse.Namespace) -> tuple[dict[str, Any], TrainConfig]:
     """(model overrides, validated TrainConfig) from presets, -m/-t options and shortcuts."""
+    from msakit.training.trainer import train_config_from
+
     model, train = raw_overrides_from(args)
     return model, train_config_from(train)
 

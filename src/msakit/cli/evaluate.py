@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from msakit.cli.common import FORMATTER
-from msakit.data.core import MSADataset
-from msakit.service import (
-    LoadedModel,
-    evaluate_split,
-    load_model,
-    predict_split,
-    write_metrics_json,
-    write_predictions_csv,
-)
+
+if TYPE_CHECKING:  # torch and the service are imported by the command that runs, not by `msakit --help`
+    from msakit.data.core import MSADataset
+    from msakit.service import LoadedModel
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,12 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _load(args: argparse.Namespace) -> tuple[LoadedModel, MSADataset]:
     from msakit.data import load_dataset
+    from msakit.service import load_model
 
     return load_model(args.checkpoint), load_dataset(args.data)
 
 
 def run_eval(args: argparse.Namespace) -> int:
     from msakit.report import format_value
+    from msakit.service import evaluate_split, write_metrics_json
 
     loaded, dataset = _load(args)
     result = evaluate_split(loaded, dataset, args.split)
@@ -68,6 +66,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from msakit.service import predict_split, write_predictions_csv
+
     loaded, dataset = _load(args)
     result = predict_split(loaded, dataset, args.split)
     write_predictions_csv(result, args.out)

@@ -20,16 +20,18 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from msakit.batch import MODALITIES
 from msakit.data import validate
 from msakit.data.core import SPLITS, DatasetInfo, ModalityArrays, MSADataset, SplitData
 from msakit.errors import DataError
 from msakit.io import atomic_dir
+
+if TYPE_CHECKING:  # pandas costs ~1 CPU-s to import: the functions that read CSV import it
+    import pandas as pd
 
 FORMAT = "msakit-dataset"
 
@@ -112,6 +114,8 @@ def read_folder(path: str | Path) -> MSADataset:
 
 
 def _with_dialogue(split: SplitData, part: pd.DataFrame, path: Path) -> SplitData:
+    import pandas as pd
+
     from msakit.data.dialogue import DialogueIndex, with_dialogue
 
     if "turn" not in part:
@@ -195,6 +199,8 @@ def _read_meta(path: Path) -> dict[str, Any]:
 
 
 def _read_labels(path: Path, *, regression: bool) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         frame = pd.read_csv(path, dtype={"id": str, "split": str}, keep_default_na=False, na_values={"label": [""]})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
