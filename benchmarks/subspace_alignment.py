@@ -3,23 +3,25 @@
     # OT / MMD between modalities on the test split, one row per run folder (every seed's best checkpoint)
     OMP_NUM_THREADS=1 python benchmarks/subspace_alignment.py alignment --data data/mosi \
         runs/am2-mosi runs/am2-mosi-noalign
-    # how well a ridge probe recovers each private code from the common code (test R², fit on train)
-    OMP_NUM_THREADS=1 python benchmarks/subspace_alignment.py distinct --data data/mosi runs/tsd-mosi
+    # how well a ridge probe recovers each code from the common code (test R², fit on train), per seed,
+    # against a margin; --json also writes the markdown block docgen shows (docs/results/NAME.json)
+    OMP_NUM_THREADS=1 python benchmarks/subspace_alignment.py distinct --data data/mosi-e5 \
+        "TSD=runs/tsd-mosi" "w/o decoupling=runs/tsd-mosi-nodec" --margin 0.1 --json docs/results/tsd_mosi_distinct.json
 
 alignment: `AlignMamba2.alignment_distances` (the same debiased Sinkhorn divergence and
 Gaussian MMD as the training losses) on the encoded tokens of the whole test split, in
 batches of 64, averaged; mean ± std over the seeds of each run folder.
 
 distinct: codes of the train and test splits from each seed's best checkpoint (eval mode,
-samples with every modality); for each private code q_m a ridge regression (α = 1,
-standardised inputs) from the common code c is fitted on train and scored on test as R²
-averaged over q_m's dimensions. As a control the same probe predicts the modality's
-*pairwise* code p_{m,·} from c, and the same probe fitted on train pairs shuffled across
-samples gives the chance level (≈ 0 or below). A private code the common code cannot predict (R² near the chance
-level) is a distinct subspace. Two controls that a code has not simply collapsed (a code
-constant over samples is trivially unpredictable): each code's standard deviation over
-the test samples (mean over its dimensions), and the R² of the same ridge probe from each
-code to the label.
+samples with every modality); for each code other than the common code c (pairwise p and
+private q_m) a ridge regression (α = 1, standardised inputs) from c is fitted on train
+and scored on test as R² averaged over the code's dimensions. The same probe fitted on
+train pairs shuffled across samples gives the chance level (≈ 0 or below). A code the
+common code cannot predict (R² below chance + the margin, here the margin itself, as
+chance is ≤ 0) is a distinct subspace; the verdict is per seed, not on the mean. Two
+controls that a code has not simply collapsed (a code constant over samples is trivially
+unpredictable): each code's standard deviation over the test samples (mean over its
+dimensions), and the R² of the same ridge probe from each code to the label.
 """
 
 from __future__ import annotations
@@ -95,35 +97,77 @@ def _probe_r2(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_te
     return float(r2_score(y_test, ridge.predict(scaler.transform(x_test)), multioutput="uniform_average"))
 
 
-def distinct(args: argparse.Namespace) -> None:
-    data = load_dataset(args.data)
+def _distinct_run(data, run: Path, rng: np.random.Generator) -> dict[str, list[float]]:  # type: ignore[no-untyped-def]
     rows: dict[str, list[float]] = {}
-    rng = np.random.default_rng(0)
-    for ckpt in _seeds(Path(args.run)):
+    for ckpt in _seeds(run):
         model, _ = load_checkpoint(ckpt)
         model.eval()
         train, test = _codes(model, data.split("train")), _codes(model, data.split("test"))
         common = train["common"], test["common"]
-        for name in [n for n in train if n != "label"]:  # a collapsed code would be trivially "distinct"
-            rows.setdefault(f"{name}: std over test samples (mean over dims)", []).append(
-                float(test[name].std(0).mean())
-            )
-            rows.setdefault(f"{name} → label", []).append(
-                _probe_r2(train[name], train["label"], test[name], test["label"])
-            )
-        for name in train:
-            if name in ("common", "label"):
-                continue
+        for name in [n for n in train if n not in ("common", "label")]:
             rows.setdefault(f"common → {name}", []).append(_probe_r2(common[0], train[name], common[1], test[name]))
         for name in [n for n in train if n.startswith("private_")]:  # chance: fit on train pairs shuffled
             shuffled = rng.permutation(len(common[0]))
             rows.setdefault(f"chance: common → {name}, train pairs shuffled", []).append(
                 _probe_r2(common[0], train[name][shuffled], common[1], test[name])
             )
-    print("| probe (ridge, fit on train, R² on test) or code statistic | mean ± std over seeds |\n|---|---|")
-    for name, values in rows.items():
-        print(f"| {name} | {statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0:.3f} |")
-    _write(args.json, {"data": args.data, "run": args.run, "per_seed": rows})
+        for name in [n for n in train if n != "label"]:  # a collapsed code would be trivially "distinct"
+            rows.setdefault(f"{name}: std over test samples", []).append(float(test[name].std(0).mean()))
+            rows.setdefault(f"{name} → label", []).append(
+                _probe_r2(train[name], train["label"], test[name], test["label"])
+            )
+    return rows
+
+
+def _pm(values: list[float]) -> str:
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0:.3f}"
+
+
+def distinct_markdown(runs: dict[str, dict[str, list[float]]], margin: float, command: str) -> str:
+    """Per-seed R² table, the per-seed verdict against `margin`, then the collapse controls."""
+    seeds = max(len(v) for rows in runs.values() for v in rows.values())
+    out = ["```bash", command, "```", ""]
+    out += ["| run | probe (ridge, R² on test) | " + " | ".join(f"seed {i + 1}" for i in range(seeds))]
+    out[-1] += " | mean ± std | every seed < margin |"
+    out += ["|---|---|" + "---|" * (seeds + 2)]
+    verdicts = []
+    for label, rows in runs.items():
+        for name, values in rows.items():
+            if not name.startswith(("common →", "chance:")) or name.endswith("→ label"):
+                continue
+            cells = [f"{v:.3f}" for v in values] + ["–"] * (seeds - len(values))
+            ok = "" if name.startswith("chance") else ("yes" if max(values) < margin else "no")
+            out.append(f"| {label} | {name} | " + " | ".join(cells) + f" | {_pm(values)} | {ok} |")
+            if name.startswith("common → private_"):
+                verdicts.append((label, name.removeprefix("common → "), max(values), len(values)))
+    out += ["", "Controls (mean ± std over seeds): a code's std over the test samples (mean over its dimensions),"]
+    out += ["and the ridge R² from the code to the label.", ""]
+    names = [n.removesuffix(": std over test samples") for n in next(iter(runs.values())) if n.endswith("samples")]
+    out += ["| run | " + " | ".join(f"{n}: std | {n} → label" for n in names) + " |"]
+    out += ["|---|" + "---|---|" * len(names)]
+    for label, rows in runs.items():
+        cells = [f"{_pm(rows[f'{n}: std over test samples'])} | {_pm(rows[f'{n} → label'])}" for n in names]
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    out += ["", f"Margin: R² < {margin} in every seed (chance, the shuffled-pairs rows, is at or below 0):", ""]
+    for label, code, worst, n in verdicts:
+        verdict = "distinct in every seed" if worst < margin else "not distinct in every seed"
+        out.append(f"- {label}, {code}: largest R² over the {n} seeds {worst:.3f}, {verdict}.")
+    return "\n".join(out) + "\n"
+
+
+def distinct(args: argparse.Namespace) -> None:
+    data = load_dataset(args.data)
+    runs = {}
+    for spec in args.runs:
+        label, _, folder = spec.rpartition("=")
+        runs[label or folder] = _distinct_run(data, Path(folder), np.random.default_rng(0))
+    command = args.command or (
+        "OMP_NUM_THREADS=1 python benchmarks/subspace_alignment.py distinct "
+        f"--data {args.data} --margin {args.margin} " + " ".join(f"'{r}'" for r in args.runs)
+    )
+    markdown = distinct_markdown(runs, args.margin, command)
+    print(markdown)
+    _write(args.json, {"data": args.data, "margin": args.margin, "per_seed": runs, "markdown": markdown})
 
 
 def main() -> None:
@@ -136,8 +180,10 @@ def main() -> None:
     a.set_defaults(func=alignment)
     d = sub.add_parser("distinct")
     d.add_argument("--data", required=True)
-    d.add_argument("run")
-    d.add_argument("--json", type=Path, help="also write the per-seed values")
+    d.add_argument("runs", nargs="+", metavar="[LABEL=]RUN")
+    d.add_argument("--margin", type=float, default=0.1, help="R² a private code must stay below in every seed")
+    d.add_argument("--command", help="the command line shown in the markdown (default: rebuilt from the arguments)")
+    d.add_argument("--json", type=Path, help="also write the per-seed values and the markdown block")
     d.set_defaults(func=distinct)
     args = parser.parse_args()
     torch.set_num_threads(1)

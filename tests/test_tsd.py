@@ -136,6 +136,9 @@ def test_linear_decoupler_leaves_nothing_a_linear_map_of_x_predicts() -> None:
     assert _cross_cov(x, out).abs().max() < 0.05  # what x linearly predicted is gone
     torch.testing.assert_close(_cross_cov(out, out), 0.09 * torch.eye(3), atol=0.02, rtol=0)  # the noise is kept
     torch.testing.assert_close(decoupler(x[:5], y[:5]), out[:5])  # per sample, independent of the batch
+    centred = decoupler(x[:64] + 3.0, y[:64], center=(x[:64] + 3.0).mean(0))  # a shifted batch, centred on itself
+    torch.testing.assert_close(centred.mean(0), y[:64].mean(0))
+    assert (decoupler(x[:64] + 3.0, y[:64]).mean(0) - y[:64].mean(0)).abs().max() > 1.0
     # rows marked invalid do not move the statistics
     x, y = draw(16)
     valid = torch.arange(16) < 8
@@ -204,3 +207,20 @@ def test_epoch_end_recomputes_the_decoupling_statistics_with_the_final_weights(
 
     trained, _ = load_checkpoint(tmp_path / "seed1" / "last")
     assert max(_leftover(trained, split.batch(range(len(split)))).values()) < 0.02
+
+
+def test_fused_vector_integrates_every_saca_token(tiny_dataset: MSADataset) -> None:
+    batch = tiny_dataset.split("test").batch(range(12))
+    model = _model(tiny_dataset).eval()
+    fused = model(batch).features["fused"]
+    with torch.no_grad():
+        assert model.integrate is not None
+        model.integrate.weight.zero_()
+        model.integrate.bias.zero_()
+    pooled = model(batch).features["fused"]
+    assert (fused - pooled).abs().max() > 1e-3  # the integration term reaches the head
+    plain = _model(tiny_dataset, integrate=False)
+    assert plain.integrate is None and "integrate" not in dict(plain.named_children())
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("integrate.")})
+    torch.testing.assert_close(plain.eval()(batch).features["fused"], pooled)  # off = the pooled token alone
+    assert "w/o token integration (pooled only)" in model.config.ABLATIONS

@@ -125,9 +125,13 @@ class LinearDecoupler(nn.Module):
         self.weight.copy_(torch.linalg.solve(self.cov_xx + ridge * eye, self.cov_xy))
         self.steps += 1
 
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        """(n, Dx), (n, Dy) -> (n, Dy); x enters without gradient (the shift is a constant)."""
-        return y - (x.detach() - self.mean) @ self.weight
+    def forward(self, x: Tensor, y: Tensor, center: Tensor | None = None) -> Tensor:
+        """(n, Dx), (n, Dy) -> (n, Dy); x enters without gradient (the shift is a constant).
+
+        `center` (Dx,) replaces μ_x, e.g. the batch mean in training: then the shift has mean 0
+        over the batch and a lagging W moves no output's mean.
+        """
+        return y - (x.detach() - (self.mean if center is None else center.detach())) @ self.weight
 
 
 __all__ = ["LinearDecoupler", "cross_correlation", "hsic", "l2_alignment", "orthogonality"]

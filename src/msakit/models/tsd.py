@@ -35,11 +35,26 @@ abstract says, and what we chose:
   are running estimates, as in batch norm, over the codes computed without dropout (a
   second, gradient-free pass over the encoders in training: statistics of dropped-out
   codes are attenuated by the noise and left R² 0.4 at eval in a trial run); c̄ is that
-  dropout-free common code, and the shift is a constant for the gradient. The codes the
+  dropout-free common code, and the shift is a constant for the gradient, centred in
+  training on the batch mean of c̄ (so a lagging W shifts no code's mean). The codes the
   supervisor, SACA, the losses and the explanations see are the residuals; nothing is
   lost, since (c, residual) is an invertible linear map of (c, y). A block Gram-Schmidt
   step, common code first, in the spirit of the abstract's "decoupling"; it needs the
   common code, so it is off when `use_common=False`.
+- "a Subspace-Aware Cross-Attention (SACA) fusion module that adaptively models and
+  integrates information from the three subspaces". Chosen: the available codes (c, the
+  p_ij whose two modalities are present, the present q_m), each plus a learned
+  subspace-type embedding (common / pairwise / private), form a token set; one
+  self-attention block lets subspaces attend to each other, then a learned query
+  attends over the result: its attention weights are the explanation `subspace_attention`
+  (B, 1 + P + M; order common, pairs in MODALITIES order, private), zero for absent codes.
+  `use_saca=False` (ablation) replaces SACA by the mean of the available codes.
+  "Integrates": a convex mixture of the tokens cannot hand the head a fixed linear
+  combination of them (e.g. common code + residual, which the decoupling needs), so the
+  fused vector is the pooled token plus a linear map of all SACA tokens concatenated
+  (zero for absent codes); `integrate=False` (ablation) keeps the pooled token only.
+- Absent modalities: codes that depend on an absent modality are dropped from SACA and
+  from every loss; with one modality present, c = c_m.
 """
 
 from __future__ import annotations
@@ -78,6 +93,7 @@ class TSDConfig(ModelConfig):
     use_private: bool = True
     use_saca: bool = True
     decouple: bool = True  # pairwise and private codes minus their linear prediction from the common code
+    integrate: bool = True  # the fused vector adds a linear map of every SACA token to the attention-pooled one
 
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
         "TSD": {},
@@ -91,6 +107,7 @@ class TSDConfig(ModelConfig):
         "w/o decoupling supervisor": {"discriminator_weight": 0.0},
         "w/o L_decor": {"decor_weight": 0.0},
         "w/o structural decoupling": {"decouple": False},
+        "w/o token integration (pooled only)": {"integrate": False},
         "w/o regularisation": {
             "align_weight": 0.0,
             "hsic_weight": 0.0,
@@ -157,6 +174,8 @@ class TSD(MSAModel):
         self.saca = CrossModalAttention(h, heads=config.heads, dropout=config.dropout) if config.use_saca else None
         self.query = nn.Parameter(torch.randn(1, 1, h) * 0.02)
         self.pool = nn.MultiheadAttention(h, config.heads, dropout=config.dropout, batch_first=True)
+        tokens = len(self.code_names())
+        self.integrate = nn.Linear(tokens * h, h) if config.integrate and config.use_saca else None
         self.discriminator = MLP(h, 3, hidden_dim=h, dropout=config.dropout)
         self.head = MLP(h, config.num_classes, hidden_dim=h, dropout=config.dropout)
 
@@ -221,13 +240,15 @@ class TSD(MSAModel):
 
     def _decouple(self, batch: Batch, codes: _Codes, parts: dict[str, Any]) -> None:
         """Pairwise and private codes minus their linear prediction from the common code, in place."""
-        common = codes.vectors[0]
+        common, center = codes.vectors[0], None
         if self.training:  # statistics from the dropout-free codes, as the model is probed at eval
             clean = self._clean_codes(batch)
             self._update_decouplers(clean)
             common = clean.vectors[0]
+            if clean.present[0].any():  # centred on the batch: no drift of the codes' means in training
+                center = common[clean.present[0]].mean(0)
         for k, name in enumerate(self.code_names()[1:], start=1):
-            codes.vectors[k] = self.decouplers[name](common, codes.vectors[k])
+            codes.vectors[k] = self.decouplers[name](common, codes.vectors[k], center)
         for m in self.private:
             parts["q"][m] = codes.vectors[self.code_names().index(f"private_{m}")]
 
@@ -288,6 +309,8 @@ class TSD(MSAModel):
             query = self.query.expand(batch.size, -1, -1)
             fused, weights = self.pool(query, tokens, tokens, key_padding_mask=safe_key_padding_mask(valid))
             fused, weights = fused.squeeze(1), weights.squeeze(1) * valid  # (B, H), (B, T)
+            if self.integrate is not None:  # every subspace token reaches the head, not only their mixture
+                fused = fused + self.integrate((tokens * valid.unsqueeze(-1)).flatten(1))
         else:
             weights = valid.float() / valid.sum(1, keepdim=True).clamp_min(1)
             fused = (tokens * weights.unsqueeze(-1)).sum(1)
