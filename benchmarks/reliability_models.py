@@ -13,6 +13,8 @@
     # complete-data tables from `msakit train` run folders (RUNS/<data>/<model>/results.json) and
     # `msakit probe --json` files -> docs/results/NAME.json + Markdown
     python benchmarks/reliability_models.py collect --runs runs/main --name reliability_main --probe mmmo=p.json
+    # this family's rows of the robustness zoo -> docs/results/reliability_models_robustness_<dataset>.json
+    python benchmarks/reliability_models.py zoo
 
 Every number is over the seeds given (default 1-5), mean ± sample std; model selection on the
 validation split only; the spectrum perturbation is evaluated on the test split with seed 0.
@@ -143,17 +145,20 @@ def mli(args: argparse.Namespace) -> dict[str, Any]:
     per_model = _per_model_overrides(args.model_opt)
     header = ["model", "MLI ×100 (input × gradient)", f"test {key}", "test MAE", "valid MAE"]
     rows = []
-    for model in args.models:
+    for entry in args.models:
+        name, _, model = entry.rpartition("=")  # LABEL=MODEL, or MODEL labelled by itself
+        name = name or model
         res = fit_with_robustness(
             model,
             data,
-            out_dir=out / model,
-            model_overrides=per_model.get(model, {}),
+            out_dir=out / name,
+            model_overrides=per_model.get(name, {}),
             train_config=_train_config(args),
         )
         logs = [json.loads((Path(s.checkpoint).parent / "mli.json").read_text()) for s in res.seeds]
-        table[model] = {
-            "overrides": per_model.get(model, {}),
+        table[name] = {
+            "model": model,
+            "overrides": per_model.get(name, {}),
             "mli": [log["mli"] for log in logs],
             "share": [log["share"] for log in logs],
             key: [s.test[key] for s in res.seeds],
@@ -161,8 +166,8 @@ def mli(args: argparse.Namespace) -> dict[str, Any]:
             "valid_MAE": [s.valid["MAE"] for s in res.seeds],
             "best_epoch": [s.best_epoch for s in res.seeds],
         }
-        t = table[model]
-        label = model + "".join(f", `{k}={v}`" for k, v in per_model.get(model, {}).items())
+        t = table[name]
+        label = name + "".join(f", `{k}={v}`" for k, v in per_model.get(name, {}).items())
         rows.append([label, _fmt(t["mli"], 100), _fmt(t[key], 100), _fmt(t["MAE"], 1, 3), _fmt(t["valid_MAE"], 1, 3)])
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     print("\n".join("| " + " | ".join(r) + " |" for r in rows))
@@ -180,7 +185,7 @@ def mli(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _per_model_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
-    """MODEL:KEY=VALUE strings -> {MODEL: {KEY: VALUE}}."""
+    """LABEL:KEY=VALUE strings -> {LABEL: {KEY: VALUE}} (LABEL as in --models)."""
     out: dict[str, dict[str, Any]] = {}
     for pair in pairs:
         model, _, rest = pair.partition(":")
@@ -232,22 +237,67 @@ def _predict(model: Any, data: Any, transform: Any) -> list[tuple[Any, Any]]:
     return [(model(transform(b)), b) for b in data.split("test").loader(128, shuffle=False)]
 
 
+ZOO_MODELS = ("qa_moe", "prlf", "ebmc", "late_fusion", "late_fusion+rmr")
+
+
+def zoo(args: argparse.Namespace) -> dict[str, Any]:
+    """This family's rows of the robustness zoo (docs/results/robustness.json, `benchmarks/robustness_all.py`),
+    one docgen table per dataset: docs/results/reliability_models_robustness_<dataset>.json."""
+    results = Path(__file__).resolve().parents[1] / "docs" / "results"
+    source = json.loads((results / "robustness.json").read_text())
+    written = {}
+    for dataset, info in source["datasets"].items():
+        header = ["model (seed 1)", "clean", "AUILC modality_shared", "AUILC step_shared", "AUILC noise"]
+        header += ["AUILC spectrum", "spectrum U(0,1)", "MEI", "MLI", "commit"]
+        rows = []
+        for model in ZOO_MODELS:
+            r = info["models"].get(model)
+            if r is None:
+                continue
+            cells = [r["clean"], r["auilc_modality_shared"], r["auilc_step"], r["auilc_noise"], r["auilc_spectrum"]]
+            cells.append(r["spectrum_uniform"])
+            row = [model, *(f"{v:.1f}" for v in cells)]
+            row += ["n/a" if r.get(k) is None else f"{r[k]:.2f}" for k in ("mei", "mli")]
+            rows.append([*row, r["run"]["git_commit"][:7]])
+        table = {
+            "provenance": f"the {dataset} rows of docs/results/robustness.json (seed 1, {info['metric']} ×100, "
+            "test split), extracted by `python benchmarks/reliability_models.py zoo`",
+            "command": "python benchmarks/robustness_all.py --out runs/robustness-zoo/zoo --epochs 12 --patience 4",
+            "header": header,
+            "rows": rows,
+            "reference": "late_fusion",
+            "primary": "AUILC spectrum",
+            "secondary": "AUILC modality_shared",
+            "also": ["clean"],
+        }
+        atomic_write_json(results / f"reliability_models_robustness_{dataset}.json", table)
+        written[dataset] = table
+        print(f"**{dataset}**\n")
+        print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+        print("\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n")
+    return written
+
+
 COLUMNS = (("Non0_acc_2", 100, 1), ("Non0_F1_score", 100, 1), ("MAE", 1, 3), ("Corr", 1, 3), ("Mult_acc_7", 100, 1))
+CLASS_COLUMNS = (("Acc", 100, 1), ("F1_score", 100, 1))  # classification datasets (YouTube, MELD)
 
 
 def collect(args: argparse.Namespace) -> dict[str, Any]:
     """One row per run folder RUNS/<data>/<model> (mean ± std over its seeds) and the probe rows."""
     runs, tables = Path(args.runs), {}
     probes = dict(p.split("=", 1) for p in args.probe)
+    columns_of = {}
     for data_dir in sorted(p for p in runs.iterdir() if p.is_dir()):
         rows = {}
+        columns = COLUMNS
         for run in sorted(data_dir.iterdir()):
             if not (run / "results.json").is_file():
                 continue
             res = json.loads((run / "results.json").read_text())
             seeds = res["seeds"]
+            columns = COLUMNS if "MAE" in seeds[0]["test"] else CLASS_COLUMNS
             rows[run.name] = {
-                k: [s["test"][k] for s in seeds] for k, _, _ in COLUMNS if all(k in s["test"] for s in seeds)
+                k: [s["test"][k] for s in seeds] for k, _, _ in columns if all(k in s["test"] for s in seeds)
             }
             rows[run.name]["seconds_per_epoch"] = [s["seconds_per_epoch"] for s in seeds]
             rows[run.name]["config"] = json.loads((Path(seeds[0]["checkpoint"]) / "config.json").read_text())
@@ -255,18 +305,34 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         if data_dir.name in probes:
             for row in json.loads(Path(probes[data_dir.name]).read_text())["rows"]:
                 label = f"probe: {row['name']} ({row['pooling']}, α={row['alpha']:g})"
-                probe_rows[label] = {k: row["test"][k] for k, _, _ in COLUMNS}
+                probe_rows[label] = {k: row["test"][k] for k, _, _ in columns}
         tables[data_dir.name] = {"runs": rows, "probe": probe_rows}
+        columns_of[data_dir.name] = columns
     for name, table in tables.items():
-        head = " | ".join(k for k, _, _ in COLUMNS)
-        lines = [f"**{name}**", "", f"| model | {head} | seeds |", "|---|" + "---|" * (len(COLUMNS) + 1)]
+        columns = columns_of[name]
+        head = " | ".join(k for k, _, _ in columns)
+        lines = [f"**{name}**", "", f"| model | {head} | seeds |", "|---|" + "---|" * (len(columns) + 1)]
         for model, row in table["runs"].items():
-            cells = [_fmt(row[k], scale, digits) for k, scale, digits in COLUMNS]
-            lines.append(f"| {model} | " + " | ".join(cells) + f" | {len(row['MAE'])} |")
+            cells = [_fmt(row[k], scale, digits) for k, scale, digits in columns]
+            lines.append(f"| {model} | " + " | ".join(cells) + f" | {len(row[columns[0][0]])} |")
         for label, row in table["probe"].items():
-            lines.append(f"| {label} | " + " | ".join(f"{row[k] * sc:.{d}f}" for k, sc, d in COLUMNS) + " | |")
+            lines.append(f"| {label} | " + " | ".join(f"{row[k] * sc:.{d}f}" for k, sc, d in columns) + " | |")
         print("\n".join(lines) + "\n")
-    return {"tables": tables}
+    if len(tables) != 1:
+        return {"tables": tables}
+    # one dataset: also a docgen table (benchmarks/docgen.py render_table), read against late_fusion
+    [(name, table)] = tables.items()
+    columns = columns_of[name]
+    header = ["model", *(k for k, _, _ in columns), "seeds"]
+    rows = [
+        [model, *(_fmt(row[k], sc, d) for k, sc, d in columns), str(len(row[columns[0][0]]))]
+        for model, row in table["runs"].items()
+    ]
+    rows += [[label, *(f"{row[k] * sc:.{d}f}" for k, sc, d in columns), ""] for label, row in table["probe"].items()]
+    keys = [k for k, _, _ in columns]
+    return {"tables": tables, "header": header, "rows": rows, "reference": "late_fusion", "primary": keys[0]} | (
+        {"also": keys[1:2]} if len(keys) > 1 else {}
+    )
 
 
 def main() -> None:
@@ -276,6 +342,7 @@ def main() -> None:
     collect_parser.add_argument("--runs", required=True)
     collect_parser.add_argument("--name", required=True, help="writes docs/results/NAME.json")
     collect_parser.add_argument("--probe", action="append", default=[], help="DATA=probe.json (msakit probe --json)")
+    sub.add_parser("zoo", help="this family's rows of docs/results/robustness.json -> docgen tables")
     for name in ("spectrum", "mli", "dominant", "uncertainty"):
         p = sub.add_parser(name)
         p.add_argument("--data", default=None)
@@ -288,15 +355,18 @@ def main() -> None:
         sub.choices[name].add_argument("--levels", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     sub.choices["spectrum"].add_argument("--no-specialists", dest="specialists", action="store_false")
     sub.choices["spectrum"].add_argument("-m", dest="model_opt", action="append", default=[], help="qa_moe KEY=VALUE")
-    sub.choices["mli"].add_argument("--models", nargs="+", default=["ebmc", "late_fusion"])
-    sub.choices["mli"].add_argument("-m", dest="model_opt", action="append", default=[], help="MODEL:KEY=VALUE")
+    sub.choices["mli"].add_argument(
+        "--models", nargs="+", default=["ebmc", "late_fusion"], help="MODEL or LABEL=MODEL (one row each)"
+    )
+    sub.choices["mli"].add_argument("-m", dest="model_opt", action="append", default=[], help="LABEL:KEY=VALUE")
     sub.choices["mli"].add_argument("--name", help="also write docs/results/NAME.json (a docgen table)")
     sub.choices["dominant"].add_argument("--runs", required=True)
     sub.choices["uncertainty"].add_argument("--runs", required=True, help="a qa_moe checkpoint folder")
     args = parser.parse_args()
-    result = {"spectrum": spectrum, "mli": mli, "dominant": dominant, "collect": collect, "uncertainty": uncertainty}[
-        args.command
-    ](args)
+    commands = {"spectrum": spectrum, "mli": mli, "dominant": dominant, "collect": collect, "uncertainty": uncertainty}
+    result = {**commands, "zoo": zoo}[args.command](args)
+    if args.command == "zoo":
+        return
     if args.command == "collect":
         out = Path(__file__).resolve().parents[1] / "docs" / "results" / f"{args.name}.json"
         atomic_write_json(out, {"command": " ".join(["python", *__import__("sys").argv]), **result})
