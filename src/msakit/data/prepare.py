@@ -10,9 +10,11 @@ function per dataset, registered in ``PREPARERS``:
            per utterance. Regression in [-3, 3], metric set "mosi".
   mosei    labels.csv (``text``). Text only; regression in [-3, 3], metric set "mosi".
   sims     labels.csv. Text only; regression in [-1, 1], metric set "sims".
-           option text_source: "text_en" (default; the English machine translation,
-           which MiniLM can read) or "text" (the original Chinese through the same
-           English-only encoder: most characters become [UNK], so expect poor results).
+           option text_source: "text_en" (default; the English machine translation) or
+           "text" (the original Chinese). The default e5 encoder is multilingual and
+           reads both about equally well (docs/results.md, CH-SIMS); MiniLM is
+           English-only, so with --text-encoder minilm most Chinese characters
+           become [UNK].
   meld     train/dev/test_sent_emo.csv -> train/valid/test. Text only; 3 sentiment
            classes 0 negative, 1 neutral, 2 positive, metric set "classification".
            Ids are "<meld split>_dia<Dialogue_ID>_utt<Utterance_ID>" (MELD restarts
@@ -265,12 +267,12 @@ def prepare_mosi(folder: Path, text: TextFeaturizer) -> Prepared:
 
 
 def prepare_mosei(folder: Path, text: TextFeaturizer) -> Prepared:
-    """CMU-MOSEI: MiniLM text tokens only (ids as in the ``id`` column)."""
+    """CMU-MOSEI: text only, through the featurizer's encoder (ids as in the ``id`` column)."""
     return _text_only("mosei", "CMU-MOSEI", folder, text, text_column="text", metric_set="mosi", label_range=3.0)
 
 
 def prepare_sims(folder: Path, text: TextFeaturizer, *, text_source: str = "text_en") -> Prepared:
-    """CH-SIMS: MiniLM text tokens of ``text_en`` (default) or of the original Chinese ``text``."""
+    """CH-SIMS: text features of ``text_en`` (default) or of the original Chinese ``text``."""
     if text_source not in ("text_en", "text"):
         raise ConfigError(f"sims text_source must be 'text_en' or 'text', got {text_source!r}")
     return _text_only("sims", "CH-SIMS", folder, text, text_column=text_source, metric_set="sims", label_range=1.0)
