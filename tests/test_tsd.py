@@ -150,10 +150,18 @@ def test_linear_decoupler_leaves_nothing_a_linear_map_of_x_predicts() -> None:
     torch.testing.assert_close(twin.weight, decoupler.weight)
 
 
+@pytest.fixture(scope="module")
+def larger_dataset() -> MSADataset:  # more samples than the common code is decoupled on (6 codes x 16)
+    from msakit.data import SyntheticConfig, make_synthetic
+
+    return make_synthetic(SyntheticConfig(sizes=(200, 12, 12), dims=(12, 6, 8), lengths=(7, 9, 5), seed=3))
+
+
 @pytest.mark.parametrize("decouple", [True, False])
 def test_structural_decoupling_makes_codes_linearly_unpredictable_from_the_common_code(
-    tiny_dataset: MSADataset, decouple: bool
+    larger_dataset: MSADataset, decouple: bool
 ) -> None:
+    tiny_dataset = larger_dataset
     model = _model(tiny_dataset, dropout=0.5, decouple=decouple)
     split = tiny_dataset.split("train")
     batch = split.batch([i for i in range(len(split)) if split.batch([i]).present.all()])
@@ -166,7 +174,7 @@ def test_structural_decoupling_makes_codes_linearly_unpredictable_from_the_commo
     for name, code in codes.items():  # normalised cross-covariance: 0 = no linear relation at all
         leftover = (_cross_cov(common, code).norm() / code.std(0).norm() / common.std(0).norm()).item()
         assert (leftover < 0.02) if decouple else (leftover > 0.1), (name, leftover)
-    assert set(model.decouplers) == (set(codes) if decouple else set())
+    assert (model.decoupler is not None) == decouple
     assert "w/o structural decoupling" in model.config.ABLATIONS
 
 
@@ -183,8 +191,9 @@ def _leftover(model, batch) -> dict[str, float]:  # type: ignore[no-untyped-def]
 
 
 def test_epoch_end_recomputes_the_decoupling_statistics_with_the_final_weights(
-    tiny_dataset: MSADataset, tmp_path: Path
+    larger_dataset: MSADataset, tmp_path: Path
 ) -> None:
+    tiny_dataset = larger_dataset
     from msakit.training import Trainer, train_config_from
 
     split = tiny_dataset.split("train")
@@ -206,7 +215,7 @@ def test_epoch_end_recomputes_the_decoupling_statistics_with_the_final_weights(
     from msakit.training.checkpoint import load_checkpoint
 
     trained, _ = load_checkpoint(tmp_path / "seed1" / "last")
-    assert max(_leftover(trained, split.batch(range(len(split)))).values()) < 0.02
+    assert max(_leftover(trained, batch).values()) < 0.02
 
 
 def test_fused_vector_integrates_every_saca_token(tiny_dataset: MSADataset) -> None:
