@@ -151,7 +151,9 @@ def check_fits(framework: str, model: str, n_params: int, batch: int, widest: in
 
 
 # ---- msakit side ----------------------------------------------------------------------
-def _msakit_trainer(model: str, data: str, seed: int, out: Path, size_matched: bool) -> Any:
+def _msakit_trainer(
+    model: str, data: str, seed: int, out: Path, size_matched: bool, train: dict[str, Any] | None = None
+) -> Any:
     from msakit.config import TrainConfig, apply_overrides
     from msakit.data import load_dataset
     from msakit.training import Trainer
@@ -174,6 +176,7 @@ def _msakit_trainer(model: str, data: str, seed: int, out: Path, size_matched: b
         # dataset, so msakit builds no branch for it; MMSA has no such notion and runs on the zero array
         train = dataset.split("train")
         overrides = {"modalities": tuple(m for m in dataset.info.modalities if train.modalities[m].present.any())}
+    cfg = apply_overrides(cfg, train or {}, owner="--msakit-train")
     return Trainer(model, dataset, model_overrides=overrides, train_config=cfg, out_dir=out / f"msakit-{model}-{seed}")
 
 
@@ -187,12 +190,14 @@ def msakit_params(model: str, data: str, size_matched: bool) -> tuple[int, int, 
     return sum(p.numel() for p in net.parameters()), trainer.cfg.batch_size, widest
 
 
-def run_msakit(model: str, data: str, seed: int, out: Path, size_matched: bool) -> dict[str, Any]:
+def run_msakit(
+    model: str, data: str, seed: int, out: Path, size_matched: bool, train: dict[str, Any] | None = None
+) -> dict[str, Any]:
     n_params, batch, widest = msakit_params(model, data, size_matched)
     if size_matched:
         check_fits("msakit", model, n_params, batch, widest)
     clock = _EpochClock()
-    trainer = _msakit_trainer(model, data, seed, out, size_matched)
+    trainer = _msakit_trainer(model, data, seed, out, size_matched, train)
     trainer.callbacks.append(clock)
     res = trainer.fit_seed(seed)
     wall, used = clock.spent()
@@ -341,12 +346,18 @@ def run_mmsa(model: str, data: str, seed: int, out: Path, size_matched: bool) ->
 def worker(args: argparse.Namespace) -> None:
     import torch
 
+    from msakit.config import parse_override
+
     global EPOCH_LIMIT
     EPOCH_LIMIT = args.timing_epochs
     torch.set_num_threads(1)
-    run = run_mmsa if args.framework == "mmsa" else run_msakit
     try:
-        result = run(args.models[0], args.data, args.seeds[0], Path(args.workdir), args.size_matched)
+        where = (args.models[0], args.data, args.seeds[0], Path(args.workdir), args.size_matched)
+        if args.framework == "mmsa":
+            result = run_mmsa(*where)
+        else:
+            train = dict(parse_override(o) for o in args.msakit_train) if args.framework == "msakit" else {}
+            result = run_msakit(*where, train)
         result["peak_mib"] = _peak_mib()
     except BenchmarkError as exc:
         result = {"error": str(exc)}
@@ -362,6 +373,7 @@ def spawn(framework: str, model: str, seed: int, args: argparse.Namespace, workd
     cmd = [sys.executable, __file__, "--worker", framework, args.data, "--models", model, "--seeds", str(seed)]
     cmd += ["--workdir", str(workdir), "--timing-epochs", str(args.timing_epochs)]
     cmd += ["--size-matched"] if args.size_matched else []
+    cmd += [f"--msakit-train={o}" for o in args.msakit_train]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     if framework == "mmsa" and args.mmsa_path:
         env["PYTHONPATH"] = os.pathsep.join([str(args.mmsa_path), env.get("PYTHONPATH", "")])
@@ -415,11 +427,17 @@ def accuracy_table(results: dict[str, Any]) -> str:
 
 
 def timing_table(timing: dict[str, Any]) -> str:
-    """Per-pair ratios msakit ÷ MMSA of CPU and wall time per epoch, medians over the pairs."""
+    """Per-pair ratios msakit ÷ MMSA of CPU and wall time per epoch, medians over the pairs.
+
+    When the pairs also ran msakit with its default paths ('msakit_default'), two more columns give
+    that run's CPU time and ratio: the before/after of the speed options within the same pairs.
+    """
+    before = any(_ok(r.get("msakit_default")) for v in timing.values() for r in v.values())
+    extra_head = " msakit default paths CPU s / epoch | default paths ÷ MMSA, median |" if before else ""
     lines = [
         "| model | MMSA params | msakit params | MMSA CPU s / epoch | msakit CPU s / epoch | CPU time / epoch "
-        "(msakit ÷ MMSA), median [min, max] | wall time / epoch (msakit ÷ MMSA), median | pairs |",
-        "|---|---:|---:|---:|---:|---|---:|---:|",
+        f"(msakit ÷ MMSA), median [min, max] | wall time / epoch (msakit ÷ MMSA), median |{extra_head} pairs |",
+        "|---|---:|---:|---:|---:|---|---:|" + ("---:|---:|" if before else "") + "---:|",
     ]
     for model, per_seed in timing.items():
         pairs = [r for r in per_seed.values() if _ok(r.get("mmsa")) and _ok(r.get("msakit"))]
@@ -431,11 +449,17 @@ def timing_table(timing: dict[str, Any]) -> str:
             continue
         cpu = [p["msakit"]["cpu_seconds_per_epoch"] / p["mmsa"]["cpu_seconds_per_epoch"] for p in pairs]
         wall = [p["msakit"]["seconds_per_epoch"] / p["mmsa"]["seconds_per_epoch"] for p in pairs]
+        extra = ""
+        if before:
+            dflt = [p for p in pairs if _ok(p.get("msakit_default"))]
+            ratio = [p["msakit_default"]["cpu_seconds_per_epoch"] / p["mmsa"]["cpu_seconds_per_epoch"] for p in dflt]
+            used = _median([p["msakit_default"]["cpu_seconds_per_epoch"] for p in dflt])
+            extra = f" {used:.2f} | {_median(ratio):.2f} |" if dflt else " — | — |"
         lines.append(
             f"| {model} | {pairs[0]['mmsa']['params']:,} | {pairs[0]['msakit']['params']:,} | "
             f"{_median([p['mmsa']['cpu_seconds_per_epoch'] for p in pairs]):.2f} | "
             f"{_median([p['msakit']['cpu_seconds_per_epoch'] for p in pairs]):.2f} | "
-            f"{_median(cpu):.2f} [{min(cpu):.2f}, {max(cpu):.2f}] | {_median(wall):.2f} | {len(pairs)} |"
+            f"{_median(cpu):.2f} [{min(cpu):.2f}, {max(cpu):.2f}] | {_median(wall):.2f} |{extra} {len(pairs)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -465,6 +489,14 @@ NOTES = """
 """
 
 
+def _train_flags(meta: dict[str, Any]) -> str:
+    return "".join(f"--msakit-train {o} " for o in meta.get("msakit_train", []))
+
+
+def _has_default(section: dict[str, Any]) -> bool:
+    return any("msakit_default" in r for v in section.values() for r in v.values())
+
+
 def render(runs: dict[str, Any]) -> str:
     meta = runs["meta"]
     mode = "size-matched" if meta["size_matched"] else "each framework's own defaults"
@@ -484,8 +516,11 @@ def render(runs: dict[str, Any]) -> str:
             f"model and seed, back to back (order alternating), each training exactly {tm['epochs']} epochs in its "
             "own process; time per epoch is the epoch loop (training, validation, checkpoints; MMSA's `do_train`) "
             "divided by the epochs. Ratios are taken within a pair; the median over pairs is shown.\n\n"
-            f"Command: `{base}--models {' '.join(tm['models'])} --seeds {' '.join(map(str, tm['seeds']))} "
-            f"--timing-epochs {tm['epochs']}`\n\n" + timing_table(runs["timing"]) + "\n"
+            f"Command: `{base}{_train_flags(tm)}--models {' '.join(tm['models'])} "
+            f"--seeds {' '.join(map(str, tm['seeds']))} --timing-epochs {tm['epochs']}"
+            f"{' --with-default-paths' if _has_default(runs['timing']) else ''}`\n\n"
+            + timing_table(runs["timing"])
+            + "\n"
         )
         for note in runs.get("timing_notes", []):
             text += f"- {note}\n"
@@ -521,8 +556,8 @@ def render(runs: dict[str, Any]) -> str:
                 if short
                 else ""
             )
-            + f"Command: `{base}--models {' '.join(rm['models'])} --seeds {' '.join(map(str, seeds))}`\n\n"
-            + accuracy_table(runs["results"])
+            + f"Command: `{base}{_train_flags(rm)}--models {' '.join(rm['models'])} "
+            f"--seeds {' '.join(map(str, seeds))}`\n\n" + accuracy_table(runs["results"])
         )
     if meta["size_matched"]:
         text += "\n## Size-matched configurations\n\n| model | msakit overrides (model; train) | why |\n|---|---|---|\n"
@@ -551,8 +586,20 @@ def main() -> None:
         help="timing pairs only: both sides train exactly N epochs, no accuracy (stored under 'timing')",
     )
     p.add_argument("--params-only", action="store_true", help="print both sides' parameter counts and stop")
+    p.add_argument(
+        "--msakit-train",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a TrainConfig override for the msakit side, e.g. sampler=bucket lstm=auto (repeatable)",
+    )
+    p.add_argument(
+        "--with-default-paths",
+        action="store_true",
+        help="also run msakit without --msakit-train in each pair (stored as 'msakit_default'): the before/after",
+    )
     p.add_argument("--workdir", help=argparse.SUPPRESS)
-    p.add_argument("--worker", choices=("mmsa", "msakit"), help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=("mmsa", "msakit", "msakit_default"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.doc_only:
         args.out.write_text(render(json.loads(args.doc_only.read_text())))
@@ -572,12 +619,19 @@ def main() -> None:
     key = "timing" if args.timing_epochs else "results"
     runs["meta"] = {**runs.get("meta", {}), "data": args.data, "size_matched": args.size_matched}
     runs["meta"].setdefault("load_start", os.getloadavg()[0])
-    runs[f"{key}_meta"] = {"models": args.models, "seeds": args.seeds, "epochs": args.timing_epochs}
+    runs[f"{key}_meta"] = {
+        "models": args.models,
+        "seeds": args.seeds,
+        "epochs": args.timing_epochs,
+        "msakit_train": list(args.msakit_train),
+    }
     with tempfile.TemporaryDirectory(prefix="compare_mmsa-") as tmp:
         for seed in args.seeds:
             for model in args.models:
                 pair = runs.setdefault(key, {}).setdefault(model, {}).setdefault(str(seed), {})
-                order = ("mmsa", "msakit") if seed % 2 else ("msakit", "mmsa")
+                order: tuple[str, ...] = ("mmsa", "msakit") if seed % 2 else ("msakit", "mmsa")
+                if args.with_default_paths:
+                    order = ("mmsa", "msakit", "msakit_default") if seed % 2 else ("msakit_default", "msakit", "mmsa")
                 for fw in order:
                     if fw in pair and "error" not in pair[fw]:
                         continue  # resumed

@@ -14,8 +14,11 @@ samples (batch 1) or all of it in batches of 256, best of `--repeats`:
 - `service`: the REST handler's path without HTTP: an .npz of (B, L, D) arrays and masks ->
   `samples_from_npz` -> `predict_features` -> `prediction_json`;
 - `torch`: the model alone on ready batches (`model(batch)` under no_grad), the ceiling of the two;
-- `onnxruntime`: the exported graph (`msakit.export`) on the same arrays, when this checkout has it.
-Only APIs present in both old and new checkouts are used for `predict` and `service`.
+- `onnxruntime`: the exported graph (`msakit.export`) on the same arrays, when this checkout has it;
+- `predict_onnx`: `predict` with the exported graph in onnxruntime (`msakit predict --onnx FILE`),
+  when this checkout has it.
+Only APIs present in both old and new checkouts are used for `predict` and `service`. Since the
+fourth stop `predict` batches a padding-invariant model's samples by length (`service.inference_order`).
 """
 
 # ruff: noqa: B023  (every closure below is called within its loop iteration)
@@ -113,6 +116,11 @@ def measure(checkpoint: str, data: str, samples: int, repeats: int) -> dict[str,
                     loaded.model(b)
 
         row["torch"] = n / _best_cpu(torch_path, repeats)
+        if onnx_path is not None and hasattr(export, "open_for"):
+            checked = export.open_for(loaded, onnx_path, test.batch(chunks[0]))
+            row["predict_onnx"] = n / _best_cpu(
+                lambda: service.predict_split(loaded, sub, "test", batch_size=batch_size, onnx=checked), repeats
+            )
         if onnx_path is not None:
             session = export.OnnxPredictor(onnx_path)
             feeds = [export.feeds_from_batch(session, b) for b in batches]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -283,3 +284,89 @@ def test_tfn_skips_a_modality_absent_from_the_whole_batch_without_changing_the_f
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     del model._absent_from_batch
     assert model._absent_from_batch(_tfn_batch(absent_visual=False)) == []
+
+
+# ---- inference: batches of similar length for padding-invariant models ---------------------------------
+
+
+def _models():  # type: ignore[no-untyped-def]
+    from msakit import list_models
+
+    return list_models()
+
+
+@pytest.mark.parametrize("name", _models())
+def test_a_padding_invariant_model_gives_each_sample_its_output_alone(name: str, tiny_dataset) -> None:  # type: ignore[no-untyped-def]
+    from msakit import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name, **tiny_dataset.info.model_overrides()).eval()
+    if not model.declared_capabilities.padding_invariant:
+        pytest.skip(f"{name} declares padding_invariant=False: predict keeps split order")
+    split = tiny_dataset.split("test")
+    n = len(split)
+    with torch.no_grad():
+        together = model(split.batch(list(range(n)))).prediction  # padded to the longest sample
+        alone = torch.cat([model(split.batch([i])).prediction for i in range(n)])
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_predict_orders_by_length_and_returns_split_order(tiny_dataset, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from msakit import create_model, service
+    from msakit.data.stats import dataset_stats
+    from msakit.training.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("late_fusion", **tiny_dataset.info.model_overrides())
+    model.start_fit(dataset_stats(tiny_dataset.split("train")))
+    loaded = service.load_model(save_checkpoint(tmp_path / "ckpt", model.eval(), dataset=tiny_dataset.info))
+    split = tiny_dataset.split("test")
+    order = service.inference_order(loaded.model, split)
+    assert sorted(order) == list(range(len(split))) and order != list(range(len(split)))
+    text = split.modalities["text"].lengths
+    assert all(text[a] <= text[b] for a, b in itertools.pairwise(order))
+    sorted_result = service.predict_split(loaded, tiny_dataset, "test", batch_size=4)
+    monkeypatch.setattr(service, "inference_order", lambda m, s: list(range(len(s))))
+    plain = service.predict_split(loaded, tiny_dataset, "test", batch_size=4)
+    assert [s.id for s in sorted_result.samples] == split.ids == [s.id for s in plain.samples]
+    for a, b in zip(sorted_result.samples, plain.samples, strict=True):
+        assert a.prediction == pytest.approx(b.prediction, abs=1e-5)
+        assert a.label == b.label and a.present == b.present
+
+
+def test_predict_with_onnx_matches_pytorch_and_refuses_another_checkpoints_graph(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("onnxruntime")
+    import csv
+    import types
+
+    from msakit import create_model, export
+    from msakit.cli import main
+    from msakit.data import load_dataset
+    from msakit.data.stats import dataset_stats
+    from msakit.training.checkpoint import save_checkpoint
+
+    data = load_dataset("synthetic")
+    ckpts, graphs = [], []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = create_model("late_fusion", **data.info.model_overrides())
+        model.start_fit(dataset_stats(data.split("train")))
+        ckpts.append(save_checkpoint(tmp_path / f"ckpt{seed}", model.eval(), dataset=data.info))
+        graphs.append(tmp_path / f"m{seed}.onnx")
+        steps = {m: int(a.values.shape[1]) for m, a in data.split("test").modalities.items()}
+        export.export_onnx(types.SimpleNamespace(model=model, meta={"model": "late_fusion"}), graphs[-1], steps=steps)
+    rows = {}
+    for name, extra in (("torch", []), ("onnx", ["--onnx", str(graphs[0])])):
+        out = tmp_path / f"{name}.csv"
+        argv = ["predict", str(ckpts[0]), "--data", "synthetic", "--out", str(out), "--batch-size", "64", *extra]
+        assert main(argv) == 0
+        with out.open() as fh:
+            rows[name] = list(csv.DictReader(fh))
+    assert [r["id"] for r in rows["torch"]] == [r["id"] for r in rows["onnx"]] == data.split("test").ids
+    for a, b in zip(rows["torch"], rows["onnx"], strict=True):
+        assert float(a["prediction"]) == pytest.approx(float(b["prediction"]), abs=1e-4)
+        assert float(a["weight_text"]) == pytest.approx(float(b["weight_text"]), abs=1e-4)
+    capsys.readouterr()
+    bad = ["predict", str(ckpts[0]), "--data", "synthetic", "--out", str(tmp_path / "x.csv"), "--onnx", str(graphs[1])]
+    assert main(bad) == 2
+    assert "exported from another checkpoint" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from msakit.batch import MODALITIES, Batch
+from msakit.batch import MODALITIES, Batch, ModelOutput
 from msakit.errors import ConfigError
 from msakit.io import atomic_path
 from msakit.models.base import MSAModel
@@ -240,6 +240,47 @@ class OnnxPredictor:
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         used = {k: v for k, v in feeds.items() if k in self.inputs}  # the exporter drops inputs a model ignores
         return dict(zip(self.outputs, self.session.run(None, used), strict=True))
+
+    def output(self, batch: Batch) -> ModelOutput:
+        """The graph's `ModelOutput` for `batch`: prediction and, when exported, modality weights
+        (the graph holds no uncertainty or explanations)."""
+        got = self.run(feeds_from_batch(self, batch))
+        weights = got.get("modality_weights")
+        return ModelOutput(
+            prediction=torch.from_numpy(got["prediction"]),
+            modality_weights=torch.from_numpy(weights) if weights is not None else None,
+        )
+
+
+def open_for(loaded: Any, path: str | Path, batch: Batch, *, tolerance: float = 1e-4) -> OnnxPredictor:
+    """An `OnnxPredictor` over `path`, checked to reproduce checkpoint `loaded` on `batch`.
+
+    Refuses (ExportError, naming the file) a graph that reads other modalities, one whose outputs
+    differ from the checkpoint's by more than `tolerance` (another checkpoint's export), and a
+    model that reports uncertainty, which the graph does not carry (nor the model's further
+    `explanations`, which `msakit predict`'s CSV does not hold either).
+    """
+    predictor = OnnxPredictor(path)
+    model: MSAModel = loaded.model
+    if set(predictor.steps) != set(model.modalities):
+        raise ExportError(f"{path}: the graph reads {sorted(predictor.steps)}, the checkpoint {list(model.modalities)}")
+    model.eval()
+    with torch.no_grad():
+        want = model(batch)
+    if want.uncertainty is not None:
+        raise ExportError(f"{path}: the model reports uncertainty, which the ONNX graph does not hold")
+    got = predictor.output(batch)
+    worst = float((got.prediction - want.prediction.float()).abs().max())
+    if want.modality_weights is not None:
+        if got.modality_weights is None:
+            raise ExportError(f"{path}: the graph has no modality_weights output, the checkpoint's model reports them")
+        worst = max(worst, float((got.modality_weights - want.modality_weights.float()).abs().max()))
+    if not worst <= tolerance:
+        raise ExportError(
+            f"{path}: the graph differs from checkpoint {loaded.path} by {worst:.3g} on the first batch "
+            f"(tolerance {tolerance:g}); was it exported from another checkpoint?"
+        )
+    return predictor
 
 
 def feeds_from_batch(predictor: OnnxPredictor, batch: Batch) -> dict[str, np.ndarray]:

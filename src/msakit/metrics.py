@@ -106,6 +106,12 @@ def _accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(pred == truth))
 
 
+def import_backend() -> None:
+    """Import scikit-learn's F1 now; the metrics import it on first use (it costs seconds), and a
+    trainer calls this before its first epoch so the import is not timed as training."""
+    import sklearn.metrics  # noqa: F401
+
+
 def _weighted_f1(truth: np.ndarray, pred: np.ndarray) -> float:
     from sklearn.exceptions import UndefinedMetricWarning  # imported here: sklearn costs seconds to import
     from sklearn.metrics import f1_score

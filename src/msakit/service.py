@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from msakit.batch import MODALITIES, Batch
-from msakit.data.core import MSADataset
+from msakit.data.core import MSADataset, SplitData
 from msakit.errors import DataError
 from msakit.io import atomic_open, atomic_write_json
 from msakit.models.base import MSAModel
@@ -137,10 +137,13 @@ def evaluate_split(loaded: LoadedModel, dataset: MSADataset, split: str) -> Eval
     return EvalResult(str(loaded.path), loaded.meta["model"], dataset.info.name, split, metrics)
 
 
-def _samples(loaded: LoadedModel, batch: Batch, with_labels: bool) -> list[SamplePrediction]:
+def _samples(loaded: LoadedModel, batch: Batch, with_labels: bool, onnx: Any = None) -> list[SamplePrediction]:
     model = loaded.model
-    with torch.no_grad():
-        out = model(batch)
+    if onnx is not None:  # an `msakit.export.OnnxPredictor` over this checkpoint's exported graph
+        out = onnx.output(batch)
+    else:
+        with torch.no_grad():
+            out = model(batch)
     # one conversion per tensor and batch (tolist), not one tensor access per sample and element
     pred = out.prediction.argmax(-1) if model.is_classifier else out.prediction.reshape(len(batch.ids), -1)[:, 0]
     preds = pred.tolist()
@@ -173,14 +176,38 @@ def _task(loaded: LoadedModel) -> str:
     return "classification" if loaded.model.is_classifier else "regression"
 
 
-def predict_split(loaded: LoadedModel, dataset: MSADataset, split: str, *, batch_size: int = 128) -> PredictionResult:
-    """Every sample of a split: prediction, label, presence, weights and uncertainty."""
+def predict_split(
+    loaded: LoadedModel, dataset: MSADataset, split: str, *, batch_size: int = 128, onnx: Any = None
+) -> PredictionResult:
+    """Every sample of a split, in split order: prediction, label, presence, weights and uncertainty.
+
+    A model that declares `padding_invariant` is run on batches of similar length (each trimmed
+    to its longest sample), which gives every sample the output it has alone, with less padding
+    to compute: 2.9x the model's throughput at batch 256 on MOSI (docs/benchmarks.md). `onnx`: an
+    `msakit.export.OnnxPredictor` to run instead of PyTorch (`msakit predict --onnx FILE`).
+    """
     _checked(loaded, dataset)
     loaded.model.eval()
-    samples: list[SamplePrediction] = []
-    for batch in dataset.split(split).loader(batch_size, shuffle=False):
-        samples += _samples(loaded, batch, with_labels=True)
-    return PredictionResult(loaded.meta["model"], _task(loaded), samples)
+    data = dataset.split(split)
+    order = inference_order(loaded.model, data)
+    samples: list[SamplePrediction | None] = [None] * len(data)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        for i, sample in zip(chunk, _samples(loaded, data.batch(chunk), True, onnx), strict=True):
+            samples[i] = sample
+    return PredictionResult(loaded.meta["model"], _task(loaded), [s for s in samples if s is not None])
+
+
+def inference_order(model: MSAModel, split: SplitData) -> list[int]:
+    """The split's samples by length (longest modality first as the key) when `model` is padding-invariant,
+    else in split order."""
+    n = len(split)
+    if not model.declared_capabilities.padding_invariant or n < 2:
+        return list(range(n))
+    mods = sorted(split.modalities.values(), key=lambda a: a.values.shape[1] * a.values.shape[2])
+    if not mods:
+        return list(range(n))
+    return [int(i) for i in np.lexsort([a.lengths for a in mods])]  # stable: ties keep split order
 
 
 def batch_from_arrays(

@@ -41,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=("train", "valid", "test"), help="split to predict")
     p.add_argument("--out", type=Path, required=True, help="CSV file to write")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--batch-size", type=int, default=128, help="samples per batch")
+    p.add_argument(
+        "--onnx",
+        type=Path,
+        help="run this graph (from `msakit export onnx CHECKPOINT`) in onnxruntime instead of PyTorch; it is "
+        "checked against the checkpoint on the first batch",
+    )
     p.set_defaults(func=run_predict)
 
 
@@ -66,10 +73,20 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from msakit.service import predict_split, write_predictions_csv
+    from msakit.errors import ConfigError
+    from msakit.service import inference_order, predict_split, write_predictions_csv
 
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     loaded, dataset = _load(args)
-    result = predict_split(loaded, dataset, args.split)
+    onnx = None
+    if args.onnx is not None:
+        from msakit.export import open_for
+
+        split = dataset.split(args.split)
+        first = split.batch(inference_order(loaded.model, split)[: args.batch_size])
+        onnx = open_for(loaded, args.onnx, first)
+    result = predict_split(loaded, dataset, args.split, batch_size=args.batch_size, onnx=onnx)
     write_predictions_csv(result, args.out)
     print(f"wrote {len(result.samples)} predictions to {args.out}")
     return 0

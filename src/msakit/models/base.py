@@ -28,12 +28,16 @@ class Capabilities:
     min_modalities: modalities the model cannot run without (checked at construction).
     needs_dialogue_context: the model reads `Batch.context` (preceding turns).
     needs_frames: the model reads raw frames rather than pooled visual features.
+    padding_invariant: in eval mode a sample's output depends neither on the other samples of
+        its batch nor on how far the batch is padded, so inference may batch samples by length
+        (`msakit predict`); tests/test_speed.py checks it for every model that declares it.
     """
 
     reads_raw_text: bool = False
     min_modalities: int = 1
     needs_dialogue_context: bool = False
     needs_frames: bool = False
+    padding_invariant: bool = True
 
 
 class MSAModel(nn.Module):

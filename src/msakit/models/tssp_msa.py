@@ -166,7 +166,10 @@ class TSSPMSA(MSAModel):
     def capabilities_for(cls, config: ModelConfig) -> Capabilities:
         """Reads raw text when a stage-1 text folder is in use (it re-encodes the transcripts)."""
         assert isinstance(config, TSSPMSAConfig)
-        return Capabilities(reads_raw_text=bool(_text_folder(config)) and "text" in config.modalities)
+        return Capabilities(
+            reads_raw_text=bool(_text_folder(config)) and "text" in config.modalities,
+            padding_invariant=False,  # a sample's eval output moves with its batch (tests/test_speed.py)
+        )
 
     def __init__(self, config: TSSPMSAConfig) -> None:
         super().__init__(config)

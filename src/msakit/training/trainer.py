@@ -35,7 +35,7 @@ from msakit.data.stats import dataset_stats
 from msakit.errors import ConfigError, DataError, TrainingError
 from msakit.io import atomic_write_json
 from msakit.layers.encoders import LSTM_PATHS, lstm_path
-from msakit.metrics import MetricAccumulator, get_metric_set
+from msakit.metrics import MetricAccumulator, get_metric_set, import_backend
 from msakit.models.base import MSAModel
 from msakit.registry import build_config, create_model
 from msakit.training.checkpoint import (
@@ -180,6 +180,7 @@ class Trainer:
         # validate now, before any training starts
         self.model_config: ModelConfig = build_config(model_name, overrides)
         self.metric_set = get_metric_set(dataset.info.metric_set)
+        import_backend()  # sklearn, imported lazily by msakit.metrics: not inside the first epoch's time
         self.select_key = self.cfg.select_metric or self.metric_set.select_key
         if self.select_key not in self.metric_set.higher_is_better:
             raise ConfigError(
