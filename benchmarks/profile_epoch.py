@@ -12,6 +12,9 @@
     # micro-benchmarks: optimizer step / clipping paths; packed vs masked LSTM on a dataset's lengths
     OMP_NUM_THREADS=1 python benchmarks/profile_epoch.py --micro optimizer --models mult tfn late_fusion
     OMP_NUM_THREADS=1 python benchmarks/profile_epoch.py --micro lstm --data data/mosi
+    # packed vs split LSTM (-t lstm=auto) on random and length-bucketed batches; padding per sample
+    OMP_NUM_THREADS=1 python benchmarks/profile_epoch.py --micro split --data data/mosi
+    OMP_NUM_THREADS=1 python benchmarks/profile_epoch.py --micro buckets --data data/mosi
 
 Phases, timed with process CPU time (`time.process_time`: robust to other jobs on a shared
 machine) by callbacks of the ordinary `Trainer`, so the engine under test is the real one:
@@ -109,6 +112,67 @@ def micro_lstm(data: str, repeats: int = 3, steps: int = 20, batch: int = 32, hi
     }
 
 
+def micro_split(data: str, repeats: int = 3, steps: int = 10) -> dict[str, Any]:
+    """ms per forward + backward of the bidirectional LSTM encoder, packed vs split (`-t lstm=auto`'s path),
+    at three (batch, width) settings, on batches of a dataset's text lengths drawn at random or by length."""
+    import numpy as np
+    import torch
+
+    from msakit.data import load_dataset
+    from msakit.data.core import LengthBuckets, RandomBatches
+    from msakit.layers.encoders import SequenceEncoder
+
+    torch.set_num_threads(1)
+    split = load_dataset(data).split("train")
+    lengths = np.asarray(split.modalities["text"].lengths)
+    rows = []
+    for batch, hidden in ((128, 160), (32, 128), (16, 50)):  # size-matched LF-DNN, TFN/LMF-like, MulT-like
+        enc = SequenceEncoder(hidden, hidden, kind="lstm", dropout=0.0).train()
+        for order in ("random", "bucket"):
+            sampler = RandomBatches() if order == "random" else LengthBuckets()
+            batches = sampler.batches(split, batch, shuffle=True, seed=0)[:steps]
+            shapes = [np.asarray(lengths[b]) for b in batches]
+            fill = float(np.mean([s.mean() / max(s.max(), 1) for s in shapes]))
+            row: dict[str, Any] = {"batch": batch, "hidden": hidden, "batches": order, "valid_fraction": round(fill, 2)}
+            for path in ("packed", "split"):
+                times = []
+                for _ in range(repeats):
+                    t = time.process_time()
+                    for s in shapes:
+                        n = int(max(s.max(), 1))
+                        h = torch.randn(len(s), n, hidden, requires_grad=True)
+                        mask = torch.arange(n)[None, :] < torch.from_numpy(s)[:, None]
+                        out = enc._packed_lstm(h, mask) if path == "packed" else enc._split_lstm(h, mask)
+                        (out * mask.unsqueeze(-1)).sum().backward()
+                    times.append((time.process_time() - t) / len(shapes) * 1e3)
+                row[f"{path}_ms"] = round(statistics.median(times), 2)
+            rows.append(row)
+            print(row, file=sys.stderr)
+    return {"data": data, "mean_valid_steps": float(lengths.mean()), "rows": rows}
+
+
+def micro_buckets(data: str, epochs: int = 5) -> dict[str, Any]:
+    """Padded text steps per sample of an epoch's batches: random batches vs `LengthBuckets` (pools of 16)."""
+    import numpy as np
+
+    from msakit.data import load_dataset
+    from msakit.data.core import LengthBuckets, RandomBatches
+
+    split = load_dataset(data).split("train")
+    lengths = np.asarray(split.modalities["text"].lengths)
+    rows = []
+    for batch in (16, 32, 128):
+        row: dict[str, Any] = {"batch": batch}
+        for name, sampler in (("random", RandomBatches()), ("bucket", LengthBuckets())):
+            padded = [
+                sum(int(lengths[b].max()) * len(b) for b in sampler.batches(split, batch, shuffle=True, seed=e))
+                for e in range(epochs)
+            ]
+            row[name] = round(float(np.mean(padded)) / len(split), 1)
+        rows.append(row)
+    return {"data": data, "mean_valid_steps": round(float(lengths.mean()), 1), "epochs": epochs, "rows": rows}
+
+
 class PhaseTimer:
     """Engine callback: CPU seconds per phase per epoch."""
 
@@ -204,7 +268,9 @@ def main() -> None:
     p.add_argument("--ab-model-opt", nargs=2, metavar=("OPT_A", "OPT_B"), help="two model options KEY=VALUE")
     p.add_argument("--pairs", type=int, default=3)
     p.add_argument("--json", type=Path)
-    p.add_argument("--micro", choices=("optimizer", "lstm"), help="a micro-benchmark instead of epochs")
+    p.add_argument(
+        "--micro", choices=("optimizer", "lstm", "split", "buckets"), help="a micro-benchmark instead of epochs"
+    )
     p.add_argument("--doc", type=Path, metavar="MD", help="regenerate the speed block of MD from docs/bench/*.json")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -212,7 +278,9 @@ def main() -> None:
         write_doc(args.doc, Path(__file__).resolve().parents[1] / "docs" / "bench")
         return
     if args.micro:
-        res = micro_optimizer(args.models) if args.micro == "optimizer" else micro_lstm(args.data)
+        micro = {"optimizer": lambda: micro_optimizer(args.models), "lstm": lambda: micro_lstm(args.data)}
+        micro |= {"split": lambda: micro_split(args.data), "buckets": lambda: micro_buckets(args.data)}
+        res = micro[args.micro]()
         res["load_avg_1min"] = os.getloadavg()[0]
         print(json.dumps(res, indent=1))
         if args.json:

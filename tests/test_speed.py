@@ -370,3 +370,33 @@ def test_predict_with_onnx_matches_pytorch_and_refuses_another_checkpoints_graph
     bad = ["predict", str(ckpts[0]), "--data", "synthetic", "--out", str(tmp_path / "x.csv"), "--onnx", str(graphs[1])]
     assert main(bad) == 2
     assert "exported from another checkpoint" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+
+
+def test_service_runs_a_large_request_by_length_with_the_same_predictions(tiny_dataset, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import types
+
+    from msakit import create_model, service
+
+    torch.manual_seed(0)
+    model = create_model("late_fusion", **tiny_dataset.info.model_overrides()).eval()
+    loaded = types.SimpleNamespace(
+        model=model, meta={"model": "late_fusion"}, modalities=model.modalities, dims=tiny_dataset.info.dims
+    )
+    split = tiny_dataset.split("test")
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(12):
+        steps = {m: int(rng.integers(1, 8)) for m in model.modalities}
+        samples.append({m: split.modalities[m].values[i, : steps[m]] for m in model.modalities})
+    monkeypatch.setattr(service, "REQUEST_CHUNK", 4)
+    calls: list[int] = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda b: calls.append(b.size) or forward(b))
+    chunked = service.predict_features(loaded, samples)  # type: ignore[arg-type]
+    assert calls == [4, 4, 4]
+    monkeypatch.setattr(service, "REQUEST_CHUNK", 100)
+    whole = service.predict_features(loaded, samples)  # type: ignore[arg-type]
+    assert [s.id for s in chunked.samples] == [s.id for s in whole.samples] == [str(i) for i in range(12)]
+    for a, b in zip(chunked.samples, whole.samples, strict=True):
+        assert a.prediction == pytest.approx(b.prediction, abs=1e-5)
+        assert a.weights == pytest.approx(b.weights, abs=1e-5)

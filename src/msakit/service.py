@@ -299,7 +299,40 @@ def predict_features(
         )
     batch = batch_from_arrays(loaded, samples, ids=ids, max_samples=max_samples, max_steps=max_steps, source=source)
     loaded.model.eval()
-    return PredictionResult(loaded.meta["model"], _task(loaded), _samples(loaded, batch, with_labels=False))
+    if not loaded.model.declared_capabilities.padding_invariant or batch.size <= REQUEST_CHUNK:
+        return PredictionResult(loaded.meta["model"], _task(loaded), _samples(loaded, batch, with_labels=False))
+    # a padding-invariant model: the request's samples by length, in chunks trimmed to their longest
+    steps = torch.stack([batch.masks[m].sum(1) for m in batch.modalities], dim=1)  # (B, M)
+    widest = sorted(batch.modalities, key=lambda m: batch.features[m].shape[1] * batch.features[m].shape[2])
+    order = np.lexsort([steps[:, batch.modalities.index(m)].numpy() for m in widest]).tolist()
+    out: list[SamplePrediction | None] = [None] * batch.size
+    for start in range(0, len(order), REQUEST_CHUNK):
+        chunk = order[start : start + REQUEST_CHUNK]
+        for i, sample in zip(chunk, _samples(loaded, _rows(batch, chunk), with_labels=False), strict=True):
+            out[i] = sample
+    return PredictionResult(loaded.meta["model"], _task(loaded), [s for s in out if s is not None])
+
+
+#: samples per model call when a request of a padding-invariant model is run by length
+REQUEST_CHUNK = 64
+
+
+def _rows(batch: Batch, rows: list[int]) -> Batch:
+    """The batch's `rows`, each modality trimmed to their longest valid sequence."""
+    idx = torch.tensor(rows)
+    features, masks = {}, {}
+    for m in batch.modalities:
+        mask = batch.masks[m][idx]
+        used = mask.any(0).nonzero()  # steps valid in some row (a request's mask may have holes)
+        width = int(used.max()) + 1 if len(used) else 1
+        features[m], masks[m] = batch.features[m][idx, :width], mask[:, :width]
+    return Batch(
+        features=features,
+        masks=masks,
+        present=batch.present[idx],
+        labels=batch.labels[idx],
+        ids=[batch.ids[i] for i in rows],
+    )
 
 
 def samples_from_npz(

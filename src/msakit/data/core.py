@@ -151,8 +151,8 @@ class LengthBuckets:
     Each epoch: a seeded permutation, cut into pools of `pool` batches; each pool sorted by
     length (the modality with the most padded values, L·D, first; ties keep the permutation's
     order) and cut into batches; then the batches of all pools shuffled. On MOSI's text
-    (mean 15 of 50 steps) random batches of 32 carry 38.8 padded steps per sample, pools
-    of 16 batches 16.6 (docs/benchmarks.md, "Length-bucketed batches"). Batch composition is
+    (mean 15 of 50 steps) random batches of 32 carry 38.9 padded steps per sample, pools
+    of 16 batches 16.5 (docs/benchmarks.md, `profile_epoch.py --micro buckets`). Batch composition is
     no longer i.i.d., so this is a training choice (`-t sampler=bucket`), not a silent default.
     """
 
