@@ -3,6 +3,7 @@
     python benchmarks/promma_missing.py --data data/mosi --out runs/promma_mosi
     python benchmarks/promma_missing.py --data data/mmmo --out runs/promma_mmmo
     python benchmarks/promma_missing.py --data synthetic --out runs/promma_syn
+    python benchmarks/promma_missing.py --data data/mmmo --out runs/promma_mmmo --diagnose   # one modality kept
 
 Per seed, `promma` and `late_fusion` are trained with the same random whole-modality
 dropout (`-t modality_dropout`, default 0.3; selection on validation), then evaluated on
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from msakit.data import load_dataset
 from msakit.robustness.protocols import RobustnessSettings, run_protocols
@@ -42,27 +44,81 @@ def probe_row(data: str) -> dict[str, float]:
     return probe_metrics(dataset, dataset.info.modalities)
 
 
+def assignments(pairs: list[str]) -> dict[str, Any]:
+    """KEY=VALUE strings (values parsed as YAML, as `msakit train -m`) as a dict."""
+    return {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in pairs)}
+
+
 def run(args: argparse.Namespace, model: str, seed: int) -> dict[str, Any]:
     dataset = load_dataset(args.data)
     cfg = {"seeds": (seed,), "epochs": args.epochs, "progress": False, "tensorboard": False}
     cfg["modality_dropout"] = args.modality_dropout
+    cfg.update(assignments(args.train_opt))  # the same training protocol for every model
+    overrides = {"hidden_dim": args.hidden_dim}
+    if model == "promma":
+        overrides.update(assignments(args.model_opt))
     out = args.out / model
     trainer = Trainer(
         model,
         dataset,
-        model_overrides={"hidden_dim": args.hidden_dim},
+        model_overrides=overrides,
         train_config=train_config_from(cfg),
         out_dir=out,
     )
     trainer.fit()
     best, _ = load_checkpoint(out / f"seed{seed}" / "best")
-    settings = RobustnessSettings(rates=tuple(args.rates), seed=seed)
-    report = run_protocols(best, dataset, PROTOCOLS, settings)
-    curves = {
-        name: {k: curve["metrics"][k]["auilc"] for k in ("Non0_acc_2", "MAE")}
-        for name, curve in report.summaries["curves"].items()
+    return {
+        **missing_curves(best, dataset, args.rates, seed),
+        "clean": evaluate(best, dataset.split("test"), dataset.info.metric_set),
     }
-    return {"clean": evaluate(best, dataset.split("test"), dataset.info.metric_set), "auilc": curves}
+
+
+def missing_curves(model: Any, dataset: Any, rates: list[float], seed: int) -> dict[str, Any]:
+    """AUILC of Non0 Acc-2 and MAE per curve, on test ("auilc") and on validation ("valid_auilc", for choosing)."""
+    found = {}
+    for split, key in (("test", "auilc"), ("valid", "valid_auilc")):
+        report = run_protocols(
+            model, dataset, PROTOCOLS, RobustnessSettings(rates=tuple(rates), seed=seed, split=split)
+        )
+        found[key] = {
+            name: {k: curve["metrics"][k]["auilc"] for k in ("Non0_acc_2", "MAE")}
+            for name, curve in report.summaries["curves"].items()
+        }
+    return found
+
+
+def diagnose(run: Path, data: str, seeds: list[int]) -> str:
+    """Where the robustness goes: test Non0 Acc-2 and the spread of the predictions with one modality kept.
+
+    Per saved checkpoint RUN/MODEL/seedN/best: complete data and each single modality kept
+    (the others removed for every sample); ProMMA with each evaluator mode (learned, always
+    impute, never impute). Mean over seeds."""
+    dataset = load_dataset(data)
+    test = dataset.split("test")
+    batch = test.batch(range(len(test)))
+    nonzero = batch.labels != 0
+    mods = dataset.info.modalities
+    views = {"complete": batch, **{f"{m} only": batch.drop_modalities([o for o in mods if o != m]) for m in mods}}
+    positive = float((batch.labels[nonzero] > 0).float().mean())
+    lines = [f"test Non0 positive share (a constant positive prediction's Acc-2): {100 * positive:.1f}", ""]
+    lines += ["| model | evaluator | " + " | ".join(f"Acc-2 {v} | pred. std {v}" for v in views) + " |"]
+    lines.append("|" + "---|" * (2 + 2 * len(views)))
+    for model in sorted(p.name for p in run.iterdir() if (p / f"seed{seeds[0]}" / "best").is_dir()):
+        nets = [load_checkpoint(run / model / f"seed{s}" / "best")[0].eval() for s in seeds]
+        for mode in ("learned", "always", "never") if model == "promma" else ("–",):
+            cells = []
+            for view in views.values():
+                acc, spread = [], []
+                for net in nets:
+                    if mode != "–":
+                        net.config.evaluator = mode
+                    with torch.no_grad():
+                        pred = net(view).prediction
+                    acc.append(float(((pred[nonzero] > 0) == (view.labels[nonzero] > 0)).float().mean()))
+                    spread.append(float(pred.std()))
+                cells += [fmt(acc, 100), fmt(spread, digits=2)]
+            lines.append(f"| {model} | {mode} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def fmt(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
@@ -80,8 +136,14 @@ def main() -> None:
     parser.add_argument("--modality-dropout", type=float, default=0.3)
     parser.add_argument("--rates", type=float, nargs="+", default=[0.0, 0.2, 0.4, 0.6, 0.8])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("-m", dest="model_opt", action="append", default=[], help="promma KEY=VALUE")
+    parser.add_argument("-t", dest="train_opt", action="append", default=[], help="training KEY=VALUE (all models)")
+    parser.add_argument("--diagnose", action="store_true", help="only print the one-modality diagnosis of OUT's runs")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.diagnose:
+        print(diagnose(args.out, args.data, args.seeds))
+        return
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in args.models}
     for model in args.models:
         for seed in args.seeds:

@@ -148,3 +148,29 @@ def test_pseudo_labels_say_whether_imputing_helped_the_reference(tiny_dataset: M
         keep = present[:, i] & has_ctx[:, i]
         target = torch.full((int(keep.sum()),), 1.0 if helps else 0.0)
         torch.testing.assert_close(loss, F.binary_cross_entropy_with_logits(logits[keep, i], target))
+
+
+def test_missing_view_loss_trains_the_one_modality_removed_view(tiny_dataset: MSADataset) -> None:
+    batch = tiny_dataset.split("train").batch(range(16))
+    model = _model(tiny_dataset, missing_weight=1.0).train()
+    torch.manual_seed(0)
+    loss = model(batch).aux_losses["missing"]
+    assert loss.item() > 0
+    loss.backward()
+    assert model.head[-1].weight.grad is not None and model.head[-1].weight.grad.abs().sum() > 0
+    # the view it scores is the batch with one present modality removed per sample: the same loss by hand
+    model.zero_grad()
+    torch.manual_seed(0)
+    cols = [MODALITIES.index(m) for m in model.modalities]
+    present = batch.present[:, cols]
+    gone = torch.rand(present.shape).masked_fill(~present, -1.0).argmax(1)
+    view = batch
+    for i, m in enumerate(model.modalities):
+        view = view.drop_modalities([m], gone == i)
+    assert view.present[:, cols].sum(1).eq(present.sum(1) - 1).all()
+    model.eval()  # no dropout: the two passes must see the same network
+    torch.manual_seed(0)
+    again = model._missing_view_loss(batch, "learned")
+    expected = model.task_loss(model._forward(view, "learned", with_losses=False).prediction, batch.labels)
+    torch.testing.assert_close(again, expected)
+    assert "missing" not in _model(tiny_dataset, missing_weight=0.0).train()(batch).aux_losses

@@ -56,7 +56,7 @@ from msakit.registry import register_model
 
 @dataclass
 class MBDConfig(ModelConfig):
-    encoder: str = "mean"  # SequenceEncoder kind: mean | lstm | transformer
+    encoder: str = tunable("mean", choices=("mean", "lstm", "transformer"))  # SequenceEncoder kind
     task_loss: str = "mse"  # the loss the deletion re-solves the convex head with
     property_dim: int = tunable(32, choices=(16, 32, 64))  # d: width of the sentiment and of the modality property
     properties: bool = True  # property-aware split [s_m; p_m] with its losses; False = one plain embedding
