@@ -15,7 +15,8 @@ samples (batch 1) or all of it in batches of 256, best of `--repeats`:
   `samples_from_npz` -> `predict_features` -> `prediction_json`;
 - `torch`: the model alone on ready batches (`model(batch)` under no_grad), the ceiling of the two;
 - `onnxruntime`: the exported graph (`msakit.export`) on the same arrays, when this checkout has it;
-- `predict_onnx`: `predict` with the exported graph in onnxruntime (`msakit predict --onnx FILE`),
+- `predict_onnx`: `predict` in onnxruntime over the full-length export and three shorter ones
+  (`msakit predict --onnx FILE FILE8 FILE16 FILE32`: each batch on the shortest graph it fits),
   when this checkout has it.
 Only APIs present in both old and new checkouts are used for `predict` and `service`. Since the
 fourth stop `predict` batches a padding-invariant model's samples by length (`service.inference_order`).
@@ -34,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+SHORT_STEPS = (8, 16, 32)  # the extra graphs' lengths (each modality capped at its padded length)
 
 
 def _best_cpu(fn: Any, repeats: int) -> float:
@@ -90,6 +93,14 @@ def measure(checkpoint: str, data: str, samples: int, repeats: int) -> dict[str,
     if export is not None:
         onnx_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"inference_speed_{os.getpid()}.onnx"
         export.export_onnx(loaded, onnx_path)
+    short_graphs: list[Path] = []  # predict_onnx: more exports at shorter lengths (each batch on the shortest it fits)
+    if onnx_path is not None and hasattr(export, "open_for"):
+        full = {m: int(a.values.shape[1]) for m, a in test.modalities.items() if m in loaded.model.modalities}
+        for steps in SHORT_STEPS:
+            lengths = {m: min(steps, n) for m, n in full.items()}
+            if lengths != full:
+                short_graphs.append(onnx_path.with_suffix(f".{steps}.onnx"))
+                export.export_onnx(loaded, short_graphs[-1], steps=lengths)
     results: dict[str, Any] = {}
     for batch_size in (1, 256):
         n = min(samples, len(test)) if batch_size == 1 else len(test)
@@ -117,7 +128,7 @@ def measure(checkpoint: str, data: str, samples: int, repeats: int) -> dict[str,
 
         row["torch"] = n / _best_cpu(torch_path, repeats)
         if onnx_path is not None and hasattr(export, "open_for"):
-            checked = export.open_for(loaded, onnx_path, test.batch(chunks[0]))
+            checked = export.open_for(loaded, [onnx_path, *short_graphs])
             row["predict_onnx"] = n / _best_cpu(
                 lambda: service.predict_split(loaded, sub, "test", batch_size=batch_size, onnx=checked), repeats
             )
@@ -127,8 +138,8 @@ def measure(checkpoint: str, data: str, samples: int, repeats: int) -> dict[str,
             row["onnxruntime"] = n / _best_cpu(lambda: [session.run(f) for f in feeds], repeats)
         results[f"batch_{batch_size}"] = {k: round(v, 1) for k, v in row.items()}
         print(batch_size, results[f"batch_{batch_size}"], file=sys.stderr)
-    if onnx_path is not None:
-        onnx_path.unlink(missing_ok=True)
+    for graph in [onnx_path, *short_graphs] if onnx_path is not None else []:
+        graph.unlink(missing_ok=True)
     return {
         "checkpoint": checkpoint,
         "model": loaded.meta["model"],

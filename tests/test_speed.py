@@ -334,7 +334,7 @@ def test_predict_orders_by_length_and_returns_split_order(tiny_dataset, tmp_path
         assert a.label == b.label and a.present == b.present
 
 
-def test_predict_with_onnx_matches_pytorch_and_refuses_another_checkpoints_graph(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_predict_with_onnx_matches_pytorch_and_refuses_another_checkpoints_graph(tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("onnxruntime")
     import csv
     import types
@@ -343,6 +343,7 @@ def test_predict_with_onnx_matches_pytorch_and_refuses_another_checkpoints_graph
     from msakit.cli import main
     from msakit.data import load_dataset
     from msakit.data.stats import dataset_stats
+    from msakit.service import load_model
     from msakit.training.checkpoint import save_checkpoint
 
     data = load_dataset("synthetic")
@@ -355,14 +356,22 @@ def test_predict_with_onnx_matches_pytorch_and_refuses_another_checkpoints_graph
         graphs.append(tmp_path / f"m{seed}.onnx")
         steps = {m: int(a.values.shape[1]) for m, a in data.split("test").modalities.items()}
         export.export_onnx(types.SimpleNamespace(model=model, meta={"model": "late_fusion"}), graphs[-1], steps=steps)
+    short = tmp_path / "short.onnx"  # a second graph at shorter lengths: the batches that fit run on it
+    half = {m: max(1, int(a.values.shape[1]) // 2) for m, a in data.split("test").modalities.items()}
+    first = types.SimpleNamespace(model=load_model(ckpts[0]).model, meta={"model": "late_fusion"})
+    export.export_onnx(first, short, steps=half)
+    used: list[dict[str, int]] = []
+    run = export.OnnxPredictor.output
+    monkeypatch.setattr(export.OnnxPredictor, "output", lambda self, b: used.append(self.steps) or run(self, b))
     rows = {}
-    for name, extra in (("torch", []), ("onnx", ["--onnx", str(graphs[0])])):
+    for name, extra in (("torch", []), ("onnx", ["--onnx", str(graphs[0]), str(short)])):
         out = tmp_path / f"{name}.csv"
         argv = ["predict", str(ckpts[0]), "--data", "synthetic", "--out", str(out), "--batch-size", "64", *extra]
         assert main(argv) == 0
         with out.open() as fh:
             rows[name] = list(csv.DictReader(fh))
     assert [r["id"] for r in rows["torch"]] == [r["id"] for r in rows["onnx"]] == data.split("test").ids
+    assert half in used and steps in used  # short batches on the short graph, the longest on the full one
     for a, b in zip(rows["torch"], rows["onnx"], strict=True):
         assert float(a["prediction"]) == pytest.approx(float(b["prediction"]), abs=1e-4)
         assert float(a["weight_text"]) == pytest.approx(float(b["weight_text"]), abs=1e-4)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +241,37 @@ class OnnxPredictor:
         used = {k: v for k, v in feeds.items() if k in self.inputs}  # the exporter drops inputs a model ignores
         return dict(zip(self.outputs, self.session.run(None, used), strict=True))
 
+    def batch(self, split: Any, indices: Sequence[int]) -> Batch:
+        """Samples `indices` of a `SplitData` as a `Batch` already at the graph's fixed lengths: one copy
+        per modality, which `feeds_from_batch` then passes on as it is (the batch-1 path's overhead)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        present = np.zeros((len(idx), len(MODALITIES)), dtype=bool)
+        features, masks = {}, {}
+        for j, m in enumerate(MODALITIES):
+            arr = split.modalities.get(m)
+            if arr is None:
+                continue
+            has = arr.present[idx].astype(bool)
+            present[:, j] = has
+            if m not in self.steps:
+                continue
+            steps, lengths = self.steps[m], arr.lengths[idx]
+            if len(idx) and int(lengths.max()) > steps:
+                raise ExportError(f"{m}: {int(lengths.max())} steps, the graph was exported for at most {steps}")
+            width = min(steps, arr.values.shape[1])
+            values = np.zeros((len(idx), steps, arr.values.shape[2]), dtype=np.float32)
+            values[:, :width] = arr.values[idx, :width]
+            mask = (np.arange(steps)[None, :] < lengths[:, None]) & has[:, None]
+            values *= mask[..., None]
+            features[m], masks[m] = torch.from_numpy(values), torch.from_numpy(mask)
+        return Batch(
+            features=features,
+            masks=masks,
+            present=torch.from_numpy(present),
+            labels=torch.from_numpy(np.asarray(split.labels[idx])),
+            ids=[split.ids[i] for i in idx],
+        )
+
     def output(self, batch: Batch) -> ModelOutput:
         """The graph's `ModelOutput` for `batch`: prediction and, when exported, modality weights
         (the graph holds no uncertainty or explanations)."""
@@ -252,35 +283,70 @@ class OnnxPredictor:
         )
 
 
-def open_for(loaded: Any, path: str | Path, batch: Batch, *, tolerance: float = 1e-4) -> OnnxPredictor:
-    """An `OnnxPredictor` over `path`, checked to reproduce checkpoint `loaded` on `batch`.
+class OnnxGraphs:
+    """One or more exports of one checkpoint at different fixed lengths; each batch runs on the
+    shortest graph it fits, so short samples do not pay for the longest export's padding."""
+
+    def __init__(self, predictors: Sequence[OnnxPredictor]) -> None:
+        self.predictors = sorted(predictors, key=lambda p: sum(p.steps.values()))
+
+    def pick(self, split: Any, indices: Sequence[int]) -> OnnxPredictor:
+        idx = np.asarray(indices, dtype=np.int64)
+        need = {m: int(split.modalities[m].lengths[idx].max()) if len(idx) else 0 for m in self.predictors[0].steps}
+        for predictor in self.predictors:
+            if all(need[m] <= steps for m, steps in predictor.steps.items()):
+                return predictor
+        longest = self.predictors[-1].steps
+        raise ExportError(f"samples of {need} steps; the longest graph was exported for {longest} (export --steps)")
+
+    def batch(self, split: Any, indices: Sequence[int]) -> Batch:
+        return self.pick(split, indices).batch(split, indices)
+
+    def output(self, batch: Batch) -> ModelOutput:
+        widths = {m: batch.features[m].shape[1] for m in self.predictors[0].steps}
+        match = [p for p in self.predictors if p.steps == widths]
+        return (match[0] if match else self.predictors[-1]).output(batch)
+
+
+def open_for(loaded: Any, paths: Sequence[str | Path], *, tolerance: float = 1e-4) -> OnnxGraphs:
+    """The graphs in `paths` (exports of checkpoint `loaded`, e.g. at several `--steps`), each checked
+    against the checkpoint on probe batches within its lengths.
 
     Refuses (ExportError, naming the file) a graph that reads other modalities, one whose outputs
     differ from the checkpoint's by more than `tolerance` (another checkpoint's export), and a
     model that reports uncertainty, which the graph does not carry (nor the model's further
     `explanations`, which `msakit predict`'s CSV does not hold either).
     """
-    predictor = OnnxPredictor(path)
     model: MSAModel = loaded.model
-    if set(predictor.steps) != set(model.modalities):
-        raise ExportError(f"{path}: the graph reads {sorted(predictor.steps)}, the checkpoint {list(model.modalities)}")
     model.eval()
-    with torch.no_grad():
-        want = model(batch)
-    if want.uncertainty is not None:
-        raise ExportError(f"{path}: the model reports uncertainty, which the ONNX graph does not hold")
-    got = predictor.output(batch)
-    worst = float((got.prediction - want.prediction.float()).abs().max())
-    if want.modality_weights is not None:
-        if got.modality_weights is None:
-            raise ExportError(f"{path}: the graph has no modality_weights output, the checkpoint's model reports them")
-        worst = max(worst, float((got.modality_weights - want.modality_weights.float()).abs().max()))
-    if not worst <= tolerance:
-        raise ExportError(
-            f"{path}: the graph differs from checkpoint {loaded.path} by {worst:.3g} on the first batch "
-            f"(tolerance {tolerance:g}); was it exported from another checkpoint?"
-        )
-    return predictor
+    predictors = []
+    for path in paths:
+        predictor = OnnxPredictor(path)
+        if set(predictor.steps) != set(model.modalities):
+            reads = sorted(predictor.steps)
+            raise ExportError(f"{path}: the graph reads {reads}, the checkpoint {list(model.modalities)}")
+        worst = 0.0
+        for seed, size in ((11, 1), (12, 3)):
+            probe = probe_batch(model, size=size, lengths=predictor.steps, seed=seed)
+            with torch.no_grad():
+                want = model(probe)
+            if want.uncertainty is not None:
+                raise ExportError(f"{path}: the model reports uncertainty, which the ONNX graph does not hold")
+            got = predictor.output(probe)
+            worst = max(worst, float((got.prediction - want.prediction.float()).abs().max()))
+            if want.modality_weights is not None:
+                if got.modality_weights is None:
+                    raise ExportError(f"{path}: the graph has no modality_weights output; the model reports them")
+                worst = max(worst, float((got.modality_weights - want.modality_weights.float()).abs().max()))
+        if not worst <= tolerance:
+            raise ExportError(
+                f"{path}: the graph differs from checkpoint {loaded.path} by {worst:.3g} on probe batches "
+                f"(tolerance {tolerance:g}); was it exported from another checkpoint?"
+            )
+        predictors.append(predictor)
+    if not predictors:
+        raise ExportError("no ONNX graph given")
+    return OnnxGraphs(predictors)
 
 
 def feeds_from_batch(predictor: OnnxPredictor, batch: Batch) -> dict[str, np.ndarray]:
@@ -292,6 +358,9 @@ def feeds_from_batch(predictor: OnnxPredictor, batch: Batch) -> dict[str, np.nda
             raise ExportError(f"the batch has no {m!r} features, which the graph reads")
         if x.shape[1] > steps:
             raise ExportError(f"{m}: {x.shape[1]} steps, the graph was exported for at most {steps} (export --steps)")
+        if x.shape[1] == steps and x.dtype == torch.float32:  # already at the graph's length: no copy
+            feeds[m], feeds[f"{m}_mask"] = x.numpy(), mask.numpy()
+            continue
         values = np.zeros((x.shape[0], steps, x.shape[2]), dtype=np.float32)
         valid = np.zeros((x.shape[0], steps), dtype=bool)
         values[:, : x.shape[1]] = x.numpy()

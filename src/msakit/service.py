@@ -139,7 +139,7 @@ def evaluate_split(loaded: LoadedModel, dataset: MSADataset, split: str) -> Eval
 
 def _samples(loaded: LoadedModel, batch: Batch, with_labels: bool, onnx: Any = None) -> list[SamplePrediction]:
     model = loaded.model
-    if onnx is not None:  # an `msakit.export.OnnxPredictor` over this checkpoint's exported graph
+    if onnx is not None:  # `msakit.export.OnnxGraphs`: this checkpoint's exported graphs
         out = onnx.output(batch)
     else:
         with torch.no_grad():
@@ -183,17 +183,19 @@ def predict_split(
 
     A model that declares `padding_invariant` is run on batches of similar length (each trimmed
     to its longest sample), which gives every sample the output it has alone, with less padding
-    to compute: 2.9x the model's throughput at batch 256 on MOSI (docs/benchmarks.md). `onnx`: an
-    `msakit.export.OnnxPredictor` to run instead of PyTorch (`msakit predict --onnx FILE`).
+    to compute: 2.9x the model's throughput at batch 256 on MOSI (docs/benchmarks.md). `onnx`: the
+    checkpoint's exported graphs (`msakit.export.open_for`) to run instead of PyTorch (`msakit predict
+    --onnx FILE ...`).
     """
     _checked(loaded, dataset)
     loaded.model.eval()
     data = dataset.split(split)
     order = inference_order(loaded.model, data)
     samples: list[SamplePrediction | None] = [None] * len(data)
+    build = data.batch if onnx is None else (lambda rows: onnx.batch(data, rows))  # ORT: at the graph's lengths
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        for i, sample in zip(chunk, _samples(loaded, data.batch(chunk), True, onnx), strict=True):
+        for i, sample in zip(chunk, _samples(loaded, build(chunk), True, onnx), strict=True):
             samples[i] = sample
     return PredictionResult(loaded.meta["model"], _task(loaded), [s for s in samples if s is not None])
 

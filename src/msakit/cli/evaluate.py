@@ -45,8 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--onnx",
         type=Path,
-        help="run this graph (from `msakit export onnx CHECKPOINT`) in onnxruntime instead of PyTorch; it is "
-        "checked against the checkpoint on the first batch",
+        nargs="+",
+        metavar="FILE",
+        help="run these graphs (`msakit export onnx CHECKPOINT`, e.g. at several --steps) in onnxruntime instead "
+        "of PyTorch, each batch on the shortest graph it fits; each is checked against the checkpoint first",
     )
     p.set_defaults(func=run_predict)
 
@@ -74,7 +76,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     from msakit.errors import ConfigError
-    from msakit.service import inference_order, predict_split, write_predictions_csv
+    from msakit.service import predict_split, write_predictions_csv
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -83,9 +85,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.onnx is not None:
         from msakit.export import open_for
 
-        split = dataset.split(args.split)
-        first = split.batch(inference_order(loaded.model, split)[: args.batch_size])
-        onnx = open_for(loaded, args.onnx, first)
+        onnx = open_for(loaded, args.onnx)
     result = predict_split(loaded, dataset, args.split, batch_size=args.batch_size, onnx=onnx)
     write_predictions_csv(result, args.out)
     print(f"wrote {len(result.samples)} predictions to {args.out}")
