@@ -77,6 +77,25 @@ def warning_notes(runs: list[tuple[str, Path]]) -> list[str]:
     return [f"Degenerate-training warnings (results.json), {label}: " + "; ".join(w) for label, w in hit.items()]
 
 
+def pair_note(pairs: list[tuple[str, Path, Path]], select: str) -> str:
+    """One sentence: for each (model, preset run, defaults run), is the preset's mean validation score better?"""
+    better, worse = [], []
+    for label, preset, defaults in pairs:
+        means = [
+            statistics.mean(s["valid"][select] for s in json.loads((r / "results.json").read_text())["seeds"])
+            for r in (preset, defaults)
+        ]
+        gain = means[1] - means[0] if select == "MAE" else means[0] - means[1]
+        digits, scale = (3, 1) if select == "MAE" else (1, 100)
+        text = f"{label} {means[0] * scale:.{digits}f} vs {means[1] * scale:.{digits}f}"
+        (better if gain > 0 else worse).append(text)
+    return (
+        f"Mean validation {select} over the seeds, preset run against the defaults run: better with the preset for "
+        f"{len(better)} of {len(pairs)} ({'; '.join(better) or 'none'}); not better for {len(worse)} "
+        f"({'; '.join(worse) or 'none'})."
+    )
+
+
 def collect(
     probes: list[tuple[str, Path]],
     runs: list[tuple[str, Path]],
@@ -85,6 +104,7 @@ def collect(
     *,
     chosen_only: bool = False,
     also: tuple[str, ...] = (),
+    pairs: list[tuple[str, Path, Path]] | None = None,
 ) -> dict[str, Any]:
     """Probe rows (every probe's, or only the row each chose on validation), then one row per run.
     The reference the reading compares against is the first probe's chosen row; `also` names
@@ -108,7 +128,7 @@ def collect(
         "secondary": "MAE" if metric_set == "mosi" else None,
         "valid": f"valid {select}",
         **({"also": list(also)} if also else {}),
-        "notes": warning_notes(runs),
+        "notes": warning_notes(runs) + ([pair_note(pairs, select)] if pairs else []),
     }
 
 
@@ -123,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--command", required=True, help="the commands that reproduce the table")
     p.add_argument("--metric-set", default="mosi", choices=sorted(COLUMNS))
     p.add_argument("--also", action="append", default=[], help="another column the reading compares (e.g. Corr)")
+    p.add_argument(
+        "--pair",
+        action="append",
+        default=[],
+        metavar="LABEL=PRESET_DIR,DEFAULTS_DIR",
+        help="a note comparing two runs' mean validation score (preset against defaults); repeatable",
+    )
     args = p.parse_args(argv)
     probes = []
     for spec in args.probe:
@@ -138,9 +165,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --run {spec!r}: expected LABEL=DIR with DIR/results.json", file=sys.stderr)
             return 2
         runs.append((label, Path(folder)))
+    pairs = []
+    for spec in args.pair:
+        label, sep, dirs = spec.partition("=")
+        preset, _, defaults = dirs.partition(",")
+        if not sep or not all((Path(d) / "results.json").is_file() for d in (preset, defaults) if d) or not defaults:
+            print(f"error: --pair {spec!r}: expected LABEL=PRESET_DIR,DEFAULTS_DIR with results.json", file=sys.stderr)
+            return 2
+        pairs.append((label, Path(preset), Path(defaults)))
     from msakit.io import atomic_write_json
 
-    data = collect(probes, runs, args.command, args.metric_set, chosen_only=args.chosen_only, also=tuple(args.also))
+    data = collect(
+        probes, runs, args.command, args.metric_set, chosen_only=args.chosen_only, also=tuple(args.also), pairs=pairs
+    )
     atomic_write_json(RESULTS / f"{args.name}.json", data)
     return 0
 

@@ -489,6 +489,7 @@ def table_findings(data: dict[str, Any]) -> list[str]:
             continue
         col = header.index(key)
         lower = "MAE" in key
+        fraction = lower or key == "Corr"  # not a percentage: three digits, no "points"
         values = [cell_value(r[col]) for r in rows]
         base = values[ref]
         assert base is not None, (key, rows[ref])
@@ -497,10 +498,10 @@ def table_findings(data: dict[str, Any]) -> list[str]:
             if v is None or label == labels[ref]:
                 continue
             loss = (v[0] - base[0]) if lower else (base[0] - v[0])  # positive = worse than the reference
-            digits = 3 if lower else 1
+            digits = 3 if fraction else 1
             text = f"{label} {loss:+.{digits}f}"
             (beyond if abs(loss) > max(base[1], v[1]) else within).append(text)
-        unit = "" if lower else ", in points"
+        unit = "" if fraction else ", in points"
         sentence = f"{key}, how much worse than {labels[ref]} (positive = worse{unit}): " + "; ".join(beyond + within)
         if beyond:
             sentence += f". Beyond one seed-std of the larger spread: {names([b.rsplit(' ', 1)[0] for b in beyond])}."
@@ -567,6 +568,9 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     # written with their markdown by benchmarks/absa_eval.py and benchmarks/scene_eval.py
     "absa_eval": lambda d: d["markdown"],
     "scene_eval": lambda d: d["markdown"],
+    # written with their markdown by benchmarks/subspace_alignment.py distinct --json
+    "tsd_mosi_distinct": lambda d: d["markdown"],
+    "tsd_mmmo_distinct": lambda d: d["markdown"],
     # written with their markdown by benchmarks/serve_{load,analyze,cpu}.py --record
     "serve_load": lambda d: d["markdown"],
     "serve_analyze": lambda d: d["markdown"],
@@ -581,6 +585,8 @@ def renderer(name: str) -> Callable[[dict[str, Any]], str]:
     path = RESULTS / f"{name}.json"
     if path.is_file() and "header" in json.loads(path.read_text()):
         return render_table
+    if path.is_file() and "markdown" in json.loads(path.read_text()):  # rendered when collected (collect_studies.py)
+        return lambda d: d["markdown"]
     raise SystemExit(f"docgen: unknown block {name!r}; known: {', '.join(RENDERERS)} or a table result file")
 
 
