@@ -27,11 +27,19 @@ Choices (what the sources say -> what we chose -> why):
   entropy of its unimodal logits. u_m in the energy is σ*² (regression: the prediction
   variance) or the entropy; ℓ_m is the unimodal squared error (cross-entropy for classes).
 - Energies are batch means over the samples that have the modality (the equilibrium is a
-  balance of modalities, not of samples); ‖z̄_m‖² is the mean square of the pooled
-  feature. The reported per-sample energy is its label-free part α‖z_m‖² + γ·σ²_m with
-  the student's own σ², so it can be explained at inference.
+  balance of modalities, not of samples). ‖z̄_m‖² has two readings (`feature_energy`):
+  the mean square of the pooled feature over its H dimensions ("mean", default: on the
+  scale of ℓ_m and u_m, so α = β = γ = 1 weigh three comparable terms) or the squared norm
+  ("norm", H times larger, so the norm term dominates E_m and the equilibrium mostly
+  equalises feature norms; it unbalanced the gradients on synthetic:noisy, see
+  docs/models/ebmc.md). The reported per-sample energy is its label-free part
+  α‖z_m‖² + γ·σ²_m with the student's own σ², so it can be explained at inference.
 - Trust: the student predicts trust logits from z_m; IMTD is KL(w* ‖ w) over samples with
   two or more modalities. `use_trust` False fuses with uniform weights ("w/o IMTD").
+- MSD weight: the source's 0.5 is the default. On the synthetic benchmark the validation
+  split picks 0 (preset `ebmc/synthetic`): its modalities share only the label, so an
+  InfoNCE that must tell samples apart from their shared parts cannot be satisfied there,
+  and its gradient (the largest term of the loss) costs accuracy.
 - InfoNCE at τ = 0.05 over every modality pair of shared parts; decorrelation is the mean
   squared cross-correlation of batch-standardised s_m and p_m. `use_msd` False uses
   z_m = h_m (no disentanglement, hence no enhancement either).
