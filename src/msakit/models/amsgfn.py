@@ -40,6 +40,9 @@ Interpretations (where the paper leaves a choice):
 - L_cor (eq. 18): InfoNCE from the pooled X_p^[N], through a per-modality linear
   predictor, to each present X'_m (MMIM-style CPC), one direction, same τ.
 - The output is not bounded (the paper's eq. 16 is a plain MLP); task loss is MSE (eq. 17).
+- The MOSI preset (`amsgfn/mosi`) turns L_align and L_cor off (use_ccam, use_cor), chosen on
+  validation: with e5 sentence vectors and audio that carries no sentiment they cost
+  validation MAE (docs/models/amsgfn.md). The defaults keep the paper's full objective.
 - Search space: beside the shared fields (hidden_dim, dropout; the trainer's lr, ...) the loss
   weights α, β of eq. 19 (the paper gives no values) and the depth N are declared tunable.
 """
