@@ -300,3 +300,16 @@ def test_raw_text_encoder_is_deterministic_frozen_and_its_cache_bounded() -> Non
     assert not m2[1].any() and (absent[1] == 0).all()
     enc.load_state_dict(enc.state_dict())
     assert not enc._cache  # new weights, no stale states
+
+
+def test_loss_weights_and_tau_are_searched_by_tune() -> None:
+    from msakit.config import SearchRange
+    from msakit.models.tssp_msa import TSSPMSAConfig
+    from msakit.tuning import search_space
+
+    space = search_space("tssp_msa")
+    assert space["model.tau"].range == SearchRange(low=0.1, high=2.0, log=True)
+    for name in ("contrastive_weight", "distill_weight", "anchor_weight"):  # 0 is the paper's "w/o" row
+        assert space[f"model.{name}"].range == SearchRange(low=0.0, high=0.5)
+    assert space["model.expert_weight"].range == SearchRange(low=0.0, high=1.0)
+    assert TSSPMSAConfig().tau == 0.5 and TSSPMSAConfig().contrastive_weight == 0.1  # defaults unchanged

@@ -65,6 +65,8 @@ Interpretations (choices where the paper is silent or ambiguous):
   `pretrained_text_plain` (the same objective with p1 = p2 = 0.15: the paper's "w/o
   S-MLM" control, which removes only the sentiment-aware masking), "none" = the
   precomputed features (no text adaptation at all).
+- Search space (`msakit tune`): beside the shared fields, the loss weights the paper leaves
+  open (λ_e, λ7, λ_kd, λ_a) and τ of the expert weights are declared tunable.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msakit.batch import Batch, ModelOutput, modality_index
-from msakit.config import ModelConfig
+from msakit.config import ModelConfig, tunable
 from msakit.data.stats import DatasetStats
 from msakit.errors import ConfigError
 from msakit.layers import MLP, SequenceEncoder, masked_softmax, symmetric_info_nce
@@ -106,18 +108,18 @@ class TSSPMSAConfig(ModelConfig):
     fusion: str = "uncertainty"  # uncertainty | mean (w/o uncertainty weighting) | concat (simple concatenation)
     mc_samples: int = 8  # T
     mc_dropout: float = 0.2  # dropout rate of the MC samples
-    tau: float = 0.5  # τ of α = softmax(−u/τ)
-    expert_weight: float = 0.5  # per-modality expert heads' own loss (Gaussian NLL / CE)
+    tau: float = tunable(0.5, low=0.1, high=2.0, log=True)  # τ of α = softmax(−u/τ)
+    expert_weight: float = tunable(0.5, low=0.0, high=1.0)  # per-modality expert heads' own loss (Gaussian NLL / CE)
     # stage 3: C3R, distillation, GTFAR, orthogonality, TEAC
-    contrastive_weight: float = 0.1  # λ7
+    contrastive_weight: float = tunable(0.1, low=0.0, high=0.5)  # λ7
     contrastive_temperature: float = 0.1
     curriculum_start: float = 0.5  # share of most confident samples used in epoch 1
     curriculum_epochs: int = 10  # epochs until every sample takes part
-    distill_weight: float = 0.1  # KL between teacher and student outputs
+    distill_weight: float = tunable(0.1, low=0.0, high=0.5)  # KL between teacher and student outputs
     distill_feature_weight: float = 0.1  # teacher-student feature alignment
     distill_confident_only: bool = True  # distil only where the teacher is more certain
     orth_weight: float = 0.01
-    anchor_weight: float = 0.1  # emotion-weighted supervised contrastive loss on anchors
+    anchor_weight: float = tunable(0.1, low=0.0, high=0.5)  # emotion-weighted supervised contrastive loss on anchors
     anchor_temperature: float = 0.2
     num_anchors: int = 8  # k of k-means++
     anchor_refresh: int = 1  # epochs between pseudo-label refreshes
