@@ -73,7 +73,8 @@ def warning_notes(runs: list[tuple[str, Path]]) -> list[str]:
     found = {label: json.loads((run / "results.json").read_text()).get("warnings", []) for label, run in runs}
     hit = {label: w for label, w in found.items() if w}
     if not hit:
-        return [f"Degenerate-training warnings (results.json): none in any of the {len(runs)} runs."]
+        where = "its run" if len(runs) == 1 else f"any of the {len(runs)} runs"
+        return [f"Degenerate-training warnings (results.json): none in {where}."]
     return [f"Degenerate-training warnings (results.json), {label}: " + "; ".join(w) for label, w in hit.items()]
 
 
