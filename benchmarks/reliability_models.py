@@ -148,23 +148,31 @@ def mli(args: argparse.Namespace) -> dict[str, Any]:
     for entry in args.models:
         name, _, model = entry.rpartition("=")  # LABEL=MODEL, or MODEL labelled by itself
         name = name or model
-        res = fit_with_robustness(
-            model,
-            data,
-            out_dir=out / name,
-            model_overrides=per_model.get(name, {}),
-            train_config=_train_config(args),
-        )
-        logs = [json.loads((Path(s.checkpoint).parent / "mli.json").read_text()) for s in res.seeds]
+        done = out / name / "results.json"
+        if args.reuse and done.is_file():  # a finished run of this row: read it instead of training again
+            seeds = json.loads(done.read_text())["seeds"]
+        else:
+            res = fit_with_robustness(
+                model,
+                data,
+                out_dir=out / name,
+                model_overrides=per_model.get(name, {}),
+                train_config=_train_config(args),
+            )
+            seeds = [
+                {"test": s.test, "valid": s.valid, "best_epoch": s.best_epoch, "checkpoint": s.checkpoint}
+                for s in res.seeds
+            ]
+        logs = [json.loads((Path(s["checkpoint"]).parent / "mli.json").read_text()) for s in seeds]
         table[name] = {
             "model": model,
             "overrides": per_model.get(name, {}),
             "mli": [log["mli"] for log in logs],
             "share": [log["share"] for log in logs],
-            key: [s.test[key] for s in res.seeds],
-            "MAE": [s.test["MAE"] for s in res.seeds],
-            "valid_MAE": [s.valid["MAE"] for s in res.seeds],
-            "best_epoch": [s.best_epoch for s in res.seeds],
+            key: [s["test"][key] for s in seeds],
+            "MAE": [s["test"]["MAE"] for s in seeds],
+            "valid_MAE": [s["valid"]["MAE"] for s in seeds],
+            "best_epoch": [s["best_epoch"] for s in seeds],
         }
         t = table[name]
         label = name + "".join(f", `{k}={v}`" for k, v in per_model.get(name, {}).items())
@@ -330,8 +338,9 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     ]
     rows += [[label, *(f"{row[k] * sc:.{d}f}" for k, sc, d in columns), ""] for label, row in table["probe"].items()]
     keys = [k for k, _, _ in columns]
+    also = [k for k in keys[1:] if k in ("MAE", "Corr")] or keys[1:2]  # regression: MAE and Corr beside Acc-2
     return {"tables": tables, "header": header, "rows": rows, "reference": "late_fusion", "primary": keys[0]} | (
-        {"also": keys[1:2]} if len(keys) > 1 else {}
+        {"also": also} if also else {}
     )
 
 
@@ -360,6 +369,7 @@ def main() -> None:
     )
     sub.choices["mli"].add_argument("-m", dest="model_opt", action="append", default=[], help="LABEL:KEY=VALUE")
     sub.choices["mli"].add_argument("--name", help="also write docs/results/NAME.json (a docgen table)")
+    sub.choices["mli"].add_argument("--reuse", action="store_true", help="read rows whose OUT/LABEL run finished")
     sub.choices["dominant"].add_argument("--runs", required=True)
     sub.choices["uncertainty"].add_argument("--runs", required=True, help="a qa_moe checkpoint folder")
     args = parser.parse_args()
