@@ -3,6 +3,8 @@
     python benchmarks/mamba_tables.py --name cagmamba_meld --metric-set classification --primary F1 \\
         --select F1_score --probe runs/probe-meld-e5.json --context-probe runs/ctxprobe-meld.json \\
         --run "CAGMamba, 8 turns=runs/cag-meld" --run "text_only=runs/to-meld" --command "..."
+    python benchmarks/mamba_tables.py --name tsd_mmmo_ablation --probe runs/probe-mmmo.json \
+        --ablation runs/ablate-tsd-mmmo --reference TSD --command "msakit ablate ..."
 
 The rows come from `benchmarks/collect_runs.py`'s `probe_rows` / `run_row` (probe rows,
 then one 5-seed row per run folder). On top of it: `--select` names the validation column
@@ -41,6 +43,9 @@ def main() -> int:
     p.add_argument("--name", required=True)
     p.add_argument("--probe", action="append", required=True, metavar="[LABEL=]FILE")
     p.add_argument("--run", action="append", default=[], metavar="LABEL=DIR")
+    p.add_argument(
+        "--ablation", type=Path, metavar="DIR", help="an `msakit ablate` folder: one row per NN/ folder, labelled"
+    )
     p.add_argument("--command", required=True)
     p.add_argument("--metric-set", default="mosi", choices=sorted(COLUMNS))
     p.add_argument("--primary", help="the column the reading compares on (default: the collector's)")
@@ -57,6 +62,9 @@ def main() -> int:
     if args.context_probe:
         rows += context_probe_rows(args.context_probe, args.metric_set, select)
     runs = [(label, Path(folder)) for label, _, folder in (s.rpartition("=") for s in args.run)]
+    if args.ablation:  # ablation.json lists the rows in the order of the NN/ folders
+        labels = json.loads((args.ablation / "ablation.json").read_text())["rows"]
+        runs += [(label, args.ablation / f"{i:02d}") for i, label in enumerate(labels)]
     rows += [run_row(label, run, columns, select) for label, run in runs]
     valid = "valid " + next(name for key, name, _, _ in columns if key == select)
     data = {
