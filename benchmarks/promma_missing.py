@@ -4,6 +4,7 @@
     python benchmarks/promma_missing.py --data data/mmmo --out runs/promma_mmmo
     python benchmarks/promma_missing.py --data synthetic --out runs/promma_syn
     python benchmarks/promma_missing.py --data data/mmmo --out runs/promma_mmmo --diagnose   # one modality kept
+    python benchmarks/promma_missing.py --data data/mmmo --compare base=promma:runs/a tuned=promma:runs/b --name N
 
 Per seed, `promma` and `late_fusion` are trained with the same random whole-modality
 dropout (`-t modality_dropout`, default 0.3; selection on validation), then evaluated on
@@ -28,6 +29,7 @@ import torch
 import yaml
 
 from msakit.data import load_dataset
+from msakit.io import atomic_write_json
 from msakit.robustness.protocols import RobustnessSettings, run_protocols
 from msakit.training import Trainer, evaluate, load_checkpoint, train_config_from
 
@@ -121,6 +123,47 @@ def diagnose(run: Path, data: str, seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
+def rescore(run: Path, data: str, seeds: list[int], rates: list[float]) -> dict[str, list[dict[str, Any]]]:
+    """Test and validation curves of the checkpoints saved under RUN/MODEL/seedN/best (no training)."""
+    dataset = load_dataset(data)
+    found: dict[str, list[dict[str, Any]]] = {}
+    for model_dir in sorted(p for p in run.iterdir() if (p / f"seed{seeds[0]}" / "best").is_dir()):
+        for seed in seeds:
+            best, _ = load_checkpoint(model_dir / f"seed{seed}" / "best")
+            clean = evaluate(best, dataset.split("test"), dataset.info.metric_set)
+            found.setdefault(model_dir.name, []).append({**missing_curves(best, dataset, rates, seed), "clean": clean})
+    return found
+
+
+def compare(pairs: list[str], data: str, seeds: list[int], rates: list[float], name: str) -> str:
+    """One row per LABEL=RUN: ProMMA's (or late fusion's) clean Acc-2 and AUILCs, test and validation."""
+    rows: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        label, _, where = pair.partition("=")
+        model, _, folder = where.partition(":")
+        runs = rescore(Path(folder), data, seeds, rates)[model]
+        curves = sorted(runs[0]["auilc"])
+        rows[label] = {
+            "model": model,
+            "run": folder,
+            "clean_Non0_acc_2": [r["clean"]["Non0_acc_2"] for r in runs],
+            "clean_MAE": [r["clean"]["MAE"] for r in runs],
+            **{f"test {c}": [r["auilc"][c]["Non0_acc_2"] for r in runs] for c in curves},
+            **{f"valid {c}": [r["valid_auilc"][c]["Non0_acc_2"] for r in runs] for c in curves},
+        }
+    keys = [k for k in next(iter(rows.values())) if k.startswith(("test ", "valid "))]
+    head = ["system", "Acc-2 complete", "MAE complete", *[f"AUILC {k}" for k in keys]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, row in rows.items():
+        cells = [fmt(row["clean_Non0_acc_2"], 100), fmt(row["clean_MAE"], digits=3)]
+        lines.append(f"| {label} | " + " | ".join(cells + [fmt(row[k], 100) for k in keys]) + " |")
+    text = "\n".join(lines)
+    if name:
+        target = Path(__file__).resolve().parents[1] / "docs" / "results" / f"{name}.json"
+        atomic_write_json(target, {"data": data, "seeds": seeds, "rates": rates, "rows": rows, "table": text})
+    return text
+
+
 def fmt(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values) * scale:.{digits}f} ± {sd * scale:.{digits}f}"
@@ -135,12 +178,24 @@ def main() -> None:
     parser.add_argument("--hidden-dim", type=int, default=64)
     parser.add_argument("--modality-dropout", type=float, default=0.3)
     parser.add_argument("--rates", type=float, nargs="+", default=[0.0, 0.2, 0.4, 0.6, 0.8])
-    parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("-m", dest="model_opt", action="append", default=[], help="promma KEY=VALUE")
     parser.add_argument("-t", dest="train_opt", action="append", default=[], help="training KEY=VALUE (all models)")
     parser.add_argument("--diagnose", action="store_true", help="only print the one-modality diagnosis of OUT's runs")
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="LABEL=MODEL:RUN",
+        help="only rescore saved runs (test and validation AUILC) side by side; --out is ignored",
+    )
+    parser.add_argument("--name", default="", help="with --compare: write docs/results/NAME.json")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.compare:
+        print(compare(args.compare, args.data, args.seeds, args.rates, args.name))
+        return
+    if args.out is None:
+        parser.error("--out is required")
     if args.diagnose:
         print(diagnose(args.out, args.data, args.seeds))
         return
