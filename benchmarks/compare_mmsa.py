@@ -538,6 +538,9 @@ def render(runs: dict[str, Any]) -> str:
             + timing_table(runs["timing_old_packed_lstm"])
             + "\n"
         )
+    if not runs.get("results") and runs.get("accuracy_notes"):
+        text += "## Accuracy: epochs uncapped until early stopping\n\n"
+        text += "".join(f"- {note}\n" for note in runs["accuracy_notes"]) + "\n"
     if runs.get("results"):
         rm = runs["results_meta"]
         seeds = rm["seeds"]

@@ -183,7 +183,7 @@ def predict_split(
 
     A model that declares `padding_invariant` is run on batches of similar length (each trimmed
     to its longest sample), which gives every sample the output it has alone, with less padding
-    to compute: 2.9x the model's throughput at batch 256 on MOSI (docs/benchmarks.md). `onnx`: the
+    to compute, at most `REQUEST_CHUNK` samples per model call (docs/benchmarks.md). `onnx`: the
     checkpoint's exported graphs (`msakit.export.open_for`) to run instead of PyTorch (`msakit predict
     --onnx FILE ...`).
     """
@@ -191,6 +191,8 @@ def predict_split(
     loaded.model.eval()
     data = dataset.split(split)
     order = inference_order(loaded.model, data)
+    if loaded.model.declared_capabilities.padding_invariant and onnx is None:
+        batch_size = min(batch_size, REQUEST_CHUNK)  # by length, smaller batches pad less (docs/benchmarks.md)
     samples: list[SamplePrediction | None] = [None] * len(data)
     build = data.batch if onnx is None else (lambda rows: onnx.batch(data, rows))  # ORT: at the graph's lengths
     for start in range(0, len(order), batch_size):
@@ -315,7 +317,9 @@ def predict_features(
     return PredictionResult(loaded.meta["model"], _task(loaded), [s for s in out if s is not None])
 
 
-#: samples per model call when a request of a padding-invariant model is run by length
+#: at most this many samples per model call when a padding-invariant model runs by length (a request
+#: to the service, a split to `predict_split`): sorted calls of 64 pad less than calls of 256, and are
+#: still large enough that per-call overhead stays small (docs/benchmarks.md, "Inference")
 REQUEST_CHUNK = 64
 
 
