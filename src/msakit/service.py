@@ -172,6 +172,13 @@ def _samples(loaded: LoadedModel, batch: Batch, with_labels: bool, onnx: Any = N
     ]
 
 
+def _eval_mode(model: MSAModel) -> None:
+    """`model.eval()` only when some module is training: the call walks every submodule, which cost
+    about a fifth of a batch-1 request's CPU time when made on every request."""
+    if any(m.training for m in model.modules()):
+        model.eval()
+
+
 def _task(loaded: LoadedModel) -> str:
     return "classification" if loaded.model.is_classifier else "regression"
 
@@ -188,7 +195,7 @@ def predict_split(
     --onnx FILE ...`).
     """
     _checked(loaded, dataset)
-    loaded.model.eval()
+    _eval_mode(loaded.model)
     data = dataset.split(split)
     order = inference_order(loaded.model, data)
     if loaded.model.declared_capabilities.padding_invariant and onnx is None:
@@ -302,7 +309,7 @@ def predict_features(
             field="capabilities",
         )
     batch = batch_from_arrays(loaded, samples, ids=ids, max_samples=max_samples, max_steps=max_steps, source=source)
-    loaded.model.eval()
+    _eval_mode(loaded.model)
     if not loaded.model.declared_capabilities.padding_invariant or batch.size <= REQUEST_CHUNK:
         return PredictionResult(loaded.meta["model"], _task(loaded), _samples(loaded, batch, with_labels=False))
     # a padding-invariant model: the request's samples by length, in chunks trimmed to their longest
