@@ -565,6 +565,8 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "tssp_msa_mosi_table4": lambda d: render_ablation(d, reference="full"),
     "tssp_msa_drop_one": render_drop_one,
     "tssp_msa_expert_weights": render_expert_weights,
+    "qa_moe_ablation_mmmo": lambda d: render_ablation(d, reference="full"),
+    "qa_moe_ablation_mosi-e5": lambda d: render_ablation(d, reference="full"),
     # written with their markdown by benchmarks/absa_eval.py and benchmarks/scene_eval.py
     "absa_eval": lambda d: d["markdown"],
     "scene_eval": lambda d: d["markdown"],
