@@ -39,6 +39,41 @@ def test_preset_fields_validate(path: Path) -> None:
     train_config_from(preset.get("train", {}))
 
 
+# Issue 13: a tuned preset for every registered model on MOSI and MMMO. Pairs that cannot have one:
+DOES_NOT_APPLY = {
+    ("text_only", "mmmo"): "MMMO has no training text (GloVe text for valid/test only), so text_only cannot train",
+}
+# Pairs another engineer tunes this stop; skipped (not failed) while the preset is missing.
+TUNED_ELSEWHERE = {
+    "qa_moe",
+    "prlf",
+    "ebmc",
+    "tsd",
+    "alignmamba2",
+    "cagmamba",
+    "promma",
+    "mbd",
+}
+
+
+@pytest.mark.parametrize("dataset", ["mosi", "mmmo"])
+@pytest.mark.parametrize("model", list_models())
+def test_every_registered_model_has_a_tuned_preset(model: str, dataset: str) -> None:
+    """`<model>/<dataset>.yaml` exists, validates, and its header says how it was chosen on validation."""
+    path = PRESETS_DIR / model / f"{dataset}.yaml"
+    if (model, dataset) in DOES_NOT_APPLY:
+        assert not path.exists(), f"{path}: {DOES_NOT_APPLY[model, dataset]}"
+        return
+    if not path.is_file() and model in TUNED_ELSEWHERE:
+        pytest.skip(f"{model}/{dataset}: tuned by another issue's engineer; no preset shipped yet")
+    assert path.is_file(), f"no preset {model}/{dataset}: run `msakit tune` on validation and ship its best.yaml"
+    header = "\n".join(line for line in path.read_text().splitlines() if line.startswith("#")).lower()
+    assert "chosen by" in header and "validation" in header, f"{path}: header must say how it was chosen"
+    preset = load_yaml_overrides(path)
+    build_config(model, preset.get("model", {}))
+    train_config_from(preset.get("train", {}))
+
+
 def test_preset_name_and_path_resolve_to_the_same_file(tmp_path: Path) -> None:
     assert resolve_preset("tecafn/mosi") == PRESETS_DIR / "tecafn" / "mosi.yaml"
     assert load_yaml_overrides("tecafn/mosi") == load_yaml_overrides(PRESETS_DIR / "tecafn" / "mosi.yaml")
