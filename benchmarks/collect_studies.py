@@ -40,7 +40,9 @@ def study_row(preset: str, run: Path, log: Path | None) -> dict[str, Any]:
         "seeds": len(study.best_trial.user_attrs.get("valid_per_seed", [])),
         "best": study.best_value,
         "best_trial": study.best_trial.number,
-        "defaults": first.value if first.state.name == "COMPLETE" else None,
+        # trial 0 is the defaults only where the study enqueued them (msakit tune does since issue 13's s3)
+        "ran_defaults": "fixed_params" in first.system_attrs,
+        "defaults": first.value if first.state.name == "COMPLETE" and "fixed_params" in first.system_attrs else None,
         "wall_s": float(timed.group(1)) if timed else None,
         "cpu_s": float(timed.group(2)) + float(timed.group(3)) if timed else None,
     }
@@ -49,21 +51,28 @@ def study_row(preset: str, run: Path, log: Path | None) -> dict[str, Any]:
 def markdown(rows: list[dict[str, Any]], command: str, select: str) -> str:
     out = ["```bash", command, "```", ""]
     out += [
-        f"| preset | trials (complete + pruned + failed) | seeds | best valid {select} (trial) | trial 0 = defaults "
+        f"| preset | trials (complete + pruned + failed) | seeds | best valid {select} (trial) | defaults (trial 0) "
         "| wall / CPU s |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        defaults = f"{r['defaults']:.4f}" if r["defaults"] is not None else "pruned"
+        if r["defaults"] is not None:
+            defaults = f"{r['defaults']:.4f}"
+        else:
+            defaults = "pruned" if r["ran_defaults"] else "– (trial 0 was not the defaults)"
         timed = f"{r['wall_s']:.0f} / {r['cpu_s']:.0f}" if r["wall_s"] is not None else "n/a"
         out.append(
             f"| `{r['preset']}` | {r['complete']} + {r['pruned']} + {r['failed']} | {r['seeds']} "
             f"| {r['best']:.4f} ({r['best_trial']}) | {defaults} | {timed} |"
         )
-    better = [r["preset"] for r in rows if r["defaults"] is not None and r["best"] < r["defaults"]]
-    same = [r["preset"] for r in rows if r["best_trial"] == 0]
+    ran = [r for r in rows if r["ran_defaults"]]
+    better = [r["preset"] for r in ran if r["defaults"] is not None and r["best"] < r["defaults"]]
+    same = [r["preset"] for r in ran if r["best_trial"] == 0]
     out += ["", "Reading (computed from the table):", ""]
-    out.append(f"- Studies whose best trial beat the defaults on validation: {len(better)} of {len(rows)}.")
+    out.append(
+        f"- Studies whose best trial beat the defaults on validation: {len(better)} of the {len(ran)} that ran the "
+        f"defaults as trial 0" + (f" ({len(rows) - len(ran)} older studies did not)." if len(ran) < len(rows) else ".")
+    )
     if same:
         out.append(f"- Studies where the defaults stayed best (the preset is the defaults): {', '.join(same)}.")
     return "\n".join(out) + "\n"
