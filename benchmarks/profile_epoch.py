@@ -487,8 +487,9 @@ def _fourth_stop(bench: Path) -> list[str]:
         tm = runs["timing_meta"]
         lines += [
             "Size-matched MMSA comparison (docs/compare_mmsa.md has the whole table and the configurations). Each "
-            "pair is MMSA, msakit with `-t sampler=bucket -t lstm=auto` and msakit with its default paths, run "
-            f"back to back, each {tm['epochs']} epochs in its own process; CPU time per epoch, medians over pairs:",
+            "pair is MMSA and msakit with `-t sampler=bucket -t lstm=auto` (in pairs run with `--with-default-paths` "
+            f"also msakit on its default paths), back to back, each {tm['epochs']} epochs in its own process; CPU "
+            "time per epoch, medians over pairs:",
             "",
             "    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/compare_mmsa.py /tmp/mosi_mmsa.pkl --size-matched \\",
             f"        --mmsa-path DIR --models {' '.join(tm['models'])} --seeds {' '.join(map(str, tm['seeds']))} \\",
@@ -770,6 +771,26 @@ def write_doc(doc: Path, bench: Path) -> None:
             *[f"- {note}" for note in res.get("notes", [])],
             "",
         ]
+        more = bench / "scaling_s4.json"
+        if more.exists():
+            extra = json.loads(more.read_text())
+            done = extra["seconds_cpu_per_step"]
+            missing = [
+                m for m in _load_module("scaling").all_models() if m not in {**res["seconds_cpu_per_step"], **done}
+            ]
+            parts += [
+                "The other models, measured in the fourth stop with the same protocol (steps of this stop's code; "
+                "the rows above are the third stop's): "
+                f"`OMP_NUM_THREADS=1 python benchmarks/scaling.py --models {' '.join(done)} --steps {extra['steps']} "
+                f"--max-step-seconds {extra.get('max_step_seconds', 10):g} --json docs/bench/scaling_s4.json` "
+                f"(load average {extra['load_avg_1min']:.1f} at its last write; 'err': the model cannot run on "
+                "this synthetic data, e.g. it needs dialogue context).",
+                "",
+                mod.table(extra),
+                "",
+                f"Not measured (the session ended first): {', '.join(missing)}." if missing else "",
+                "",
+            ]
     parts += [
         "### Not measured or not done here",
         "",

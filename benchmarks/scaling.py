@@ -83,6 +83,7 @@ def measure(
         result = {
             "batch_size": batch_size,
             "steps": steps,
+            "max_step_seconds": limit,
             "sizes": list(SIZES),
             "lengths": list(LENGTHS),
             "load_avg_1min": os.getloadavg()[0],
@@ -92,6 +93,12 @@ def measure(
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps(result, indent=2))
     return result
+
+
+def all_models() -> list[str]:
+    from msakit import list_models
+
+    return list(list_models())
 
 
 def table(result: dict[str, Any]) -> str:
