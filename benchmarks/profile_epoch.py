@@ -788,7 +788,8 @@ def write_doc(doc: Path, bench: Path) -> None:
                 "",
                 mod.table(extra),
                 "",
-                f"Not measured (the session ended first): {', '.join(missing)}." if missing else "",
+                f"Not measured in this stop: {', '.join(missing)}." if missing else "",
+                *[f"- {note}" for note in extra.get("notes", [])],
                 "",
             ]
     parts += [
