@@ -44,7 +44,12 @@ def main() -> int:
     p.add_argument("--probe", action="append", required=True, metavar="[LABEL=]FILE")
     p.add_argument("--run", action="append", default=[], metavar="LABEL=DIR")
     p.add_argument(
-        "--ablation", type=Path, metavar="DIR", help="an `msakit ablate` folder: one row per NN/ folder, labelled"
+        "--ablation",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="an `msakit ablate` folder: one row per NN/ folder, labelled (repeatable)",
     )
     p.add_argument("--command", required=True)
     p.add_argument("--metric-set", default="mosi", choices=sorted(COLUMNS))
@@ -62,9 +67,9 @@ def main() -> int:
     if args.context_probe:
         rows += context_probe_rows(args.context_probe, args.metric_set, select)
     runs = [(label, Path(folder)) for label, _, folder in (s.rpartition("=") for s in args.run)]
-    if args.ablation:  # ablation.json lists the rows in the order of the NN/ folders
-        labels = json.loads((args.ablation / "ablation.json").read_text())["rows"]
-        runs += [(label, args.ablation / f"{i:02d}") for i, label in enumerate(labels)]
+    for folder in args.ablation:  # ablation.json lists the rows in the order of the NN/ folders
+        labels = json.loads((folder / "ablation.json").read_text())["rows"]
+        runs += [(label, folder / f"{i:02d}") for i, label in enumerate(labels)]
     rows += [run_row(label, run, columns, select) for label, run in runs]
     valid = "valid " + next(name for key, name, _, _ in columns if key == select)
     data = {
