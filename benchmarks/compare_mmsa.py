@@ -562,6 +562,7 @@ def render(runs: dict[str, Any]) -> str:
             + f"Command: `{base}{_train_flags(rm)}--models {' '.join(rm['models'])} "
             f"--seeds {' '.join(map(str, seeds))}`\n\n" + accuracy_table(runs["results"])
         )
+        text += "".join(f"\n- {note}" for note in runs.get("accuracy_notes", [])) + "\n"
     if meta["size_matched"]:
         text += "\n## Size-matched configurations\n\n| model | msakit overrides (model; train) | why |\n|---|---|---|\n"
         for model, cfg in SIZE_MATCHED.items():
