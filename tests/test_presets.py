@@ -43,16 +43,17 @@ def test_preset_fields_validate(path: Path) -> None:
 DOES_NOT_APPLY = {
     ("text_only", "mmmo"): "MMMO has no training text (GloVe text for valid/test only), so text_only cannot train",
 }
-# Pairs another engineer tunes this stop; skipped (not failed) while the preset is missing.
-TUNED_ELSEWHERE = {
-    "qa_moe",
-    "prlf",
-    "ebmc",
-    "tsd",
-    "alignmamba2",
-    "cagmamba",
-    "promma",
-    "mbd",
+# Pairs with no shipped preset yet, each with the reason (issue 13 stays open for them);
+# skipped, not failed. Any other missing pair fails.
+NOT_YET = {
+    ("prlf", "mmmo"): "tuned (8 trials); the best trial's 5-seed validation MAE was worse than the defaults'",
+    ("mbd", "mmmo"): "tuned; the best trial was no better than the defaults over 5 validation seeds",
+    ("prlf", "mosi"): "not tuned yet",
+    ("qa_moe", "mosi"): "not tuned yet",
+    ("ebmc", "mosi"): "not tuned yet",
+    ("alignmamba2", "mmmo"): "not tuned yet",
+    ("cagmamba", "mosi"): "not tuned yet (a dialogue model; MOSI has no dialogue context)",
+    ("cagmamba", "mmmo"): "not tuned yet (a dialogue model; MMMO has no dialogue context)",
 }
 
 
@@ -64,8 +65,8 @@ def test_every_registered_model_has_a_tuned_preset(model: str, dataset: str) -> 
     if (model, dataset) in DOES_NOT_APPLY:
         assert not path.exists(), f"{path}: {DOES_NOT_APPLY[model, dataset]}"
         return
-    if not path.is_file() and model in TUNED_ELSEWHERE:
-        pytest.skip(f"{model}/{dataset}: tuned by another issue's engineer; no preset shipped yet")
+    if not path.is_file() and (model, dataset) in NOT_YET:
+        pytest.skip(f"{model}/{dataset}: no preset shipped: {NOT_YET[model, dataset]}")
     assert path.is_file(), f"no preset {model}/{dataset}: run `msakit tune` on validation and ship its best.yaml"
     header = "\n".join(line for line in path.read_text().splitlines() if line.startswith("#")).lower()
     assert "chosen by" in header and "validation" in header, f"{path}: header must say how it was chosen"
