@@ -48,12 +48,8 @@ DOES_NOT_APPLY = {
 NOT_YET = {
     ("prlf", "mmmo"): "tuned (8 trials); the best trial's 5-seed validation MAE was worse than the defaults'",
     ("mbd", "mmmo"): "tuned; the best trial was no better than the defaults over 5 validation seeds",
-    ("prlf", "mosi"): "not tuned yet",
-    ("qa_moe", "mosi"): "not tuned yet",
-    ("ebmc", "mosi"): "not tuned yet",
-    ("alignmamba2", "mmmo"): "not tuned yet",
+    ("prlf", "mosi"): "tuned (12 trials); the best trial's 5-seed validation MAE was worse than the defaults'",
     ("cagmamba", "mosi"): "not tuned yet (a dialogue model; MOSI has no dialogue context)",
-    ("cagmamba", "mmmo"): "not tuned yet (a dialogue model; MMMO has no dialogue context)",
 }
 
 
