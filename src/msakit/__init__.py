@@ -5,7 +5,7 @@ The public API is small and explicit:
     from msakit import create_model, list_models, load_dataset, Trainer, TrainConfig
 
 Every name is imported on first use (PEP 562), so `import msakit` and `msakit --help` do not
-pay for torch, pandas or scikit-learn; tests/test_speed.py checks which modules it loads.
+pay for torch, pandas or scikit-learn; tests/test_startup.py checks which modules it loads.
 """
 
 from __future__ import annotations

@@ -215,10 +215,17 @@ def inference_order(model: MSAModel, split: SplitData) -> list[int]:
     n = len(split)
     if not model.declared_capabilities.padding_invariant or n < 2:
         return list(range(n))
-    mods = sorted(split.modalities.values(), key=lambda a: a.values.shape[1] * a.values.shape[2])
-    if not mods:
+    arrays = list(split.modalities.values())
+    if not arrays:
         return list(range(n))
-    return [int(i) for i in np.lexsort([a.lengths for a in mods])]  # stable: ties keep split order
+    return _length_order([a.lengths for a in arrays], [a.values.shape[1] * a.values.shape[2] for a in arrays])
+
+
+def _length_order(lengths: Sequence[np.ndarray], widths: Sequence[int]) -> list[int]:
+    """Sample indices by valid length, one `lengths` array per modality: the widest modality
+    (steps × dims in `widths`) is the primary key; stable, so ties keep their order."""
+    keys = [length for _, length in sorted(zip(widths, lengths, strict=True), key=lambda pair: pair[0])]
+    return [int(i) for i in np.lexsort(keys)]
 
 
 def batch_from_arrays(
@@ -313,9 +320,10 @@ def predict_features(
     if not loaded.model.declared_capabilities.padding_invariant or batch.size <= REQUEST_CHUNK:
         return PredictionResult(loaded.meta["model"], _task(loaded), _samples(loaded, batch, with_labels=False))
     # a padding-invariant model: the request's samples by length, in chunks trimmed to their longest
-    steps = torch.stack([batch.masks[m].sum(1) for m in batch.modalities], dim=1)  # (B, M)
-    widest = sorted(batch.modalities, key=lambda m: batch.features[m].shape[1] * batch.features[m].shape[2])
-    order = np.lexsort([steps[:, batch.modalities.index(m)].numpy() for m in widest]).tolist()
+    order = _length_order(
+        [batch.masks[m].sum(1).numpy() for m in batch.modalities],
+        [batch.features[m].shape[1] * batch.features[m].shape[2] for m in batch.modalities],
+    )
     out: list[SamplePrediction | None] = [None] * batch.size
     for start in range(0, len(order), REQUEST_CHUNK):
         chunk = order[start : start + REQUEST_CHUNK]
