@@ -221,6 +221,63 @@ def test_saliency_selects_a_fraction_and_the_gaussian_update_is_random(trained: 
     assert any(not torch.equal(a[k], b[k]) for k in base), "the Gaussian update must depend on the noise draw"
 
 
+def test_the_vectorised_step_equals_one_clipped_newton_step_per_record(trained: tuple[Path, Path]) -> None:
+    """The edit's per-sample gradients (one batched backward) and its per-record clipping equal the
+    per-sample loop they replace: each record's damped Newton step clipped to C on its own, then summed."""
+    from msakit.unlearn import saliency
+
+    data, ckpt = trained
+    model, _ = load_checkpoint(ckpt)
+    train = load_dataset(data).split("train")
+    params = {k: p for k, p in model.named_parameters() if not k.startswith("head.")}
+
+    def drop(batch):  # type: ignore[no-untyped-def]
+        return batch.drop_modalities(["visual"])
+
+    idx = [0, 3, 5, 8, 13]
+    per = saliency._per_sample_grads(model, train, idx, params, drop)
+    for j, i in enumerate(idx):
+        batch = drop(train.batch([i]))
+        loss = model.task_loss(model(batch).prediction, batch.labels)
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        for (k, p), g in zip(params.items(), grads, strict=True):
+            torch.testing.assert_close(per[k][j], g if g is not None else torch.zeros_like(p), atol=1e-6, rtol=1e-4)
+    # the update by hand, record by record, from the same estimates
+    target = load_checkpoint(ckpt)[0]
+    before = {k: v.detach().clone() for k, v in target.named_parameters()}
+    forget = list(range(len(train)))
+    update = select_and_update(
+        model,
+        target,
+        train,
+        forget,
+        drop,
+        exclude=lambda k: k.startswith("head."),
+        fraction=0.2,
+        epsilon=1e6,
+        delta=0.5,
+        saliency_samples=len(forget),
+        seed=0,
+        noise_seed=0,
+    )  # fmt: skip  (ε huge: the noise is negligible against the step)
+    with_m = saliency._per_sample_grads(model, train, forget, params, None)
+    without_m = saliency._per_sample_grads(model, train, forget, params, drop)
+    n = len(train)
+    f = {k: v / len(forget) for k, v in saliency._batch_fisher(without_m).items()}
+    masks = {k: (target.state_dict()[k] != before[k]).float() for k in params}
+    expected = {k: torch.zeros_like(p) for k, p in params.items()}
+    for j in range(len(forget)):
+        step = {k: (with_m[k][j] - without_m[k][j]) / n / (f[k] + update.damping) * masks[k] for k in params}
+        norm = float(sum((v**2).sum() for v in step.values())) ** 0.5
+        factor = min(1.0, update.sensitivity / norm) if norm > 0 else 0.0
+        for k in params:
+            expected[k] += step[k] * factor
+    got = {k: target.state_dict()[k] - before[k] for k in params}
+    assert sum(float((v**2).sum()) for v in expected.values()) ** 0.5 == pytest.approx(update.step_norm, rel=1e-4)
+    for k in params:
+        torch.testing.assert_close(got[k], expected[k], atol=1e-5 + 1e-3 * update.sigma * 10, rtol=1e-3)
+
+
 def test_unlearn_refuses_a_model_without_a_convex_head(tmp_path: Path, tiny_dataset: MSADataset) -> None:
     from msakit import create_model
     from msakit.errors import ConfigError

