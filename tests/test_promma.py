@@ -157,7 +157,8 @@ def test_missing_view_loss_trains_the_one_modality_removed_view(tiny_dataset: MS
     loss = model(batch).aux_losses["missing"]
     assert loss.item() > 0
     loss.backward()
-    assert model.head[-1].weight.grad is not None and model.head[-1].weight.grad.abs().sum() > 0
+    grads = [model.heads[m][-1].weight.grad for m in model.modalities]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
     # the view it scores is the batch with one present modality removed per sample: the same loss by hand
     model.zero_grad()
     torch.manual_seed(0)
@@ -174,3 +175,33 @@ def test_missing_view_loss_trains_the_one_modality_removed_view(tiny_dataset: MS
     expected = model.task_loss(model._forward(view, "learned", with_losses=False).prediction, batch.labels)
     torch.testing.assert_close(again, expected)
     assert "missing" not in _model(tiny_dataset, missing_weight=0.0).train()(batch).aux_losses
+
+
+def test_a_lone_modality_predicts_through_its_own_trained_head(tiny_dataset: MSADataset) -> None:
+    """Per-modality heads: with one modality left the prediction is that modality's own path h_m(o_m),
+    the path the unimodal loss trains; the DPW weights mix per-modality predictions."""
+    batch = tiny_dataset.split("test").batch(range(12))
+    model = _model(tiny_dataset, evaluator="never").eval()
+    alone = batch.drop_modalities(["audio", "visual"])  # text only
+    with torch.no_grad():
+        out = model(alone)
+        slots, _ = model.encoders["text"](
+            model.embed["text"](alone.features["text"], alone.masks["text"])[0],
+            alone.masks["text"],
+            model.prompts("text"),
+            model.prompts.shared,
+        )
+        own = model.bound_prediction(model.heads["text"](slots.mean(1)))
+        torch.testing.assert_close(out.prediction, own)
+        # complete samples: the prompt weights mix the per-modality heads' predictions
+        full = model(batch)
+        mods = model.modalities
+        per = torch.stack([model.heads[m](full.features[m]) for m in mods], dim=1).squeeze(-1)
+        w = full.explanations["prompt_weights"][:, [MODALITIES.index(m) for m in mods]]
+        torch.testing.assert_close(full.prediction, model.bound_prediction((w * per).sum(1, keepdim=True)))
+    train = tiny_dataset.split("train").batch(range(16))
+    loss = model.train()(train).aux_losses["unimodal"]
+    loss.backward()
+    assert all(model.heads[m][-1].weight.grad.abs().sum() > 0 for m in mods)  # type: ignore[union-attr]
+    assert "unimodal" not in _model(tiny_dataset, unimodal_weight=0.0).train()(train).aux_losses
+    assert not hasattr(_model(tiny_dataset, fusion="representations"), "heads")

@@ -42,7 +42,21 @@ no code). The abstract names four parts; every choice below is ours.
    on ICT-MMMO it lifts the test AUILC by about a point, inside the seeds' spread, and
    the validation AUILC not at all, so it is off by default.
 
-Prediction: Σ_m w_m a_m through an MLP head. `modality_weights` are the DPW weights of
+6. Per-modality prediction heads (`fusion="predictions"`, the default since the fifth
+   stop; `"representations"` is the earlier single head over Σ_m w_m a_m). The abstract's
+   DPW "suppress[es] interference from missing modalities"; read literally, the weights
+   should leave a lone modality predicting as well as it can on its own. With one
+   shared head over the weighted representation they did not: on ICT-MMMO, with only the
+   visual stream left, the shared head predicted worse than a constant (docs/models/promma.md).
+   Chosen: each modality m has its own head h_m; the prediction is Σ_m w_m h_m(a_m), the
+   DPW weights mixing per-modality *predictions*, and each h_m also gets the task loss of
+   its modality's own path h_m(o_m) (o_m the mean of m's prompt slots before the
+   cross-attention, weight `unimodal_weight`) for the samples that have m. A sample left
+   with one modality gets w_m = 1 and a_m = o_m (nothing to attend to), so its prediction
+   is exactly that trained unimodal path — as late fusion's unimodal heads are.
+
+Prediction: Σ_m w_m h_m(a_m) (or, with `fusion="representations"`, one MLP head over
+Σ_m w_m a_m). `modality_weights` are the DPW weights of
 the *observed* modalities (an imputed modality's weight is in
 `explanations["prompt_weights"]`, its decision in `explanations["impute"]`, the
 evaluator's probability in `explanations["impute_prob"]`).
@@ -68,6 +82,7 @@ from msakit.models.base import Capabilities, MSAModel
 from msakit.registry import register_model
 
 EVALUATOR_MODES = ("learned", "always", "never")
+FUSION_MODES = ("predictions", "representations")
 
 
 @dataclass
@@ -86,6 +101,8 @@ class ProMMAConfig(ModelConfig):
     disentangle_weight: float = tunable(0.1, low=0.01, high=1.0, log=True)  # weight of the MPD orthogonality loss
     temperature: float = 0.2  # InfoNCE / weighting temperature
     missing_weight: float = tunable(0.0, low=0.0, high=2.0)  # weight of the task loss of the one-modality-removed view
+    fusion: str = "predictions"  # "predictions": DPW mixes per-modality heads; "representations": one shared head
+    unimodal_weight: float = tunable(0.5, low=0.0, high=1.0)  # task loss of each modality's own path h_m(o_m)
 
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
         "ProMMA": {},
@@ -94,6 +111,7 @@ class ProMMAConfig(ModelConfig):
         "w/o MPD": {"private_prompts": False, "disentangle_weight": 0.0},
         "w/o DPW": {"weighting": "uniform", "mi_weight": 0.0},
         "w/o MPDC": {"connect": False},
+        "w/o per-modality heads": {"fusion": "representations", "unimodal_weight": 0.0},
     }
 
 
@@ -109,6 +127,8 @@ class ProMMA(MSAModel):
             raise ConfigError(f"model 'promma': evaluator must be one of {EVALUATOR_MODES}, got {config.evaluator!r}")
         if config.weighting not in ("mi", "uniform"):
             raise ConfigError(f"model 'promma': weighting must be 'mi' or 'uniform', got {config.weighting!r}")
+        if config.fusion not in FUSION_MODES:
+            raise ConfigError(f"model 'promma': fusion must be one of {FUSION_MODES}, got {config.fusion!r}")
         h, mods, drop = config.hidden_dim, self.modalities, config.dropout
         heads = next(n for n in (4, 2, 1) if h % n == 0)
         self.embed = nn.ModuleDict({m: SequenceEncoder(config.dim(m), h, kind="mean", dropout=drop) for m in mods})
@@ -127,7 +147,10 @@ class ProMMA(MSAModel):
             self.evaluators = nn.ModuleDict({m: MLP(h, 1, hidden_dim=h) for m in mods})
             self.cross = nn.ModuleDict({m: CrossModalAttention(h, heads=heads, dropout=drop) for m in mods})
             self.critic_q, self.critic_k = nn.Linear(h, h), nn.Linear(h, h)
-        self.head = MLP(h, config.num_classes, hidden_dim=h, dropout=drop)
+        if config.fusion == "predictions":  # one head per modality, mixed by the DPW weights
+            self.heads = nn.ModuleDict({m: MLP(h, config.num_classes, hidden_dim=h, dropout=drop) for m in mods})
+        else:
+            self.head = MLP(h, config.num_classes, hidden_dim=h, dropout=drop)
         self._reference: list[ProMMA] = []  # the stage-1 snapshot, kept out of the state dict
 
     # ---- hooks -----------------------------------------------------------------------------------------------
@@ -178,6 +201,13 @@ class ProMMA(MSAModel):
             scores = torch.zeros_like(scores)
         weights = masked_softmax(scores, avail)  # (B, m)
         fused = (weights.unsqueeze(-1) * reps).sum(1)  # (B, H)
+        if self.config.fusion == "predictions":
+            per_modality = torch.stack([self.heads[m](reps[:, i]) for i, m in enumerate(mods)], dim=1)  # (B, m, C)
+            output = (weights.unsqueeze(-1) * per_modality).sum(1)  # (B, C)
+            if with_losses and self.config.unimodal_weight > 0:
+                aux["unimodal"] = self.config.unimodal_weight * self._unimodal_loss(slots, present, batch)
+        else:
+            output = self.head(fused)
         if with_losses and self.multi and self.config.missing_weight > 0:
             aux["missing"] = self.config.missing_weight * self._missing_view_loss(batch, mode)
         if with_losses and self.config.private_prompts and self.config.disentangle_weight > 0:
@@ -187,7 +217,7 @@ class ProMMA(MSAModel):
         }
         full["w"][:, cols], full["i"][:, cols], full["p"][:, cols] = weights, impute.to(fused.dtype), prob
         return ModelOutput(
-            prediction=self.bound_prediction(self.head(fused)),
+            prediction=self.bound_prediction(output),
             modality_weights=full["w"] * batch.present.to(fused.dtype),
             aux_losses=aux,
             features={"fused": fused, **{m: reps[:, i] for i, m in enumerate(mods)}},
@@ -232,6 +262,18 @@ class ProMMA(MSAModel):
             ]
             aux["mi"] = self.config.mi_weight * torch.stack(terms).mean()
         return rep, scores
+
+    def _unimodal_loss(self, slots: dict[str, Tensor], present: Tensor, batch: Batch) -> Tensor:
+        """Per-modality heads: the task loss of each modality's own path h_m(o_m), over the samples that have m."""
+        losses = []
+        for i, m in enumerate(self.modalities):
+            keep = present[:, i]
+            if keep.any():
+                pred = self.bound_prediction(self.heads[m](slots[m][keep].mean(1)))
+                losses.append(self.task_loss(pred, batch.labels[keep]))
+        if not losses:
+            return slots[self.modalities[0]].sum() * 0.0
+        return torch.stack(losses).mean()
 
     def _evaluator_loss(self, batch: Batch, logits: Tensor, present: Tensor, has_ctx: Tensor) -> Tensor:
         """BCE of the evaluator against pseudo-labels: would imputing m have lowered the reference's loss?"""
