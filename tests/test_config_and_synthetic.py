@@ -83,6 +83,35 @@ def test_dominant_preset_has_one_informative_modality() -> None:
     assert set(np.unique(informative)) == {0, 1, 2}
 
 
+def test_imbalanced_preset_has_a_strong_text_and_weaker_but_informative_audio_and_visual() -> None:
+    """synthetic:imbalanced (`modality_signal`): every modality carries +y, text with 2 times and
+    audio/visual with 0.25 times the signal of the plain generator (same seed: same noise, labels
+    and directions), and each one alone still predicts held-out labels."""
+    from dataclasses import replace
+
+    from msakit.data import synthetic_preset
+
+    imbalanced = synthetic_preset("imbalanced")
+    configs = {
+        "imb": imbalanced,
+        "plain": replace(imbalanced, modality_signal={}),
+        "zero": replace(imbalanced, signal=0.0),
+    }
+    train = {k: make_synthetic(c).split("train") for k, c in configs.items()}
+    for m, scale in (("text", 2.0), ("audio", 0.25), ("visual", 0.25)):
+        signal = {
+            k: np.asarray(train[k].modalities[m].values - train["zero"].modalities[m].values) for k in ("imb", "plain")
+        }
+        np.testing.assert_allclose(signal["imb"], scale * signal["plain"], rtol=1e-4, atol=1e-5)
+        assert (train["imb"].targets[f"role_{m}"] == 0).all()
+    data = load_dataset("synthetic:imbalanced")
+    fit, test = data.split("train"), data.split("test")
+    for m in ("text", "audio", "visual"):
+        direction = np.linalg.lstsq(np.asarray(fit.modalities[m].values).sum(1), fit.labels, rcond=None)[0]
+        score = np.asarray(test.modalities[m].values).sum(1) @ direction
+        assert np.corrcoef(score, test.labels)[0, 1] > 0.5, m
+
+
 def test_drop_modalities_clears_features_masks_and_presence() -> None:
     batch = load_dataset("synthetic").split("test").batch(range(6))
     which = torch.tensor([True, False, True, False, False, False])

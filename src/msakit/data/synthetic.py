@@ -42,6 +42,8 @@ class SyntheticConfig:
     )
     one_informative: bool = False  # exactly one informative modality per sample, others noisy
     signal: float = 1.0  # signal amplitude relative to unit noise
+    # per-modality multiplier of `signal` (1 where absent): a modality can be easy or slow to learn
+    modality_signal: dict[str, float] = field(default_factory=dict)
     noise: float = 1.0
     seed: int = 0
     # > 0: samples form dialogues of this many turns whose sentiment carries over (msakit.data.dialogue)
@@ -62,6 +64,13 @@ PRESETS: dict[str, SyntheticConfig] = {
     "noisy": SyntheticConfig(role_probs={m: (0.7, 0.3, 0.0, 0.0) for m in MODALITIES}),
     # all clean: an upper bound
     "clean": SyntheticConfig(role_probs={m: (1.0, 0.0, 0.0, 0.0) for m in MODALITIES}),
+    # every modality informative, but text carries the label 8 times more strongly than audio and
+    # visual: text is learnt first and can starve the weaker, still informative modalities
+    # (the optimisation imbalance of OGM-GE / EBMC)
+    "imbalanced": SyntheticConfig(
+        role_probs={m: (1.0, 0.0, 0.0, 0.0) for m in MODALITIES},
+        modality_signal={"text": 2.0, "audio": 0.25, "visual": 0.25},
+    ),
     # dialogues of 6 turns whose sentiment carries over; each modality is noise for 40 % of
     # utterances, so the preceding turns tell what the current one may not (CAGMamba)
     "dialogue": SyntheticConfig(dialogue_turns=6, role_probs={m: (0.6, 0.4, 0.0, 0.0) for m in MODALITIES}),
@@ -121,7 +130,7 @@ def _make_split(
         length = rng.integers(max(2, lengths[m] // 2), lengths[m] + 1, n)
         envelope = rng.gamma(2.0, 0.5, (n, lengths[m]))  # uneven evidence over steps
         sign = np.select([role == 0, role == 3], [1.0, -1.0], 0.0)
-        amplitude = config.signal * sign * y / 3.0  # (N,)
+        amplitude = config.signal * config.modality_signal.get(m, 1.0) * sign * y / 3.0  # (N,)
         values = config.noise * rng.standard_normal((n, lengths[m], dims[m]))
         values += amplitude[:, None, None] * envelope[:, :, None] * directions[m][None, None, :]
         steps = np.arange(lengths[m])[None, :] < length[:, None]

@@ -43,6 +43,17 @@ Choices (what the sources say -> what we chose -> why):
 - InfoNCE at τ = 0.05 over every modality pair of shared parts; decorrelation is the mean
   squared cross-correlation of batch-standardised s_m and p_m. `use_msd` False uses
   z_m = h_m (no disentanglement, hence no enhancement either).
+- Unimodal experts (`unimodal_loss`): the source trains each unimodal prediction by squared
+  error; we need a variance too (σ* for trust and u_m), so the default "nll" fits mean and
+  variance by the Gaussian NLL. Its mean gradient is divided by σ², so an unsure (weak)
+  modality learns its mean slowly: on synthetic:imbalanced (text 8 times stronger than audio
+  and visual) it starves them. "mse" trains the mean by the source's squared error and the
+  variance by the NLL on the detached mean. Measured on synthetic:imbalanced and kept a
+  switch (docs/models/ebmc.md, "MLI on an imbalanced preset"); the default stays "nll".
+- What we measured about the balance (docs/models/ebmc.md): the equilibrium gradient does
+  reach the encoders and points to the weak modalities, but it is an order of magnitude
+  smaller than the fused task gradient, which the trust weights route mostly to the strong
+  modality. We did not add a gradient modulation the sources do not describe.
 - CCE's reconstruction target h_m is detached (a target, not a moving one); `use_cce`
   False drops the enhancement term from z_m and its loss.
 """
@@ -94,6 +105,9 @@ class EBMCConfig(ModelConfig):
     gamma: float = 1.0  # energy: teacher uncertainty
     grad_penalty: float = 0.01  # EMC gradient-norm penalty
     feature_energy: str = "mean"  # the α term: mean of z_m² over the H features ("mean") or ‖z_m‖² ("norm")
+    # the unimodal experts' mean: "nll" (Gaussian NLL, scaled by 1/σ²) or "mse" (the source's squared
+    # error; the variance is still fit by the NLL, on the detached mean)
+    unimodal_loss: str = "nll"
     use_msd: bool = True
     use_cce: bool = True
     use_trust: bool = True
@@ -121,6 +135,8 @@ class EBMC(MSAModel):
             raise ConfigError(f"model 'ebmc': stage1_epochs must be >= 0, got {config.stage1_epochs}")
         if config.feature_energy not in ("mean", "norm"):
             raise ConfigError(f"model 'ebmc': feature_energy must be 'mean' or 'norm', got {config.feature_energy!r}")
+        if config.unimodal_loss not in ("nll", "mse"):
+            raise ConfigError(f"model 'ebmc': unimodal_loss must be 'nll' or 'mse', got {config.unimodal_loss!r}")
         mods, h = self.modalities, config.hidden_dim
         self.encoders = nn.ModuleDict(
             {m: SequenceEncoder(config.dim(m), h, kind=config.encoder, dropout=config.dropout) for m in mods}
@@ -252,7 +268,12 @@ class EBMC(MSAModel):
                 uni = (ce * valid).sum() / valid.sum().clamp_min(1)
             else:
                 y = batch.labels.float()[:, None].expand_as(log_var)
-                uni = gaussian_nll(means.squeeze(-1).flatten(), log_var.flatten(), y.flatten(), present.flatten())
+                mu = means.squeeze(-1)
+                mse = cfg.unimodal_loss == "mse"  # the mean by squared error, the variance on sg[mean]
+                fit = mu.detach() if mse else mu
+                uni = gaussian_nll(fit.flatten(), log_var.flatten(), y.flatten(), present.flatten())
+                if mse:
+                    uni = uni + ((mu - y).pow(2) * valid).sum() / valid.sum().clamp_min(1)
             aux["unimodal"] = cfg.unimodal_weight * uni
         if cfg.use_msd and cfg.msd_weight > 0:
             aux["msd"] = cfg.msd_weight * self._msd(rep["s"], rep["p"], present)
