@@ -1,0 +1,184 @@
+"""How large is a model's gap to the linear probe, against the test split's own sampling noise?
+
+A model row in the results tables is "below the probe" when its 5-seed mean test metric is
+under the probe's. With 686 MOSI test clips, a Corr of 0.77 has a sampling spread of its
+own, and the model and the probe are scored on the same clips, so the honest comparison is
+paired: resample the test clips with replacement (the same clips for both), recompute the
+model's mean-over-seeds metric and the probe's, and read the distribution of the
+difference. This script does that for each run folder given:
+
+    python benchmarks/probe_gap.py --data data/mosi-e5 --resamples 2000 --seed 0 \\
+        "tssp_msa (preset)=runs/mosi-reach/preset/tssp_msa" "TSD, preset tsd/mosi=runs/mamba-tsd/tsd-mosi-tuned" \\
+        --json docs/results/mosi_e5_probe_gap.json
+
+The probe is `msakit probe`'s text row (pooling and ridge penalty chosen on validation by
+`msakit.probe.linear_probe`), refitted here to get its test predictions; the script checks
+that the refit reproduces the row's test Corr and MAE. Each run's predictions come from
+its `seed*/best` checkpoints (the epoch chosen on validation). Reported per run, for Corr,
+MAE and Non0 Acc-2: the observed difference (model − probe; for MAE negative is better), its 95 %
+percentile interval over the resamples, and the share of resamples in which the model is
+at least as good as the probe. An interval that contains 0 means the test split cannot
+tell the model from the probe on that metric.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from msakit.data import load_dataset
+from msakit.probe import _fit_predict, _standardise, linear_probe, pooled_features
+from msakit.training.checkpoint import load_checkpoint
+
+
+def probe_test_predictions(data: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """Test predictions of the probe's text row, refitted with the row's pooling and penalty."""
+    result = linear_probe(data, modalities=["text"], include_all=False)
+    row = next(r for r in result.rows if r.name == "text")
+    splits = [data.split(s) for s in ("train", "valid", "test")]
+    x_tr, _, x_te = _standardise(*(pooled_features(s, "text", row.pooling) for s in splits))
+    (pred,) = _fit_predict(x_tr, splits[0].labels, [x_te], row.alpha, data.info.num_classes)
+    info = {"pooling": row.pooling, "alpha": row.alpha, "test": row.test, "valid": row.valid}
+    return np.asarray(pred, dtype=np.float64), info
+
+
+def model_test_predictions(data: Any, run: Path) -> np.ndarray:
+    """(seeds, clips): each seed's selected checkpoint on the test split, in split order."""
+    ckpts = sorted(run.glob("seed*/best"), key=lambda p: int(p.parent.name.removeprefix("seed")))
+    if not ckpts:
+        raise SystemExit(f"probe_gap: error: {run}: no seed*/best checkpoint")
+    test = data.split("test")
+    out = []
+    for ckpt in ckpts:
+        model, _ = load_checkpoint(ckpt)
+        model.eval()
+        with torch.no_grad():
+            preds = [model(b).prediction.float().reshape(-1).numpy() for b in test.loader(256, shuffle=False)]
+        out.append(np.concatenate(preds))
+    return np.stack(out).astype(np.float64)
+
+
+def _corr(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson r along the last axis (pred and y broadcast)."""
+    pc = pred - pred.mean(-1, keepdims=True)
+    yc = y - y.mean(-1, keepdims=True)
+    return (pc * yc).sum(-1) / np.sqrt((pc**2).sum(-1) * (yc**2).sum(-1))
+
+
+def _non0_acc(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """MMSA's Non0 Acc-2 along the last axis: sign agreement (p > 0 vs y > 0) over the clips with y != 0."""
+    nonzero = y != 0
+    return (((pred > 0) == (y > 0)) & nonzero).sum(-1) / nonzero.sum(-1)
+
+
+# metric -> (function along the last axis, True when higher is better)
+METRICS = {"Corr": (_corr, True), "MAE": (lambda p, y: np.abs(p - y).mean(-1), False), "Non0_acc_2": (_non0_acc, True)}
+
+
+def paired_gap(
+    model: np.ndarray, probe: np.ndarray, y: np.ndarray, *, resamples: int, seed: int
+) -> dict[str, dict[str, float]]:
+    """Observed model − probe difference of each metric, with its paired-bootstrap 95 % interval."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(y), size=(resamples, len(y)))
+    yb, pb = y[idx], probe[idx]  # (B, n): the same resampled clips for the model and the probe
+    out: dict[str, dict[str, float]] = {}
+    for metric, (fn, higher) in METRICS.items():
+        observed = float(fn(model, y).mean() - fn(probe, y))
+        diffs = np.stack([fn(m[idx], yb) for m in model]).mean(0) - fn(pb, yb)
+        at_least = float((diffs >= 0).mean() if higher else (diffs <= 0).mean())
+        lo, hi = np.percentile(diffs, [2.5, 97.5])
+        out[metric] = {"observed": observed, "low": float(lo), "high": float(hi), "model_at_least_probe": at_least}
+    return out
+
+
+def markdown(command: str, probe: dict[str, Any], rows: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        f"```bash\n{command}\n```\n",
+        f"Probe (text, pooling {probe['pooling']}, ridge α {probe['alpha']:g}, chosen on validation): test Corr "
+        f"{probe['test']['Corr']:.3f}, MAE {probe['test']['MAE']:.3f}, "
+        f"Non0 Acc-2 {100 * probe['test']['Non0_acc_2']:.1f}. "
+        "Difference = model (mean over its seeds) − "
+        "probe on the same test clips; 95 % interval and share of resamples in which the model is at least as "
+        f"good, over {rows[next(iter(rows))]['resamples']} paired resamples of the test clips.\n",
+        "| run | seeds | Corr | Corr difference [95 % interval] | model ≥ probe | MAE | MAE difference [95 % interval] "
+        "| model ≤ probe | Non0 Acc-2 | Non0 Acc-2 difference [95 % interval] | model ≥ probe |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, r in rows.items():
+        c, m, a = r["gap"]["Corr"], r["gap"]["MAE"], r["gap"]["Non0_acc_2"]
+        lines.append(
+            f"| {label} | {r['seeds']} | {r['Corr']:.3f} | {c['observed']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] "
+            f"| {100 * c['model_at_least_probe']:.0f} % | {r['MAE']:.3f} | {m['observed']:+.3f} "
+            f"[{m['low']:+.3f}, {m['high']:+.3f}] | {100 * m['model_at_least_probe']:.0f} % "
+            f"| {100 * r['Non0_acc_2']:.1f} | {100 * a['observed']:+.1f} "
+            f"[{100 * a['low']:+.1f}, {100 * a['high']:+.1f}] "
+            f"| {100 * a['model_at_least_probe']:.0f} % |"
+        )
+    inside = [label for label, r in rows.items() if r["gap"]["Corr"]["low"] <= 0 <= r["gap"]["Corr"]["high"]]
+    below = [label for label, r in rows.items() if r["gap"]["Corr"]["high"] < 0]
+    lines.append("\nReading (computed from the table):\n")
+    lines.append(
+        "- Corr interval contains 0 (the test split cannot tell the run from the probe): "
+        + (", ".join(inside) if inside else "none")
+        + "."
+    )
+    below_text = ", ".join(below) or "none"
+    lines.append(f"- Corr interval wholly below 0 (below the probe beyond test noise): {below_text}.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", metavar="LABEL=RUN")
+    p.add_argument("--data", required=True)
+    p.add_argument("--resamples", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    if args.resamples < 100:
+        print("probe_gap: error: --resamples must be at least 100", file=sys.stderr)
+        return 2
+    data = load_dataset(args.data)
+    if data.info.num_classes != 1:
+        print(f"probe_gap: error: {args.data}: a regression dataset is needed (num_classes 1)", file=sys.stderr)
+        return 2
+    y = np.asarray(data.split("test").labels, dtype=np.float64).reshape(-1)
+    probe, probe_info = probe_test_predictions(data)
+    for key, (fn, _) in METRICS.items():
+        value = float(fn(probe, y))
+        if abs(value - probe_info["test"][key]) > 1e-6:  # the refit must be the probe row itself
+            expected = probe_info["test"][key]
+            print(f"probe_gap: error: refitted probe {key} {value:.6f} != {expected:.6f}", file=sys.stderr)
+            return 1
+    rows: dict[str, dict[str, Any]] = {}
+    for spec in args.runs:
+        label, _, run = spec.rpartition("=")
+        preds = model_test_predictions(data, Path(run))
+        rows[label or run] = {
+            "run": run,
+            "seeds": len(preds),
+            **{key: float(fn(preds, y).mean()) for key, (fn, _) in METRICS.items()},
+            "resamples": args.resamples,
+            "gap": paired_gap(preds, probe, y, resamples=args.resamples, seed=args.seed),
+        }
+    command = "python benchmarks/probe_gap.py --data {} --resamples {} --seed {} {}".format(
+        args.data, args.resamples, args.seed, " ".join(f"'{s}'" for s in args.runs)
+    )
+    md = markdown(command, probe_info, rows)
+    print(md)
+    if args.json is not None:
+        from msakit.io import atomic_write_json
+
+        payload = {"command": command, "data": args.data, "probe": probe_info, "rows": rows, "markdown": md}
+        atomic_write_json(args.json, payload)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""benchmarks/probe_gap.py: the paired bootstrap of a model's gap to the linear probe."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_gap.py"
+
+
+def _bench():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("probe_gap", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["probe_gap"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _data(n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    y = np.round(rng.normal(0, 1.5, n), 1)
+    return y, y + rng.normal(0, 1.0, n)
+
+
+def test_metrics_match_msakit_metrics() -> None:
+    from msakit.metrics import compute_metrics
+
+    bench = _bench()
+    y, p = _data()
+    ref = compute_metrics("mosi", p, y)
+    for key, (fn, _) in bench.METRICS.items():
+        assert abs(float(fn(p, y)) - ref[key]) < 1e-9, key
+
+
+def test_a_copy_of_the_probe_is_level_and_a_better_model_is_ahead() -> None:
+    bench = _bench()
+    y, probe = _data()
+    same = bench.paired_gap(np.stack([probe, probe]), probe, y, resamples=300, seed=0)
+    for key, gap in same.items():
+        assert gap["observed"] == 0 and gap["low"] == 0 and gap["high"] == 0, key
+    rng = np.random.default_rng(1)
+    better = y + rng.normal(0, 0.5, len(y))  # half the probe's noise
+    gap = bench.paired_gap(np.stack([better]), probe, y, resamples=300, seed=0)
+    assert gap["Corr"]["low"] > 0 and gap["Corr"]["model_at_least_probe"] == 1.0
+    assert gap["MAE"]["high"] < 0 and gap["MAE"]["model_at_least_probe"] == 1.0
+    # paired: the same clips for both, so the interval is far narrower than two independent resamples would give
+    worse = bench.paired_gap(np.stack([probe - 0.01 * (y - probe)]), probe, y, resamples=300, seed=0)
+    assert worse["Corr"]["high"] < 0.01
