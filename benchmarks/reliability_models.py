@@ -8,6 +8,8 @@
         --name ebmc_mli_mmmo   # + docs/results/ebmc_mli_mmmo.json, a docgen table; -m MODEL:KEY=VALUE overrides
     # PRLF's dominant modality against the informative one on synthetic:dominant
     OMP_NUM_THREADS=1 python benchmarks/reliability_models.py dominant --runs runs/rel/dominant/prlf
+    # which loss term sends how much input x gradient to each modality (final checkpoints, train split)
+    python benchmarks/reliability_models.py terms --runs runs/rel/mli_imbalanced/ebmc+preset --data synthetic:imbalanced
     # what QA-MoE's uncertainty and prior slot do along the spectrum (one checkpoint, test split)
     python benchmarks/reliability_models.py uncertainty --runs runs/rel/spectrum_mmmo/qa_moe/seed1/best --data data/mmmo
     # complete-data tables from `msakit train` run folders (RUNS/<data>/<model>/results.json) and
@@ -239,6 +241,55 @@ def uncertainty(args: argparse.Namespace) -> dict[str, Any]:
     return {"checkpoint": str(args.runs), "levels": rows}
 
 
+def terms(args: argparse.Namespace) -> dict[str, Any]:
+    """Per loss term (task and each aux loss), the input × gradient attribution per modality,
+    ‖x ⊙ ∂L_term/∂x‖ averaged over the first `--batches` training batches of 64 (as the MLI logger,
+    in training mode) for each seed's selected checkpoint. An EBMC checkpoint does not hold its
+    stage-1 teacher, so a frozen copy of the checkpoint itself stands in for it (EMC, IMTD)."""
+    import copy
+    from dataclasses import replace
+
+    from msakit.robustness.training import equity_index
+
+    data = load_dataset(args.data)
+    per_seed: dict[str, dict[str, list[float]]] = {}
+    for seed_dir in sorted(Path(args.runs).glob("seed*")):
+        model, _ = load_checkpoint(seed_dir / "best")
+        model.train()
+        if hasattr(model, "set_teacher"):
+            model.set_teacher(copy.deepcopy(model))
+        torch.manual_seed(0)
+        split, acc = data.split("train"), {}
+        for start in range(0, min(len(split), 64 * args.batches), 64):
+            batch = split.batch(range(start, min(start + 64, len(split))))
+            leaves = {m: x.detach().clone().requires_grad_(True) for m, x in batch.features.items()}
+            out = model(replace(batch, features={m: leaf * 1.0 for m, leaf in leaves.items()}))
+            losses = {"task": model.task_loss(out.prediction, batch.labels), **out.aux_losses}
+            for name, loss in losses.items():
+                grads = torch.autograd.grad(
+                    loss, [leaves[m] for m in model.modalities], retain_graph=True, allow_unused=True
+                )
+                for m, g in zip(model.modalities, grads, strict=True):
+                    value = 0.0 if g is None else float((g * leaves[m].detach()).flatten(1).norm(dim=1).mean())
+                    acc.setdefault(name, {}).setdefault(m, []).append(value)
+        for name, by_mod in acc.items():
+            for m, values in by_mod.items():
+                per_seed.setdefault(name, {}).setdefault(m, []).append(float(np.mean(values)))
+    mods = list(next(iter(per_seed.values())))
+    header = ["loss term", *(f"{m} (×1000)" for m in mods), f"share of {mods[0]}", "equity (1 − Gini)"]
+    rows = []
+    for name, by_mod in per_seed.items():
+        values = np.array([by_mod[m] for m in mods])  # (M, seeds)
+        total = values.sum(0)
+        share = [float(v) for v in values[0] / np.where(total > 0, total, 1.0)]
+        equity = [equity_index(list(values[:, i])) if total[i] > 0 else float("nan") for i in range(values.shape[1])]
+        cells = [_fmt(list(values[j]), 1000, 2) for j in range(len(mods))]
+        rows.append([name, *cells, _fmt(share, 1, 2), _fmt(equity, 1, 2)])
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    print("\n".join("| " + " | ".join(r) + " |" for r in rows))
+    return {"header": header, "rows": rows, "runs": str(args.runs), "per_seed": per_seed}
+
+
 @torch.no_grad()
 def _predict(model: Any, data: Any, transform: Any) -> list[tuple[Any, Any]]:
     model.eval()
@@ -352,7 +403,7 @@ def main() -> None:
     collect_parser.add_argument("--name", required=True, help="writes docs/results/NAME.json")
     collect_parser.add_argument("--probe", action="append", default=[], help="DATA=probe.json (msakit probe --json)")
     sub.add_parser("zoo", help="this family's rows of docs/results/robustness.json -> docgen tables")
-    for name in ("spectrum", "mli", "dominant", "uncertainty"):
+    for name in ("spectrum", "mli", "dominant", "uncertainty", "terms"):
         p = sub.add_parser(name)
         p.add_argument("--data", default=None)
         p.add_argument("--out", default="runs/rel/bench")
@@ -372,8 +423,12 @@ def main() -> None:
     sub.choices["mli"].add_argument("--reuse", action="store_true", help="read rows whose OUT/LABEL run finished")
     sub.choices["dominant"].add_argument("--runs", required=True)
     sub.choices["uncertainty"].add_argument("--runs", required=True, help="a qa_moe checkpoint folder")
+    sub.choices["terms"].add_argument("--runs", required=True, help="a run folder with seed*/best checkpoints")
+    sub.choices["terms"].add_argument("--batches", type=int, default=8)
+    sub.choices["terms"].add_argument("--name", help="also write docs/results/NAME.json")
     args = parser.parse_args()
     commands = {"spectrum": spectrum, "mli": mli, "dominant": dominant, "collect": collect, "uncertainty": uncertainty}
+    commands["terms"] = terms
     result = {**commands, "zoo": zoo}[args.command](args)
     if args.command == "zoo":
         return
