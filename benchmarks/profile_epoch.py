@@ -431,8 +431,7 @@ def _load_module(name: str) -> Any:
 
 
 def _median_rows(files: list[Path], size: str) -> dict[str, float]:
-    rows = [json.loads(f.read_text())["samples_per_cpu_second"][size] for f in files]
-    return {k: statistics.median(r[k] for r in rows if k in r) for k in rows[0]}
+    return _load_module("benchdoc").median_rows(files, size)  # shared with inference_speed.py
 
 
 def _tfn_before(bench: Path) -> str:
@@ -562,6 +561,10 @@ def _fourth_stop(bench: Path) -> list[str]:
     befores = sorted(bench.glob("inference_s4_before_*.json"))
     if afters and befores:
         first = json.loads(afters[0].read_text())
+        base = {k: dict(v) for k, v in ISSUE_BASELINE.items()}
+        table, medians, noise = _load_module("benchdoc").inference_table(
+            afters, befores, base, {"predict_onnx": "predict"}
+        )
         lines += [
             "#### Inference",
             "",
@@ -573,26 +576,15 @@ def _fourth_stop(bench: Path) -> list[str]:
             "    OMP_NUM_THREADS=1 [PYTHONPATH=/tmp/before/src] python benchmarks/inference_speed.py CKPT \\",
             "        --data data/mosi --samples 100 --repeats 2 --json docs/bench/inference_s4_{before,after}_N.json",
             "",
-            "| batch | path | issue baseline | before | after | after ÷ before | after ÷ issue baseline |",
-            "|---:|---|---:|---:|---:|---:|---:|",
+            *table,
         ]
-        reach, noise = [], []
-        for size in ("batch_1", "batch_256"):
-            a, b = _median_rows(afters, size), _median_rows(befores, size)
+        reach = []
+        for size, a in medians.items():
             for path in ("predict", "service"):
                 best = max((k for k in a if k.startswith(path)), key=lambda k: a[k])
                 ratio = a[best] / ISSUE_BASELINE[size][path]
                 verdict = "met" if ratio >= 2 else "not met"
                 reach.append(f"{path} at batch {size.split('_')[1]} {verdict} ({best}: {ratio:.2f}×)")
-            noise += [a[k] / b[k] for k in ("torch", "onnxruntime") if k in a and k in b]
-            for path, value in a.items():
-                base = ISSUE_BASELINE[size].get("predict" if path == "predict_onnx" else path)
-                before = b.get(path)
-                lines.append(
-                    f"| {size.split('_')[1]} | {path} | {base if base else '—'} | "
-                    f"{f'{before:.0f}' if before else '— (new)'} | {value:.0f} | "
-                    f"{f'{value / before:.2f}' if before else '—'} | {f'{value / base:.2f}' if base else '—'} |"
-                )
         lines += [
             "",
             "`predict` now runs a padding-invariant model (`Capabilities.padding_invariant`, checked for every "
@@ -748,50 +740,15 @@ def write_doc(doc: Path, bench: Path) -> None:
         "(`msakit export onnx`, one thread, inputs padded to the export's fixed lengths).",
         "",
     ]
-    scaling = bench / "scaling.json"
-    if scaling.exists():
-        spec = importlib.util.spec_from_file_location("scaling", Path(__file__).with_name("scaling.py"))
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        res = json.loads(scaling.read_text())
-        parts += [
-            "### Scaling: CPU seconds per epoch against training-set size and sequence length",
-            "",
-            f"`OMP_NUM_THREADS=1 python benchmarks/scaling.py --models {' '.join(res['seconds_cpu_per_step'])} "
-            f"--steps {res['steps']} --max-step-seconds {res.get('max_step_seconds', 10):g} "
-            f"--json docs/bench/scaling.json`. Measured: {res['steps']} training steps "
-            f"(batch {res['batch_size']}, every modality L steps, fully valid) per model and length, after a "
-            "warm-up step; **extrapolated**: an epoch of N samples as ceil(N / batch) of those steps (no "
-            "validation or checkpoints). '—': not measured at that length (a step at the previous length "
-            f"exceeded {res.get('max_step_seconds', 10):g} s, or the run stopped first).",
-            "",
-            mod.table(res),
-            "",
-            *[f"- {note}" for note in res.get("notes", [])],
-            "",
-        ]
-        more = bench / "scaling_s4.json"
-        if more.exists():
-            extra = json.loads(more.read_text())
-            done = extra["seconds_cpu_per_step"]
-            missing = [
-                m for m in _load_module("scaling").all_models() if m not in {**res["seconds_cpu_per_step"], **done}
-            ]
-            parts += [
-                "The other models, measured in the fourth stop with the same protocol (steps of this stop's code; "
-                "the rows above are the third stop's): "
-                f"`OMP_NUM_THREADS=1 python benchmarks/scaling.py --models {' '.join(done)} --steps {extra['steps']} "
-                f"--max-step-seconds {extra.get('max_step_seconds', 10):g} --json docs/bench/scaling_s4.json` "
-                f"(load average {extra['load_avg_1min']:.1f} at its last write; 'err': the model cannot run on "
-                "this synthetic data, e.g. it needs dialogue context).",
-                "",
-                mod.table(extra),
-                "",
-                f"Not measured in this stop: {', '.join(missing)}." if missing else "",
-                *[f"- {note}" for note in extra.get("notes", [])],
-                "",
-            ]
+    parts += [  # the scaling tables are benchmarks/scaling.py's own section now (`--doc`)
+        "### Scaling",
+        "",
+        "Per-epoch cost against dataset size and sequence length, every registered model measured in the fifth "
+        "stop: the section 'Scaling' below (`python benchmarks/scaling.py --doc docs/benchmarks.md`, from "
+        "docs/bench/scaling_s5.json). It replaces the third and fourth stops' tables (docs/bench/scaling.json, "
+        "scaling_s4.json: earlier code, kept as data).",
+        "",
+    ]
     parts += [
         "### Not measured or not done here",
         "",

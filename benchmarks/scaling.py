@@ -2,6 +2,9 @@
 
     OMP_NUM_THREADS=1 python benchmarks/scaling.py --json docs/bench/scaling.json
     python benchmarks/scaling.py --table docs/bench/scaling.json     # the markdown tables
+    # one process per model (runs/serve-scaling/scaling/run.sh), then one file and the doc's section
+    python benchmarks/scaling.py --merge runs/.../*.json --json docs/bench/scaling_s5.json --note "..."
+    python benchmarks/scaling.py --doc docs/benchmarks.md            # from docs/bench/scaling_s5.json
 
 What is measured, and what is extrapolated: for each model and sequence length L (every
 modality L steps, synthetic data, batch `--batch-size`), the CPU time (`time.process_time`,
@@ -116,6 +119,88 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def merge(files: list[Path], notes: list[str]) -> dict[str, Any]:
+    """One result from several runs of the same protocol (e.g. one process per model): a later file's row
+    replaces an earlier one's; each row keeps the load average its run ended at."""
+    runs = [json.loads(f.read_text()) for f in files]
+    keys = ("batch_size", "steps", "max_step_seconds", "sizes", "lengths")
+    for f, run in zip(files, runs, strict=True):
+        if any(run[k] != runs[0][k] for k in keys):
+            raise SystemExit(f"{f}: another protocol ({', '.join(f'{k}={run[k]}' for k in keys)})")
+    rows: dict[str, Any] = {}
+    loads: dict[str, float] = {}
+    for run in runs:
+        for name, row in run["seconds_cpu_per_step"].items():
+            rows[name], loads[name] = row, run["load_avg_1min"]
+    order = [m for m in all_models() if m in rows] + [m for m in rows if m not in all_models()]
+    return {
+        **{k: runs[0][k] for k in keys},
+        "load_avg_1min": max(loads.values()),
+        "load_avg_1min_per_model": {m: loads[m] for m in order},
+        "seconds_cpu_per_step": {m: rows[m] for m in order},
+        "notes": notes,
+    }
+
+
+BEGIN = "<!-- scaling:begin (benchmarks/scaling.py --doc) -->"
+END = "<!-- scaling:end -->"
+RESULT = Path(__file__).resolve().parents[1] / "docs" / "bench" / "scaling_s5.json"
+
+
+def section(result: dict[str, Any]) -> list[str]:
+    rows = result["seconds_cpu_per_step"]
+    missing = [m for m in all_models() if m not in rows]
+    errors = [(m, n, v) for m, row in rows.items() for n, v in row.items() if isinstance(v, str)]
+    failed = {m for m, _, _ in errors}
+    stopped = [m for m, row in rows.items() if m not in failed and len(row) < len(result["lengths"])]
+    loads = list(result.get("load_avg_1min_per_model", {}).values()) or [result["load_avg_1min"]]
+    lines = [
+        "## Scaling: CPU seconds per epoch against training-set size and sequence length (issue 22, fifth stop)",
+        "",
+        f"Every registered model ({len(rows)} of {len(all_models())}), measured this stop on this stop's code, one "
+        f"process per model: {result['steps']} training steps (batch {result['batch_size']}, every modality L "
+        "steps, fully valid, synthetic data) per model and length through the engine's step loop "
+        "(`training.engine.fit_steps`: forward, loss, backward, clipping, fused AdamW), after a warm-up step, "
+        "CPU time (`time.process_time`, one thread). **Extrapolated**: an epoch of N samples as ceil(N / batch) of "
+        "those steps (no validation or checkpoints); MOSEI's training split is about 16 k samples. '—': not "
+        f"measured at that length because a step at the previous length exceeded {result['max_step_seconds']:g} s; "
+        "'err': the step failed (below). Load average "
+        f"{min(loads):.1f}-{max(loads):.1f} on 2 cores at the models' ends (CPU time, not wall time, is the "
+        "comparable figure).",
+        "",
+        "    OMP_NUM_THREADS=1 nice -n 10 prlimit --as=BYTES python benchmarks/scaling.py --models MODEL --steps "
+        f"{result['steps']} \\",
+        f"        --max-step-seconds {result['max_step_seconds']:g} --json runs/serve-scaling/scaling/MODEL.json",
+        "    python benchmarks/scaling.py --merge runs/serve-scaling/scaling/*.json \\",
+        "        runs/serve-scaling/scaling10/*.json --json docs/bench/scaling_s5.json --note ...",
+        "    python benchmarks/scaling.py --doc docs/benchmarks.md",
+        "",
+        table(result),
+        "",
+    ]
+    if errors:
+        by_reason: dict[str, list[str]] = {}
+        for m, n, v in errors:
+            by_reason.setdefault(v.split(": you tried")[0], []).append(f"{m} (L={n})")
+        for reason, where in by_reason.items():
+            lines.append(f"- 'err' at {', '.join(where)}: `{reason}`")
+    if stopped:
+        lines.append(
+            f"- Stopped before L={result['lengths'][-1]} by the step limit: {', '.join(stopped)} (the cell before "
+            "the first '—' is the step that exceeded it)."
+        )
+    if missing:
+        lines.append(f"- Not measured: {', '.join(missing)}.")
+    lines += [f"- {note}" for note in result.get("notes", [])]
+    return lines
+
+
+def write_doc(doc: Path, result_path: Path = RESULT) -> None:
+    import benchdoc
+
+    benchdoc.replace_block(doc, BEGIN, END, section(json.loads(result_path.read_text())))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="*", default=[])
@@ -124,9 +209,21 @@ def main() -> None:
     p.add_argument("--max-step-seconds", type=float, default=10.0)
     p.add_argument("--json", type=Path)
     p.add_argument("--table", type=Path, metavar="JSON", help="print the markdown table of a results JSON")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="JSON", help="merge results into --json (later rows win)")
+    p.add_argument("--note", action="append", default=[], help="a note to keep in the merged result")
+    p.add_argument("--doc", type=Path, help="write the scaling section (from docs/bench/scaling_s5.json) and stop")
     args = p.parse_args()
     if args.table:
         print(table(json.loads(args.table.read_text())))
+        return
+    if args.doc:
+        write_doc(args.doc)
+        return
+    if args.merge:
+        merged = merge(args.merge, args.note)
+        if args.json:
+            args.json.write_text(json.dumps(merged, indent=2) + "\n")
+        print(table(merged))
         return
     result = measure(args.models, args.batch_size, args.steps, args.max_step_seconds, args.json)
     print(table(result))

@@ -51,7 +51,7 @@ def test_onnx_matches_pytorch_on_collated_batches(name: str, tiny_dataset, tmp_p
     assert info["max_abs_diff"] <= 1e-4
     assert _worst(model, tmp_path / "m.onnx", tiny_dataset.split("test"), 5) <= 1e-4
     if name == "late_fusion":
-        assert info["outputs"] == ["prediction", "modality_weights"]
+        assert info["outputs"] == ["prediction", "modality_weights", "explain.unimodal_predictions"]
 
 
 def test_export_cli_writes_a_checked_file(tiny_dataset, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

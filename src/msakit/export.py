@@ -8,8 +8,10 @@ D_m) float32 features and ``m_mask`` (B, L_m) bool valid steps; then ``present``
 the dataset's padded length with ``--data``, else 64), and `feeds_from_batch` pads shorter
 batches to it: msakit's models are padding-invariant (masks), and the traced
 `nn.MultiheadAttention` bakes its sequence length into a reshape, so a dynamic L_m would not
-run. Outputs: ``prediction`` (B, C) and, when the model reports them, ``modality_weights``
-(B, 3). The input normaliser is inside the graph (its statistics are buffers), so the graph
+run. Outputs: ``prediction`` (B, C); when the model reports them, ``modality_weights``
+(B, 3); and ``explain.<name>`` for each of the model's per-sample `ModelOutput.explanations`
+(a float tensor whose first axis is the batch: what `msakit serve` returns per sample). The
+input normaliser is inside the graph (its statistics are buffers), so the graph
 takes raw features exactly as `msakit predict` does.
 
 How the file is written, and why (torch 2.13, onnxruntime 1.32):
@@ -34,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +60,12 @@ class ExportError(ConfigError):
 class _Graph(nn.Module):
     """Tensors in, tensors out: builds the `Batch` the model reads from the graph inputs."""
 
-    def __init__(self, model: MSAModel, *, weights: bool) -> None:
+    def __init__(self, model: MSAModel, *, weights: bool, explanations: Sequence[str] = ()) -> None:
         super().__init__()
         self.model = model
         self.modalities = model.modalities
         self.weights = weights
+        self.explanations = tuple(explanations)
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
         n = len(self.modalities)
@@ -71,10 +74,23 @@ class _Graph(nn.Module):
         present = inputs[2 * n]
         labels = torch.zeros(present.shape[0], dtype=torch.float32)
         out = self.model(Batch(features=features, masks=masks, present=present, labels=labels, ids=[]))
+        outputs = [out.prediction]
         if self.weights:
             assert out.modality_weights is not None
-            return out.prediction, out.modality_weights
-        return (out.prediction,)
+            outputs.append(out.modality_weights)
+        return (*outputs, *(out.explanations[k] for k in self.explanations))
+
+
+EXPLAIN = "explain."  # graph output name prefix of a per-sample explanation
+
+
+def per_sample_explanations(out: ModelOutput, size: int) -> list[str]:
+    """The explanations of `out` a graph can carry: float tensors whose first axis is the batch of `size`."""
+    return [
+        k
+        for k, v in out.explanations.items()
+        if isinstance(v, Tensor) and v.is_floating_point() and v.dim() >= 1 and v.shape[0] == size
+    ]
 
 
 def input_names(model: MSAModel) -> list[str]:
@@ -165,9 +181,10 @@ def export_onnx(
         raise ExportError(f"steps must be at least 1, got {lengths}")
     model.eval()
     with torch.no_grad():
-        trial = model(probe_batch(model, size=2, lengths=dict.fromkeys(model.modalities, 3)))
-    graph = _Graph(model, weights=trial.modality_weights is not None).eval()  # the exporter restores this mode
-    outputs = ["prediction"] + (["modality_weights"] if graph.weights else [])
+        trial = model(probe_batch(model, size=5, lengths=dict.fromkeys(model.modalities, 3)))
+    explained = per_sample_explanations(trial, 5)
+    graph = _Graph(model, weights=trial.modality_weights is not None, explanations=explained).eval()
+    outputs = ["prediction"] + (["modality_weights"] if graph.weights else []) + [EXPLAIN + k for k in explained]
     names = input_names(model)
     axes: dict[str, dict[int, str]] = {"present": {0: "batch"}, **{o: {0: "batch"} for o in outputs}}
     for m in model.modalities:
@@ -273,13 +290,14 @@ class OnnxPredictor:
         )
 
     def output(self, batch: Batch) -> ModelOutput:
-        """The graph's `ModelOutput` for `batch`: prediction and, when exported, modality weights
-        (the graph holds no uncertainty or explanations)."""
+        """The graph's `ModelOutput` for `batch`: prediction and, when exported, modality weights and
+        per-sample explanations (the graph holds no uncertainty)."""
         got = self.run(feeds_from_batch(self, batch))
         weights = got.get("modality_weights")
         return ModelOutput(
             prediction=torch.from_numpy(got["prediction"]),
             modality_weights=torch.from_numpy(weights) if weights is not None else None,
+            explanations={k[len(EXPLAIN) :]: torch.from_numpy(v) for k, v in got.items() if k.startswith(EXPLAIN)},
         )
 
 
@@ -290,38 +308,63 @@ class OnnxGraphs:
     def __init__(self, predictors: Sequence[OnnxPredictor]) -> None:
         self.predictors = sorted(predictors, key=lambda p: sum(p.steps.values()))
 
+    def fitting(self, need: Mapping[str, int]) -> OnnxPredictor | None:
+        """The shortest graph whose every fixed length holds `need` (modality -> steps), or None."""
+        for predictor in self.predictors:
+            if all(need.get(m, 0) <= steps for m, steps in predictor.steps.items()):
+                return predictor
+        return None
+
     def pick(self, split: Any, indices: Sequence[int]) -> OnnxPredictor:
         idx = np.asarray(indices, dtype=np.int64)
         need = {m: int(split.modalities[m].lengths[idx].max()) if len(idx) else 0 for m in self.predictors[0].steps}
-        for predictor in self.predictors:
-            if all(need[m] <= steps for m, steps in predictor.steps.items()):
-                return predictor
-        longest = self.predictors[-1].steps
-        raise ExportError(f"samples of {need} steps; the longest graph was exported for {longest} (export --steps)")
+        predictor = self.fitting(need)
+        if predictor is None:
+            longest = self.predictors[-1].steps
+            raise ExportError(f"samples of {need} steps; the longest graph was exported for {longest} (export --steps)")
+        return predictor
 
     def batch(self, split: Any, indices: Sequence[int]) -> Batch:
         return self.pick(split, indices).batch(split, indices)
 
+    def for_batch(self, batch: Batch) -> OnnxPredictor | None:
+        """The shortest graph `batch` (padded to its own width) fits, or None when it is longer than every one."""
+        return self.fitting({m: batch.features[m].shape[1] for m in self.predictors[0].steps if m in batch.features})
+
     def output(self, batch: Batch) -> ModelOutput:
-        widths = {m: batch.features[m].shape[1] for m in self.predictors[0].steps}
-        match = [p for p in self.predictors if p.steps == widths]
-        return (match[0] if match else self.predictors[-1]).output(batch)
+        predictor = self.for_batch(batch)
+        return (predictor or self.predictors[-1]).output(batch)  # the longest refuses a longer batch, naming it
+
+    @property
+    def steps(self) -> list[dict[str, int]]:
+        return [dict(p.steps) for p in self.predictors]
 
 
-def open_for(loaded: Any, paths: Sequence[str | Path], *, tolerance: float = 1e-4) -> OnnxGraphs:
+def open_for(
+    loaded: Any, paths: Sequence[str | Path], *, tolerance: float = 1e-4, explanations: bool = False
+) -> OnnxGraphs:
     """The graphs in `paths` (exports of checkpoint `loaded`, e.g. at several `--steps`), each checked
     against the checkpoint on probe batches within its lengths.
 
     Refuses (ExportError, naming the file) a graph that reads other modalities, one whose outputs
     differ from the checkpoint's by more than `tolerance` (another checkpoint's export), and a
-    model that reports uncertainty, which the graph does not carry (nor the model's further
-    `explanations`, which `msakit predict`'s CSV does not hold either).
+    model that reports uncertainty, which the graph does not carry. With `explanations` (what
+    `msakit serve` returns per sample; `msakit predict`'s CSV holds none) the graph must also carry
+    every per-sample explanation the model reports, each within `tolerance`.
     """
     model: MSAModel = loaded.model
     model.eval()
     predictors = []
     for path in paths:
-        predictor = OnnxPredictor(path)
+        try:
+            predictor = OnnxPredictor(path)
+        except ImportError:
+            raise ExportError("running ONNX graphs needs onnxruntime: pip install 'msakit[export]'") from None
+        except Exception as exc:  # no such file, not an ONNX model ... (onnxruntime's own exception types)
+            reason = " ".join(str(exc).split())[:160]
+            raise ExportError(
+                f"{path}: onnxruntime cannot load it as an ONNX graph ({type(exc).__name__}: {reason})"
+            ) from None
         if set(predictor.steps) != set(model.modalities):
             reads = sorted(predictor.steps)
             raise ExportError(f"{path}: the graph reads {reads}, the checkpoint {list(model.modalities)}")
@@ -338,6 +381,13 @@ def open_for(loaded: Any, paths: Sequence[str | Path], *, tolerance: float = 1e-
                 if got.modality_weights is None:
                     raise ExportError(f"{path}: the graph has no modality_weights output; the model reports them")
                 worst = max(worst, float((got.modality_weights - want.modality_weights.float()).abs().max()))
+            for key in per_sample_explanations(want, size) if explanations else ():
+                if key not in got.explanations:
+                    raise ExportError(
+                        f"{path}: the graph has no {EXPLAIN}{key} output, an explanation the model reports "
+                        "(exported by an older msakit? export it again)"
+                    )
+                worst = max(worst, float((got.explanations[key] - want.explanations[key].float()).abs().max()))
         if not worst <= tolerance:
             raise ExportError(
                 f"{path}: the graph differs from checkpoint {loaded.path} by {worst:.3g} on probe batches "
@@ -390,7 +440,19 @@ def check_parity(model: MSAModel, path: str | Path, steps: dict[str, int]) -> fl
             worst = max(worst, float(np.abs(got["prediction"] - ref.prediction.numpy()).max()))
             if "modality_weights" in got and ref.modality_weights is not None:
                 worst = max(worst, float(np.abs(got["modality_weights"] - ref.modality_weights.numpy()).max()))
+            for name in (k for k in got if k.startswith(EXPLAIN)):
+                want = ref.explanations[name[len(EXPLAIN) :]].float().numpy()
+                worst = max(worst, float(np.abs(got[name] - want).max()))
     return worst
 
 
-__all__ = ["ExportError", "OnnxPredictor", "check_parity", "export_onnx", "feeds_from_batch", "input_names"]
+__all__ = [
+    "ExportError",
+    "OnnxGraphs",
+    "OnnxPredictor",
+    "check_parity",
+    "export_onnx",
+    "feeds_from_batch",
+    "input_names",
+    "open_for",
+]

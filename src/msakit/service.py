@@ -11,14 +11,22 @@ through a loader): per sample and modality a (D,) pooled vector or an (L, D) seq
 Every array is checked before the model runs: a known modality, the checkpoint's width,
 finite values, at most `max_samples` samples and `max_steps` steps; a failure is one
 `DataError` naming the sample and field.
+
+`use_onnx` gives a loaded checkpoint an onnxruntime backend (`msakit serve --onnx`): its exports
+(`msakit.export.open_for`, each checked against the checkpoint) then run every request whose
+samples fit one of their fixed lengths, and PyTorch the rest.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
+import re
+import struct
+import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +48,7 @@ class LoadedModel:
     path: Path
     model: MSAModel
     meta: dict[str, Any]
+    onnx: Any = None  # `msakit.export.OnnxGraphs` run instead of the model where a batch fits (`use_onnx`)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -75,6 +84,8 @@ class LoadedModel:
             "metrics": self.metrics(),
             "capabilities": asdict(caps),
             "msakit_version": self.meta.get("msakit_version"),
+            "backend": "onnxruntime" if self.onnx is not None else "pytorch",
+            "onnx_steps": self.onnx.steps if self.onnx is not None else [],
         }
 
 
@@ -84,6 +95,19 @@ def load_model(path: str | Path, *, name: str | None = None) -> LoadedModel:
 
     model, meta = load_checkpoint(path)
     return LoadedModel(name=name or meta["model"], path=Path(path), model=model, meta=meta)
+
+
+def use_onnx(loaded: LoadedModel, paths: Sequence[str | Path]) -> LoadedModel:
+    """Run `loaded`'s predictions in onnxruntime over `paths`, exports of this checkpoint (e.g. at
+    several `msakit export onnx --steps`): a request (or a length-ordered chunk of one) runs on the
+    shortest graph its samples fit, one longer than every graph in PyTorch. Each graph is checked at
+    start-up against the checkpoint, outputs and per-sample explanations within 1e-4; another
+    checkpoint's graph, one that lacks an explanation the model reports, and a model that reports
+    uncertainty are refused (`msakit.export.ExportError`, exit code 2)."""
+    from msakit.export import open_for
+
+    loaded.onnx = open_for(loaded, paths, explanations=True)
+    return loaded
 
 
 # ---- results ---------------------------------------------------------------------------
@@ -139,9 +163,11 @@ def evaluate_split(loaded: LoadedModel, dataset: MSADataset, split: str) -> Eval
 
 def _samples(loaded: LoadedModel, batch: Batch, with_labels: bool, onnx: Any = None) -> list[SamplePrediction]:
     model = loaded.model
-    if onnx is not None:  # `msakit.export.OnnxGraphs`: this checkpoint's exported graphs
-        out = onnx.output(batch)
-    else:
+    graph = onnx.for_batch(batch) if onnx is not None else None  # `msakit.export.OnnxGraphs`: the shortest that fits
+    if graph is not None:
+        out = graph.output(batch)
+    else:  # PyTorch, also for a batch longer than every exported graph
+        _eval_mode(model)
         with torch.no_grad():
             out = model(batch)
     # one conversion per tensor and batch (tolist), not one tensor access per sample and element
@@ -173,9 +199,10 @@ def _samples(loaded: LoadedModel, batch: Batch, with_labels: bool, onnx: Any = N
 
 
 def _eval_mode(model: MSAModel) -> None:
-    """`model.eval()` only when some module is training: the call walks every submodule, which cost
-    about a fifth of a batch-1 request's CPU time when made on every request."""
-    if any(m.training for m in model.modules()):
+    """`model.eval()` when the model is in training mode. Only the top module's flag is read (`eval()`
+    and `train()` set every submodule's): walking every submodule cost about 6 % of a batch-1
+    request's CPU time when made on every request, and `eval()` itself a fifth."""
+    if model.training:
         model.eval()
 
 
@@ -267,7 +294,10 @@ def batch_from_arrays(
                 )
             if not 1 <= x.shape[0] <= max_steps:
                 raise DataError(f"{x.shape[0]} steps, expected 1..{max_steps}", path=source, field=where)
-            if not np.isfinite(x).all():
+            # a finite sum means finite values (NaN and Inf propagate); only an overflowing one is looked at
+            with np.errstate(over="ignore", invalid="ignore"):
+                total = float(x.sum())
+            if not math.isfinite(total) and not np.isfinite(x).all():
                 raise DataError("holds NaN or Inf", path=source, field=where)
             arrays[m] = x
         need = loaded.model.declared_capabilities.min_modalities
@@ -281,7 +311,7 @@ def batch_from_arrays(
     n = len(parsed)
     features: dict[str, torch.Tensor] = {}
     masks: dict[str, torch.Tensor] = {}
-    present = torch.zeros(n, len(MODALITIES), dtype=torch.bool)
+    present = np.zeros((n, len(MODALITIES)), dtype=bool)
     for m in mods:
         steps = np.array([a[m].shape[0] if m in a else 0 for a in parsed])  # (B,), 0 where absent
         padded = np.zeros((n, max(int(steps.max()), 1), dims[m]), dtype=np.float32)
@@ -289,12 +319,12 @@ def batch_from_arrays(
             if m in arrays:
                 padded[i, : steps[i]] = arrays[m]
         features[m] = torch.from_numpy(padded)
-        masks[m] = torch.arange(padded.shape[1])[None, :] < torch.from_numpy(steps)[:, None]
-        present[:, MODALITIES.index(m)] = torch.from_numpy(steps > 0)
+        masks[m] = torch.from_numpy(np.arange(padded.shape[1])[None, :] < steps[:, None])
+        present[:, MODALITIES.index(m)] = steps > 0
     names = [str(s) for s in ids] if ids is not None else [str(i) for i in range(n)]
     if len(names) != n:
         raise DataError(f"{len(names)} ids for {n} samples", path=source, field="ids")
-    return Batch(features=features, masks=masks, present=present, labels=torch.zeros(n), ids=names)
+    return Batch(features=features, masks=masks, present=torch.from_numpy(present), labels=torch.zeros(n), ids=names)
 
 
 def predict_features(
@@ -316,9 +346,9 @@ def predict_features(
             field="capabilities",
         )
     batch = batch_from_arrays(loaded, samples, ids=ids, max_samples=max_samples, max_steps=max_steps, source=source)
-    _eval_mode(loaded.model)
+    onnx = getattr(loaded, "onnx", None)  # a duck-typed `LoadedModel` (tests) may have no backend field
     if not loaded.model.declared_capabilities.padding_invariant or batch.size <= REQUEST_CHUNK:
-        return PredictionResult(loaded.meta["model"], _task(loaded), _samples(loaded, batch, with_labels=False))
+        return PredictionResult(loaded.meta["model"], _task(loaded), _samples(loaded, batch, False, onnx))
     # a padding-invariant model: the request's samples by length, in chunks trimmed to their longest
     order = _length_order(
         [batch.masks[m].sum(1).numpy() for m in batch.modalities],
@@ -327,7 +357,7 @@ def predict_features(
     out: list[SamplePrediction | None] = [None] * batch.size
     for start in range(0, len(order), REQUEST_CHUNK):
         chunk = order[start : start + REQUEST_CHUNK]
-        for i, sample in zip(chunk, _samples(loaded, _rows(batch, chunk), with_labels=False), strict=True):
+        for i, sample in zip(chunk, _samples(loaded, _rows(batch, chunk), False, onnx), strict=True):
             out[i] = sample
     return PredictionResult(loaded.meta["model"], _task(loaded), [s for s in out if s is not None])
 
@@ -356,18 +386,90 @@ def _rows(batch: Batch, rows: list[int]) -> Batch:
     )
 
 
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # a zip member's local header: signature ... name and extra lengths
+
+
+# the header `np.save` writes for a plain array (format 1.0); anything else is left to numpy's parser
+_NPY_HEADER = re.compile(
+    rb"\{'descr': '([<>|=]?[a-zA-Z]\d*)', 'fortran_order': (True|False), 'shape': \(([\d, ]*)\), \} *\n"
+)
+
+
+def _npy_header(member: memoryview) -> tuple[tuple[int, ...], bool, np.dtype, int] | None:
+    """(shape, Fortran order, dtype, data offset) of an .npy member; None when it does not parse.
+    The common header is matched by `_NPY_HEADER` (numpy's own reader evaluates it as a Python
+    literal, which was most of a small request's parsing); others go to `np.lib.format`."""
+    if bytes(member[:8]) == b"\x93NUMPY\x01\x00" and len(member) >= 10:
+        size = int.from_bytes(member[8:10], "little")
+        found = _NPY_HEADER.fullmatch(bytes(member[10 : 10 + size]))
+        if found is not None:
+            shape = tuple(int(v) for v in found[3].split(b",") if v.strip())
+            return shape, found[2] == b"True", np.dtype(found[1].decode()), 10 + size
+    head = io.BytesIO(member[:4096])  # np.save's headers are a few hundred bytes
+    try:
+        version = np.lib.format.read_magic(head)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(head)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(head)
+        else:
+            return None
+    except ValueError:
+        return None
+    return shape, fortran, dtype, head.tell()
+
+
+def _stored_arrays(data: bytes, infos: Sequence[zipfile.ZipInfo]) -> dict[str, np.ndarray] | None:
+    """The arrays of an .npz whose members are all stored uncompressed (`np.savez`), read in place:
+    read-only views of `data` (`np.frombuffer`), no copy; None (read it with `np.load`) for a compressed
+    member, a header this does not parse, or anything unexpected. The members' CRCs are not checked
+    (TCP already checks the body; the check was 9 % of a batch-256 request): a damaged member can
+    only give other numbers, which are then validated like any others."""
+    out: dict[str, np.ndarray] = {}
+    view = memoryview(data)
+    for info in infos:
+        if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+            return None
+        sig, name_len, extra_len = _LOCAL_HEADER.unpack_from(data, info.header_offset)
+        start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+        member = view[start : start + info.file_size]
+        if sig != b"PK\x03\x04" or len(member) != info.file_size:
+            return None
+        header = _npy_header(member)
+        if header is None:
+            return None
+        shape, fortran, dtype, offset = header
+        if dtype.hasobject:
+            raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+        count = math.prod(shape)
+        if offset + count * dtype.itemsize != info.file_size:
+            return None
+        flat = np.frombuffer(data, dtype=dtype, count=count, offset=start + offset)
+        out[info.filename[: -len(".npy")]] = flat.reshape(shape, order="F" if fortran else "C")
+    return out
+
+
 def samples_from_npz(
     data: bytes, *, source: str | None = None, max_bytes: int = 256 * 1024 * 1024
 ) -> tuple[list[dict[str, np.ndarray]], list[str] | None]:
     """Samples from an .npz: `text`/`audio`/`visual` as (B, L, D) (or (L, D) / (D,) for one sample),
     optional `<modality>_mask` (B, L) and `ids` (B,). Never unpickles; refuses an archive whose
-    arrays would take more than `max_bytes` once decompressed."""
+    arrays would take more than `max_bytes` once decompressed.
+
+    An archive of uncompressed members (`np.savez`) is read in place (`_stored_arrays`: .npz
+    parsing through `np.load` was a quarter of a batch-1 request), and a sample whose mask is
+    its first valid steps is a view of the request's array; a compressed archive goes through
+    `np.load`, and a mask with holes is gathered (a copy)."""
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            unpacked = sum(info.file_size for info in npz.zip.infolist())
-            if unpacked > max_bytes:
-                raise DataError(f"arrays of {unpacked} bytes decompressed, at most {max_bytes}", path=source)
-            arrays = {k: npz[k] for k in npz.files}
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = archive.infolist()
+        unpacked = sum(info.file_size for info in infos)
+        if unpacked > max_bytes:
+            raise DataError(f"arrays of {unpacked} bytes decompressed, at most {max_bytes}", path=source)
+        arrays = _stored_arrays(data, infos)
+        if arrays is None:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
     except DataError:
         raise
     except ValueError as exc:  # an object array (a pickle inside) or a damaged archive
@@ -392,12 +494,20 @@ def samples_from_npz(
     samples: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
     for m, x in arrays.items():
         mask = masks.get(m)
-        if mask is not None and mask.shape != x.shape[:2]:
+        if mask is None:
+            for i in range(n):
+                if x.shape[1]:
+                    samples[i][m] = x[i]
+            continue
+        if mask.shape != x.shape[:2]:
             raise DataError(f"shape {list(mask.shape)}, expected {list(x.shape[:2])}", path=source, field=f"{m}_mask")
-        for i in range(n):
-            steps = x[i] if mask is None else x[i][mask[i].astype(bool)]
-            if len(steps):
-                samples[i][m] = steps
+        mask = mask.astype(bool, copy=False)
+        valid = mask.sum(1)
+        first = (np.arange(mask.shape[1])[None, :] < valid[:, None]) == mask  # valid steps first, then padding
+        leading = first.all(1).tolist()
+        for i, count in enumerate(valid.tolist()):
+            if count:
+                samples[i][m] = x[i, :count] if leading[i] else x[i][mask[i]]
     return samples, ids
 
 
@@ -447,7 +557,13 @@ def write_metrics_json(result: EvalResult, path: str | Path) -> Path:
 
 
 def prediction_json(result: PredictionResult) -> dict[str, Any]:
-    return {"model": result.model, "task": result.task, "predictions": [asdict(s) for s in result.samples]}
+    """JSON-ready: each sample's fields as `asdict` gives them, shallow (a `SamplePrediction`'s lists and
+    dicts are its own, built by `_samples`; `asdict`'s deep copy was a third of a batch-256 request)."""
+    rows = [{name: getattr(s, name) for name in _SAMPLE_FIELDS} for s in result.samples]
+    return {"model": result.model, "task": result.task, "predictions": rows}
+
+
+_SAMPLE_FIELDS = tuple(f.name for f in fields(SamplePrediction))
 
 
 PREDICTION_HEADER = ["id", "label", "prediction"] + [

@@ -33,6 +33,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="[NAME=]DIR",
         help="checkpoint folder to serve (repeatable); NAME defaults to the folder's model name",
     )
+    p.add_argument(
+        "--onnx",
+        action="append",
+        default=[],
+        metavar="[NAME=]FILE",
+        help="run checkpoint NAME's predictions in onnxruntime over FILE, an export of it (`msakit export onnx "
+        "CHECKPOINT --steps ...`); repeat for exports at several lengths: a request runs on the shortest graph its "
+        "samples fit, a longer one in PyTorch. NAME may be left out when one checkpoint is served. Each graph is "
+        "checked against its checkpoint at start-up (exit 2 for another checkpoint's graph, one without the "
+        "model's explanations, or a model that reports uncertainty); needs onnxruntime (docs/serve.md)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind")
     p.add_argument("--port", type=int, default=8000, help="port to bind")
     p.add_argument("--token", help="API token (default: $MSAKIT_SERVE_TOKEN); required off loopback")
@@ -71,6 +82,28 @@ def load_models(specs: list[Path]) -> dict[str, LoadedModel]:
     return models
 
 
+def attach_onnx(models: dict[str, LoadedModel], specs: list[str]) -> None:
+    """`--onnx [NAME=]FILE ...`: each model's graphs, checked against it (`service.use_onnx`)."""
+    from msakit.service import use_onnx
+
+    graphs: dict[str, list[Path]] = {}
+    for spec in specs:
+        name, sep, file = spec.partition("=")
+        if not (sep and name in models):  # FILE alone (which may itself hold a '=')
+            if len(models) != 1:
+                raise ConfigError(
+                    f"--onnx {spec}: {len(models)} checkpoints are served ({', '.join(models)}); "
+                    "name the one it belongs to: --onnx NAME=FILE",
+                    field="onnx",
+                )
+            name, file = next(iter(models)), spec
+        if not Path(file).is_file():
+            raise ConfigError(f"--onnx {spec}: no such file {file}", field="onnx")
+        graphs.setdefault(name, []).append(Path(file))
+    for name, paths in graphs.items():
+        use_onnx(models[name], paths)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from msakit.serve.config import ServeConfig
 
@@ -102,7 +135,10 @@ def run_serve(args: argparse.Namespace) -> int:
     jobs = JobStore(
         jobs_dir, default_analyze(args.analyze_model), workers=config.job_workers, max_queue=config.job_queue
     )
-    app = create_app(load_models(args.checkpoint), config, jobs)
-    print(f"msakit serve: http://{config.host}:{config.port} ({', '.join(app.state.models)})")
+    models = load_models(args.checkpoint)
+    attach_onnx(models, args.onnx)
+    app = create_app(models, config, jobs)
+    shown = [f"{name} [onnxruntime]" if m.onnx is not None else name for name, m in models.items()]
+    print(f"msakit serve: http://{config.host}:{config.port} ({', '.join(shown)})")
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", server_header=False)
     return 0
