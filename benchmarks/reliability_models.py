@@ -10,6 +10,10 @@
     OMP_NUM_THREADS=1 python benchmarks/reliability_models.py dominant --runs runs/rel/dominant/prlf
     # which loss term sends how much input x gradient to each modality (final checkpoints, train split)
     python benchmarks/reliability_models.py terms --runs runs/rel/mli_imbalanced/ebmc+preset --data synthetic:imbalanced
+    # ablation rows run one `msakit ablate --rows R --out DIR` at a time -> one docgen ablation table;
+    # --full: a `msakit train` run of the same config and budget that stands for the "full" row
+    python benchmarks/reliability_models.py ablations --name ebmc_ablation_mosi-e5 --full runs/x/ebmc \
+        --rows runs/rel/ablate/ebmc/r1 runs/rel/ablate/ebmc/r2 --how "msakit ablate ..."
     # what QA-MoE's uncertainty and prior slot do along the spectrum (one checkpoint, test split)
     python benchmarks/reliability_models.py uncertainty --runs runs/rel/spectrum_mmmo/qa_moe/seed1/best --data data/mmmo
     # complete-data tables from `msakit train` run folders (RUNS/<data>/<model>/results.json) and
@@ -290,6 +294,37 @@ def terms(args: argparse.Namespace) -> dict[str, Any]:
     return {"header": header, "rows": rows, "runs": str(args.runs), "per_seed": per_seed}
 
 
+def _ablation_row(run: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A `msakit train` / `msakit ablate` result (per-seed dicts) -> per-metric lists over the seeds."""
+    seeds = run["seeds"]
+    return {
+        "seeds": [s["seed"] for s in seeds],
+        "test": {k: [s["test"][k] for s in seeds] for k in seeds[0]["test"]},
+        "valid": {k: [s["valid"][k] for s in seeds] for k in seeds[0]["valid"]},
+        **extra,
+    }
+
+
+def ablations(args: argparse.Namespace) -> dict[str, Any]:
+    """Merge single-row `msakit ablate` folders (OUT/ablation.json) and a `full` training run into the
+    shape docgen's `render_ablation` reads (rows: seeds, per-seed test and valid metrics)."""
+    rows: dict[str, Any] = {}
+    metric_set = "mosi"
+    if args.full:
+        run = json.loads((Path(args.full) / "results.json").read_text())
+        metric_set = run.get("metric_set", metric_set)
+        rows["full"] = _ablation_row(run, model_overrides={}, source=str(args.full))
+    for folder in args.rows:
+        path = Path(folder) / "ablation.json"
+        if not path.is_file():
+            print(f"skipped (not finished): {folder}")
+            continue
+        for label, run in json.loads(path.read_text())["rows"].items():
+            metric_set = run.get("metric_set", metric_set)
+            rows[label] = _ablation_row(run, model_overrides=run.get("model_overrides", {}))
+    return {"command": args.how, "metric_set": metric_set, "rows": rows}
+
+
 @torch.no_grad()
 def _predict(model: Any, data: Any, transform: Any) -> list[tuple[Any, Any]]:
     model.eval()
@@ -423,14 +458,25 @@ def main() -> None:
     sub.choices["mli"].add_argument("--reuse", action="store_true", help="read rows whose OUT/LABEL run finished")
     sub.choices["dominant"].add_argument("--runs", required=True)
     sub.choices["uncertainty"].add_argument("--runs", required=True, help="a qa_moe checkpoint folder")
+    merge = sub.add_parser("ablations")
+    merge.add_argument("--name", required=True, help="writes docs/results/NAME.json")
+    merge.add_argument("--full", default="", help="a `msakit train` run folder for the 'full' row")
+    merge.add_argument("--rows", nargs="+", default=[], help="`msakit ablate` output folders")
+    merge.add_argument("--how", required=True, help="the commands that made the rows (shown in the doc)")
     sub.choices["terms"].add_argument("--runs", required=True, help="a run folder with seed*/best checkpoints")
     sub.choices["terms"].add_argument("--batches", type=int, default=8)
     sub.choices["terms"].add_argument("--name", help="also write docs/results/NAME.json")
     args = parser.parse_args()
     commands = {"spectrum": spectrum, "mli": mli, "dominant": dominant, "collect": collect, "uncertainty": uncertainty}
     commands["terms"] = terms
+    commands["ablations"] = ablations
     result = {**commands, "zoo": zoo}[args.command](args)
     if args.command == "zoo":
+        return
+    if args.command == "ablations":
+        out = Path(__file__).resolve().parents[1] / "docs" / "results" / f"{args.name}.json"
+        atomic_write_json(out, result)
+        print(f"wrote {out} ({len(result['rows'])} rows)")
         return
     if args.command == "collect":
         out = Path(__file__).resolve().parents[1] / "docs" / "results" / f"{args.name}.json"
