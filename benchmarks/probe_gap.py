@@ -18,12 +18,15 @@ its `seed*/best` checkpoints (the epoch chosen on validation). Reported per run,
 MAE and Non0 Acc-2: the observed difference (model − probe; for MAE negative is better), its 95 %
 percentile interval over the resamples, and the share of resamples in which the model is
 at least as good as the probe. An interval that contains 0 means the test split cannot
-tell the model from the probe on that metric.
+tell the model from the probe on that metric. The last two columns are each run's mean
+validation MAE and Corr over its seeds (RUN/results.json) beside the probe's, so a gap that
+is already on validation shows there.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,12 @@ def model_test_predictions(data: Any, run: Path) -> np.ndarray:
             preds = [model(b).prediction.float().reshape(-1).numpy() for b in test.loader(256, shuffle=False)]
         out.append(np.concatenate(preds))
     return np.stack(out).astype(np.float64)
+
+
+def valid_means(run: Path) -> dict[str, float]:
+    """Mean over the seeds of the validation MAE and Corr the run recorded (RUN/results.json)."""
+    seeds = json.loads((run / "results.json").read_text())["seeds"]
+    return {k: float(np.mean([s["valid"][k] for s in seeds])) for k in ("MAE", "Corr")}
 
 
 def _corr(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -107,8 +116,12 @@ def markdown(command: str, probe: dict[str, Any], rows: dict[str, dict[str, Any]
         "probe on the same test clips; 95 % interval and share of resamples in which the model is at least as "
         f"good, over {rows[next(iter(rows))]['resamples']} paired resamples of the test clips.\n",
         "| run | seeds | Corr | Corr difference [95 % interval] | model ≥ probe | MAE | MAE difference [95 % interval] "
-        "| model ≤ probe | Non0 Acc-2 | Non0 Acc-2 difference [95 % interval] | model ≥ probe |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model ≤ probe | Non0 Acc-2 | Non0 Acc-2 difference [95 % interval] | model ≥ probe "
+        "| valid MAE | valid Corr |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| probe | – | {probe['test']['Corr']:.3f} | – | – | {probe['test']['MAE']:.3f} | – | – "
+        f"| {100 * probe['test']['Non0_acc_2']:.1f} | – | – "
+        f"| {probe['valid']['MAE']:.3f} | {probe['valid']['Corr']:.3f} |",
     ]
     for label, r in rows.items():
         c, m, a = r["gap"]["Corr"], r["gap"]["MAE"], r["gap"]["Non0_acc_2"]
@@ -118,7 +131,7 @@ def markdown(command: str, probe: dict[str, Any], rows: dict[str, dict[str, Any]
             f"[{m['low']:+.3f}, {m['high']:+.3f}] | {100 * m['model_at_least_probe']:.0f} % "
             f"| {100 * r['Non0_acc_2']:.1f} | {100 * a['observed']:+.1f} "
             f"[{100 * a['low']:+.1f}, {100 * a['high']:+.1f}] "
-            f"| {100 * a['model_at_least_probe']:.0f} % |"
+            f"| {100 * a['model_at_least_probe']:.0f} % | {r['valid']['MAE']:.3f} | {r['valid']['Corr']:.3f} |"
         )
     inside = [label for label, r in rows.items() if r["gap"]["Corr"]["low"] <= 0 <= r["gap"]["Corr"]["high"]]
     below = [label for label, r in rows.items() if r["gap"]["Corr"]["high"] < 0]
@@ -164,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             "run": run,
             "seeds": len(preds),
             **{key: float(fn(preds, y).mean()) for key, (fn, _) in METRICS.items()},
+            "valid": valid_means(Path(run)),
             "resamples": args.resamples,
             "gap": paired_gap(preds, probe, y, resamples=args.resamples, seed=args.seed),
         }
