@@ -328,3 +328,56 @@ def test_a_failed_write_leaves_no_folder_behind(
     assert _unlearn(trained, out) == 1
     assert not out.exists()
     assert not list(tmp_path.iterdir()), "no temporary folder left behind"
+
+
+def test_the_body_step_is_kept_only_where_validation_does_not_get_worse(
+    trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the stepped body's re-solved head scores worse on validation, the step is taken back:
+    the body keeps only the noise, and the certificate says so with both scores; without the
+    selection (or when the step scores better) it stays."""
+    from msakit.unlearn import core
+
+    data, ckpt = trained
+    dataset = load_dataset(data)
+    original = {k: v.detach().clone() for k, v in load_checkpoint(ckpt)[0].named_parameters()}
+    real_solve, real_select = core._solve_head, core.select_and_update
+    seen: dict[str, object] = {}
+
+    def select(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen["update"] = update = real_select(*args, **kwargs)
+        return update
+
+    def solve(*args, **kwargs):  # type: ignore[no-untyped-def]
+        cal = real_solve(*args, **kwargs)
+        if "first" not in seen:  # the stepped body's head: made to score worse on validation MAE
+            seen["first"] = True
+            cal["_score"] += 10.0
+        return cal
+
+    monkeypatch.setattr(core, "select_and_update", select)
+    monkeypatch.setattr(core, "_solve_head", solve)
+    settings = UnlearnSettings(saliency_samples=12, noise_seed=3)
+    cert = unlearn(ckpt, dataset, "visual", tmp_path / "sel", settings=settings)
+    body = cert["calibration"]["body"]
+    assert body["step_applied"] is False
+    assert body["step_valid_scores"]["with_step"] > body["step_valid_scores"]["without_step"]
+    update = seen["update"]
+    assert update.step and update.step_norm > 0  # type: ignore[attr-defined]
+    edited = dict(load_checkpoint(tmp_path / "sel")[0].named_parameters())
+    stepped = 0
+    for k, step in update.step.items():  # type: ignore[attr-defined]
+        noise = edited[k].detach() - original[k]  # what the body holds: θ + noise, the step taken back
+        changed = step != 0
+        stepped += int(changed.sum())
+        assert (noise[changed] != 0).all()  # the candidates still got their noise
+    assert stepped > 0
+    assert _verify(tmp_path / "sel" / "certificate.json", tmp_path / "sel", "--data", str(data)) == 0
+    seen.clear()
+    monkeypatch.setattr(core, "_solve_head", real_solve)
+    kept = unlearn(ckpt, dataset, "visual", tmp_path / "all", settings=dataclasses.replace(settings, select_step=False))
+    assert kept["calibration"]["body"]["step_applied"] is True
+    edited_all = dict(load_checkpoint(tmp_path / "all")[0].named_parameters())
+    for k, step in seen["update"].step.items():  # type: ignore[attr-defined]
+        # same noise seed: the two edits differ by exactly the step
+        torch.testing.assert_close(edited_all[k].detach() - edited[k].detach(), step, atol=1e-6, rtol=1e-4)

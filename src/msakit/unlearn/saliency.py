@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ class BodyUpdate:
     noise_norm: float  # ‖noise‖₂ actually added
     damping: float  # λ
     clipped: float  # share of the sampled records whose step was clipped
+    step: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)  # Δ per candidate tensor
 
 
 def gaussian_sigma(sensitivity: float, epsilon: float, delta: float) -> float:
@@ -168,8 +169,16 @@ def select_and_update(
     step_norm = math.sqrt(sum(float((u**2).sum()) for u in update.values()))
     count = int(sum(int(m.sum()) for m in masks.values()))
     return BodyUpdate(
-        count, int(saliency.numel()), bound, sigma, step_norm, math.sqrt(noise_sq), lam, clipped / len(sample)
+        count, int(saliency.numel()), bound, sigma, step_norm, math.sqrt(noise_sq), lam, clipped / len(sample), update
     )
 
 
-__all__ = ["BodyUpdate", "gaussian_sigma", "select_and_update"]
+@torch.no_grad()
+def shift_step(model: MSAModel, update: BodyUpdate, sign: float) -> None:
+    """Add (`sign` 1) or take back (`sign` −1) the body's Newton step Δ; the Gaussian noise stays."""
+    params = dict(model.named_parameters())
+    for k, v in update.step.items():
+        params[k].add_(v, alpha=sign)
+
+
+__all__ = ["BodyUpdate", "gaussian_sigma", "select_and_update", "shift_step"]
