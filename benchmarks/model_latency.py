@@ -5,9 +5,11 @@
         -m pretrained_text=pt/smlm_mosi        # includes re-encoding transcripts with the S-MLM MiniLM
 
 For each model: eval mode, no grad, one thread; the first `batch` test samples of the
-dataset; `--warmup` untimed calls, then the median of `--repeats` timed calls. The
-machine's 1-minute load average is printed beside the numbers: on a shared machine other
-processes inflate every time.
+dataset; `--warmup` untimed calls, then the median of `--repeats` timed calls, in CPU time
+of this process (`time.process_time`, the default since the fifth stop: other processes on
+a shared machine inflate wall time, not CPU time) or wall time with `--clock wall` (what the
+figures written before the fifth stop used). The machine's 1-minute load average is printed
+beside the numbers.
 """
 
 from __future__ import annotations
@@ -48,18 +50,23 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="CPU time (default) or wall time")
     args = parser.parse_args()
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(1)
     dataset = load_dataset(args.data)
     test = dataset.split("test")
     overrides = dict(parse_override(o) for o in args.model_opt)
-    print(f"{dataset.info.name}, 1 thread, load average {os.getloadavg()[0]:.1f}")
-    print("| model | parameters | " + " | ".join(f"batch {b} (ms)" for b in args.batch_sizes) + " |")
+    unit = "CPU ms" if args.clock == "cpu" else "ms"
+    print(f"{dataset.info.name}, 1 thread, {args.clock} time, load average {os.getloadavg()[0]:.1f}")
+    print("| model | parameters | " + " | ".join(f"batch {b} ({unit})" for b in args.batch_sizes) + " |")
     print("|---|---|" + "---|" * len(args.batch_sizes))
     for name in args.models:
         torch.manual_seed(0)
         model = create_model(name, **{**dataset.info.model_overrides(), **overrides}).eval()
-        cells = [f"{median_ms(model, test.batch(range(b)), args.warmup, args.repeats):.2f}" for b in args.batch_sizes]
+        cells = [
+            f"{median_ms(model, test.batch(range(b)), args.warmup, args.repeats, clock):.2f}" for b in args.batch_sizes
+        ]
         print(f"| {name} | {model.num_parameters():,} | " + " | ".join(cells) + " |")
 
 

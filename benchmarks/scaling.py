@@ -129,14 +129,16 @@ def merge(files: list[Path], notes: list[str]) -> dict[str, Any]:
             raise SystemExit(f"{f}: another protocol ({', '.join(f'{k}={run[k]}' for k in keys)})")
     rows: dict[str, Any] = {}
     loads: dict[str, float] = {}
-    for run in runs:
+    sources: dict[str, str] = {}
+    for f, run in zip(files, runs, strict=True):
         for name, row in run["seconds_cpu_per_step"].items():
-            rows[name], loads[name] = row, run["load_avg_1min"]
+            rows[name], loads[name], sources[name] = row, run["load_avg_1min"], str(f.parent)
     order = [m for m in all_models() if m in rows] + [m for m in rows if m not in all_models()]
     return {
         **{k: runs[0][k] for k in keys},
         "load_avg_1min": max(loads.values()),
         "load_avg_1min_per_model": {m: loads[m] for m in order},
+        "run_folder_per_model": {m: sources[m] for m in order},
         "seconds_cpu_per_step": {m: rows[m] for m in order},
         "notes": notes,
     }
@@ -179,9 +181,11 @@ def section(result: dict[str, Any]) -> list[str]:
         "",
     ]
     if errors:
+        folders = result.get("run_folder_per_model", {})
         by_reason: dict[str, list[str]] = {}
         for m, n, v in errors:
-            by_reason.setdefault(v.split(": you tried")[0], []).append(f"{m} (L={n})")
+            where = f"; run in {folders[m]}" if m in folders else ""
+            by_reason.setdefault(v.split(": you tried")[0], []).append(f"{m} (L={n}{where})")
         for reason, where in by_reason.items():
             lines.append(f"- 'err' at {', '.join(where)}: `{reason}`")
     if stopped:
