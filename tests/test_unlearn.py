@@ -357,7 +357,7 @@ def test_the_body_step_is_kept_only_where_validation_does_not_get_worse(
 
     monkeypatch.setattr(core, "select_and_update", select)
     monkeypatch.setattr(core, "_solve_head", solve)
-    settings = UnlearnSettings(saliency_samples=12, noise_seed=3)
+    settings = UnlearnSettings(saliency_samples=12, noise_seed=3, select_step=True)
     cert = unlearn(ckpt, dataset, "visual", tmp_path / "sel", settings=settings)
     body = cert["calibration"]["body"]
     assert body["step_applied"] is False
