@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from msakit import create_model
@@ -205,3 +207,22 @@ def test_a_lone_modality_predicts_through_its_own_trained_head(tiny_dataset: MSA
     assert all(model.heads[m][-1].weight.grad.abs().sum() > 0 for m in mods)  # type: ignore[union-attr]
     assert "unimodal" not in _model(tiny_dataset, unimodal_weight=0.0).train()(train).aux_losses
     assert not hasattr(_model(tiny_dataset, fusion="representations"), "heads")
+
+
+def test_a_checkpoint_from_before_the_per_modality_heads_loads_with_its_one_head(
+    tiny_dataset: MSADataset, tmp_path: Path
+) -> None:
+    import json
+
+    from msakit.training import load_checkpoint, save_checkpoint
+
+    old = _model(tiny_dataset, fusion="representations").eval()
+    folder = save_checkpoint(tmp_path / "old", old, dataset=tiny_dataset.info)
+    meta = json.loads((folder / "config.json").read_text())
+    del meta["model_config"]["fusion"]  # written before the field existed
+    (folder / "config.json").write_text(json.dumps(meta))
+    loaded, _ = load_checkpoint(folder)
+    assert loaded.config.fusion == "representations"
+    batch = tiny_dataset.split("test").batch(range(6))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch).prediction, old(batch).prediction)

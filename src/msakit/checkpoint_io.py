@@ -72,13 +72,15 @@ def load_weights(
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> tuple[MSAModel, dict[str, Any]]:
     """The model (in eval mode) and the checkpoint's metadata."""
-    from msakit.registry import create_model
+    from msakit.registry import create_model, get_model_class
 
     path = Path(path)
     meta = read_checkpoint_meta(path)
     try:
-        # a checkpoint saved before input normalisation existed has no feature_norm field: it had none
-        model = create_model(meta["model"], **{"feature_norm": False, **meta["model_config"]})
+        # a checkpoint saved before input normalisation existed has no feature_norm field: it had none;
+        # a model's LEGACY_DEFAULTS give the values its fields had before they existed
+        legacy = {"feature_norm": False, **getattr(get_model_class(meta["model"]).config_class, "LEGACY_DEFAULTS", {})}
+        model = create_model(meta["model"], **{**legacy, **meta["model_config"]})
     except MsakitError as exc:  # an unknown model or field: say it is this config.json's
         raise DataError(str(exc), path=path / CONFIG, field="model_config") from None
     try:

@@ -104,6 +104,9 @@ class ProMMAConfig(ModelConfig):
     fusion: str = "predictions"  # "predictions": DPW mixes per-modality heads; "representations": one shared head
     unimodal_weight: float = tunable(0.5, low=0.0, high=1.0)  # task loss of each modality's own path h_m(o_m)
 
+    #: checkpoints saved before a field existed had these values (load_checkpoint fills them in)
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"fusion": "representations"}
+
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
         "ProMMA": {},
         "w/o MME (always impute)": {"evaluator": "always"},
