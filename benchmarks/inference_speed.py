@@ -26,6 +26,8 @@ fourth stop `predict` batches a padding-invariant model's samples by length (`se
 
     # docs/benchmarks.md's fifth-stop service section, from docs/bench/inference_s5_{before,after}_N.json
     python benchmarks/inference_speed.py --doc docs/benchmarks.md
+    # where a batch-1 service request's CPU time goes (cProfile), PyTorch and with --onnx graphs
+    OMP_NUM_THREADS=1 python benchmarks/inference_speed.py CKPT --data data/mosi --profile [--onnx G.onnx ...]
 """
 
 # ruff: noqa: B023  (every closure below is called within its loop iteration)
@@ -181,6 +183,12 @@ def issue_baseline(bench: Path = BENCH) -> dict[str, dict[str, float]]:
     return {size: _median_rows(files, size) for size in ("batch_1", "batch_256")}
 
 
+def _cell(shares: dict[str, float], stage: str) -> str:
+    if stage not in shares:
+        return "—"
+    return f"{shares[stage]:.2f}" if stage.startswith("ms ") else f"{shares[stage]:.0f} %"
+
+
 def section(bench: Path = BENCH) -> list[str]:
     import benchdoc
 
@@ -219,6 +227,27 @@ def section(bench: Path = BENCH) -> list[str]:
                 ratio = a[path] / base[size]["service"]
                 verdict = "met" if ratio >= 2 else "not met"
                 reach.append(f"`{path}` at batch {size.split('_')[1]} {a[path]:.0f}, {ratio:.2f}× ({verdict})")
+    sides = ("before", "after", "onnx")
+    found = [(side, bench / f"inference_s5_profile_{side}.json") for side in sides]
+    profiles = [(side, json.loads(f.read_text())) for side, f in found if f.exists()]
+    if profiles:
+        stages = list(dict.fromkeys(k for _, prof in profiles for k in prof["percent"]))
+        stages.sort(key=lambda k: k.startswith("ms "))  # the time per request last
+        lines += [
+            "",
+            "Where a batch-1 service request's time goes (cProfile, cumulative time of each stage as a share of the "
+            f"request, {profiles[0][1]['samples']} requests; `python benchmarks/inference_speed.py CKPT --data "
+            "data/mosi --samples 100 --profile [--onnx FULL.onnx S8.onnx S16.onnx S32.onnx] --json "
+            "docs/bench/inference_s5_profile_{before,after,onnx}.json`, before with the starting commit's src on "
+            "PYTHONPATH; the profiler's own overhead inflates the many small calls, so read these as shares):",
+            "",
+            "| side | backend | " + " | ".join(stages) + " |",
+            "|---|---|" + "---:|" * len(stages),
+            *[
+                f"| {side} | {prof['backend']} | " + " | ".join(_cell(prof["percent"], k) for k in stages) + " |"
+                for side, prof in profiles
+            ],
+        ]
     lines += [
         "",
         "`service` is the REST handler's path without HTTP (an .npz body of (B, L, D) arrays and masks -> "
@@ -252,6 +281,54 @@ def write_doc(doc: Path, bench: Path = BENCH) -> None:
     benchdoc.replace_block(doc, BEGIN, END, section(bench))
 
 
+PROFILED = {  # the request path's stages: cProfile's cumulative time of these functions
+    "samples_from_npz": ("service.py", "samples_from_npz"),
+    "batch_from_arrays": ("service.py", "batch_from_arrays"),
+    "model (PyTorch)": ("module.py", "_call_impl"),
+    "model (onnxruntime)": ("export.py", "output"),
+    "prediction_json": ("service.py", "prediction_json"),
+}
+
+
+def profile(checkpoint: str, data: str, samples: int, graphs: list[Path]) -> dict[str, float]:
+    """Shares (%) of a batch-1 service request's profiled time (.npz in, JSON-ready dict out) per stage, and
+    that time per request in ms (under the profiler, so several times the unprofiled one)."""
+    import cProfile
+    import pstats
+
+    import torch
+
+    from msakit import service
+    from msakit.data import load_dataset
+
+    torch.set_num_threads(1)
+    loaded = service.load_model(checkpoint)
+    if graphs:
+        service.use_onnx(loaded, graphs)
+    test = load_dataset(data).split("test")
+    requests = _npz_requests(test, [[i] for i in range(min(samples, len(test)))])
+
+    def run() -> None:
+        for body in requests:
+            arrays, ids = service.samples_from_npz(body)
+            service.prediction_json(service.predict_features(loaded, arrays, ids=ids))
+
+    run()  # warm-up
+    profiler = cProfile.Profile()
+    profiler.runcall(run)
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    total = max(ct for (_, _, name), (_, _, _, ct, _) in stats.items() if name == "run")
+    shares = {}
+    for stage, (file, func) in PROFILED.items():
+        hits = [(nc, ct) for (f, _, name), (_, nc, _, ct, _) in stats.items() if f.endswith(file) and name == func]
+        if func == "_call_impl":  # the outermost module call per request: the model itself
+            hits = [(nc, ct) for nc, ct in hits if nc == len(requests)] or hits[:1]
+        if hits:
+            shares[stage] = round(100 * max(ct for _, ct in hits) / total, 1)
+    shares["ms per request, profiled"] = round(1000 * total / len(requests), 2)
+    return shares
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", nargs="?")
@@ -260,12 +337,21 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=200, help="samples for the batch-1 runs")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", type=Path)
+    p.add_argument("--profile", action="store_true", help="print where a batch-1 service request's time goes")
+    p.add_argument("--onnx", type=Path, nargs="+", default=[], help="--profile with these graphs as the backend")
     args = p.parse_args()
     if args.doc:
         write_doc(args.doc)
         return
     if not args.checkpoint or not args.data:
         p.error("CHECKPOINT and --data are required unless --doc")
+    if args.profile:
+        shares = profile(args.checkpoint, args.data, args.samples, args.onnx)
+        out = {"backend": "onnxruntime" if args.onnx else "pytorch", "samples": args.samples, "percent": shares}
+        if args.json:
+            args.json.write_text(json.dumps(out, indent=2) + "\n")
+        print(json.dumps(out))
+        return
     out = measure(args.checkpoint, args.data, args.samples, args.repeats)
     text = json.dumps(out, indent=2)
     if args.json:
