@@ -45,15 +45,17 @@ Choices (what the sources say -> what we chose -> why):
   z_m = h_m (no disentanglement, hence no enhancement either).
 - Unimodal experts (`unimodal_loss`): the source trains each unimodal prediction by squared
   error; we need a variance too (σ* for trust and u_m), so the default "nll" fits mean and
-  variance by the Gaussian NLL. Its mean gradient is divided by σ², so an unsure (weak)
-  modality learns its mean slowly: on synthetic:imbalanced (text 8 times stronger than audio
-  and visual) it starves them. "mse" trains the mean by the source's squared error and the
-  variance by the NLL on the detached mean. Measured on synthetic:imbalanced and kept a
-  switch (docs/models/ebmc.md, "MLI on an imbalanced preset"); the default stays "nll".
-- What we measured about the balance (docs/models/ebmc.md): the equilibrium gradient does
-  reach the encoders and points to the weak modalities, but it is an order of magnitude
-  smaller than the fused task gradient, which the trust weights route mostly to the strong
-  modality. We did not add a gradient modulation the sources do not describe.
+  variance by the Gaussian NLL, whose mean gradient is divided by σ² (an unsure modality
+  learns its mean more slowly). "mse" trains the mean by the source's squared error and the
+  variance by the NLL on the detached mean. On synthetic:imbalanced it does not change the
+  MLI over 5 seeds (docs/models/ebmc.md, "MLI on synthetic:imbalanced"), so the default
+  stays "nll".
+- What we measured about the balance (same section): the equilibrium gradient reaches the
+  encoders, but at the source's weight it is about ten times smaller than the fused task
+  gradient, and the squared-error unimodal terms shrink as they fit, so EBMC's gradients stay
+  as text-heavy as its task gradient. late_fusion's balance comes from its L1 unimodal heads,
+  whose gradient keeps its size. We did not add a gradient modulation the sources do not
+  describe.
 - CCE's reconstruction target h_m is detached (a target, not a moving one); `use_cce`
   False drops the enhancement term from z_m and its loss.
 """
