@@ -3,6 +3,7 @@ graphs it cannot trust at start-up, and the .npz request body is read in place."
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import types
 from pathlib import Path
@@ -168,7 +169,7 @@ def test_cli_attaches_graphs_and_refuses_bad_ones(
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, (words, err)
 
 
-def test_a_graph_without_the_models_explanations_or_a_model_with_uncertainty_is_refused(
+def test_a_graph_without_the_models_explanations_or_an_uncertain_or_padding_dependent_model_is_refused(
     setup: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bare = tmp_path / "bare.onnx"
@@ -190,6 +191,11 @@ def test_a_graph_without_the_models_explanations_or_a_model_with_uncertainty_is_
     monkeypatch.setattr(loaded.model, "forward", uncertain)
     with pytest.raises(export.ExportError, match="reports uncertainty"):
         service.use_onnx(loaded, [setup["full"]])
+    variant = service.load_model(setup["ckpt"])
+    caps = dataclasses.replace(variant.model.declared_capabilities, padding_invariant=False)
+    monkeypatch.setattr(type(variant.model), "declared_capabilities", property(lambda self: caps))
+    with pytest.raises(export.ExportError, match="depend on padding"):
+        service.use_onnx(variant, [setup["full"]])
 
 
 def _npz(compressed: bool = False, **arrays: np.ndarray) -> bytes:

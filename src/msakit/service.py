@@ -102,10 +102,16 @@ def use_onnx(loaded: LoadedModel, paths: Sequence[str | Path]) -> LoadedModel:
     several `msakit export onnx --steps`): a request (or a length-ordered chunk of one) runs on the
     shortest graph its samples fit, one longer than every graph in PyTorch. Each graph is checked at
     start-up against the checkpoint, outputs and per-sample explanations within 1e-4; another
-    checkpoint's graph, one that lacks an explanation the model reports, and a model that reports
-    uncertainty are refused (`msakit.export.ExportError`, exit code 2)."""
-    from msakit.export import open_for
+    checkpoint's graph, one that lacks an explanation the model reports, a model that reports
+    uncertainty, and one whose outputs depend on padding (`Capabilities.padding_invariant` False) are
+    refused (`msakit.export.ExportError`, exit code 2)."""
+    from msakit.export import ExportError, open_for
 
+    if not loaded.model.declared_capabilities.padding_invariant:
+        raise ExportError(
+            f"model {loaded.meta['model']!r} ({loaded.path}) declares padding_invariant=False: its outputs depend on "
+            "padding, and a graph pads every request to its fixed length; serve it without --onnx"
+        )
     loaded.onnx = open_for(loaded, paths, explanations=True)
     return loaded
 
