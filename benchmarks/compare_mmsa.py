@@ -77,6 +77,8 @@ class _EpochLimit(Exception):
 SIZE_MATCHED: dict[str, dict[str, Any]] = {
     "tfn": {
         "model": {
+            "text_encoder": "unilstm",
+            "feature_norm": False,
             "hidden_dim": 128,
             "text_out": 32,
             "other_out": 65,
@@ -89,13 +91,21 @@ SIZE_MATCHED: dict[str, dict[str, Any]] = {
         "MMSA's fused size (33·66·66 ≈ 33·33·129)",
     },
     "lmf": {
-        "model": {"hidden_dim": 176, "text_out": 64, "other_out": 72, "rank": 3, "dropout": 0.3},
+        "model": {
+            "text_encoder": "unilstm",
+            "feature_norm": False,
+            "hidden_dim": 128,
+            "text_out": 64,
+            "other_out": 72,
+            "rank": 3,
+            "dropout": 0.3,
+        },
         "train": {"batch_size": 64, "lr": 1e-3, "weight_decay": 0.005},
         "why": "MMSA hidden_dims (128, 16, 128), text_out 64, rank 3; hidden 176 matches MMSA's unidirectional "
         "128-wide LSTM in parameters with msakit's bidirectional one",
     },
     "lf_dnn": {
-        "model": {"hidden_dim": 160, "dropout": 0.2},
+        "model": {"text_encoder": "unilstm", "feature_norm": False, "hidden_dim": 128, "dropout": 0.2},
         "train": {"batch_size": 128, "lr": 1e-3, "weight_decay": 0.01},
         "why": "MMSA hidden_dims (128, 16, 128), text_out 256, post_fusion_dim 128; msakit has one width for "
         "every sub-network and the head, 160 matches the parameter count",
@@ -106,6 +116,9 @@ SIZE_MATCHED: dict[str, dict[str, Any]] = {
             "heads": 10,
             "cross_layers": 4,
             "self_layers": 4,
+            "memory": "concat",
+            "ffn_mult": 4,
+            "ffn_dropout": 0.0,
             "attn_dropout": 0.2,
             "embed_dropout": 0.2,
             "dropout": 0.0,
@@ -203,6 +216,7 @@ def run_msakit(
     wall, used = clock.spent()
     return {
         "test": res.test,
+        "valid": res.valid,
         "seconds_per_epoch": wall / res.epochs_run,
         "cpu_seconds_per_epoch": used / res.epochs_run,
         "epochs": res.epochs_run,
@@ -343,10 +357,21 @@ def run_mmsa(model: str, data: str, seed: int, out: Path, size_matched: bool) ->
     }
 
 
+def msakit_train(options: list[str], model: str) -> dict[str, Any]:
+    """The --msakit-train overrides for `model`: `KEY=VALUE` for every model, `MODEL:KEY=VALUE` for one."""
+    from msakit.config import parse_override
+
+    out: dict[str, Any] = {}
+    for option in options:
+        scope, _, rest = option.partition(":") if ":" in option.split("=", 1)[0] else ("", "", option)
+        if scope in ("", model):
+            key, value = parse_override(rest)
+            out[key] = value
+    return out
+
+
 def worker(args: argparse.Namespace) -> None:
     import torch
-
-    from msakit.config import parse_override
 
     global EPOCH_LIMIT
     EPOCH_LIMIT = args.timing_epochs
@@ -356,7 +381,7 @@ def worker(args: argparse.Namespace) -> None:
         if args.framework == "mmsa":
             result = run_mmsa(*where)
         else:
-            train = dict(parse_override(o) for o in args.msakit_train) if args.framework == "msakit" else {}
+            train = msakit_train(args.msakit_train, args.models[0]) if args.framework == "msakit" else {}
             result = run_msakit(*where, train)
         result["peak_mib"] = _peak_mib()
     except BenchmarkError as exc:
@@ -595,7 +620,8 @@ def main() -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a TrainConfig override for the msakit side, e.g. sampler=bucket lstm=auto (repeatable)",
+        help="a TrainConfig override for the msakit side, e.g. sampler=bucket lstm=auto, or MODEL:KEY=VALUE for "
+        "one model, e.g. mult:batch_size=64 (repeatable)",
     )
     p.add_argument(
         "--with-default-paths",
@@ -666,6 +692,11 @@ def validate_request(args: argparse.Namespace) -> None:
                 f"--size-matched has no mapping of MMSA's widths for {model!r}; "
                 f"mapped: {', '.join(sorted(SIZE_MATCHED))}"
             )
+    for option in args.msakit_train:
+        scope = option.split("=", 1)[0].partition(":")[0] if ":" in option.split("=", 1)[0] else ""
+        if scope and scope not in MMSA_NAMES:
+            known = ", ".join(sorted(MMSA_NAMES))
+            raise BenchmarkError(f"--msakit-train {option}: no model {scope!r}; models: {known}")
     if not Path(args.data).is_file():
         raise BenchmarkError(f"{args.data}: no such file")
     probe = [sys.executable, "-c", "import MMSA"]

@@ -409,3 +409,83 @@ def test_service_runs_a_large_request_by_length_with_the_same_predictions(tiny_d
     for a, b in zip(chunked.samples, whole.samples, strict=True):
         assert a.prediction == pytest.approx(b.prediction, abs=1e-5)
         assert a.weights == pytest.approx(b.weights, abs=1e-5)
+
+
+# ---- MMSA's architecture at MMSA's size: the unidirectional text LSTM, MulT's 2·d memory ------------------
+
+
+def test_unilstm_is_mmsas_text_subnet_exact_on_each_samples_valid_steps() -> None:
+    from msakit.layers.encoders import SequenceEncoder
+
+    torch.manual_seed(0)
+    enc = SequenceEncoder(6, 5, kind="unilstm", dropout=0.0)
+    assert sum(p.numel() for p in enc.parameters()) == sum(p.numel() for p in nn.LSTM(6, 5).parameters())
+    lengths = torch.tensor([7, 3, 1, 5])
+    mask = torch.arange(7)[None, :] < lengths[:, None]
+    x = torch.randn(4, 7, 6) * mask.unsqueeze(-1)
+    x[1, 3:] = 9.0  # garbage behind the valid steps must not reach the output
+    seq, pooled = enc(x, mask)
+    for i, n in enumerate(lengths.tolist()):
+        alone = enc.lstm(x[i : i + 1, :n])[0][0]  # (n, 5): the LSTM over this sample's valid steps only
+        torch.testing.assert_close(seq[i, :n], alone)
+        torch.testing.assert_close(pooled[i], alone.mean(0))
+        assert not seq[i, n:].any()
+
+
+def test_size_matched_mult_has_mmsas_layout_and_parameter_count() -> None:
+    from msakit import create_model
+
+    _, module = _compare_mmsa()
+    cfg = module.SIZE_MATCHED["mult"]["model"]
+    # the export's dims: MiniLM text 384, COVAREP audio 73, the one-wide zero visual array
+    net = create_model("mult", text_dim=384, audio_dim=73, visual_dim=1, modalities=("text", "audio", "visual"), **cfg)
+    n = sum(p.numel() for p in net.parameters())
+    assert abs(n - 2_473_001) / 2_473_001 < 0.05, n  # MMSA 2.2.1's MulT on the same export: 2,473,001
+    assert net.pooled_dim == 100  # the memory transformers run 2·d wide, as MMSA's trans_*_mem
+    block = net.cross["audio_to_text"].blocks[0]
+    assert block.ffn[0].out_features == 4 * 50 and block.ffn[2].p == 0.0 and block.attn.dropout == 0.2
+    layer = net.self_attn["text"].transformer.layers[0]
+    assert (layer.dropout.p, layer.dropout1.p, layer.dropout2.p, layer.self_attn.dropout) == (0.0, 0.0, 0.0, 0.2)
+    assert isinstance(net.self_attn["text"].proj, nn.Identity)
+    with pytest.raises(Exception, match="memory must be 'project' or 'concat'"):
+        create_model("mult", text_dim=8, audio_dim=5, memory="wide")
+
+
+def test_mult_skips_a_source_and_a_target_absent_from_the_whole_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from msakit import create_model
+
+    torch.manual_seed(0)
+    model = create_model("mult", text_dim=8, audio_dim=5, visual_dim=4, modalities=("text", "audio", "visual"))
+    model.eval()
+    batch = _tfn_batch(absent_visual=True)
+    calls: list[str] = []
+    hooks = [
+        model.cross[name].register_forward_hook(lambda *a, _n=name: calls.append(_n))
+        for name in ("visual_to_text", "text_to_visual")
+    ]
+    skipped = model(batch).prediction
+    assert not calls  # neither the block from the absent source nor one into the absent target ran
+    monkeypatch.setattr(torch.jit, "is_tracing", lambda: True)  # the path a trace takes: every block runs
+    full = model(batch).prediction
+    assert sorted(calls) == ["text_to_visual", "visual_to_text"]
+    torch.testing.assert_close(skipped, full)
+    for h in hooks:
+        h.remove()
+
+
+def test_compare_mmsa_scopes_a_train_override_to_one_model(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path, module = _compare_mmsa()
+    opts = ["sampler=bucket", "mult:batch_size=64", "lstm=auto"]
+    assert module.msakit_train(opts, "mult") == {"sampler": "bucket", "batch_size": 64, "lstm": "auto"}
+    assert module.msakit_train(opts, "lmf") == {"sampler": "bucket", "lstm": "auto"}
+    data = tmp_path / "x.pkl"
+    data.write_bytes(b"")
+    proc = subprocess.run(
+        [sys.executable, str(path), str(data), "--models", "mult", "--msakit-train", "mlt:batch_size=64"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "--msakit-train mlt:batch_size=64: no model 'mlt'" in proc.stderr, proc.stderr

@@ -24,14 +24,19 @@ class CrossModalAttention(nn.Module):
     query (B, Lq, H), key (B, Lk, H), key_mask (B, Lk) -> (B, Lq, H).
     """
 
-    def __init__(self, dim: int, *, heads: int = 4, dropout: float = 0.1, ffn_mult: int = 2) -> None:
+    def __init__(
+        self, dim: int, *, heads: int = 4, dropout: float = 0.1, ffn_mult: int = 2, ffn_dropout: float | None = None
+    ) -> None:
         super().__init__()
         self.norm_q = nn.LayerNorm(dim)
         self.norm_k = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)  # on attention weights
         self.norm_ffn = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(
-            nn.Linear(dim, dim * ffn_mult), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim * ffn_mult, dim)
+        self.ffn = nn.Sequential(  # ffn_dropout: inside the FFN (None: the same as the attention's)
+            nn.Linear(dim, dim * ffn_mult),
+            nn.GELU(),
+            nn.Dropout(dropout if ffn_dropout is None else ffn_dropout),
+            nn.Linear(dim * ffn_mult, dim),
         )
 
     def forward(self, query: Tensor, key: Tensor, key_mask: Tensor) -> Tensor:

@@ -60,33 +60,73 @@ class PositionalEncoding(nn.Module):
         return x + self.pe[: x.shape[1]]
 
 
+SEQUENCE_KINDS = ("mean", "lstm", "unilstm", "transformer")
+
+
 class SequenceEncoder(nn.Module):
     """(B, L, D) features + (B, L) mask -> sequence (B, L, H) and pooled vector (B, H).
 
-    kind: "mean" (projection only), "lstm" (one bidirectional LSTM layer, length-aware)
-    or "transformer" (`layers` encoder layers with sinusoidal positions).
+    kind: "mean" (projection only), "lstm" (one bidirectional LSTM layer, length-aware),
+    "unilstm" or "transformer" (`layers` encoder layers with sinusoidal positions, feed-forward
+    width `ffn_mult`·H; `ffn_dropout`, when given, replaces `dropout` everywhere but on the attention
+    weights: in the FFN and on both residual branches).
+
+    "unilstm" is MMSA's TextSubNet: one unidirectional LSTM of width H read straight from the
+    input features (no LayerNorm, no input projection, no per-step dropout), pooled over the valid
+    steps, dropout on the pooled vector. Valid steps come first, so one fused LSTM call over the
+    padded batch is exact on them, and the padded steps are masked out: no packing. It is the
+    size-matched baselines' text encoder (benchmarks/compare_mmsa.py), the same arithmetic as
+    MMSA's per valid step.
+
+    `project=False` (transformer only, `in_dim == hidden_dim`) drops the input LayerNorm and
+    projection, so the transformer reads the features as they come (MulT's `memory="concat"`).
     """
 
     def __init__(
-        self, in_dim: int, hidden_dim: int, *, kind: str = "mean", layers: int = 1, heads: int = 4, dropout: float = 0.1
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        *,
+        kind: str = "mean",
+        layers: int = 1,
+        heads: int = 4,
+        dropout: float = 0.1,
+        ffn_mult: int = 2,
+        ffn_dropout: float | None = None,
+        project: bool = True,
     ) -> None:
         super().__init__()
-        if kind not in ("mean", "lstm", "transformer"):
-            raise ValueError(f"SequenceEncoder kind must be mean, lstm or transformer, got {kind!r}")
+        if kind not in SEQUENCE_KINDS:
+            raise ValueError(f"SequenceEncoder kind must be one of {', '.join(SEQUENCE_KINDS)}, got {kind!r}")
+        if not project and (kind != "transformer" or in_dim != hidden_dim):
+            raise ValueError(
+                f"SequenceEncoder project=False needs kind transformer and in_dim == hidden_dim, "
+                f"got {kind!r}, {in_dim} -> {hidden_dim}"
+            )
         self.kind = kind
-        self.norm = nn.LayerNorm(in_dim)
-        self.proj = nn.Linear(in_dim, hidden_dim)
+        self.norm: nn.Module = nn.LayerNorm(in_dim) if project and kind != "unilstm" else nn.Identity()
+        self.proj: nn.Module = nn.Linear(in_dim, hidden_dim) if project and kind != "unilstm" else nn.Identity()
         self.dropout = nn.Dropout(dropout)
         if kind == "lstm":
             self.lstm = nn.LSTM(hidden_dim, hidden_dim // 2, batch_first=True, bidirectional=True)
+        elif kind == "unilstm":
+            self.lstm = nn.LSTM(in_dim, hidden_dim, batch_first=True)
         elif kind == "transformer":
             self.pos = PositionalEncoding(hidden_dim)
             layer = nn.TransformerEncoderLayer(
-                hidden_dim, heads, hidden_dim * 2, dropout, batch_first=True, norm_first=True
+                hidden_dim, heads, hidden_dim * ffn_mult, dropout, batch_first=True, norm_first=True
             )
+            if (
+                ffn_dropout is not None
+            ):  # the FFN's and the residual branches' dropout; attention weights keep `dropout`
+                for drop in (layer.dropout, layer.dropout1, layer.dropout2):
+                    drop.p = ffn_dropout
             self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        if self.kind == "unilstm":
+            h = self.lstm(x)[0] * mask.unsqueeze(-1).to(x.dtype)  # (B, L, H): exact on valid steps, 0 on padding
+            return h, self.dropout(masked_mean(h, mask))
         h = self.dropout(self.proj(self.norm(x)))  # (B, L, H)
         if self.kind == "lstm":
             # eager: packing skips padding. The masked path (twice the arithmetic over the padded length)
