@@ -567,6 +567,8 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "tssp_msa_expert_weights": render_expert_weights,
     "qa_moe_ablation_mmmo": lambda d: render_ablation(d, reference="full"),
     "qa_moe_ablation_mosi-e5": lambda d: render_ablation(d, reference="full"),
+    "prlf_ablation_mosi-e5": lambda d: render_ablation(d, reference="full"),
+    "ebmc_ablation_mosi-e5": lambda d: render_ablation(d, reference="full"),
     # written with their markdown by benchmarks/absa_eval.py and benchmarks/scene_eval.py
     "absa_eval": lambda d: d["markdown"],
     "scene_eval": lambda d: d["markdown"],

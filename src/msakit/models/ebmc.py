@@ -47,7 +47,8 @@ Choices (what the sources say -> what we chose -> why):
   error; we need a variance too (σ* for trust and u_m), so the default "nll" fits mean and
   variance by the Gaussian NLL, whose mean gradient is divided by σ² (an unsure modality
   learns its mean more slowly). "mse" trains the mean by the source's squared error and the
-  variance by the NLL on the detached mean. On synthetic:imbalanced it does not change the
+  variance by the NLL on the detached mean; "l1" the same with the absolute error (the
+  trainer's default task loss, and late_fusion's unimodal loss). On synthetic:imbalanced it does not change the
   MLI over 5 seeds (docs/models/ebmc.md, "MLI on synthetic:imbalanced"), so the default
   stays "nll".
 - What we measured about the balance (same section): the equilibrium gradient reaches the
@@ -107,8 +108,8 @@ class EBMCConfig(ModelConfig):
     gamma: float = 1.0  # energy: teacher uncertainty
     grad_penalty: float = 0.01  # EMC gradient-norm penalty
     feature_energy: str = "mean"  # the α term: mean of z_m² over the H features ("mean") or ‖z_m‖² ("norm")
-    # the unimodal experts' mean: "nll" (Gaussian NLL, scaled by 1/σ²) or "mse" (the source's squared
-    # error; the variance is still fit by the NLL, on the detached mean)
+    # the unimodal experts' mean: "nll" (Gaussian NLL, scaled by 1/σ²), "mse" (the source's squared
+    # error) or "l1" (absolute error); with "mse" and "l1" the variance is fit by the NLL on sg[mean]
     unimodal_loss: str = "nll"
     use_msd: bool = True
     use_cce: bool = True
@@ -137,8 +138,8 @@ class EBMC(MSAModel):
             raise ConfigError(f"model 'ebmc': stage1_epochs must be >= 0, got {config.stage1_epochs}")
         if config.feature_energy not in ("mean", "norm"):
             raise ConfigError(f"model 'ebmc': feature_energy must be 'mean' or 'norm', got {config.feature_energy!r}")
-        if config.unimodal_loss not in ("nll", "mse"):
-            raise ConfigError(f"model 'ebmc': unimodal_loss must be 'nll' or 'mse', got {config.unimodal_loss!r}")
+        if config.unimodal_loss not in ("nll", "mse", "l1"):
+            raise ConfigError(f"model 'ebmc': unimodal_loss must be 'nll', 'mse' or 'l1', got {config.unimodal_loss!r}")
         mods, h = self.modalities, config.hidden_dim
         self.encoders = nn.ModuleDict(
             {m: SequenceEncoder(config.dim(m), h, kind=config.encoder, dropout=config.dropout) for m in mods}
@@ -271,11 +272,12 @@ class EBMC(MSAModel):
             else:
                 y = batch.labels.float()[:, None].expand_as(log_var)
                 mu = means.squeeze(-1)
-                mse = cfg.unimodal_loss == "mse"  # the mean by squared error, the variance on sg[mean]
-                fit = mu.detach() if mse else mu
+                point = cfg.unimodal_loss != "nll"  # the mean by its own error, the variance on sg[mean]
+                fit = mu.detach() if point else mu
                 uni = gaussian_nll(fit.flatten(), log_var.flatten(), y.flatten(), present.flatten())
-                if mse:
-                    uni = uni + ((mu - y).pow(2) * valid).sum() / valid.sum().clamp_min(1)
+                if point:
+                    err = (mu - y).pow(2) if cfg.unimodal_loss == "mse" else (mu - y).abs()
+                    uni = uni + (err * valid).sum() / valid.sum().clamp_min(1)
             aux["unimodal"] = cfg.unimodal_weight * uni
         if cfg.use_msd and cfg.msd_weight > 0:
             aux["msd"] = cfg.msd_weight * self._msd(rep["s"], rep["p"], present)
