@@ -48,15 +48,15 @@ Choices (what the sources say -> what we chose -> why):
   variance by the Gaussian NLL, whose mean gradient is divided by σ² (an unsure modality
   learns its mean more slowly). "mse" trains the mean by the source's squared error and the
   variance by the NLL on the detached mean; "l1" the same with the absolute error (the
-  trainer's default task loss, and late_fusion's unimodal loss). On synthetic:imbalanced it does not change the
-  MLI over 5 seeds (docs/models/ebmc.md, "MLI on synthetic:imbalanced"), so the default
-  stays "nll".
+  trainer's default task loss, and late_fusion's unimodal loss). On synthetic:imbalanced
+  neither changes the MLI over 5 seeds (docs/models/ebmc.md, "synthetic:imbalanced"), so
+  the default stays "nll".
 - What we measured about the balance (same section): the equilibrium gradient reaches the
-  encoders, but at the source's weight it is about ten times smaller than the fused task
-  gradient, and the squared-error unimodal terms shrink as they fit, so EBMC's gradients stay
-  as text-heavy as its task gradient. late_fusion's balance comes from its L1 unimodal heads,
-  whose gradient keeps its size. We did not add a gradient modulation the sources do not
-  describe.
+  encoders, but at the source's weight it is about a tenth of the fused task gradient. That
+  task gradient passes through the trust-weighted fusion, which sends most of it to the
+  strong modality. Without trust EBMC is as balanced as late_fusion. The form of the
+  unimodal loss (nll, mse, l1) does not change the MLI. We did not add a gradient
+  modulation that the sources do not describe.
 - CCE's reconstruction target h_m is detached (a target, not a moving one); `use_cce`
   False drops the enhancement term from z_m and its loss.
 """
