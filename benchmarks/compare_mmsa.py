@@ -88,7 +88,8 @@ SIZE_MATCHED: dict[str, dict[str, Any]] = {
         },
         "train": {"batch_size": 32, "lr": 1e-3},
         "why": "MMSA hidden_dims (128, 32, 128), text_out 32, post_fusion_dim 64; one non-text width 65 gives "
-        "MMSA's fused size (33·66·66 ≈ 33·33·129)",
+        "MMSA's fused size (33·66·66 ≈ 33·33·129); text: MMSA's TextSubNet (unilstm: one unidirectional "
+        "128-wide LSTM on the features), no input standardisation (MMSA has none)",
     },
     "lmf": {
         "model": {
@@ -101,14 +102,15 @@ SIZE_MATCHED: dict[str, dict[str, Any]] = {
             "dropout": 0.3,
         },
         "train": {"batch_size": 64, "lr": 1e-3, "weight_decay": 0.005},
-        "why": "MMSA hidden_dims (128, 16, 128), text_out 64, rank 3; hidden 176 matches MMSA's unidirectional "
-        "128-wide LSTM in parameters with msakit's bidirectional one",
+        "why": "MMSA hidden_dims (128, 16, 128), text_out 64, rank 3; text: MMSA's TextSubNet (unilstm, 128 "
+        "wide), no input standardisation (MMSA has none)",
     },
     "lf_dnn": {
         "model": {"text_encoder": "unilstm", "feature_norm": False, "hidden_dim": 128, "dropout": 0.2},
         "train": {"batch_size": 128, "lr": 1e-3, "weight_decay": 0.01},
-        "why": "MMSA hidden_dims (128, 16, 128), text_out 256, post_fusion_dim 128; msakit has one width for "
-        "every sub-network and the head, 160 matches the parameter count",
+        "why": "MMSA hidden_dims (128, 16, 128), text_out 256, post_fusion_dim 128; msakit has one width (128) "
+        "for every sub-network and the head; text: MMSA's TextSubNet (unilstm, 128 wide), no input "
+        "standardisation (MMSA has none)",
     },
     "mult": {
         "model": {
@@ -125,7 +127,8 @@ SIZE_MATCHED: dict[str, dict[str, Any]] = {
         },
         "train": {"batch_size": 16, "lr": 2e-3, "weight_decay": 0.005, "grad_clip": 0.6},
         "why": "MMSA dst_feature_dim_nheads (50, 10), nlevels 4 (its memory transformers run max(4, 3) = 4 "
-        "layers); MMSA's memory transformers are 2·50 wide, msakit's project to 50, hence fewer parameters",
+        "layers, 2·50 wide: memory=concat), feed-forward 4× wide (ffn_mult=4), relu_dropout = res_dropout = 0 "
+        "(ffn_dropout=0)",
     },
 }
 
@@ -628,6 +631,13 @@ def main() -> None:
         action="store_true",
         help="also run msakit without --msakit-train in each pair (stored as 'msakit_default'): the before/after",
     )
+    p.add_argument(
+        "--sides",
+        nargs="+",
+        choices=("mmsa", "msakit"),
+        default=["mmsa", "msakit"],
+        help="run only these sides; the other side's runs are kept from --json (e.g. rerun msakit after a change)",
+    )
     p.add_argument("--workdir", help=argparse.SUPPRESS)
     p.add_argument("--worker", choices=("mmsa", "msakit", "msakit_default"), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -665,6 +675,8 @@ def main() -> None:
                 for fw in order:
                     if fw in pair and "error" not in pair[fw]:
                         continue  # resumed
+                    if fw.split("_")[0] not in args.sides:
+                        continue  # this invocation runs the other side only
                     print(f"seed {seed} {model}: {fw} ...", flush=True)
                     pair[fw] = spawn(fw, model, seed, args, Path(tmp))
                     print(f"  {json.dumps(pair[fw])[:300]}", flush=True)
