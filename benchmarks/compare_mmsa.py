@@ -388,11 +388,12 @@ def worker(args: argparse.Namespace) -> None:
             result = run_msakit(*where, train)
         result["peak_mib"] = _peak_mib()
     except BenchmarkError as exc:
-        result = {"error": str(exc)}
+        result = {"error": str(exc), "refused": True}
     except (MemoryError, RuntimeError) as exc:
         if isinstance(exc, RuntimeError) and "memory" not in str(exc).lower():
             raise
-        result = {"error": f"{args.framework} {args.models[0]}: out of memory ({str(exc).splitlines()[0][:160]})"}
+        what = f"{args.framework} {args.models[0]}: out of memory ({str(exc).splitlines()[0][:160]})"
+        result = {"error": what, "refused": True}
     print("RESULT " + json.dumps(result))
 
 
@@ -665,6 +666,7 @@ def main() -> None:
         "epochs": args.timing_epochs,
         "msakit_train": list(args.msakit_train),
     }
+    refused: list[str] = []
     with tempfile.TemporaryDirectory(prefix="compare_mmsa-") as tmp:
         for seed in args.seeds:
             for model in args.models:
@@ -679,6 +681,8 @@ def main() -> None:
                         continue  # this invocation runs the other side only
                     print(f"seed {seed} {model}: {fw} ...", flush=True)
                     pair[fw] = spawn(fw, model, seed, args, Path(tmp))
+                    if pair[fw].get("refused"):
+                        refused.append(pair[fw]["error"])
                     print(f"  {json.dumps(pair[fw])[:300]}", flush=True)
                     runs["meta"]["load_end"] = os.getloadavg()[0]
                     if args.json:
@@ -688,6 +692,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)
+    if refused:  # e.g. a size-matched configuration that does not fit in memory: the table says so too
+        print(f"compare_mmsa: {refused[0]}", file=sys.stderr)
+        sys.exit(2)
 
 
 def validate_request(args: argparse.Namespace) -> None:

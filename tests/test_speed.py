@@ -489,3 +489,22 @@ def test_compare_mmsa_scopes_a_train_override_to_one_model(tmp_path: Path) -> No
         text=True,
     )
     assert proc.returncode == 2 and "--msakit-train mlt:batch_size=64: no model 'mlt'" in proc.stderr, proc.stderr
+
+
+def test_compare_mmsa_exits_2_naming_a_run_that_did_not_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    _, module = _compare_mmsa()
+    why = "msakit mult: the size-matched configuration needs about 9.0 GiB (2,398,467 parameters, batch 64)"
+    monkeypatch.setattr(module, "validate_request", lambda args: None)
+    monkeypatch.setattr(module, "spawn", lambda fw, *a: {"error": why, "refused": True} if fw == "msakit" else {})
+    out, results = tmp_path / "doc.md", tmp_path / "r.json"
+    argv = ["compare_mmsa.py", "x.pkl", "--size-matched", "--models", "mult", "--seeds", "1"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--sides", "msakit", "--out", str(out), "--json", str(results)])
+    with pytest.raises(SystemExit) as exc:
+        module.main()
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip() == f"compare_mmsa: {why}"
+    assert why in out.read_text()  # the table names it too, and the results so far are written
