@@ -22,11 +22,14 @@ language):
   order);
 - metrics: `msakit.metrics` ("sims", MMSA's), on the kept epoch's test predictions.
 
-The rows go to ``docs/results/sims_finetune.json`` (docgen table), beside the probes on
-the same languages' frozen last-layer mean (the e5 probe rows).
+The rows go to ``docs/results/sims_finetune.json`` (docgen table), beside ridge probes on
+the frozen model's layer means (`E5Tokens.hidden_means`; alpha from msakit's probe grid,
+chosen on validation MAE): the last layer, the one layer chosen on validation, and all 13
+side by side. Per-seed results and the layer means are cached under --work, so a rerun
+only rewrites the table.
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/sims_finetune.py \\
-        --source ../shared/data/sims/labels.csv --work runs/datasets/sims-finetune --top 2
+        --source ../shared/data/sims/labels.csv --work runs/datasets/sims-finetune --top 2 --epochs 6
 """
 
 from __future__ import annotations
