@@ -69,3 +69,41 @@ def test_chinese_lexicon_reads_polarity(sims_language: ModuleType) -> None:
     good, bad = sims_language.chinese_lexicon(["我今天非常开心，太好了", "我很难过，真是糟糕透了"])
     assert good.shape == (12,) and 0 < good[0] < 1 and 0 < bad[0] < 1  # SnowNLP probability
     assert good[4] > 0 > bad[4]  # HowNet positive minus negative (signed log)
+
+
+@pytest.fixture(scope="module")
+def sims_finetune() -> ModuleType:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("_sims_finetune", ROOT / "benchmarks" / "sims_finetune.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_finetune_head_ignores_padding_and_trains_its_layers(sims_finetune: ModuleType) -> None:
+    import torch
+    from transformers import BertConfig
+    from transformers.models.bert.modeling_bert import BertLayer
+
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_attention_heads=4, intermediate_size=64)
+    net = sims_finetune.TopHead([BertLayer(config) for _ in range(2)], 32).eval()
+    x, mask = torch.randn(2, 6, 32), torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    noisy = x.clone()
+    noisy[0, 3:] = 100.0  # padding content must not reach the prediction (attention mask and pooled mean)
+    torch.testing.assert_close(net(x, mask), net(noisy, mask))
+    net.train()
+    net(x, mask).sum().backward()
+    assert all(p.grad is not None for p in net.layers.parameters())
+
+
+def test_ridge_probe_chooses_alpha_on_validation(sims_finetune: ModuleType) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 5))
+    y = np.clip(0.5 * x[:, 0] + 0.1 * rng.normal(size=300), -1, 1)
+    splits = np.array(["train"] * 200 + ["valid"] * 50 + ["test"] * 50)
+    valid, test = sims_finetune.ridge_probe(x, splits, y)
+    assert test["Corr"] > 0.9 and valid["MAE"] < 0.15  # the signal column is found
+    noise_valid, _ = sims_finetune.ridge_probe(rng.normal(size=(300, 5)), splits, y)
+    assert noise_valid["MAE"] > valid["MAE"] + 0.1  # and a feature set without it scores worse
