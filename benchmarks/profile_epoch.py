@@ -461,6 +461,24 @@ def _cpu_ratios(per_seed: dict[str, Any], side: str = "msakit") -> list[float]:
     ]
 
 
+def _timing_pairs_block(runs: dict, pkl: str, tail: str) -> list[str]:
+    """The command, paired table, notes and reach sentence of one stop's size-matched timing pairs."""
+    tm = runs["timing_meta"]
+    return [
+        f"    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/compare_mmsa.py {pkl} --size-matched \\",
+        f"        --mmsa-path DIR --models {' '.join(tm['models'])} --seeds {' '.join(map(str, tm['seeds']))} \\",
+        f"        --timing-epochs {tm['epochs']} "
+        + " ".join(f"--msakit-train {o}" for o in tm.get("msakit_train", []))
+        + f" {tail}",
+        "",
+        _load_module("compare_mmsa").timing_table(runs["timing"]),
+        *[f"- {note}" for note in runs.get("timing_notes", [])],
+        "",
+        _reach_sentence(runs["timing"]),
+        "",
+    ]
+
+
 def _reach_sentence(timing: dict[str, Any]) -> str:
     """Which size-matched models meet msakit ≤ 0.33× MMSA's CPU time per epoch (medians of the pairs)."""
     met, unmet = [], []
@@ -505,17 +523,7 @@ def _fifth_stop(bench: Path) -> list[str]:
         "Pairs, each MMSA then msakit (order alternating), back to back, each "
         f"{tm['epochs']} epochs in its own process; CPU time per epoch, medians over pairs:",
         "",
-        "    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/compare_mmsa.py runs/speed/mosi_mmsa.pkl --size-matched \\",
-        f"        --mmsa-path DIR --models {' '.join(tm['models'])} --seeds {' '.join(map(str, tm['seeds']))} \\",
-        f"        --timing-epochs {tm['epochs']} "
-        + " ".join(f"--msakit-train {o}" for o in tm.get("msakit_train", []))
-        + " --json docs/bench/compare_mmsa_s5.json",
-        "",
-        _load_module("compare_mmsa").timing_table(runs["timing"]),
-        *[f"- {note}" for note in runs.get("timing_notes", [])],
-        "",
-        _reach_sentence(runs["timing"]),
-        "",
+        *_timing_pairs_block(runs, "runs/speed/mosi_mmsa.pkl", "--json docs/bench/compare_mmsa_s5.json"),
     ]
     before_path = bench / "compare_mmsa_s4.json"
     if before_path.exists():
@@ -564,17 +572,9 @@ def _fourth_stop(bench: Path) -> list[str]:
             f"also msakit on its default paths), back to back, each {tm['epochs']} epochs in its own process; CPU "
             "time per epoch, medians over pairs:",
             "",
-            "    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/compare_mmsa.py /tmp/mosi_mmsa.pkl --size-matched \\",
-            f"        --mmsa-path DIR --models {' '.join(tm['models'])} --seeds {' '.join(map(str, tm['seeds']))} \\",
-            f"        --timing-epochs {tm['epochs']} "
-            + " ".join(f"--msakit-train {o}" for o in tm.get("msakit_train", []))
-            + " --with-default-paths --json docs/bench/compare_mmsa_s4.json",
-            "",
-            _load_module("compare_mmsa").timing_table(runs["timing"]),
-            *[f"- {note}" for note in runs.get("timing_notes", [])],
-            "",
-            _reach_sentence(runs["timing"]),
-            "",
+            *_timing_pairs_block(
+                runs, "/tmp/mosi_mmsa.pkl", "--with-default-paths --json docs/bench/compare_mmsa_s4.json"
+            ),
         ]
     buckets = bench / "micro_buckets.json"
     if buckets.exists():

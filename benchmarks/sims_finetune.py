@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -54,10 +53,9 @@ from msakit.e5_torch import E5Tokens, load_e5_torch, masked_mean
 from msakit.io import atomic_write_json
 from msakit.metrics import compute_metrics
 from msakit.probe import ALPHAS
+from sims_language import COLUMNS, SEEDS, _cell  # the same table columns as the frozen-encoder CH-SIMS table
 
 LANGUAGES = {"zh": ("Chinese", "text"), "en": ("English", "text_en")}
-COLUMNS = [("Mult_acc_2", "Acc-2", 100, 1), ("F1_score", "F1", 100, 1), ("MAE", "MAE", 1, 3), ("Corr", "Corr", 1, 3)]
-SEEDS = (1, 2, 3, 4, 5)
 MAX_LEN = 64
 
 
@@ -184,13 +182,6 @@ def probe_rows(frame: pd.DataFrame, work: Path, lang: str) -> list[list[str]]:
         cells = [_cell([test[key]], sc, d) for key, _, sc, d in COLUMNS]
         rows.append([f"{language}, frozen e5, {label}: probe", "–", *cells, _cell([valid["MAE"]], 1, 3)])
     return rows
-
-
-def _cell(values: list[float], scale: float, digits: int) -> str:
-    mean = statistics.mean(values) * scale
-    if len(values) == 1:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> int:

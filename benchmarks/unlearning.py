@@ -334,7 +334,8 @@ def table(rows: list[dict[str, Any]], probes: dict[str, dict[str, float]], sampl
         lines.append(f"| MBD {name} | " + " | ".join(cells) + " |")
     secs = lambda k: [r["seconds"][k] for r in rows]  # noqa: E731
     cpu = lambda k: [r["cpu_seconds"][k] for r in rows]  # noqa: E731
-    speed = [r["cpu_seconds"]["retrain"] / r["cpu_seconds"]["unlearn_total"] for r in rows]
+    ratio = lambda num, den: [r["cpu_seconds"][num] / r["cpu_seconds"][den] for r in rows]  # noqa: E731
+    speed = ratio("retrain", "unlearn_total")
     lines.append("")
     where = "in this process" if sample_scope else "each a fresh `msakit` command (start-up and data loading included)"
     lines.append(
@@ -345,7 +346,7 @@ def table(rows: list[dict[str, Any]], probes: dict[str, dict[str, float]], sampl
         f"{fmt(secs('unlearn_total'), digits=2)} s, of which the edit {fmt(secs('unlearn_edit'), digits=2)} s."
     )
     if all("retrain_in_process" in r["cpu_seconds"] for r in rows):
-        edit = [r["cpu_seconds"]["retrain_in_process"] / r["cpu_seconds"]["unlearn_edit"] for r in rows]
+        edit = ratio("retrain_in_process", "unlearn_edit")
         lines.append(
             f"In-process, one thread (no start-up): retraining {fmt(cpu('retrain_in_process'))} s of CPU, the edit "
             f"(timed inside the fresh `msakit unlearn` command) "
@@ -353,15 +354,15 @@ def table(rows: list[dict[str, Any]], probes: dict[str, dict[str, float]], sampl
             f"separate the two comparisons."
         )
     if all("unlearn_edit_warm" in r["cpu_seconds"] for r in rows):
-        warm = [r["cpu_seconds"]["retrain_in_process"] / r["cpu_seconds"]["unlearn_edit_warm"] for r in rows]
-        both = [r["cpu_seconds"]["retrain_in_process"] / r["cpu_seconds"]["unlearn_in_process_warm"] for r in rows]
+        warm = ratio("retrain_in_process", "unlearn_edit_warm")
+        both = ratio("retrain_in_process", "unlearn_in_process_warm")
         lines.append(
             f"The deletion run again in this warm process, as the in-process retraining is: the edit "
             f"{fmt(cpu('unlearn_edit_warm'), digits=3)} s of CPU, speed-up {fmt(warm)}×; the edit and its "
             f"certificate {fmt(cpu('unlearn_in_process_warm'), digits=3)} s, speed-up {fmt(both)}×."
         )
     if all("unlearn_in_process" in r["cpu_seconds"] for r in rows):
-        whole = [r["cpu_seconds"]["retrain_in_process"] / r["cpu_seconds"]["unlearn_in_process"] for r in rows]
+        whole = ratio("retrain_in_process", "unlearn_in_process")
         lines.append(
             f"In the command's process, the edit and its certificate (evidence: attack probes, utility; data "
             f"hashes): "
