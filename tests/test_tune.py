@@ -82,6 +82,13 @@ def test_search_space_reads_declared_ranges_and_overrides() -> None:
     assert changed["train.patience"].kind is int  # a field without a declared range can be added
 
 
+def test_an_explicit_range_searches_a_field_the_preset_fixes() -> None:
+    fixed = {"model": {"hidden_dim": 32, "dropout": 0.2}, "train": {"lr": 1e-3}}
+    space = search_space("late_fusion", {"lr": SearchRange(low=1e-4, high=3e-3, log=True)}, fixed=fixed)
+    assert space["train.lr"].range == SearchRange(low=1e-4, high=3e-3, log=True)  # named: searched
+    assert "model.hidden_dim" not in space and "model.dropout" not in space  # fixed, not named: kept
+
+
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [

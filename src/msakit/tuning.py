@@ -79,22 +79,27 @@ def search_space(
 
     Keys of `space_overrides` are `model.x`, `train.x` or a bare `x` that names a field of
     exactly one of the two configs. Fields fixed in `fixed` (a preset or -m/-t) are not
-    searched. ConfigError names an unknown field or a range its type cannot take.
+    searched unless `space_overrides` names them with a range: an explicit range wins, so a
+    study on top of a preset can revisit the preset's own values (the preset's value is then
+    only the base the other fields start from). ConfigError names an unknown field or a range
+    its type cannot take.
     """
     classes = {"model": get_model_class(model).config_class, "train": TrainConfig}
     defaults = {"model": build_config(model), "train": TrainConfig()}
     ranges = {f"{o}.{n}": r for o in OWNERS for n, r in search_ranges(classes[o]).items()}
+    explicit: set[str] = set()
     for raw_key, spec in (space_overrides or {}).items():
         key = _qualify(raw_key, classes, model)
         if spec is None:
             ranges.pop(key, None)
         else:
             ranges[key] = spec
+            explicit.add(key)
     fixed = fixed or {}
     space: dict[str, Param] = {}
     for key, spec in ranges.items():
         owner, name = key.split(".", 1)
-        if name in fixed.get(owner, {}):
+        if name in fixed.get(owner, {}) and key not in explicit:
             continue
         kind = _field_kind(classes[owner], name, key)
         owner_label = f"model {model!r}" if owner == "model" else "trainer"

@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="SPEC",
-        help="change the search space: key=low:high[:log], key=a,b,c (choices), key=none (do not search), "
+        help="change the search space: key=low:high[:log], key=a,b,c (choices), key=none "
+        "(do not search; a named range is searched even when --preset or -m/-t fixes the field), "
         "or a YAML file {model: {field: {low, high, log, step} | {choices: [...]}}, train: {...}}; repeatable",
     )
     p.add_argument("--sampler-seed", type=int, help="seed of the TPE sampler (reproducible suggestions)")
