@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from msakit.training import Trainer, train_config_from
 from msakit.training.engine import adamw, clip_grad_norm
@@ -430,6 +430,42 @@ def test_unilstm_is_mmsas_text_subnet_exact_on_each_samples_valid_steps() -> Non
         torch.testing.assert_close(seq[i, :n], alone)
         torch.testing.assert_close(pooled[i], alone.mean(0))
         assert not seq[i, n:].any()
+
+
+def test_unilstm_segments_path_skips_padding_with_the_same_values_and_gradients() -> None:
+    from msakit.layers.encoders import SequenceEncoder, _segment_ends, lstm_path
+
+    torch.manual_seed(0)
+    enc = SequenceEncoder(6, 5, kind="unilstm", dropout=0.0)
+    lengths = torch.tensor([40, 3, 0, 25, 25, 1, 38, 12] * 3)  # 24 samples: more rows than SEGMENT_ROWS
+    mask = torch.arange(40)[None, :] < lengths[:, None]
+    x = torch.randn(len(lengths), 40, 6) * mask.unsqueeze(-1)
+    shapes: list[tuple[int, ...]] = []
+    enc.lstm.register_forward_hook(lambda m, a, o: shapes.append(tuple(a[0].shape)))
+
+    def run(path: str) -> tuple[Tensor, Tensor, list[Tensor]]:
+        enc.zero_grad()
+        with lstm_path(path):
+            seq, pooled = enc(x, mask)
+        (seq.square().sum() + pooled.sum()).backward()
+        return seq, pooled, [p.grad.clone() for p in enc.parameters()]
+
+    seq, pooled, grads = run("auto")
+    assert shapes == [tuple(x.shape)]  # the existing paths: one call on the padded batch, as before
+    torch.testing.assert_close(seq, enc.lstm(x)[0] * mask.unsqueeze(-1), rtol=0, atol=0)  # bit-identical
+    shapes.clear()
+    seg, seg_pooled, seg_grads = run("segments")
+    assert len(shapes) > 1 and sum(n * t for n, t, _ in shapes) < 0.8 * x.shape[0] * x.shape[1]
+    assert all(n % 16 == 0 or n == len(lengths) for n, _, _ in shapes)  # few distinct shapes
+    torch.testing.assert_close(seg, seq)
+    torch.testing.assert_close(seg_pooled, pooled)
+    for a, b in zip(seg_grads, grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # the cut points: every sample's last step is covered, and a costly call merges neighbouring lengths
+    assert _segment_ends([5] * 16 + [3] * 16 + [1] * 16, cost=0) == [1, 3, 5]
+    assert _segment_ends([5] * 16 + [3] * 16 + [1] * 16, cost=1e9) == [5]
+    assert _segment_ends([5, 3, 3, 1], cost=0) == [5]  # 4 rows: under SEGMENT_ROWS, a cut saves nothing
+    assert _segment_ends([0, 0]) == []
 
 
 def test_size_matched_mult_has_mmsas_layout_and_parameter_count() -> None:

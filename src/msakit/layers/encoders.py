@@ -14,11 +14,17 @@ from msakit.batch import masked_mean
 from msakit.config import ModelConfig
 from msakit.layers.attention import safe_key_padding_mask
 
-LSTM_PATHS = ("packed", "auto")
+LSTM_PATHS = ("packed", "auto", "segments")
 _LSTM_PATH: contextvars.ContextVar[str] = contextvars.ContextVar("msakit_lstm_path", default="packed")
 #: below this fraction of valid steps in a batch the packed LSTM was faster than the split one
 #: (batch 128, hidden 160, MOSI's random batches: 30 % valid, packed 116 vs split 148 ms per step)
 SPLIT_MIN_FILL = 1 / 3
+#: a segment of the "segments" path costs about this many padded sample-steps beyond its arithmetic (one more
+#: fused LSTM call, its slicing and padding); measured on MOSI's bucketed batches, 16-256 alike within noise
+SEGMENT_COST = 64
+#: each segment runs over a multiple of this many samples (or the whole batch): oneDNN builds a primitive per
+#: new input shape (about 1 ms each, cached), so fewer distinct shapes keep the calls on cached primitives
+SEGMENT_ROWS = 16
 
 
 @contextlib.contextmanager
@@ -31,6 +37,12 @@ def lstm_path(path: str) -> Iterator[None]:
     step. It is used when at least `SPLIT_MIN_FILL` of the batch's steps are valid, packing otherwise.
     A process-wide switch rather than a config field so that every model with the shared encoder gets it
     unchanged; the trainer sets it from `TrainConfig.lstm`.
+
+    "segments" is "auto" for the bidirectional encoder, and makes the unidirectional one ("unilstm") skip
+    nearly all padding: the batch is sorted by length and the LSTM runs in a few time segments, each over
+    only the samples still running, carrying their (h, c) into the next (`_segment_ends` picks the cut
+    points). The same recurrence on every valid step, so the same outputs to float rounding, and in
+    evaluation too, where a batch spans the split's whole range of lengths.
     """
     if path not in LSTM_PATHS:
         raise ValueError(f"lstm path must be one of {LSTM_PATHS}, got {path!r}")
@@ -125,7 +137,11 @@ class SequenceEncoder(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         if self.kind == "unilstm":
-            h = self.lstm(x)[0] * mask.unsqueeze(-1).to(x.dtype)  # (B, L, H): exact on valid steps, 0 on padding
+            if _LSTM_PATH.get() == "segments" and not torch.jit.is_tracing():
+                h = self._segmented_lstm(x, mask)
+            else:
+                h = self.lstm(x)[0]
+            h = h * mask.unsqueeze(-1).to(x.dtype)  # (B, L, H): exact on valid steps, 0 on padding
             return h, self.dropout(masked_mean(h, mask))
         h = self.dropout(self.proj(self.norm(x)))  # (B, L, H)
         if self.kind == "lstm":
@@ -144,6 +160,30 @@ class SequenceEncoder(nn.Module):
             h = self.transformer(self.pos(h), src_key_padding_mask=safe_key_padding_mask(mask))
         h = h * mask.unsqueeze(-1).to(h.dtype)
         return h, masked_mean(h, mask)
+
+    def _segmented_lstm(self, x: Tensor, mask: Tensor) -> Tensor:
+        """The unidirectional LSTM over each sample's valid steps (padding skipped), as a few fused calls.
+
+        Samples sorted by length (longest first); segment k covers steps [t_{k-1}, t_k) of the samples longer
+        than t_{k-1}, starting from their state at the end of segment k-1. Values at padded steps are garbage
+        or 0; the caller masks them."""
+        batch, steps, _ = x.shape
+        lengths, order = torch.sort(mask.sum(1), descending=True, stable=True)
+        running = lengths.tolist()
+        xs = x.index_select(0, order)
+        outs: list[Tensor] = []
+        state: tuple[Tensor, Tensor] | None = None
+        start = 0
+        for end in _segment_ends(running):
+            n = _segment_rows(running, start)
+            if state is not None:
+                state = (state[0][:, :n], state[1][:, :n])
+            out, state = self.lstm(xs[:n, start:end], state)
+            outs.append(nn.functional.pad(out, (0, 0, 0, 0, 0, batch - n)))
+            start = end
+        h = torch.cat(outs, 1) if outs else x.new_zeros(batch, 0, self.lstm.hidden_size)
+        h = nn.functional.pad(h, (0, 0, 0, steps - h.shape[1]))
+        return h.index_select(0, torch.argsort(order))
 
     def _packed_lstm(self, h: Tensor, mask: Tensor) -> Tensor:
         """Each direction runs over the valid steps only (packed: no work on padding)."""
@@ -191,6 +231,34 @@ class SequenceEncoder(nn.Module):
         back = (t + shift).clamp_max(steps - 1)
         backward = torch.gather(backward, 1, back.unsqueeze(-1).expand_as(backward))
         return torch.cat([forward, backward], dim=-1)
+
+
+def _segment_ends(lengths: list[int], cost: float = SEGMENT_COST) -> list[int]:
+    """Cut points t_1 < … < t_K = max(lengths) of the "segments" LSTM path, at the least total cost.
+
+    A segment [s, t) costs (samples longer than s) · (t - s) padded sample-steps, plus `cost` for the call;
+    the cuts are chosen among the distinct lengths by dynamic programming (at most L of them, L² steps)."""
+    ends = sorted({length for length in lengths if length > 0})
+    starts = [0, *ends]
+    longer = [_segment_rows(lengths, s) for s in starts]
+    best, prev = [0.0] + [math.inf] * len(ends), [0] * (len(ends) + 1)
+    for j, end in enumerate(ends, 1):
+        for i in range(j):
+            total = best[i] + longer[i] * (end - starts[i]) + cost
+            if total < best[j]:
+                best[j], prev[j] = total, i
+    cuts, j = [], len(ends)
+    while j:
+        cuts.append(ends[j - 1])
+        j = prev[j]
+    return cuts[::-1]
+
+
+def _segment_rows(lengths: list[int], start: int) -> int:
+    """Rows of the segment starting at `start`: the samples still running, rounded up to `SEGMENT_ROWS`
+    (the extra rows are samples that have ended: sorted longest first, they sit right after the running ones)."""
+    running = sum(1 for length in lengths if length > start)
+    return min(len(lengths), -(-running // SEGMENT_ROWS) * SEGMENT_ROWS)
 
 
 def _fill(mask: Tensor) -> float:
