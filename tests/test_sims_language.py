@@ -77,6 +77,7 @@ def sims_finetune() -> ModuleType:
     spec = importlib.util.spec_from_file_location("_sims_finetune", ROOT / "benchmarks" / "sims_finetune.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
     spec.loader.exec_module(module)
     return module
 
@@ -107,3 +108,61 @@ def test_ridge_probe_chooses_alpha_on_validation(sims_finetune: ModuleType) -> N
     assert test["Corr"] > 0.9 and valid["MAE"] < 0.15  # the signal column is found
     noise_valid, _ = sims_finetune.ridge_probe(rng.normal(size=(300, 5)), splits, y)
     assert noise_valid["MAE"] > valid["MAE"] + 0.1  # and a feature set without it scores worse
+
+
+def test_finetune_head_reads_the_lexicon_columns(sims_finetune: ModuleType) -> None:
+    import torch
+    from transformers import BertConfig
+    from transformers.models.bert.modeling_bert import BertLayer
+
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_attention_heads=4, intermediate_size=64)
+    net = sims_finetune.TopHead([BertLayer(config)], 32, extra=3).eval()
+    x, mask = torch.randn(2, 5, 32), torch.ones(2, 5, dtype=torch.bool)
+    lex = torch.zeros(2, 3)
+    shifted = lex.clone()
+    shifted[:, 1] = 2.0
+    assert not torch.allclose(net(x, mask, lex), net(x, mask, shifted))  # the columns reach the prediction
+    net.train()
+    net(x, mask, shifted).sum().backward()
+    assert net.out.weight.grad is not None and net.out.weight.grad[0, 32:].abs().sum() > 0
+
+
+def test_lexicon_standardised_on_train_rows_only(sims_finetune: ModuleType) -> None:
+    values = np.array([[1.0, 5.0], [3.0, 5.0], [100.0, 5.0]], dtype=np.float32)
+    train = np.array([True, True, False])
+    out = sims_finetune.standardise_on_train(values, train)
+    np.testing.assert_allclose(out[:2, 0], [-1.0, 1.0])  # train mean 2, std 1: the test row does not move them
+    np.testing.assert_allclose(out[2, 0], 98.0)
+    assert np.all(out[:, 1] == 0.0)  # a constant column: zeros, no NaN
+
+
+def test_recipe_search_chooses_on_validation_only(sims_finetune: ModuleType) -> None:
+    recipe = sims_finetune.Recipe
+    valid = {recipe(top=1): 0.50, recipe(top=2): 0.48, recipe(top=2, lexicon=True): 0.49}
+
+    class FakeLanguage:
+        def run(self, r: object, seed: int) -> dict[str, object]:
+            # test MAE runs the other way: a search that peeked at test would pick top 1
+            return {"valid_MAE": valid[r] + 0.001 * seed, "best_epoch": seed, "test": {"MAE": 1 - valid[r]}}
+
+    chosen, table = sims_finetune.search(FakeLanguage(), list(valid), [1, 2])
+    assert chosen == recipe(top=2)
+    assert [row[1] for row in table] == ["0.5015", "0.4815", "0.4915"] and table[1][0].endswith("← chosen")
+    assert recipe(lexicon=True).slug != recipe().slug
+
+
+def test_a_run_ended_by_patience_is_reused_under_a_larger_cap(sims_finetune: ModuleType, tmp_path: Path) -> None:
+    import json
+
+    recipe = sims_finetune.Recipe
+    frame = pd.DataFrame({"text": ["a"], "text_en": ["a"], "split": ["train"], "label": [0.0]})
+    language = sims_finetune.Language(frame, "zh", tmp_path)
+    (tmp_path / "runs").mkdir()
+    for seed, best in ((1, 3), (2, 5)):  # cap 6, patience 2: seed 1 stopped at epoch 5, seed 2 at the cap
+        run = {"seed": seed, "recipe": vars(recipe(epochs=6)), "best_epoch": best, "valid_MAE": 0.5}
+        (tmp_path / "runs" / f"zh-{recipe(epochs=6).slug}-seed{seed}.json").write_text(json.dumps(run))
+    assert language.same_run(recipe(epochs=12), 1)["best_epoch"] == 3
+    assert language.same_run(recipe(epochs=12), 2) is None  # the cap ended it: epochs 7-12 are unknown
+    assert language.same_run(recipe(epochs=12, lexicon=True), 1) is None  # another recipe
+    assert language.same_run(recipe(epochs=2), 1) is None  # its best epoch is past this cap
