@@ -99,6 +99,9 @@ class ModelConfig:
     hidden_dim: int = tunable(64, choices=(32, 64, 128, 256))  # multiples of 4 attention heads
     dropout: float = tunable(0.1, low=0.0, high=0.5)
     task_loss: str = "l1"  # "l1" | "mse" for regression; classification always uses CE
+    # regression: task loss + ccc_weight · (1 − CCC(pred, y)) over each batch (Lin's concordance, the
+    # AVEC loss for continuous affect; msakit.models.base.concordance_loss); 0 = off, classification untouched
+    ccc_weight: float = 0.0
     # normalise each input feature with robust training-split statistics (msakit.layers.normalize)
     feature_norm: bool = True
 
@@ -148,6 +151,9 @@ class TrainConfig:
     # direction as one fused unpacked LSTM over per-sample reversed steps when a batch is at least 1/3
     # valid steps, the same outputs to float rounding; msakit.layers.encoders.lstm_path)
     lstm: str = "packed"
+    # exponential moving average of the weights after every optimizer step (torch.optim.swa_utils.
+    # AveragedModel); validation, the best checkpoint and all that reads it use the averaged weights. 0 = off
+    ema_decay: float = tunable(0.0, choices=(0.0, 0.99, 0.995, 0.999))
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -217,8 +223,10 @@ def _check_value(key: str, value: Any, owner: str) -> None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and not problem:
         if key == "lr" and value <= 0:
             problem = "> 0"
-        elif (key == "dropout" or key.endswith("_dropout")) and not 0 <= value < 1:
+        elif (key == "dropout" or key.endswith("_dropout") or key == "ema_decay") and not 0 <= value < 1:
             problem = "in [0, 1)"
+        elif key == "ccc_weight" and value < 0:
+            problem = ">= 0"
     if key == "seeds" and isinstance(value, tuple) and not value:
         problem = "at least one seed"
     if problem:

@@ -18,6 +18,25 @@ if TYPE_CHECKING:
     from msakit.data.stats import DatasetStats
 
 
+def concordance_loss(pred: Tensor, y: Tensor, eps: float = 1e-8) -> Tensor:
+    """1 − Lin's concordance correlation coefficient of `pred` and `y` over the batch (population moments).
+
+    CCC = 2·cov(p, y) / (var p + var y + (mean p − mean y)²): 1 only when p = y, so unlike
+    Pearson's r it also penalises scale and offset (the AVEC challenges' loss for continuous
+    affect). Hand-written (four moments): torchmetrics, the library that has it, is not a dependency.
+    A batch of fewer than 2 samples has no correlation: the term is 0 (still in the graph).
+    Constant predictions give cov = 0 and a finite gradient; `eps` keeps 0/0 away when both
+    sides are constant and equal. Shape: pred and y (B,).
+    """
+    if pred.numel() < 2:
+        return pred.sum() * 0.0
+    p, t = pred.float().reshape(-1), y.float().reshape(-1)
+    dp, dt = p - p.mean(), t - t.mean()
+    cov = (dp * dt).mean()
+    denom = dp.pow(2).mean() + dt.pow(2).mean() + (p.mean() - t.mean()).pow(2)
+    return 1.0 - 2.0 * cov / (denom + eps)
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a model needs and does, declared on the class and read by the trainer, the
@@ -154,10 +173,16 @@ class MSAModel(nn.Module):
         if self.is_classifier:
             return nn.functional.cross_entropy(pred, y.long())
         if self.config.task_loss == "mse":
-            return nn.functional.mse_loss(pred, y.float())
-        if self.config.task_loss == "l1":
-            return nn.functional.l1_loss(pred, y.float())
-        raise ConfigError(f"model {self.model_name!r}: task_loss must be 'l1' or 'mse', got {self.config.task_loss!r}")
+            loss = nn.functional.mse_loss(pred, y.float())
+        elif self.config.task_loss == "l1":
+            loss = nn.functional.l1_loss(pred, y.float())
+        else:
+            raise ConfigError(
+                f"model {self.model_name!r}: task_loss must be 'l1' or 'mse', got {self.config.task_loss!r}"
+            )
+        if self.config.ccc_weight > 0:  # off: exactly the plain loss (no extra op in the graph)
+            loss = loss + self.config.ccc_weight * concordance_loss(pred, y.float())
+        return loss
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from msakit.batch import Batch, ModelOutput
@@ -107,6 +109,74 @@ def _emit(callbacks: Sequence[Any], event: str, *args: Any) -> None:
         hook = getattr(cb, event, None)  # duck-typed observers need not subclass Callback
         if hook is not None:
             hook(*args)
+
+
+def _tensors(model: nn.Module) -> list[Tensor]:
+    """Every parameter and buffer of `model`, in module order (looked up afresh: a hook may replace a buffer)."""
+    return [*model.parameters(), *model.buffers()]
+
+
+@contextmanager
+def _holding(model: nn.Module, values: Sequence[Tensor]) -> Iterator[None]:
+    """`model`'s parameters and buffers hold `values` (same order) inside the block, its own again after."""
+    own = [t.detach().clone() for t in _tensors(model)]
+    with torch.no_grad():
+        for t, v in zip(_tensors(model), values, strict=True):
+            t.copy_(v)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for t, v in zip(_tensors(model), own, strict=True):
+                t.copy_(v)
+
+
+class WeightAverage(Callback):
+    """An exponential moving average of a model's parameters, updated after every optimizer step.
+
+    `torch.optim.swa_utils.AveragedModel` with `get_ema_multi_avg_fn(decay)` keeps it: the
+    first step copies the weights, then avg <- decay·avg + (1 − decay)·w. Buffers are not
+    averaged (`use_buffers=False`): integer counters cannot be, and fitted state (the input
+    normaliser, label memories) is not a weight. `applied` puts the averaged parameters into
+    the live model, with its own buffers, for validation and the best checkpoint; statistics
+    a model recomputes from its weights at epoch end (`MSAModel.on_train_epoch_end`) are
+    recomputed for the averaged weights by the `refresh` the caller passes. Training itself
+    always steps the live weights, so an off switch (`TrainConfig.ema_decay = 0`, no
+    `WeightAverage`) is exactly the old training.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise TrainingError(f"weight average: decay must be in (0, 1), got {decay}")
+        self.model, self.decay = model, decay
+        self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
+        self.evaluated: list[Tensor] = []  # parameters and buffers as last applied (after refresh)
+
+    def on_step_end(self, state: FitState, parts: dict[str, float]) -> None:
+        self.averaged.update_parameters(self.model)
+
+    @contextmanager
+    def applied(self, refresh: Callable[[], None] | None = None) -> Iterator[None]:
+        """The averaged parameters in the live model inside the block; `self.evaluated` keeps them."""
+        with _holding(self.model, [*self.averaged.module.parameters(), *self.model.buffers()]):
+            if refresh is not None:
+                refresh()
+            self.evaluated = [t.detach().clone() for t in _tensors(self.model)]
+            yield
+
+    @contextmanager
+    def evaluated_applied(self) -> Iterator[None]:
+        """The parameters and buffers of the last `applied` block in the live model (to save them)."""
+        if not self.evaluated:
+            raise TrainingError("weight average: nothing was evaluated with the averaged weights yet")
+        with _holding(self.model, self.evaluated):
+            yield
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.averaged.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.averaged.load_state_dict(state)
 
 
 def supervised_loss(model: MSAModel, output: ModelOutput, batch: Batch) -> tuple[Tensor, dict[str, float]]:
@@ -310,4 +380,14 @@ def fit_steps(
     return state
 
 
-__all__ = ["BatchTransform", "Callback", "FitState", "adamw", "clip_grad_norm", "fit", "fit_steps", "supervised_loss"]
+__all__ = [
+    "BatchTransform",
+    "Callback",
+    "FitState",
+    "WeightAverage",
+    "adamw",
+    "clip_grad_norm",
+    "fit",
+    "fit_steps",
+    "supervised_loss",
+]

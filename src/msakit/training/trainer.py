@@ -15,6 +15,7 @@ protocol on the same gathered validation metrics; only rank 0 writes files.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import random
@@ -46,7 +47,7 @@ from msakit.training.checkpoint import (
     save_checkpoint,
 )
 from msakit.training.distributed import Runtime, init_runtime, is_collective_failure, lost_rank_error, resolve_device
-from msakit.training.engine import BatchTransform, Callback, FitState, adamw, fit, supervised_loss
+from msakit.training.engine import BatchTransform, Callback, FitState, WeightAverage, adamw, fit, supervised_loss
 
 __all__ = [
     "BatchTransform",
@@ -255,11 +256,12 @@ class Trainer:
         model = create_model(self.model_name, self.model_config).to(self.device)
         optimizer = adamw(model.param_groups(cfg.lr, cfg.weight_decay), device=self.device)
         last = self._resumable(run_dir) if resume else None
-        state = self._restore(last, model, optimizer) if last is not None else FitState(seed=seed)
+        state, extra = self._restore(last, model, optimizer) if last is not None else (FitState(seed=seed), {})
         if last is None:
             model.load_pretrained()  # stage-1 / pretrained parts, fresh training only
         model.start_fit(dataset_stats(self.data.train, source=self.dataset.source))  # fits the input normaliser
-        protocol = _Protocol(self, run_dir, model, optimizer, fresh=last is None)
+        averager = self._averager(model, last, extra)
+        protocol = _Protocol(self, run_dir, model, optimizer, fresh=last is None, averager=averager)
         try:
             final = self._fit(model, optimizer, protocol, state, seed)
         except TrainingError as exc:
@@ -304,7 +306,7 @@ class Trainer:
             model,
             self.data,
             optimizer,
-            [protocol, *self.callbacks],
+            [protocol, *([protocol.averager] if protocol.averager else []), *self.callbacks],
             epochs=cfg.epochs,
             seed=seed,
             state=state,
@@ -312,14 +314,16 @@ class Trainer:
             grad_clip=cfg.grad_clip,
             loss_fn=supervised_loss,
             transform=self._augment,
-            validate=lambda m: evaluate(
-                m,
-                self.data.valid,
-                self.metric_set.name,
-                batch_size=self.data.eval_batch_size,
-                device=self.device,
-                data=self.data,
-                runtime=rt,
+            validate=lambda m: protocol.validate(
+                lambda: evaluate(
+                    m,
+                    self.data.valid,
+                    self.metric_set.name,
+                    batch_size=self.data.eval_batch_size,
+                    device=self.device,
+                    data=self.data,
+                    runtime=rt,
+                )
             ),
             checkpoint=protocol.save,
             label=f"seed {seed}",
@@ -346,8 +350,32 @@ class Trainer:
         last = run_dir / "last"
         return last if last.is_dir() else None
 
-    def _restore(self, path: Path, model: MSAModel, optimizer: torch.optim.Optimizer) -> FitState:
-        """The fit state of checkpoint `path`, with model, optimizer and RNG restored from it."""
+    def _averager(self, model: MSAModel, last: Path | None, extra: dict[str, Any]) -> WeightAverage | None:
+        """The weight average when `ema_decay` > 0, restored from `last` when resuming."""
+        if self.cfg.ema_decay <= 0:
+            return None
+        averager = WeightAverage(model, self.cfg.ema_decay)
+        if last is not None:
+            if "averaged" not in extra:
+                raise DataError(
+                    "this run was trained without ema_decay; resume it with the same train config",
+                    path=last / "optimizer.pt",
+                    field="averaged",
+                )
+            try:
+                averager.load_state_dict(extra["averaged"])
+            except (RuntimeError, KeyError) as exc:
+                raise DataError(
+                    f"the weight average does not fit this model ({' '.join(str(exc).split()[:20])})",
+                    path=last / "optimizer.pt",
+                    field="averaged",
+                ) from None
+        return averager
+
+    def _restore(
+        self, path: Path, model: MSAModel, optimizer: torch.optim.Optimizer
+    ) -> tuple[FitState, dict[str, Any]]:
+        """The fit state of checkpoint `path` (and its optimizer.pt extras), with model, optimizer and RNG restored."""
         state = FitState.from_dict(read_fit_state(path), path=path / "config.json")
         extra = read_optimizer_state(path, map_location=self.device)
         restored, _ = load_checkpoint(path, map_location=self.device)
@@ -362,16 +390,25 @@ class Trainer:
             ) from None
         if extra.get("torch_rng") is not None:
             torch.set_rng_state(extra["torch_rng"])
-        return state
+        return state, extra
 
 
 class _Protocol(Callback):
     """Validation-only selection, early stopping, best/last checkpoints and logs for one seed."""
 
     def __init__(
-        self, trainer: Trainer, run_dir: Path, model: MSAModel, optimizer: torch.optim.Optimizer, *, fresh: bool
+        self,
+        trainer: Trainer,
+        run_dir: Path,
+        model: MSAModel,
+        optimizer: torch.optim.Optimizer,
+        *,
+        fresh: bool,
+        averager: WeightAverage | None = None,
     ) -> None:
         self.t, self.run_dir, self.model, self.optimizer = trainer, run_dir, model, optimizer
+        self.averager = averager  # weight averaging on: validation and `best` use the averaged weights
+        self.epoch = 0
         self.main = trainer.runtime.is_main
         self.log_path = run_dir / "log.csv"
         if fresh and self.main:
@@ -385,7 +422,19 @@ class _Protocol(Callback):
         return state.bad_epochs >= self.t.cfg.patience
 
     def on_epoch_end(self, state: FitState, epoch: int, train_losses: dict[str, float]) -> None:
-        self.losses = train_losses
+        self.losses, self.epoch = train_losses, epoch
+
+    def validate(self, evaluate_valid: Callable[[], dict[str, float]]) -> dict[str, float]:
+        """Validation metrics of the live weights, or of the averaged ones when averaging is on."""
+        if self.averager is None:
+            return evaluate_valid()
+        data, device = self.t.data, self.t.device
+        with self.averager.applied(
+            refresh=lambda: self.model.on_train_epoch_end(
+                self.epoch, lambda: (b.to(device) for b in data.eval_batches(data.train))
+            )
+        ):
+            return evaluate_valid()
 
     def on_validation_end(self, state: FitState, epoch: int, metrics: dict[str, float]) -> None:
         self.metrics = metrics
@@ -417,10 +466,14 @@ class _Protocol(Callback):
         t, written = self.t, []
         if self.improved:
             extra = {"epoch": state.epoch, "seed": state.seed, "valid": self.metrics}
-            best = save_checkpoint(
-                self.run_dir / "best", self.model, dataset=t.dataset.info, train_config=t.cfg, extra=extra
-            )
+            with self.averager.evaluated_applied() if self.averager is not None else contextlib.nullcontext():
+                best = save_checkpoint(
+                    self.run_dir / "best", self.model, dataset=t.dataset.info, train_config=t.cfg, extra=extra
+                )
             written.append(best)
+        resume_state = {"optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+        if self.averager is not None:
+            resume_state["averaged"] = self.averager.state_dict()
         written.append(
             save_checkpoint(
                 self.run_dir / "last",
@@ -428,7 +481,7 @@ class _Protocol(Callback):
                 dataset=t.dataset.info,
                 train_config=t.cfg,
                 extra={"fit_state": state.to_dict()},
-                optimizer_state={"optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state()},
+                optimizer_state=resume_state,
             )
         )
         return written

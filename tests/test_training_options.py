@@ -1,0 +1,216 @@
+"""The two generic training options: weight averaging (`ema_decay`) and the CCC loss term (`ccc_weight`).
+
+Each is off by default and exactly the old training when off; when on, it changes
+training, and for averaging the validation scores and the best checkpoint are those of the
+averaged weights (checked against an EMA recomputed here from the live weights).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from msakit import create_model
+from msakit.cli import main
+from msakit.data import MSADataset
+from msakit.errors import ConfigError
+from msakit.models.base import concordance_loss
+from msakit.training import Trainer, evaluate, load_checkpoint, train_config_from
+from msakit.training.engine import Callback, FitState
+
+
+def _cfg(**kw: object):  # type: ignore[no-untyped-def]
+    return train_config_from({"epochs": 2, "seeds": [1], "progress": False, "tensorboard": False, **kw})
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def _ccc_reference(p: np.ndarray, y: np.ndarray) -> float:
+    """Lin's CCC with population moments, written independently in numpy."""
+    cov = np.mean((p - p.mean()) * (y - y.mean()))
+    return float(2 * cov / (p.var() + y.var() + (p.mean() - y.mean()) ** 2))
+
+
+# ---- CCC ----------------------------------------------------------------------------------------------
+def test_concordance_loss_matches_reference_and_is_zero_for_a_perfect_prediction() -> None:
+    gen = torch.Generator().manual_seed(0)
+    p, y = torch.randn(32, generator=gen), torch.randn(32, generator=gen)
+    assert float(concordance_loss(p, y)) == pytest.approx(1 - _ccc_reference(p.numpy(), y.numpy()), abs=1e-6)
+    assert float(concordance_loss(y, y)) == pytest.approx(0.0, abs=1e-6)
+    assert float(concordance_loss(2 * y + 1, y)) > 0.1  # Pearson r is 1 here; CCC sees scale and offset
+
+
+@pytest.mark.parametrize(
+    "pred, y",
+    [
+        (torch.zeros(8), torch.linspace(-2, 2, 8)),  # constant prediction
+        (torch.ones(8), torch.ones(8)),  # both constant and equal: 0/0 without the guard
+        (torch.tensor([0.3]), torch.tensor([1.0])),  # a batch of one
+    ],
+)
+def test_concordance_loss_has_a_finite_gradient_on_degenerate_batches(pred: torch.Tensor, y: torch.Tensor) -> None:
+    pred = pred.clone().requires_grad_(True)
+    loss = concordance_loss(pred, y)
+    loss.backward()
+    assert torch.isfinite(loss) and pred.grad is not None and torch.isfinite(pred.grad).all()
+    if len(pred) == 1:
+        assert float(loss.detach()) == 0.0
+
+
+def test_ccc_weight_adds_the_term_to_the_task_loss_and_off_is_the_plain_loss(tiny_dataset: MSADataset) -> None:
+    dims = {f"{m}_dim": d for m, d in tiny_dataset.info.dims.items()}
+    off = create_model("late_fusion", **dims)
+    on = create_model("late_fusion", **dims, ccc_weight=0.5)
+    gen = torch.Generator().manual_seed(1)
+    p, y = torch.randn(16, generator=gen), torch.randn(16, generator=gen)
+    assert torch.equal(off.task_loss(p, y), torch.nn.functional.l1_loss(p, y))
+    expected = torch.nn.functional.l1_loss(p, y) + 0.5 * (1 - _ccc_reference(p.numpy(), y.numpy()))
+    assert float(on.task_loss(p, y)) == pytest.approx(float(expected), abs=1e-6)
+    assert float(on.task_loss(y, y)) == pytest.approx(0.0, abs=1e-6)  # perfect: no extra loss
+    classifier = create_model("late_fusion", **dims, num_classes=3, ccc_weight=0.5)
+    logits, labels = torch.randn(6, 3, generator=gen), torch.tensor([0, 1, 2, 0, 1, 2])
+    assert torch.equal(classifier.task_loss(logits, labels), torch.nn.functional.cross_entropy(logits, labels))
+
+
+def test_ccc_weight_changes_training(tiny_dataset: MSADataset, tmp_path: Path) -> None:
+    base = Trainer("late_fusion", tiny_dataset, train_config=_cfg(), out_dir=tmp_path / "a").fit()
+    ccc = Trainer(
+        "late_fusion", tiny_dataset, model_overrides={"ccc_weight": 1.0}, train_config=_cfg(), out_dir=tmp_path / "b"
+    ).fit()
+    assert ccc.seeds[0].valid != base.seeds[0].valid
+
+
+# ---- weight averaging ----------------------------------------------------------------------------------
+class _LiveWeights(Callback):
+    """Records the live parameters after every optimizer step (runs after the averager's update)."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, torch.Tensor]] = []
+
+    def on_step_end(self, state: FitState, parts: dict[str, float]) -> None:
+        assert state.model is not None
+        self.steps.append({k: v.detach().clone() for k, v in state.model.named_parameters()})
+
+
+def test_off_is_the_old_training_bit_for_bit(tiny_dataset: MSADataset, tmp_path: Path) -> None:
+    """Defaults, explicit zeros: identical; and off, the best checkpoint is the live weights."""
+    a = Trainer("late_fusion", tiny_dataset, train_config=_cfg(epochs=1), out_dir=tmp_path / "a").fit()
+    b = Trainer(
+        "late_fusion",
+        tiny_dataset,
+        model_overrides={"ccc_weight": 0.0},
+        train_config=_cfg(epochs=1, ema_decay=0.0),
+        out_dir=tmp_path / "b",
+    ).fit()
+    assert a.seeds[0].valid == b.seeds[0].valid and a.seeds[0].test == b.seeds[0].test
+    wa, wb, last = _weights(tmp_path / "a/seed1/best"), _weights(tmp_path / "b/seed1/best"), tmp_path / "b/seed1/last"
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert all(torch.equal(wb[k], v) for k, v in _weights(last).items())
+    assert "averaged" not in torch.load(last / "optimizer.pt", weights_only=True)
+
+
+def test_validation_and_best_checkpoint_use_the_averaged_weights(tiny_dataset: MSADataset, tmp_path: Path) -> None:
+    decay, live = 0.8, _LiveWeights()
+    trainer = Trainer(
+        "late_fusion",
+        tiny_dataset,
+        train_config=_cfg(epochs=1, batch_size=4, ema_decay=decay),
+        out_dir=tmp_path,
+        callbacks=[live],
+    )
+    seed = trainer.fit().seeds[0]
+    assert len(live.steps) == 6
+    expected = dict(live.steps[0])  # EMA recomputed from the live weights: the first step copies
+    for step in live.steps[1:]:
+        expected = {k: decay * expected[k] + (1 - decay) * w for k, w in step.items()}
+    best = _weights(tmp_path / "seed1/best")
+    for k, v in expected.items():
+        torch.testing.assert_close(best[k], v, rtol=1e-5, atol=1e-6)
+    final = live.steps[-1]
+    assert any(not torch.allclose(best[k], final[k]) for k in final)  # not the live weights
+    model, meta = load_checkpoint(tmp_path / "seed1/best")
+    assert evaluate(model, tiny_dataset.split("valid"), "mosi") == meta["valid"] == seed.valid
+    assert evaluate(model, tiny_dataset.split("test"), "mosi") == seed.test
+    last = _weights(tmp_path / "seed1/last")  # `last` keeps the live weights for resuming
+    assert all(torch.equal(last[k], final[k]) for k in final)
+
+
+def test_resume_with_weight_averaging_matches_uninterrupted_run(tiny_dataset: MSADataset, tmp_path: Path) -> None:
+    kw = {"ema_decay": 0.9, "batch_size": 8}
+    full = Trainer("late_fusion", tiny_dataset, train_config=_cfg(epochs=4, **kw), out_dir=tmp_path / "full").fit()
+    Trainer("late_fusion", tiny_dataset, train_config=_cfg(epochs=2, **kw), out_dir=tmp_path / "part").fit()
+    resumed = Trainer("late_fusion", tiny_dataset, train_config=_cfg(epochs=4, **kw), out_dir=tmp_path / "part")
+    assert resumed.fit(resume=True).seeds[0].test == full.seeds[0].test
+
+
+@pytest.mark.parametrize(
+    "name, overrides",
+    [
+        ("ebmc", {"stage1_epochs": 1}),  # stage 2 (frozen teacher snapshot) inside the run
+        ("qa_moe", {}),  # self-supervised uncertainty objective
+        ("tsd", {}),  # decoupling statistics recomputed at epoch end, here for the averaged weights
+    ],
+)
+def test_weight_averaging_with_training_hooks(
+    name: str, overrides: dict[str, object], tiny_dataset: MSADataset, tmp_path: Path
+) -> None:
+    base = Trainer(
+        name, tiny_dataset, model_overrides=overrides, train_config=_cfg(epochs=3, batch_size=8), out_dir=tmp_path / "a"
+    )
+    avg = Trainer(
+        name,
+        tiny_dataset,
+        model_overrides=overrides,
+        train_config=_cfg(epochs=3, batch_size=8, ema_decay=0.7),
+        out_dir=tmp_path / "b",
+    )
+    off, on = base.fit().seeds[0], avg.fit().seeds[0]
+    assert on.valid != off.valid and all(np.isfinite(v) for v in on.test.values())
+    model, meta = load_checkpoint(on.checkpoint)  # the saved checkpoint scores what validation measured
+    assert evaluate(model, tiny_dataset.split("valid"), "mosi") == pytest.approx(meta["valid"], abs=1e-9)
+
+
+# ---- bad input --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "owner, field, value, message",
+    [
+        ("train", "ema_decay", 1.0, r"'ema_decay' must be in \[0, 1\)"),
+        ("train", "ema_decay", -0.1, r"'ema_decay' must be in \[0, 1\)"),
+        ("model", "ccc_weight", -0.5, r"'ccc_weight' must be >= 0"),
+    ],
+)
+def test_bad_option_values_name_the_field(owner: str, field: str, value: float, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        if owner == "train":
+            train_config_from({field: value})
+        else:
+            create_model("late_fusion", **{field: value})
+
+
+def test_bad_option_on_the_command_line_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["train", "--model", "late_fusion", "--data", "synthetic", "--out", str(tmp_path / "r")]
+    assert main([*args, "-t", "ema_decay=1.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ema_decay" in err[0]
+    assert main([*args, "-m", "ccc_weight=-1"]) == 2
+    assert "ccc_weight" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_epoch_end_statistics_are_those_of_the_averaged_weights(tiny_dataset: MSADataset, tmp_path: Path) -> None:
+    """TSD recomputes its decoupling statistics at epoch end; the best checkpoint holds them for its own weights."""
+    cfg = _cfg(epochs=2, batch_size=8, ema_decay=0.7)
+    seed = Trainer("tsd", tiny_dataset, train_config=cfg, out_dir=tmp_path).fit().seeds[0]
+    model, _ = load_checkpoint(seed.checkpoint)
+    assert model.decoupler is not None
+    saved = model.decoupler.weight.clone()
+    model.train()
+    model.on_train_epoch_end(2, lambda: tiny_dataset.split("train").loader(32, shuffle=False))
+    torch.testing.assert_close(model.decoupler.weight, saved, rtol=1e-4, atol=1e-6)
+    assert float(saved.abs().max()) > 0
