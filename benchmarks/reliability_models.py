@@ -86,17 +86,22 @@ def spectrum(args: argparse.Namespace) -> dict[str, Any]:
     rows: dict[str, dict[float, list[float]]] = {}
     maes: dict[str, dict[float, list[float]]] = {}
     for label, [(model, transform, overrides)] in systems.items():
-        res = Trainer(
-            model,
-            data,
-            model_overrides=overrides,
-            train_config=_train_config(args),
-            out_dir=out / model,
-            train_transform=transform,
-        ).fit()
+        done = out / model / "results.json"
+        if model in args.reuse and done.is_file():  # a finished run of this system: evaluate its checkpoints
+            checkpoints = [s["checkpoint"] for s in json.loads(done.read_text())["seeds"]]
+        else:
+            res = Trainer(
+                model,
+                data,
+                model_overrides=overrides,
+                train_config=_train_config(args),
+                out_dir=out / model,
+                train_transform=transform,
+            ).fit()
+            checkpoints = [seed.checkpoint for seed in res.seeds]
         rows[label] = {s: [] for s in levels}
-        for seed in res.seeds:
-            ckpt, _ = load_checkpoint(seed.checkpoint)
+        for checkpoint in checkpoints:
+            ckpt, _ = load_checkpoint(checkpoint)
             for s in levels:
                 t = bind(Spectrum(strength=s), seed=0)
                 metrics = evaluate(ckpt, data.split("test"), metric_set, transform=t)
@@ -136,11 +141,12 @@ def spectrum(args: argparse.Namespace) -> dict[str, Any]:
     for label, by_level in maes.items():
         lines.append(f"| {label} | " + " | ".join(_fmt(by_level[s], 1, 3) for s in levels) + " |")
     print("\n".join(lines))
+    table = "\n".join(lines)
 
     def plain(table: dict[str, dict[float, list[float]]]) -> dict[str, dict[str, list[float]]]:
         return {k: {str(s): v for s, v in r.items()} for k, r in table.items()}
 
-    return {"metric": key, "levels": levels, "rows": plain(rows), "mae": plain(maes)}
+    return {"metric": key, "levels": levels, "rows": plain(rows), "mae": plain(maes), "table": table}
 
 
 def mli(args: argparse.Namespace) -> dict[str, Any]:
@@ -222,27 +228,72 @@ def dominant(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def uncertainty(args: argparse.Namespace) -> dict[str, Any]:
-    """Mean log σ² per modality, prior-slot weight and prediction spread of one QA-MoE checkpoint per level."""
-    model, _ = load_checkpoint(args.runs)
+    """Per spectrum level, for QA-MoE checkpoints (a checkpoint folder, or a run folder: every seed*/best):
+    mean log σ² per modality, log of the head's actual squared error against its clean target (what
+    the log σ² should track), prior-slot weight, prediction spread and Corr (test split), mean ± std."""
+    folder = Path(args.runs)
+    paths = [folder] if (folder / "config.json").is_file() else sorted(folder.glob("seed*/best"))
     data = load_dataset(args.data)
+    per: dict[str, dict[str, list[Any]]] = {str(s): {} for s in args.levels}
+    for path in paths:
+        model, _ = load_checkpoint(path)
+        for s in args.levels:
+            t = bind(Spectrum(strength=s), seed=0) if s > 0 else None
+            got = _uncertainty_at(model, data, t)
+            for k, v in got.items():
+                per[str(s)].setdefault(k, []).append(v)
+    mods = " / ".join(model.modalities)
+    lines = [f"| s | mean log σ² ({mods}) | log squared error ({mods}) | prior weight | prediction std | Corr |"]
+    lines.append("|---|---|---|---|---|---|")
     rows = {}
-    mods = ", ".join(model.modalities)
-    print(f"| s | mean log σ² ({mods}) | prior weight | prediction mean | prediction std | Corr |")
-    print("|---|---|---|---|---|---|")
     for s in args.levels:
-        t = bind(Spectrum(strength=s), seed=0) if s > 0 else None
-        outs = predict_split(model, data.split("test")) if t is None else _predict(model, data, t)
-        log_u = torch.cat([o.explanations["log_uncertainty"] for o, _ in outs]).mean(0).tolist()
-        prior = float(torch.cat([o.explanations["prior_weight"] for o, _ in outs]).mean())
-        pred = torch.cat([o.prediction.flatten() for o, _ in outs])
-        y = torch.cat([b.labels.flatten() for _, b in outs])
-        corr = float(torch.corrcoef(torch.stack([pred, y]))[0, 1]) if pred.std() > 0 else 0.0
-        spread = {"pred_mean": float(pred.mean()), "pred_std": float(pred.std())}
-        rows[str(s)] = {"log_uncertainty": log_u, "prior_weight": prior, **spread, "corr": corr}
-        cells = [" / ".join(f"{v:.2f}" for v in log_u), f"{prior:.3f}", f"{spread['pred_mean']:.3f}"]
-        cells += [f"{spread['pred_std']:.3f}", f"{corr:.3f}"]
-        print(f"| {s:g} | " + " | ".join(cells) + " |")
-    return {"checkpoint": str(args.runs), "levels": rows}
+        r = per[str(s)]
+        log_u, log_err = np.array(r["log_uncertainty"]), np.array(r["log_error"])  # (seeds, M)
+        rows[str(s)] = {k: v for k, v in r.items()}
+        cells = [" / ".join(_fmt(list(log_u[:, i]), 1, 2) for i in range(log_u.shape[1]))]
+        cells += [" / ".join(_fmt(list(log_err[:, i]), 1, 2) for i in range(log_err.shape[1]))]
+        cells += [_fmt(r["prior_weight"], 1, 3), _fmt(r["pred_std"], 1, 3), _fmt(r["corr"], 1, 3)]
+        lines.append(f"| {s:g} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    print(table)
+    checkpoints = [str(p) for p in paths]
+    return {"checkpoints": checkpoints, "modalities": list(model.modalities), "levels": rows, "table": table}
+
+
+@torch.no_grad()
+def _uncertainty_at(model: Any, data: Any, transform: Any) -> dict[str, Any]:
+    """One checkpoint at one spectrum level (transform None: clean) on the test split."""
+    import torch.nn.functional as F
+
+    from msakit.batch import masked_mean
+
+    model.eval()
+    log_u, err, prior, pred, y = [], [], [], [], []
+    for raw in data.split("test").loader(128, shuffle=False):
+        view = raw if transform is None else transform(raw)
+        out = model(view)
+        norm = model.input_norm if model.input_norm is not None else (lambda b: b)
+        clean, seen = norm(raw), norm(view)
+        encoded = [model.encoders[m](seen.features[m], seen.masks[m]) for m in model.modalities]
+        heads = model._uncertainty_heads(seen, encoded)
+        sq = []
+        for (mu, _), m in zip(heads, model.modalities, strict=True):
+            x = clean.features[m]
+            target = masked_mean(F.layer_norm(x, x.shape[-1:]), clean.masks[m])
+            sq.append(torch.where(clean.present_mask(m), (mu - target).pow(2).mean(-1), torch.nan))
+        err.append(torch.stack(sq, 1))
+        log_u.append(torch.where(raw.present[:, model.columns], out.explanations["log_uncertainty"], torch.nan))
+        prior.append(out.explanations["prior_weight"])
+        pred.append(out.prediction.flatten())
+        y.append(raw.labels.flatten())
+    p, t = torch.cat(pred), torch.cat(y)
+    return {
+        "log_uncertainty": torch.cat(log_u).nanmean(0).tolist(),  # over the samples that have the modality
+        "log_error": torch.cat(err).nanmean(0).log().tolist(),
+        "prior_weight": float(torch.cat(prior).mean()),
+        "pred_std": float(p.std()),
+        "corr": float(torch.corrcoef(torch.stack([p, t]))[0, 1]) if p.std() > 0 else 0.0,
+    }
 
 
 def terms(args: argparse.Namespace) -> dict[str, Any]:
@@ -325,12 +376,6 @@ def ablations(args: argparse.Namespace) -> dict[str, Any]:
             metric_set = run.get("metric_set", metric_set)
             rows[label] = _ablation_row(run, model_overrides=run.get("model_overrides", {}))
     return {"command": args.how, "metric_set": metric_set, "rows": rows}
-
-
-@torch.no_grad()
-def _predict(model: Any, data: Any, transform: Any) -> list[tuple[Any, Any]]:
-    model.eval()
-    return [(model(transform(b)), b) for b in data.split("test").loader(128, shuffle=False)]
 
 
 ZOO_MODELS = ("qa_moe", "prlf", "ebmc", "late_fusion", "late_fusion+rmr")
@@ -451,6 +496,10 @@ def main() -> None:
     for name in ("spectrum", "uncertainty"):
         sub.choices[name].add_argument("--levels", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     sub.choices["spectrum"].add_argument("--no-specialists", dest="specialists", action="store_false")
+    sub.choices["spectrum"].add_argument(
+        "--reuse", nargs="*", default=[], help="systems (qa_moe, late_fusion) whose OUT/<system> run is read back"
+    )
+    sub.choices["spectrum"].add_argument("--name", help="also write docs/results/NAME.json")
     sub.choices["spectrum"].add_argument("-m", dest="model_opt", action="append", default=[], help="qa_moe KEY=VALUE")
     sub.choices["mli"].add_argument(
         "--models", nargs="+", default=["ebmc", "late_fusion"], help="MODEL or LABEL=MODEL (one row each)"
@@ -459,7 +508,8 @@ def main() -> None:
     sub.choices["mli"].add_argument("--name", help="also write docs/results/NAME.json (a docgen table)")
     sub.choices["mli"].add_argument("--reuse", action="store_true", help="read rows whose OUT/LABEL run finished")
     sub.choices["dominant"].add_argument("--runs", required=True)
-    sub.choices["uncertainty"].add_argument("--runs", required=True, help="a qa_moe checkpoint folder")
+    sub.choices["uncertainty"].add_argument("--runs", required=True, help="a qa_moe checkpoint or run folder")
+    sub.choices["uncertainty"].add_argument("--name", help="also write docs/results/NAME.json")
     merge = sub.add_parser("ablations")
     merge.add_argument("--name", required=True, help="writes docs/results/NAME.json")
     merge.add_argument("--full", default="", help="a `msakit train` run folder for the 'full' row")
@@ -483,13 +533,13 @@ def main() -> None:
     if args.command == "collect":
         out = Path(__file__).resolve().parents[1] / "docs" / "results" / f"{args.name}.json"
         atomic_write_json(out, {"command": " ".join(["python", *__import__("sys").argv]), **result})
-    elif args.command not in ("dominant", "uncertainty"):
+    elif args.command != "dominant":
         command = " ".join(["python", *__import__("sys").argv])
+        if "table" in result:  # terms, spectrum, uncertainty: a docgen block shows the table as printed
+            result["markdown"] = f"```bash\nOMP_NUM_THREADS=1 {command}\n```\n\n{result.pop('table')}\n"
         atomic_write_json(Path(args.out) / f"{args.command}.json", {"args": vars(args), "command": command, **result})
         if getattr(args, "name", None):
             out = Path(__file__).resolve().parents[1] / "docs" / "results" / f"{args.name}.json"
-            if args.command == "terms":
-                result["markdown"] = f"```bash\nOMP_NUM_THREADS=1 {command}\n```\n\n{result.pop('table')}\n"
             atomic_write_json(out, {"command": f"OMP_NUM_THREADS=1 {command}", **result})
 
 

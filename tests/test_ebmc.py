@@ -148,6 +148,49 @@ def test_unimodal_mse_does_not_scale_an_unsure_experts_mean_gradient_down(tiny_d
         _model(tiny_dataset, unimodal_loss="huber")
 
 
+def test_trust_grad_distill_leaves_the_fusion_weights_to_the_teacher(tiny_dataset: MSADataset) -> None:
+    """With `trust_grad=distill` the task loss sends no gradient to the trust logits (the fusion
+    weights are set by IMTD alone); with "task" (default) it does. IMTD trains them in both."""
+    batch = tiny_dataset.split("train").batch(range(24))
+    grads = {}
+    for mode in ("task", "distill"):
+        model = _model(tiny_dataset, stage1_epochs=0, trust_grad=mode).train()
+        model.on_epoch_start(1, 10)
+        out = model(batch)
+        task = model.task_loss(out.prediction, batch.labels)
+        (g_task,) = torch.autograd.grad(task, model.trust.weight, retain_graph=True, allow_unused=True)
+        (g_imtd,) = torch.autograd.grad(out.aux_losses["imtd"], model.trust.weight)
+        grads[mode] = (0.0 if g_task is None else float(g_task.norm()), float(g_imtd.norm()))
+    assert grads["task"][0] > 1e-4 and grads["distill"][0] == 0.0, grads
+    assert grads["task"][1] > 0 and grads["distill"][1] > 0, grads
+    with pytest.raises(ConfigError, match="trust_grad must be 'task' or 'distill'"):
+        _model(tiny_dataset, trust_grad="none")
+
+
+def test_relative_energy_gap_is_scale_free(tiny_dataset: MSADataset) -> None:
+    """`emc_gap=relative` divides the energies by their detached mean before the gaps: scaling
+    every energy by k leaves the loss unchanged (the raw gap grows by k²), and the gradient on the
+    energies does not shrink with their scale."""
+    z = torch.zeros(6, 3, 4, requires_grad=True)
+    valid = torch.ones(6, 3)
+    errors = torch.tensor([0.1, 0.2, 0.4]).repeat(6, 1)
+    u = torch.tensor([0.05, 0.1, 0.3]).repeat(6, 1)
+    out = {}
+    for gap in ("raw", "relative"):
+        model = _model(tiny_dataset, emc_gap=gap, alpha=0.0, grad_penalty=0.0)
+        for k in (1.0, 0.01):
+            e = (errors * k).requires_grad_(True)
+            loss = model._equilibrium(z, e, u * k, valid)
+            (g,) = torch.autograd.grad(loss, e)
+            out[gap, k] = (float(loss.detach()), float(g.abs().sum()))
+    assert out["relative", 0.01][0] == pytest.approx(out["relative", 1.0][0], rel=1e-4)
+    assert out["raw", 0.01][0] == pytest.approx(out["raw", 1.0][0] * 1e-4, rel=1e-4)
+    assert out["relative", 0.01][1] > 10 * out["relative", 1.0][1]  # the pull grows as 1/k: small energies still get one
+    assert out["raw", 0.01][1] < 0.1 * out["raw", 1.0][1]
+    with pytest.raises(ConfigError, match="emc_gap must be 'raw' or 'relative'"):
+        _model(tiny_dataset, emc_gap="log")
+
+
 def test_cross_modal_enhancement_lets_other_modalities_rebuild_each_one(tiny_dataset: MSADataset) -> None:
     """With CCE a modality's representation z_m carries the others' shared parts (changing
     the visual input moves z_text); without it z_text depends on the text alone."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -9,7 +10,8 @@ import torch
 
 from msakit import create_model
 from msakit.batch import masked_mean, modality_index
-from msakit.data import MSADataset
+from msakit.data import MSADataset, make_synthetic
+from msakit.data.synthetic import SyntheticConfig
 from msakit.errors import ConfigError
 from msakit.layers import MixtureOfExperts, gaussian_nll
 from msakit.robustness.perturbations import RobustnessError, Spectrum, bind, create_perturbation
@@ -105,19 +107,50 @@ def test_self_supervised_uncertainty_ignores_labels_reconstructs_and_rises_with_
         clean_u = model(batch).explanations["log_uncertainty"].mean()
         out = model(degraded)
         # what the head reconstructs on the clean view, against the target the objective defines
-        pooled = {m: model.encoders[m](batch.features[m], batch.masks[m])[1] for m in model.modalities}
+        encoded = [model.encoders[m](batch.features[m], batch.masks[m]) for m in model.modalities]
+        heads = model._uncertainty_heads(batch, encoded)
         r2 = []
-        for m in model.modalities:
+        for m, (mu, _) in zip(model.modalities, heads, strict=True):
             x = batch.features[m]
             target = masked_mean(torch.nn.functional.layer_norm(x, x.shape[-1:]), batch.masks[m])
             keep = batch.present_mask(m)
-            mu = model.uncertainty[m](pooled[m])[0][keep]
+            mu = mu[keep]
             t = target[keep]
             r2.append(1 - (mu - t).pow(2).sum() / (t - t.mean(0)).pow(2).sum())
     bad_u = out.explanations["log_uncertainty"].mean()
     assert bad_u > clean_u + 0.2, (float(clean_u), float(bad_u))  # untrained head: flat (about +-0.02)
     # a zero target gives mu -> 0, so R^2 = 1 - E[t^2] / Var(t) <= 0
     assert min(float(v) for v in r2) > 0.3, [float(v) for v in r2]
+
+
+def test_self_supervised_uncertainty_tracks_the_spectrum_level() -> None:
+    """Trained on the SSL objective alone (self-corrupted views, s ~ U(0, 1)), the predicted log σ²
+    rises with the spectrum level at every step from clean to s = 0.75, by more than 0.5 overall:
+    the head reads the view's quality cues (step spread, step count). Without them (`ssl_cues`
+    False, the previous head) it stays flat (a rise of about 0.17 here), since mean pooling
+    removes the per-step noise and the count of dropped steps before the head."""
+    data = make_synthetic(SyntheticConfig(sizes=(96, 12, 12), dims=(12, 6, 8), lengths=(12, 12, 12), seed=3))
+    batch = data.split("train").batch(range(96))
+
+    def curve(cues: bool) -> list[float]:
+        model = _model(data, ssl_weight=1.0, ssl_cues=cues, encoder="mean").train()
+        params = [p for n, p in model.named_parameters() if n.startswith(("encoders", "uncertainty"))]
+        opt = torch.optim.Adam(params, lr=1e-2)
+        for _ in range(150):
+            loss = model(batch).aux_losses["ssl_uncertainty"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            views = [batch] + [bind(Spectrum(strength=s), seed=0)(batch) for s in (0.25, 0.5, 0.75)]
+            return [float(model(v).explanations["log_uncertainty"].mean()) for v in views]
+
+    with_cues = curve(True)
+    assert all(b > a for a, b in itertools.pairwise(with_cues)), with_cues
+    assert with_cues[-1] - with_cues[0] > 0.5, with_cues
+    pooled_only = curve(False)
+    assert pooled_only[-1] - pooled_only[0] < 0.5 * (with_cues[-1] - with_cues[0]), (pooled_only, with_cues)
 
 
 @pytest.mark.parametrize("guidance", ["both", "bias", "input"])

@@ -111,10 +111,19 @@ class EBMCConfig(ModelConfig):
     # the unimodal experts' mean: "nll" (Gaussian NLL, scaled by 1/σ²), "mse" (the source's squared
     # error) or "l1" (absolute error); with "mse" and "l1" the variance is fit by the NLL on sg[mean]
     unimodal_loss: str = "nll"
+    # EMC's energy gaps: "raw" (Σ (E_a - E_b)², the source) or "relative" (the energies divided by
+    # their detached mean over the modalities first: a scale-free gap whose gradient does not vanish
+    # when the losses are small)
+    emc_gap: str = "raw"
+    # the fusion weights: trained by the task loss and IMTD ("task", default) or by IMTD alone
+    # ("distill": the task gradient stops at the weights, so the teacher's reliability sets them)
+    trust_grad: str = "task"
     use_msd: bool = True
     use_cce: bool = True
     use_trust: bool = True
 
+    # checkpoints written before these fields existed
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"emc_gap": "raw", "trust_grad": "task"}
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
         "full": {},
         "w/o MSD": {"use_msd": False, "use_cce": False},
@@ -140,6 +149,10 @@ class EBMC(MSAModel):
             raise ConfigError(f"model 'ebmc': feature_energy must be 'mean' or 'norm', got {config.feature_energy!r}")
         if config.unimodal_loss not in ("nll", "mse", "l1"):
             raise ConfigError(f"model 'ebmc': unimodal_loss must be 'nll', 'mse' or 'l1', got {config.unimodal_loss!r}")
+        if config.emc_gap not in ("raw", "relative"):
+            raise ConfigError(f"model 'ebmc': emc_gap must be 'raw' or 'relative', got {config.emc_gap!r}")
+        if config.trust_grad not in ("task", "distill"):
+            raise ConfigError(f"model 'ebmc': trust_grad must be 'task' or 'distill', got {config.trust_grad!r}")
         mods, h = self.modalities, config.hidden_dim
         self.encoders = nn.ModuleDict(
             {m: SequenceEncoder(config.dim(m), h, kind=config.encoder, dropout=config.dropout) for m in mods}
@@ -222,7 +235,8 @@ class EBMC(MSAModel):
             weights = masked_softmax(self.trust(z).squeeze(-1), present)
         else:
             weights = masked_softmax(torch.zeros_like(log_var), present)
-        fused = (weights.unsqueeze(-1) * z).sum(1)
+        fuse_w = weights.detach() if cfg.trust_grad == "distill" else weights
+        fused = (fuse_w.unsqueeze(-1) * z).sum(1)
         prediction = self.bound_prediction(self.head(fused))
         energy = cfg.alpha * self._feature_energy(z.detach()) + cfg.gamma * log_var.detach().exp()
 
@@ -332,7 +346,10 @@ class EBMC(MSAModel):
         per = cfg.alpha * self._feature_energy(z) + cfg.beta * errors + cfg.gamma * u  # (B, M)
         energy = (per * valid).sum(0) / count  # (M,)
         has = valid.sum(0) > 0
-        gaps = [(energy[a] - energy[b]).pow(2) for a, b in combinations(range(len(energy)), 2) if has[a] and has[b]]
+        gap = energy
+        if cfg.emc_gap == "relative" and has.any():
+            gap = energy / energy[has].detach().mean().clamp_min(1e-6)
+        gaps = [(gap[a] - gap[b]).pow(2) for a, b in combinations(range(len(energy)), 2) if has[a] and has[b]]
         loss = torch.stack(gaps).sum() if gaps else energy.sum() * 0.0
         if cfg.grad_penalty > 0 and z.requires_grad:
             (grad,) = torch.autograd.grad(energy.sum(), z, create_graph=True)  # ∂E_m/∂z_m, blocks separate

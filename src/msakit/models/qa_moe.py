@@ -6,8 +6,9 @@ EUAR (ACM MM 2024, ZixianGao/EUAR) routes with Gaussian experts and an uncertain
 routing loss; we read it to learn and wrote this from the abstract.
 
     encode     h_m = Pool(Enc_m(X_m))                                         (B, M, H)
-    SSL-AU     (μ_m, log σ²_m) = Het_m(h_m), trained by the Gaussian NLL against the
+    SSL-AU     (μ_m, log σ²_m) = Het_m([h_m; q_m]), trained by the Gaussian NLL against the
                *clean* pooled input x̄_m of a self-corrupted view (no labels)    (B, M, D_m)
+               q_m = [std over steps of the step states; log(1 + steps)]      (B, M, H + 1)
     u_m        log-uncertainty = mean_d log σ²_m                               (B, M)
     route      g_m = TopK-softmax(R([h_m; u_m]) - λ·u_m·e_noise)                (B, M, E)
     experts    o_m = Σ_e g_{m,e}·Expert_e(h_m)                                  (B, M, H)
@@ -37,6 +38,15 @@ Choices (what the abstract says -> what we chose -> why):
   corrupted view; its predicted variance is the uncertainty. No label enters this loss,
   and its gradient stops at the encoder's output (`detach_ssl`), so the task sees the
   uncertainty as a measurement, not as a second objective shaping the representation.
+  The head reads the pooled encoding *and* two quality cues of the view (`ssl_cues`, default
+  on): the spread of the step states around their mean and the log number of valid steps.
+  Why: reading the pooled encoding alone (the previous head, `ssl_cues=False`) its variance
+  stayed flat along the spectrum although its actual error rose (synthetic:noisy, 5 seeds:
+  log squared error +0.4 to +0.7 from s = 0 to 0.75, predicted log σ² +0.05), because mean
+  pooling averages the added per-step noise away and hides how many steps were dropped.
+  With the cues the variance rises with the level (docs/models/qa_moe.md, "Uncertainty along
+  the spectrum"; `test_self_supervised_uncertainty_tracks_the_spectrum_level`). Both cues
+  are label-free facts of the input the model is given.
 - "explicitly guides expert routing": `guidance` picks the reading. "input": the router
   reads [h_m; u_m]; "bias": gate logits get -λ·u_m on every expert but the last (a
   sink expert for unreliable tokens) and the modality fusion logits get -λ·u_m;
@@ -94,7 +104,10 @@ class QAMoEConfig(ModelConfig):
     prior_slot: bool = True  # a fusion slot that takes the weight of unreliable modalities
     prior_fit: float = 0.1  # weight of the task loss of Head(p_0): the answer without evidence
     detach_ssl: bool = True  # the SSL head reads a detached encoding
+    ssl_cues: bool = True  # the SSL head also reads the view's quality cues (step spread, log step count)
 
+    # checkpoints written before `ssl_cues` existed read the pooled encoding alone
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"ssl_cues": False}
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
         "full": {},
         "w/o uncertainty guidance": {"guidance": "none"},
@@ -125,7 +138,8 @@ class QAMoE(MSAModel):
         self.encoders = nn.ModuleDict(
             {m: SequenceEncoder(config.dim(m), h, kind=config.encoder, dropout=config.dropout) for m in mods}
         )
-        self.uncertainty = nn.ModuleDict({m: HeteroscedasticHead(h, config.dim(m), hidden_dim=h) for m in mods})
+        ssl_in = 2 * h + 1 if config.ssl_cues else h  # [pooled; step spread; log step count]
+        self.uncertainty = nn.ModuleDict({m: HeteroscedasticHead(ssl_in, config.dim(m), hidden_dim=h) for m in mods})
         route_dim = 1 if config.guidance in ("both", "input") else 0
         self.moe = MixtureOfExperts(
             h, num_experts=config.num_experts, top_k=config.top_k, route_dim=route_dim, dropout=config.dropout
@@ -149,12 +163,12 @@ class QAMoE(MSAModel):
         """batch: the input (in training, a self-corrupted view); clean: its normalised clean view."""
         cfg, mods = self.config, self.modalities
         view, clean = batch, batch if clean is None else clean
-        pooled = torch.stack([self.encoders[m](view.features[m], view.masks[m])[1] for m in mods], 1)  # (B, M, H)
+        encoded = [self.encoders[m](view.features[m], view.masks[m]) for m in mods]  # (B, L_m, H), (B, H)
+        pooled = torch.stack([p for _, p in encoded], 1)  # (B, M, H)
         present = view.present[:, self.columns]  # (B, M)
 
         # self-supervised aleatoric uncertainty (no labels): predict the clean view
-        ssl_in = pooled.detach() if cfg.detach_ssl else pooled
-        heads = [self.uncertainty[m](ssl_in[:, i]) for i, m in enumerate(mods)]  # (μ, log σ²) each (B, D_m)
+        heads = self._uncertainty_heads(view, encoded)  # (μ, log σ²) each (B, D_m)
         log_u = torch.stack([lv.mean(-1) for _, lv in heads], 1)  # (B, M)
         # uncertainty is a measurement for routing: detached
         log_u_used = torch.zeros_like(log_u) if cfg.guidance == "none" else log_u.detach()
@@ -198,6 +212,15 @@ class QAMoE(MSAModel):
             explanations={"routing": moe.gates, "log_uncertainty": log_u.detach(), "prior_weight": prior_weight},
         )
 
+    def _uncertainty_heads(self, view: Batch, encoded: list[tuple[Tensor, Tensor]]) -> list[tuple[Tensor, Tensor]]:
+        """Each modality's (μ, log σ²) of its clean pooled input, read from the view's encoding
+        (with `ssl_cues`, also from the view's quality cues)."""
+        heads = []
+        for (seq, pooled), m in zip(encoded, self.modalities, strict=True):
+            x = torch.cat([pooled, quality_cues(seq, view.masks[m])], -1) if self.config.ssl_cues else pooled
+            heads.append(self.uncertainty[m](x.detach() if self.config.detach_ssl else x))
+        return heads
+
     def _aux_losses(
         self, clean: Batch, heads: list[tuple[Tensor, Tensor]], log_u: Tensor, weights: Tensor, balance: Tensor
     ) -> dict[str, Tensor]:
@@ -219,6 +242,17 @@ class QAMoE(MSAModel):
             u = u / u.mean().clamp_min(1e-6)
             aux["uncertainty_routing"] = cfg.routing_weight * (weights * u).sum(1).mean()
         return aux
+
+
+def quality_cues(seq: Tensor, mask: Tensor) -> Tensor:
+    """(B, L, H) step states + (B, L) mask -> (B, H + 1): the per-feature spread (std) of the valid
+    steps' states around their mean, and log(1 + the number of valid steps). Label-free facts of the
+    view that mean pooling removes: added noise widens the spread, dropped steps shorten the count."""
+    w = mask.to(seq.dtype).unsqueeze(-1)  # (B, L, 1)
+    count = w.sum(1)  # (B, 1)
+    mean = (seq * w).sum(1) / count.clamp_min(1.0)
+    spread = (((seq - mean.unsqueeze(1)).pow(2) * w).sum(1) / count.clamp_min(1.0) + 1e-6).sqrt()  # (B, H)
+    return torch.cat([spread, count.log1p()], -1)
 
 
 def _self_corrupt(model: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
