@@ -185,7 +185,7 @@ def test_relative_energy_gap_is_scale_free(tiny_dataset: MSADataset) -> None:
             out[gap, k] = (float(loss.detach()), float(g.abs().sum()))
     assert out["relative", 0.01][0] == pytest.approx(out["relative", 1.0][0], rel=1e-4)
     assert out["raw", 0.01][0] == pytest.approx(out["raw", 1.0][0] * 1e-4, rel=1e-4)
-    assert out["relative", 0.01][1] > 10 * out["relative", 1.0][1]  # the pull grows as 1/k: small energies still get one
+    assert out["relative", 0.01][1] > 10 * out["relative", 1.0][1]  # the pull grows as 1/k
     assert out["raw", 0.01][1] < 0.1 * out["raw", 1.0][1]
     with pytest.raises(ConfigError, match="emc_gap must be 'raw' or 'relative'"):
         _model(tiny_dataset, emc_gap="log")
