@@ -290,9 +290,11 @@ def ridge_probe(x: np.ndarray, splits: np.ndarray, y: np.ndarray) -> tuple[dict[
 
 
 def probe_rows(frame: pd.DataFrame, work: Path, lang: str) -> list[list[str]]:
-    """Frozen e5: the last layer's mean; the single layer chosen on validation; all 13 layers' means side by side."""
+    """Frozen e5: the last layer's mean; the one layer chosen on validation; all 13 layers' means side by side,
+    alone and with the language's lexicon columns."""
     language, column = LANGUAGES[lang]
     means = layer_means(frame[column].tolist(), work / f"{lang}-layer-means.npy")
+    lexicon = lexicon_columns(frame[column].tolist(), lang, work / f"{lang}-lexicon.npy").astype(np.float64)
     splits, y = frame["split"].to_numpy(), frame["label"].to_numpy(np.float64)
     per_layer = [ridge_probe(means[:, i], splits, y) for i in range(means.shape[1])]
     chosen = min(range(len(per_layer)), key=lambda i: per_layer[i][0]["MAE"])
@@ -301,6 +303,7 @@ def probe_rows(frame: pd.DataFrame, work: Path, lang: str) -> list[list[str]]:
         ("last layer", per_layer[-1]),
         (f"layer chosen on valid ({chosen})", per_layer[chosen]),
         ("all 13 layers", ridge_probe(means.reshape(len(means), -1), splits, y)),
+        ("all 13 layers + lexicon", ridge_probe(np.hstack([means.reshape(len(means), -1), lexicon]), splits, y)),
     ):
         cells = [_cell([test[key]], sc, d) for key, _, sc, d in COLUMNS]
         rows.append([f"{language}, frozen e5, {label}: probe", "–", *cells, _cell([valid["MAE"]], 1, 3)])
@@ -360,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         language = Language(frame, lang, args.work)
         if not args.no_probe:
             rows += probe_rows(frame, args.work, lang)
-            print(*rows[-3:], sep="\n", flush=True)
+            print(*rows[-4:], sep="\n", flush=True)
         if args.baseline:
             runs = [language.run(Recipe(), seed) for seed in args.seeds]
             rows.append(seed_row(f"{language_name}, e5 fine-tuned, fixed recipe ({Recipe().describe()})", runs))
