@@ -226,3 +226,27 @@ def test_a_checkpoint_from_before_the_per_modality_heads_loads_with_its_one_head
     batch = tiny_dataset.split("test").batch(range(6))
     with torch.no_grad():
         torch.testing.assert_close(loaded(batch).prediction, old(batch).prediction)
+
+
+def test_heads_reading_their_own_path_ignore_what_the_other_modalities_lost(tiny_dataset: MSADataset) -> None:
+    """head_input="own": each head reads o_m, so removing audio moves the text/visual predictions only
+    through the weights; with uniform weights the prediction is the plain mean of the kept heads."""
+    batch = tiny_dataset.split("test").batch(range(12))
+    gone = batch.drop_modalities(["audio"])
+    kept = ("text", "visual")
+
+    def own_predictions(model, b):  # type: ignore[no-untyped-def]
+        out = []
+        for m in kept:
+            seq = model.embed[m](b.features[m], b.masks[m])[0]
+            slots, _ = model.encoders[m](seq, b.masks[m], model.prompts(m), model.prompts.shared)
+            out.append(model.heads[m](slots.mean(1)).squeeze(-1))
+        return torch.stack(out, dim=1)  # (B, 2)
+
+    for head_input, matches in (("own", True), ("cross", False)):
+        model = _model(tiny_dataset, head_input=head_input, evaluator="never", weighting="uniform").eval()
+        with torch.no_grad():
+            expected = model.bound_prediction(own_predictions(model, batch).mean(1, keepdim=True))
+            got = model(gone).prediction
+        ok = torch.allclose(got[batch.present[:, [0, 2]].all(1)], expected[batch.present[:, [0, 2]].all(1)], atol=1e-5)
+        assert ok == matches, head_input

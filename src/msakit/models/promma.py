@@ -55,6 +55,12 @@ no code). The abstract names four parts; every choice below is ours.
    with one modality gets w_m = 1 and a_m = o_m (nothing to attend to), so its prediction
    is exactly that trained unimodal path — as late fusion's unimodal heads are.
 
+7. Head input (`head_input`, default "cross", sixth stop). "own" makes each head read its
+   modality's own path o_m, so a missing modality changes the others' predictions not at all,
+   only the DPW weights (still from the cross-attention outputs), exactly as in late fusion.
+   Measured (docs/models/promma.md, 5 seeds): worse on validation on ICT-MMMO, synthetic and
+   MOSI-e5 alike (shared AUILC 78.4 / 88.1 / 74.8 against 80.2 / 88.3 / 76.2), so it is off.
+
 Prediction: Σ_m w_m h_m(a_m) (or, with `fusion="representations"`, one MLP head over
 Σ_m w_m a_m). `modality_weights` are the DPW weights of
 the *observed* modalities (an imputed modality's weight is in
@@ -83,6 +89,7 @@ from msakit.registry import register_model
 
 EVALUATOR_MODES = ("learned", "always", "never")
 FUSION_MODES = ("predictions", "representations")
+HEAD_INPUTS = ("own", "cross")
 
 
 @dataclass
@@ -103,6 +110,7 @@ class ProMMAConfig(ModelConfig):
     missing_weight: float = tunable(0.0, low=0.0, high=2.0)  # weight of the task loss of the one-modality-removed view
     fusion: str = "predictions"  # "predictions": DPW mixes per-modality heads; "representations": one shared head
     unimodal_weight: float = tunable(0.5, low=0.0, high=1.0)  # task loss of each modality's own path h_m(o_m)
+    head_input: str = "cross"  # per-modality heads read "cross" (a_m) or "own" (o_m; measured worse, point 7)
 
     #: checkpoints saved before a field existed had these values (load_checkpoint fills them in)
     LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"fusion": "representations"}
@@ -132,6 +140,8 @@ class ProMMA(MSAModel):
             raise ConfigError(f"model 'promma': weighting must be 'mi' or 'uniform', got {config.weighting!r}")
         if config.fusion not in FUSION_MODES:
             raise ConfigError(f"model 'promma': fusion must be one of {FUSION_MODES}, got {config.fusion!r}")
+        if config.head_input not in HEAD_INPUTS:
+            raise ConfigError(f"model 'promma': head_input must be one of {HEAD_INPUTS}, got {config.head_input!r}")
         h, mods, drop = config.hidden_dim, self.modalities, config.dropout
         heads = next(n for n in (4, 2, 1) if h % n == 0)
         self.embed = nn.ModuleDict({m: SequenceEncoder(config.dim(m), h, kind="mean", dropout=drop) for m in mods})
@@ -199,16 +209,18 @@ class ProMMA(MSAModel):
         for m in mods:
             private = self.prompts(m)
             slots[m], seq[m] = self.encoders[m](seq[m], masks[m], private, self.prompts.shared)  # (B, K, H)
-        reps, scores = self._cross(slots, seq, masks, avail, aux if with_losses else None)  # (B, m, H), (B, m)
+        own = torch.stack([slots[m].mean(1) for m in mods], dim=1)  # o_m, (B, m, H)
+        reps, scores = self._cross(own, slots, seq, masks, avail, aux if with_losses else None)  # (B, m, H), (B, m)
         if self.config.weighting == "uniform":
             scores = torch.zeros_like(scores)
         weights = masked_softmax(scores, avail)  # (B, m)
         fused = (weights.unsqueeze(-1) * reps).sum(1)  # (B, H)
         if self.config.fusion == "predictions":
-            per_modality = torch.stack([self.heads[m](reps[:, i]) for i, m in enumerate(mods)], dim=1)  # (B, m, C)
+            read = own if self.config.head_input == "own" else reps
+            per_modality = torch.stack([self.heads[m](read[:, i]) for i, m in enumerate(mods)], dim=1)  # (B, m, C)
             output = (weights.unsqueeze(-1) * per_modality).sum(1)  # (B, C)
             if with_losses and self.config.unimodal_weight > 0:
-                aux["unimodal"] = self.config.unimodal_weight * self._unimodal_loss(slots, present, batch)
+                aux["unimodal"] = self.config.unimodal_weight * self._unimodal_loss(own, present, batch)
         else:
             output = self.head(fused)
         if with_losses and self.multi and self.config.missing_weight > 0:
@@ -229,6 +241,7 @@ class ProMMA(MSAModel):
 
     def _cross(
         self,
+        own: Tensor,
         slots: dict[str, Tensor],
         seq: dict[str, Tensor],
         masks: dict[str, Tensor],
@@ -237,7 +250,6 @@ class ProMMA(MSAModel):
     ) -> tuple[Tensor, Tensor]:
         """DPW: cross-attention of each modality's prompt slots over the others, and the MI critic's scores."""
         mods = self.modalities
-        own = torch.stack([slots[m].mean(1) for m in mods], dim=1)  # (B, m, H)
         if not self.multi:
             return own, torch.zeros_like(avail, dtype=own.dtype)
         reps = []
@@ -266,16 +278,16 @@ class ProMMA(MSAModel):
             aux["mi"] = self.config.mi_weight * torch.stack(terms).mean()
         return rep, scores
 
-    def _unimodal_loss(self, slots: dict[str, Tensor], present: Tensor, batch: Batch) -> Tensor:
+    def _unimodal_loss(self, own: Tensor, present: Tensor, batch: Batch) -> Tensor:
         """Per-modality heads: the task loss of each modality's own path h_m(o_m), over the samples that have m."""
         losses = []
         for i, m in enumerate(self.modalities):
             keep = present[:, i]
             if keep.any():
-                pred = self.bound_prediction(self.heads[m](slots[m][keep].mean(1)))
+                pred = self.bound_prediction(self.heads[m](own[keep, i]))
                 losses.append(self.task_loss(pred, batch.labels[keep]))
         if not losses:
-            return slots[self.modalities[0]].sum() * 0.0
+            return own.sum() * 0.0
         return torch.stack(losses).mean()
 
     def _evaluator_loss(self, batch: Batch, logits: Tensor, present: Tensor, has_ctx: Tensor) -> Tensor:
