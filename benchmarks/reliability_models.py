@@ -204,6 +204,32 @@ def mli(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def paired(args: argparse.Namespace) -> dict[str, Any]:
+    """Per MLI result file (docs/results/NAME.json from `mli --name`): row A minus row B, seed by seed
+    (both trained on the same seeds), mean ± std of the difference, paired t-test p, seeds where A wins."""
+    from scipy import stats
+
+    results = Path(__file__).resolve().parents[1] / "docs" / "results"
+    lines = [f"| result | {args.a} − {args.b}, MLI ×100 per seed | mean ± std | paired t p | seeds {args.a} higher |"]
+    lines.append("|---|---|---|---|---|")
+    out = {}
+    for name in args.names:
+        models = json.loads((results / f"{name}.json").read_text())["models"]
+        a, b = (np.asarray(models[k]["mli"]) * 100 for k in (args.a, args.b))
+        diff = a - b
+        p = float(stats.ttest_rel(a, b).pvalue)
+        out[name] = {"diff": diff.tolist(), "p": p}
+        cells = [
+            " ".join(f"{d:+.1f}" for d in diff),
+            _fmt(list(diff)),
+            f"{p:.2f}",
+            f"{int((diff > 0).sum())} of {len(diff)}",
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    print("\n".join(lines))
+    return {"pairs": out, "table": "\n".join(lines)}
+
+
 def _per_model_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
     """LABEL:KEY=VALUE strings -> {LABEL: {KEY: VALUE}} (LABEL as in --models)."""
     out: dict[str, dict[str, Any]] = {}
@@ -510,6 +536,12 @@ def main() -> None:
     sub.choices["dominant"].add_argument("--runs", required=True)
     sub.choices["uncertainty"].add_argument("--runs", required=True, help="a qa_moe checkpoint or run folder")
     sub.choices["uncertainty"].add_argument("--name", help="also write docs/results/NAME.json")
+    pair = sub.add_parser("paired", help="seed-by-seed MLI difference of two rows in mli result files")
+    pair.add_argument("names", nargs="+", help="docs/results/NAME.json files written by `mli --name`")
+    pair.add_argument("--a", default="ebmc+preset")
+    pair.add_argument("--b", default="late_fusion")
+    pair.add_argument("--out", default="runs/rel/bench")
+    pair.add_argument("--name", help="also write docs/results/NAME.json")
     merge = sub.add_parser("ablations")
     merge.add_argument("--name", required=True, help="writes docs/results/NAME.json")
     merge.add_argument("--full", default="", help="a `msakit train` run folder for the 'full' row")
@@ -522,6 +554,7 @@ def main() -> None:
     commands = {"spectrum": spectrum, "mli": mli, "dominant": dominant, "collect": collect, "uncertainty": uncertainty}
     commands["terms"] = terms
     commands["ablations"] = ablations
+    commands["paired"] = paired
     result = {**commands, "zoo": zoo}[args.command](args)
     if args.command == "zoo":
         return

@@ -57,6 +57,16 @@ Choices (what the sources say -> what we chose -> why):
   strong modality. Without trust EBMC is as balanced as late_fusion. The form of the
   unimodal loss (nll, mse, l1) does not change the MLI. We did not add a gradient
   modulation that the sources do not describe.
+- Two switches that let EMC and IMTD rebalance, both off by default (the defaults are the
+  source's reading). On synthetic:imbalanced, 5 seeds, neither brings EBMC above late_fusion
+  (docs/models/ebmc.md, "synthetic:imbalanced"). `emc_gap="relative"` divides the energies by
+  their detached mean before taking the gaps. The squared gap then does not vanish when the
+  losses are small, and does not depend on the label scale (the source set its weights on
+  IEMOCAP and MOSI). `trust_grad="distill"` stops the task gradient at the fusion weights, so
+  only IMTD sets them, from the teacher's reliability (the source fuses by concatenation and
+  uses trust only in its distillation target). Without it the task loss drives the trust
+  softmax to 0.87 / 0.04 / 0.09 (text / audio / visual) on that preset, although the
+  teacher's target w* is 0.43 / 0.36 / 0.21 (seed 1, 256 training samples; a diagnosis).
 - CCE's reconstruction target h_m is detached (a target, not a moving one); `use_cce`
   False drops the enhancement term from z_m and its loss.
 """
