@@ -4,7 +4,9 @@
     python benchmarks/promma_missing.py --data data/mmmo --out runs/promma_mmmo
     python benchmarks/promma_missing.py --data synthetic --out runs/promma_syn
     python benchmarks/promma_missing.py --data data/mmmo --out runs/promma_mmmo --diagnose   # one modality kept
+    python benchmarks/promma_missing.py --data synthetic --out runs/a --variants runs/b --rates 0 0.2 0.4 0.6 0.8 1
     python benchmarks/promma_missing.py --data data/mmmo --compare base=promma:runs/a tuned=promma:runs/b --name N
+    python benchmarks/promma_missing.py --paired promma:runs/a/results.json late_fusion:runs/b/results.json --name N
 
 Per seed, `promma` and `late_fusion` are trained with the same random whole-modality
 dropout (`-t modality_dropout`, default 0.3; selection on validation), then evaluated on
@@ -30,7 +32,7 @@ import yaml
 
 from msakit.data import load_dataset
 from msakit.io import atomic_write_json
-from msakit.robustness.protocols import RobustnessSettings, run_protocols
+from msakit.robustness.protocols import RobustnessSettings, auilc, run_protocols
 from msakit.training import Trainer, evaluate, load_checkpoint, train_config_from
 
 PROTOCOLS = ("modality_shared", "modality_imbalanced")
@@ -123,6 +125,39 @@ def diagnose(run: Path, data: str, seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
+VARIANTS = {  # inference-time switches on a trained ProMMA checkpoint (no retraining)
+    "as trained": {},
+    "evaluator never": {"evaluator": "never"},
+    "evaluator always": {"evaluator": "always"},
+    "uniform weights": {"weighting": "uniform"},
+    "heads read o_m": {"head_input": "own"},
+}
+
+
+def variants(pm_run: Path, lf_run: Path, data: str, seeds: list[int], rates: list[float]) -> str:
+    """Mean Non0 Acc-2 at every rate of the shared-missing curve (and its AUILC), valid and test,
+    for late fusion and for ProMMA under the inference-time VARIANTS; masks drawn with seed 1 for all."""
+    dataset = load_dataset(data)
+    lines = ["| model | variant | split | " + " | ".join(f"r={r:g}" for r in rates) + " | AUILC |"]
+    lines.append("|" + "---|" * (4 + len(rates)))
+    systems = [("late_fusion", lf_run, "–", {})] + [("promma", pm_run, k, v) for k, v in VARIANTS.items()]
+    for model, run, label, switch in systems:
+        for split in ("valid", "test"):
+            levels, areas = [], []
+            for seed in seeds:
+                net, _ = load_checkpoint(run / model / f"seed{seed}" / "best")
+                for key, value in switch.items():
+                    setattr(net.config, key, value)
+                settings = RobustnessSettings(rates=tuple(rates), seed=1, split=split)
+                report = run_protocols(net.eval(), dataset, ("modality_shared",), settings)
+                ys = [100 * c.metrics["Non0_acc_2"] for c in report.conditions if c.curve == "shared"]
+                levels.append(ys)
+                areas.append(auilc(rates, ys))
+            cells = [f"{statistics.mean(col):.1f}" for col in zip(*levels, strict=True)]
+            lines.append(f"| {model} | {label} | {split} | " + " | ".join(cells) + f" | {fmt(areas)} |")
+    return "\n".join(lines)
+
+
 def rescore(run: Path, data: str, seeds: list[int], rates: list[float]) -> dict[str, list[dict[str, Any]]]:
     """Test and validation curves of the checkpoints saved under RUN/MODEL/seedN/best (no training)."""
     dataset = load_dataset(data)
@@ -164,6 +199,42 @@ def compare(pairs: list[str], data: str, seeds: list[int], rates: list[float], n
     return text
 
 
+def paired(first: str, second: str, name: str) -> str:
+    """Per curve, mean ± std over seeds of the seed-paired AUILC difference (first − second) of Non0 Acc-2.
+
+    Each side is LABEL:JSON, either a `results.json` this benchmark wrote (LABEL: the model) or
+    a `--compare` result file (LABEL: its row). The seeds pair up in order; both sides were
+    scored on the same missing masks (RobustnessSettings seed = the seed)."""
+    a, b = (_auilc_lists(spec) for spec in (first, second))
+    rows: dict[str, Any] = {}
+    lines = ["| split | curve | first | second | paired difference | seeds first ahead |", "|---|---|---|---|---|---|"]
+    for key in sorted(set(a) & set(b), key=lambda k: (not k.startswith("valid"), k)):
+        diff = [p - q for p, q in zip(a[key], b[key], strict=True)]
+        rows[key] = {"first": a[key], "second": b[key], "difference": diff}
+        split, curve = key.split(" ", 1)
+        ahead = f"{sum(d > 0 for d in diff)}/{len(diff)}"
+        lines.append(f"| {split} | {curve} | {fmt(a[key], 100)} | {fmt(b[key], 100)} | {fmt(diff, 100)} | {ahead} |")
+    text = "\n".join(lines)
+    if name:
+        target = Path(__file__).resolve().parents[1] / "docs" / "results" / f"{name}.json"
+        atomic_write_json(target, {"first": first, "second": second, "rows": rows, "table": text})
+    return text
+
+
+def _auilc_lists(spec: str) -> dict[str, list[float]]:
+    """'test CURVE' / 'valid CURVE' -> per-seed Non0 Acc-2 AUILC, from a results.json or a --compare file."""
+    label, _, path = spec.partition(":")
+    found = json.loads(Path(path).read_text())
+    if "rows" in found:
+        return {k: v for k, v in found["rows"][label].items() if k.startswith(("test ", "valid "))}
+    runs = found["results"][label]
+    out = {}
+    for key, split in (("auilc", "test"), ("valid_auilc", "valid")):
+        for curve in runs[0].get(key, {}):
+            out[f"{split} {curve}"] = [r[key][curve]["Non0_acc_2"] for r in runs]
+    return out
+
+
 def fmt(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values) * scale:.{digits}f} ± {sd * scale:.{digits}f}"
@@ -171,7 +242,7 @@ def fmt(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--data")
     parser.add_argument("--models", nargs="+", default=["promma", "late_fusion"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--epochs", type=int, default=10)
@@ -180,6 +251,12 @@ def main() -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[0.0, 0.2, 0.4, 0.6, 0.8])
     parser.add_argument("-m", dest="model_opt", action="append", default=[], help="promma KEY=VALUE")
     parser.add_argument("-t", dest="train_opt", action="append", default=[], help="training KEY=VALUE (all models)")
+    parser.add_argument(
+        "--variants",
+        type=Path,
+        metavar="LATE_FUSION_RUN",
+        help="only ProMMA's inference-time variants (OUT's checkpoints) against LATE_FUSION_RUN's, per rate",
+    )
     parser.add_argument("--diagnose", action="store_true", help="only print the one-modality diagnosis of OUT's runs")
     parser.add_argument(
         "--compare",
@@ -187,10 +264,18 @@ def main() -> None:
         metavar="LABEL=MODEL:RUN",
         help="only rescore saved runs (test and validation AUILC) side by side; --out is ignored",
     )
-    parser.add_argument("--name", default="", help="with --compare: write docs/results/NAME.json")
+    parser.add_argument(
+        "--paired", nargs=2, metavar="MODEL:RESULTS_JSON", help="only the seed-paired AUILC differences of two runs"
+    )
+    parser.add_argument("--name", default="", help="with --compare or --paired: write docs/results/NAME.json")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.paired:
+        print(paired(*args.paired, args.name))
+        return
+    if args.data is None:
+        parser.error("--data is required")
     if args.compare:
         print(compare(args.compare, args.data, args.seeds, args.rates, args.name))
         return
@@ -198,6 +283,9 @@ def main() -> None:
         parser.error("--out is required")
     if args.diagnose:
         print(diagnose(args.out, args.data, args.seeds))
+        return
+    if args.variants:
+        print(variants(args.out, args.variants, args.data, args.seeds, args.rates))
         return
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in args.models}
     for model in args.models:
