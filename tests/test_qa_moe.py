@@ -79,6 +79,18 @@ def test_bad_config_names_the_field(tiny_dataset: MSADataset) -> None:
 # ---- the model's named components ---------------------------------------------------------------
 
 
+def _train_on_ssl_alone(model: torch.nn.Module, batch: object, *, steps: int) -> None:
+    """Adam on the encoders and uncertainty heads with the label-free SSL loss only; leaves eval mode."""
+    params = [p for n, p in model.named_parameters() if n.startswith(("encoders", "uncertainty"))]
+    opt = torch.optim.Adam(params, lr=1e-2)
+    for _ in range(steps):
+        loss = model(batch).aux_losses["ssl_uncertainty"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+
+
 def test_self_supervised_uncertainty_ignores_labels_reconstructs_and_rises_with_degradation(
     tiny_dataset: MSADataset,
 ) -> None:
@@ -94,14 +106,7 @@ def test_self_supervised_uncertainty_ignores_labels_reconstructs_and_rises_with_
     b = model(shuffled).aux_losses["ssl_uncertainty"]
     torch.testing.assert_close(a, b)
 
-    params = [p for n, p in model.named_parameters() if n.startswith(("encoders", "uncertainty"))]
-    opt = torch.optim.Adam(params, lr=1e-2)
-    for _ in range(40):
-        loss = model(batch).aux_losses["ssl_uncertainty"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    _train_on_ssl_alone(model, batch, steps=40)
     degraded = bind(Spectrum(strength=0.9), seed=0)(batch)
     with torch.no_grad():
         clean_u = model(batch).explanations["log_uncertainty"].mean()
@@ -134,14 +139,7 @@ def test_self_supervised_uncertainty_tracks_the_spectrum_level() -> None:
 
     def curve(cues: bool) -> list[float]:
         model = _model(data, ssl_weight=1.0, ssl_cues=cues, encoder="mean").train()
-        params = [p for n, p in model.named_parameters() if n.startswith(("encoders", "uncertainty"))]
-        opt = torch.optim.Adam(params, lr=1e-2)
-        for _ in range(150):
-            loss = model(batch).aux_losses["ssl_uncertainty"]
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        model.eval()
+        _train_on_ssl_alone(model, batch, steps=150)
         with torch.no_grad():
             views = [batch] + [bind(Spectrum(strength=s), seed=0)(batch) for s in (0.25, 0.5, 0.75)]
             return [float(model(v).explanations["log_uncertainty"].mean()) for v in views]
