@@ -560,6 +560,40 @@ def render_expert_weights(data: dict[str, Any]) -> str:
     )
 
 
+def render_paired(data: dict[str, Any]) -> str:
+    """Seed-paired AUILC differences of two systems (benchmarks/promma_missing.py --paired): the table,
+    and per curve whether the mean difference's 95 % t-interval over the seeds excludes 0."""
+    from scipy import stats
+
+    first, second = data.get("labels") or [data[k].partition(":")[0] for k in ("first", "second")]
+    head = f"| split | curve | {first} | {second} | paired difference | seeds first ahead | 95 % CI of the difference |"
+    out = ["```bash", data["command"], "```", "", head, "|---|---|---|---|---|---|---|"]
+    reading = []
+    for key, row in data["rows"].items():
+        split, curve = key.split(" ", 1)
+        diff = [100 * d for d in row["difference"]]
+        n, mean, sd = len(diff), statistics.mean(diff), statistics.stdev(diff)
+        half = float(stats.t.ppf(0.975, n - 1)) * sd / n**0.5
+        cells = [_mean_sd([100 * v for v in row[k]]) for k in ("first", "second")]
+        ahead = sum(d > 0 for d in diff)
+        ci = f"[{mean - half:+.1f}, {mean + half:+.1f}]"
+        out.append(f"| {split} | {curve} | {' | '.join(cells)} | {mean:.1f} ± {sd:.1f} | {ahead}/{n} | {ci} |")
+        verdict = "below (the interval excludes 0)" if mean + half < 0 else "above (the interval excludes 0)"
+        verdict = verdict if abs(mean) > half else "the interval includes 0 (not told apart over these seeds)"
+        reading.append(f"{split} {curve}: {first} − {second} {mean:+.1f} points, {ci}: {verdict}.")
+    out += ["", "Reading (computed from the table):", ""] + [f"- {s}" for s in reading]
+    return "\n".join(out) + "\n"
+
+
+def render_compare(data: dict[str, Any]) -> str:
+    """Rescored runs side by side (benchmarks/promma_missing.py --compare): the command and its table."""
+    return f"```bash\n{data['command']}\n```\n\n{data['table']}\n"
+
+
+def _mean_sd(values: list[float]) -> str:
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "robustness": render_robustness,
     "tssp_msa_mosi_table4": lambda d: render_ablation(d, reference="full"),
@@ -579,6 +613,16 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "serve_load": lambda d: d["markdown"],
     "serve_analyze": lambda d: d["markdown"],
     "serve_cpu": lambda d: d["markdown"],
+    # written by benchmarks/promma_missing.py --paired / --compare (their tables)
+    "promma_missing_mmmo_paired_s6": render_paired,
+    "promma_missing_synthetic_paired_s6": render_paired,
+    "promma_missing_mosi_e5_paired_s6": render_paired,
+    "promma_missing_mmmo_own_s6": render_paired,
+    "promma_missing_synthetic_own_s6": render_paired,
+    "promma_missing_mosi_e5_own_s6": render_paired,
+    "promma_missing_mmmo_evaluator_s7": render_compare,
+    "promma_missing_mmmo_always_paired_s7": render_paired,
+    "promma_missing_mmmo_never_paired_s7": render_paired,
 }
 
 

@@ -158,29 +158,38 @@ def variants(pm_run: Path, lf_run: Path, data: str, seeds: list[int], rates: lis
     return "\n".join(lines)
 
 
-def rescore(run: Path, data: str, seeds: list[int], rates: list[float]) -> dict[str, list[dict[str, Any]]]:
-    """Test and validation curves of the checkpoints saved under RUN/MODEL/seedN/best (no training)."""
+def rescore(
+    run: Path, data: str, seeds: list[int], rates: list[float], switch: dict[str, Any] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Test and validation curves of the checkpoints saved under RUN/MODEL/seedN/best (no training),
+    with the inference-time SWITCH (config fields, e.g. evaluator=never) set on each loaded model."""
     dataset = load_dataset(data)
     found: dict[str, list[dict[str, Any]]] = {}
     for model_dir in sorted(p for p in run.iterdir() if (p / f"seed{seeds[0]}" / "best").is_dir()):
         for seed in seeds:
             best, _ = load_checkpoint(model_dir / f"seed{seed}" / "best")
+            for key, value in (switch or {}).items():
+                setattr(best.config, key, value)
             clean = evaluate(best, dataset.split("test"), dataset.info.metric_set)
             found.setdefault(model_dir.name, []).append({**missing_curves(best, dataset, rates, seed), "clean": clean})
     return found
 
 
 def compare(pairs: list[str], data: str, seeds: list[int], rates: list[float], name: str) -> str:
-    """One row per LABEL=RUN: ProMMA's (or late fusion's) clean Acc-2 and AUILCs, test and validation."""
+    """One row per LABEL=MODEL:RUN[@KEY=VALUE,...]: the clean Acc-2 and AUILCs, test and validation, of
+    RUN's MODEL checkpoints, with the inference-time switches after '@' (e.g. @evaluator=never)."""
     rows: dict[str, dict[str, Any]] = {}
     for pair in pairs:
         label, _, where = pair.partition("=")
+        where, _, switches = where.partition("@")
         model, _, folder = where.partition(":")
-        runs = rescore(Path(folder), data, seeds, rates)[model]
+        switch = assignments(switches.split(",")) if switches else {}
+        runs = rescore(Path(folder), data, seeds, rates, switch)[model]
         curves = sorted(runs[0]["auilc"])
         rows[label] = {
             "model": model,
             "run": folder,
+            "switch": switch,
             "clean_Non0_acc_2": [r["clean"]["Non0_acc_2"] for r in runs],
             "clean_MAE": [r["clean"]["MAE"] for r in runs],
             **{f"test {c}": [r["auilc"][c]["Non0_acc_2"] for r in runs] for c in curves},
@@ -195,7 +204,10 @@ def compare(pairs: list[str], data: str, seeds: list[int], rates: list[float], n
     text = "\n".join(lines)
     if name:
         target = Path(__file__).resolve().parents[1] / "docs" / "results" / f"{name}.json"
-        atomic_write_json(target, {"data": data, "seeds": seeds, "rates": rates, "rows": rows, "table": text})
+        quoted = " ".join(f'"{p}"' for p in pairs)
+        command = f"python benchmarks/promma_missing.py --data {data} --compare {quoted} --name {name}"
+        record = {"data": data, "seeds": seeds, "rates": rates, "command": command, "rows": rows, "table": text}
+        atomic_write_json(target, record)
     return text
 
 
@@ -217,7 +229,10 @@ def paired(first: str, second: str, name: str) -> str:
     text = "\n".join(lines)
     if name:
         target = Path(__file__).resolve().parents[1] / "docs" / "results" / f"{name}.json"
-        atomic_write_json(target, {"first": first, "second": second, "rows": rows, "table": text})
+        command = f'python benchmarks/promma_missing.py --paired "{first}" "{second}" --name {name}'
+        labels = [spec.partition(":")[0] for spec in (first, second)]
+        record = {"first": first, "second": second, "labels": labels, "command": command, "rows": rows}
+        atomic_write_json(target, {**record, "table": text})
     return text
 
 
@@ -261,7 +276,7 @@ def main() -> None:
     parser.add_argument(
         "--compare",
         nargs="+",
-        metavar="LABEL=MODEL:RUN",
+        metavar="LABEL=MODEL:RUN[@KEY=VALUE,...]",
         help="only rescore saved runs (test and validation AUILC) side by side; --out is ignored",
     )
     parser.add_argument(
