@@ -73,6 +73,7 @@ from msakit.probe import ALPHAS
 from sims_language import COLUMNS, LEXICONS, SEEDS, _cell  # the same table columns as the frozen-encoder CH-SIMS table
 
 LANGUAGES = {"zh": ("Chinese", "text"), "en": ("English", "text_en")}
+PREDICTION_KEYS = ("seed", "valid_MAE", "valid_pred", "test_pred")
 MAX_LEN = 64
 
 
@@ -179,8 +180,18 @@ def train_seed(seed: int, model: Any, recipe: Recipe, data: dict[str, Split]) ->
         valid = compute_metrics("sims", predict("valid"), data["valid"][2])
         history.append(valid["MAE"])
         if valid["MAE"] < best["valid_MAE"]:
-            test = compute_metrics("sims", predict("test"), data["test"][2])
-            best, stale = {"valid_MAE": valid["MAE"], "best_epoch": epoch, "valid": valid, "test": test}, 0
+            valid_pred, test_pred = predict("valid"), predict("test")
+            best, stale = (
+                {
+                    "valid_MAE": valid["MAE"],
+                    "best_epoch": epoch,
+                    "valid": valid,
+                    "test": compute_metrics("sims", test_pred, data["test"][2]),
+                    "valid_pred": [round(float(v), 6) for v in valid_pred],  # split order of labels.csv
+                    "test_pred": [round(float(v), 6) for v in test_pred],
+                },
+                0,
+            )
         else:
             stale += 1
             if stale >= recipe.patience:
@@ -229,11 +240,14 @@ class Language:
             data[split] = (states[sel], mask[sel], labels, None if lex is None else lex[sel])
         return model, data
 
-    def same_run(self, recipe: Recipe, seed: int) -> dict[str, Any] | None:
+    def same_run(self, recipe: Recipe, seed: int, predictions: bool = False) -> dict[str, Any] | None:
         """A cached run of `recipe` under another epoch cap that is this run: patience ended it, after
-        an epoch this cap reaches (training is deterministic, so the first epochs are the same)."""
+        an epoch this cap reaches (training is deterministic, so the first epochs are the same).
+        With `predictions`, only a run that kept its predictions counts."""
         for path in sorted((self.work / "runs").glob(f"{self.lang}-*-seed{seed}.json")):
             cached = json.loads(path.read_text())
+            if predictions and "test_pred" not in cached:
+                continue
             other = Recipe(**cached["recipe"])
             stopped = cached["best_epoch"] + recipe.patience  # the epoch patience ended it at
             same = replace(other, epochs=recipe.epochs) == recipe
@@ -241,18 +255,23 @@ class Language:
                 return {**cached, "same_as": path.name}
         return None
 
-    def run(self, recipe: Recipe, seed: int) -> dict[str, Any]:
-        """One seed of `recipe`, cached as --work/runs/LANG-SLUG-seedS.json."""
+    def run(self, recipe: Recipe, seed: int, predictions: bool = False) -> dict[str, Any]:
+        """One seed of `recipe`, cached as --work/runs/LANG-SLUG-seedS.json. With `predictions`, a cached
+        run that kept no predictions (earlier code) is trained again; the rerun must repeat its
+        validation MAE (training is deterministic), else it stops with an error."""
         out = self.work / "runs" / f"{self.lang}-{recipe.slug}-seed{seed}.json"
-        if out.is_file():
-            return json.loads(out.read_text())
-        same = self.same_run(recipe, seed)
+        earlier = json.loads(out.read_text()) if out.is_file() else None
+        if earlier is not None and (not predictions or "test_pred" in earlier):
+            return earlier
+        same = self.same_run(recipe, seed, predictions)
         if same is not None:
             return same
         t0 = time.process_time()
         model, data = self.data(recipe)
         result = {"seed": seed, "recipe": asdict(recipe), **train_seed(seed, model, recipe, data)}
         result["cpu_s"] = time.process_time() - t0
+        if earlier is not None and abs(earlier["valid_MAE"] - result["valid_MAE"]) > 1e-6:
+            raise SystemExit(f"error: {out}: rerun valid MAE {result['valid_MAE']:.6f} != {earlier['valid_MAE']:.6f}")
         atomic_write_json(out, result)
         print(self.lang, recipe.slug, seed, result["best_epoch"], f"{result['valid_MAE']:.4f}", flush=True)
         return result
@@ -358,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     rows: list[list[str]] = []
     grids: dict[str, list[list[str]]] = {}
+    kept: dict[str, dict[str, Any]] = {}  # the chosen rows' per-seed predictions
     for lang in args.languages:
         language_name = LANGUAGES[lang][0]
         language = Language(frame, lang, args.work)
@@ -373,7 +393,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             chosen, label = grid[0], f"{language_name}, e5 fine-tuned ({grid[0].describe()})"
         if not (args.baseline and chosen == Recipe()):
-            rows.append(seed_row(label, [language.run(chosen, seed) for seed in args.seeds]))
+            runs = [language.run(chosen, seed, predictions=True) for seed in args.seeds]
+            rows.append(seed_row(label, runs))
+            test_ids = frame.loc[frame["split"] == "test", "id"].tolist()
+            kept[label] = {"test_ids": test_ids, "seeds": [{k: r[k] for k in PREDICTION_KEYS} for r in runs]}
         print(rows[-1], flush=True)
     english = [r[0] for r in rows if r[0].startswith("English, e5 fine-tuned")]
     reference = english[-1] if english else rows[-1][0]
@@ -389,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         "valid": "valid MAE",
     }
     atomic_write_json(RESULTS / f"{args.name}.json", result)
+    if kept:  # for benchmarks/sims_summary.py's paired bootstrap (test clips in labels.csv order)
+        atomic_write_json(args.work / "predictions.json", kept)
     if grids:
         atomic_write_json(RESULTS / f"{args.name}_search.json", search_table(grids, args.search_seeds, command))
     return 0
