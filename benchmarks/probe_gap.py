@@ -39,14 +39,19 @@ from msakit.probe import _fit_predict, _standardise, linear_probe, pooled_featur
 from msakit.training.checkpoint import load_checkpoint
 
 
-def probe_test_predictions(data: Any) -> tuple[np.ndarray, dict[str, Any]]:
-    """Test predictions of the probe's text row, refitted with the row's pooling and penalty."""
-    result = linear_probe(data, modalities=["text"], include_all=False)
-    row = next(r for r in result.rows if r.name == "text")
+def probe_test_predictions(data: Any, name: str = "text") -> tuple[np.ndarray, dict[str, Any]]:
+    """Test predictions of the probe's row NAME (a modality, or "all": their concatenation, as
+    `msakit probe` builds it), refitted with the row's pooling and penalty."""
+    found = linear_probe(data) if name == "all" else linear_probe(data, modalities=[name], include_all=False)
+    rows = {r.name: r for r in found.rows}
+    if name not in rows:
+        raise SystemExit(f"probe_gap: error: no probe row {name!r}; the rows are {sorted(rows)}")
+    row = rows[name]
     splits = [data.split(s) for s in ("train", "valid", "test")]
-    x_tr, _, x_te = _standardise(*(pooled_features(s, "text", row.pooling) for s in splits))
+    pooled = [np.concatenate([pooled_features(s, m, row.pooling) for m in row.modalities], axis=1) for s in splits]
+    x_tr, _, x_te = _standardise(*pooled)
     (pred,) = _fit_predict(x_tr, splits[0].labels, [x_te], row.alpha, data.info.num_classes)
-    info = {"pooling": row.pooling, "alpha": row.alpha, "test": row.test, "valid": row.valid}
+    info = {"row": name, "pooling": row.pooling, "alpha": row.alpha, "test": row.test, "valid": row.valid}
     return np.asarray(pred, dtype=np.float64), info
 
 
@@ -109,7 +114,8 @@ def paired_gap(
 def markdown(command: str, probe: dict[str, Any], rows: dict[str, dict[str, Any]]) -> str:
     lines = [
         f"```bash\n{command}\n```\n",
-        f"Probe (text, pooling {probe['pooling']}, ridge α {probe['alpha']:g}, chosen on validation): test Corr "
+        f"Probe ({probe.get('row', 'text')}, pooling {probe['pooling']}, ridge α {probe['alpha']:g}, "
+        "chosen on validation): test Corr "
         f"{probe['test']['Corr']:.3f}, MAE {probe['test']['MAE']:.3f}, "
         f"Non0 Acc-2 {100 * probe['test']['Non0_acc_2']:.1f}. "
         "Difference = model (mean over its seeds) − "
@@ -153,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path)
+    p.add_argument("--probe-row", default="text", help="the probe row to compare with: a modality, or all")
     args = p.parse_args(argv)
     if args.resamples < 100:
         print("probe_gap: error: --resamples must be at least 100", file=sys.stderr)
@@ -162,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"probe_gap: error: {args.data}: a regression dataset is needed (num_classes 1)", file=sys.stderr)
         return 2
     y = np.asarray(data.split("test").labels, dtype=np.float64).reshape(-1)
-    probe, probe_info = probe_test_predictions(data)
+    probe, probe_info = probe_test_predictions(data, args.probe_row)
     for key, (fn, _) in METRICS.items():
         value = float(fn(probe, y))
         if abs(value - probe_info["test"][key]) > 1e-6:  # the refit must be the probe row itself
@@ -181,8 +188,12 @@ def main(argv: list[str] | None = None) -> int:
             "resamples": args.resamples,
             "gap": paired_gap(preds, probe, y, resamples=args.resamples, seed=args.seed),
         }
-    command = "python benchmarks/probe_gap.py --data {} --resamples {} --seed {} {}".format(
-        args.data, args.resamples, args.seed, " ".join(f"'{s}'" for s in args.runs)
+    command = "python benchmarks/probe_gap.py --data {} --resamples {} --seed {} {}{}".format(
+        args.data,
+        args.resamples,
+        args.seed,
+        "" if args.probe_row == "text" else f"--probe-row {args.probe_row} ",
+        " ".join(f"'{s}'" for s in args.runs),
     )
     md = markdown(command, probe_info, rows)
     print(md)
