@@ -55,12 +55,12 @@ def probe_test_predictions(data: Any, name: str = "text") -> tuple[np.ndarray, d
     return np.asarray(pred, dtype=np.float64), info
 
 
-def model_test_predictions(data: Any, run: Path) -> np.ndarray:
-    """(seeds, clips): each seed's selected checkpoint on the test split, in split order."""
+def model_test_predictions(data: Any, run: Path, split: str = "test") -> np.ndarray:
+    """(seeds, clips): each seed's selected checkpoint on the test split (or `split`), in split order."""
     ckpts = sorted(run.glob("seed*/best"), key=lambda p: int(p.parent.name.removeprefix("seed")))
     if not ckpts:
         raise SystemExit(f"probe_gap: error: {run}: no seed*/best checkpoint")
-    test = data.split("test")
+    test = data.split(split)
     out = []
     for ckpt in ckpts:
         model, _ = load_checkpoint(ckpt)
