@@ -286,8 +286,9 @@ def layer_means(texts: list[str], path: Path) -> np.ndarray:
     return means
 
 
-def ridge_probe(x: np.ndarray, splits: np.ndarray, y: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
-    """(valid, test) metrics of ridge on train-standardised `x`, alpha from msakit's grid by validation MAE."""
+def ridge_probe(x: np.ndarray, splits: np.ndarray, y: np.ndarray, predictions: bool = False) -> tuple[Any, ...]:
+    """(valid, test) metrics of ridge on train-standardised `x`, alpha from msakit's grid by validation MAE;
+    with `predictions`, also the chosen alpha's test predictions (split order)."""
     import warnings
 
     from scipy.linalg import LinAlgWarning
@@ -298,14 +299,14 @@ def ridge_probe(x: np.ndarray, splits: np.ndarray, y: np.ndarray) -> tuple[dict[
     tr, va, te = (splits == s for s in ("train", "valid", "test"))
     mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-8
     z = (x - mu) / sd
-    best: tuple[float, dict[str, float], dict[str, float]] | None = None
+    best: tuple[float, dict[str, float], dict[str, float], np.ndarray] | None = None
     for alpha in ALPHAS:
         pred = Ridge(alpha=alpha).fit(z[tr], y[tr]).predict(z)
         valid = compute_metrics("sims", pred[va], y[va])
         if best is None or valid["MAE"] < best[0]:
-            best = (valid["MAE"], valid, compute_metrics("sims", pred[te], y[te]))
+            best = (valid["MAE"], valid, compute_metrics("sims", pred[te], y[te]), pred[te])
     assert best is not None
-    return best[1], best[2]
+    return best[1:] if predictions else best[1:3]
 
 
 def probe_rows(frame: pd.DataFrame, work: Path, lang: str) -> list[list[str]]:
@@ -413,7 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     atomic_write_json(RESULTS / f"{args.name}.json", result)
     if kept:  # for benchmarks/sims_summary.py's paired bootstrap (test clips in labels.csv order)
-        atomic_write_json(args.work / "predictions.json", kept)
+        path = args.work / "predictions.json"
+        earlier = json.loads(path.read_text()) if path.is_file() else {}
+        atomic_write_json(path, {**earlier, **kept})
     if grids:
         atomic_write_json(RESULTS / f"{args.name}_search.json", search_table(grids, args.search_seeds, command))
     return 0

@@ -166,3 +166,74 @@ def test_a_run_ended_by_patience_is_reused_under_a_larger_cap(sims_finetune: Mod
     assert language.same_run(recipe(epochs=12), 2) is None  # the cap ended it: epochs 7-12 are unknown
     assert language.same_run(recipe(epochs=12, lexicon=True), 1) is None  # another recipe
     assert language.same_run(recipe(epochs=2), 1) is None  # its best epoch is past this cap
+
+
+def test_a_run_without_predictions_is_trained_again_and_must_repeat(
+    sims_finetune: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    recipe = sims_finetune.Recipe()
+    frame = pd.DataFrame({"text": ["a"], "text_en": ["a"], "split": ["train"], "label": [0.0]})
+    language = sims_finetune.Language(frame, "zh", tmp_path)
+    (tmp_path / "runs").mkdir()
+    path = tmp_path / "runs" / f"zh-{recipe.slug}-seed1.json"
+    path.write_text(json.dumps({"seed": 1, "recipe": vars(recipe), "best_epoch": 3, "valid_MAE": 0.5}))
+    monkeypatch.setattr(language, "data", lambda r: (None, {}))
+    rerun = {"valid_MAE": 0.5, "best_epoch": 3, "valid_pred": [0.1], "test_pred": [0.2]}
+    monkeypatch.setattr(sims_finetune, "train_seed", lambda seed, model, r, data: dict(rerun))
+    assert "test_pred" not in language.run(recipe, 1)  # the cached run stands when no predictions are asked for
+    assert language.run(recipe, 1, predictions=True)["test_pred"] == [0.2]  # trained again, predictions kept
+    assert json.loads(path.read_text())["test_pred"] == [0.2]
+    path.write_text(json.dumps({"seed": 1, "recipe": vars(recipe), "best_epoch": 3, "valid_MAE": 0.4}))
+    with pytest.raises(SystemExit, match="rerun valid MAE"):  # a rerun that does not repeat the run is refused
+        language.run(recipe, 1, predictions=True)
+
+
+@pytest.fixture(scope="module")
+def sims_summary() -> ModuleType:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("_sims_summary", ROOT / "benchmarks" / "sims_summary.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paired_bootstrap_resamples_both_rows_on_the_same_clips(sims_summary: ModuleType) -> None:
+    rng = np.random.default_rng(0)
+    y = rng.uniform(-1, 1, 400)
+    other = np.clip(y + rng.normal(0, 0.6, (5, 400)), -1, 1)
+    ours = np.clip(other + 0.01 * rng.normal(size=(5, 400)), -1, 1)  # the same errors, a hair apart
+    gap = sims_summary.paired(ours, other, y, resamples=300, seed=0)
+    for key in ("Corr", "MAE"):
+        assert gap[key]["low"] <= gap[key]["observed"] <= gap[key]["high"]
+        assert gap[key]["high"] - gap[key]["low"] < 0.01  # paired: the shared clip noise cancels
+    better = sims_summary.paired(np.clip(y + rng.normal(0, 0.2, (5, 400)), -1, 1), other, y, resamples=300, seed=0)
+    assert better["Corr"]["low"] > 0 and better["MAE"]["high"] < 0 and better["Corr"]["chinese_at_least"] == 1.0
+
+
+def test_seed_averaged_row_scores_the_mean_prediction(
+    sims_summary: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    y = {"valid": np.array([0.5, -0.5, 0.2, -0.2]), "test": np.array([0.6, -0.6, 0.1, -0.1])}
+    labels = pd.DataFrame({"id": list("abcdefgh"), "split": ["valid"] * 4 + ["test"] * 4})
+    labels["label"] = np.concatenate([y["valid"], y["test"]])
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    src = sims_summary.Sources(tmp_path, tmp_path, tmp_path, tmp_path, tmp_path / "labels.csv")
+    noise = np.array([[0.3, 0.3, -0.3, -0.3], [-0.3, -0.3, 0.3, 0.3]])  # two seeds whose errors cancel
+    monkeypatch.setattr(sims_summary, "row_predictions", lambda label, src, split: y[split] + noise)
+    rows = [["Chinese, e5: probe", "–", *["0"] * 5], ["Chinese, e5: late_fusion", "5", *["0"] * 5]]
+    (row,) = sims_summary.averaged_rows(rows, src)  # the probe row has nothing to average
+    assert row[0] == "Chinese, e5: late_fusion, 2 seeds averaged"
+    mae, valid_mae = row[sims_summary.HEADER.index("MAE")], row[sims_summary.HEADER.index("valid MAE")]
+    assert mae == "0.000" and valid_mae == "0.000"  # each seed alone is 0.3 off
+
+
+def test_rebuilt_predictions_must_repeat_the_table(sims_summary: ModuleType) -> None:
+    y = np.array([0.5, -0.5, 0.2, -0.2])
+    row = ["English, e5: probe", "–", "50.0", "50.0", "0.100", "0.997", "0.1"]
+    sims_summary._check_cells(row[0], (y + np.array([0.1, -0.1, 0.1, -0.1]))[None], y, row)
+    with pytest.raises(SystemExit, match="does not repeat"):
+        sims_summary._check_cells(row[0], (y + 0.3)[None], y, row)
