@@ -50,3 +50,18 @@ def test_a_copy_of_the_probe_is_level_and_a_better_model_is_ahead() -> None:
     # paired: the same clips for both, so the interval is far narrower than two independent resamples would give
     worse = bench.paired_gap(np.stack([probe - 0.01 * (y - probe)]), probe, y, resamples=300, seed=0)
     assert worse["Corr"]["high"] < 0.01
+
+
+def test_the_all_row_refit_reproduces_the_probe_rows_test_scores() -> None:
+    """--probe-row all: the concatenation row of `msakit probe` (ICT-MMMO's floor), refitted exactly."""
+    from msakit.data import load_dataset
+
+    bench = _bench()
+    data = load_dataset("synthetic")
+    y = np.asarray(data.split("test").labels, dtype=np.float64).reshape(-1)
+    pred, info = bench.probe_test_predictions(data, "all")
+    assert info["row"] == "all"
+    for key, (fn, _) in bench.METRICS.items():
+        assert abs(float(fn(pred, y)) - info["test"][key]) < 1e-6, key
+    text, _ = bench.probe_test_predictions(data, "text")
+    assert not np.allclose(pred, text)  # a different row, not the text one under another name
