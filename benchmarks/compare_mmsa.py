@@ -224,6 +224,7 @@ def run_msakit(
         "cpu_seconds_per_epoch": used / res.epochs_run,
         "epochs": res.epochs_run,
         "params": n_params,
+        "epoch_cpu": clock.epoch_cpu(),
     }
 
 
@@ -235,13 +236,20 @@ class _EpochClock:
     def __init__(self) -> None:
         self.start: tuple[float, float] | None = None
         self.end: tuple[float, float] = (0.0, 0.0)
+        self.epoch_marks: list[float] = []  # process CPU time at each epoch's start, then at the fit's end
 
     def on_epoch_start(self, state: Any, epoch: int) -> None:
         if self.start is None:
             self.start = (time.perf_counter(), time.process_time())
+        self.epoch_marks.append(time.process_time())
 
     def on_fit_end(self, state: Any) -> None:
         self.end = (time.perf_counter(), time.process_time())
+        self.epoch_marks.append(self.end[1])
+
+    def epoch_cpu(self) -> list[float]:
+        """CPU seconds of each epoch (the first one includes torch.compile's compilation when it is on)."""
+        return [b - a for a, b in zip(self.epoch_marks, self.epoch_marks[1:], strict=False)]
 
     def spent(self) -> tuple[float, float]:
         assert self.start is not None
@@ -328,10 +336,14 @@ def run_mmsa(model: str, data: str, seed: int, out: Path, size_matched: bool) ->
     trainer = ATIO().getTrain(args)
     n_epochs = [0]
     test_fn = trainer.do_test
+    marks: list[float] = []  # process CPU time after each epoch's validation
 
     def counted_test(*a: Any, _f: Any = test_fn, _n: list[int] = n_epochs, **k: Any) -> Any:
-        _n[0] += k.get("mode", a[2] if len(a) > 2 else "") == "VAL"  # one validation per epoch
+        val = k.get("mode", a[2] if len(a) > 2 else "") == "VAL"  # one validation per epoch
+        _n[0] += val
         out = _f(*a, **k)
+        if val:
+            marks.append(time.process_time())
         if EPOCH_LIMIT and _n[0] >= EPOCH_LIMIT:
             raise _EpochLimit
         return out
@@ -348,6 +360,7 @@ def run_mmsa(model: str, data: str, seed: int, out: Path, size_matched: bool) ->
             "cpu_seconds_per_epoch": used / epochs,
             "epochs": epochs,
             "params": n_params,
+            "epoch_cpu": [b - a for a, b in zip([cpu0, *marks], marks, strict=False)],
         }
     net.load_state_dict(torch.load(args.model_save_path, map_location="cpu", weights_only=True))
     result = test_fn(net, loader["test"], mode="TEST")
@@ -374,6 +387,10 @@ def msakit_train(options: list[str], model: str) -> dict[str, Any]:
 
 
 def worker(args: argparse.Namespace) -> None:
+    from msakit.allocator import apply_allocator
+
+    if args.framework == "mmsa":  # MMSA's process gets the same glibc thresholds, set before torch loads
+        apply_allocator(args.malloc)
     import torch
 
     global EPOCH_LIMIT
@@ -385,6 +402,8 @@ def worker(args: argparse.Namespace) -> None:
             result = run_mmsa(*where)
         else:
             train = msakit_train(args.msakit_train, args.models[0]) if args.framework == "msakit" else {}
+            if args.malloc != "default":  # msakit's own option: the Trainer applies it (TrainConfig.malloc)
+                train["malloc"] = args.malloc
             result = run_msakit(*where, train)
         result["peak_mib"] = _peak_mib()
     except BenchmarkError as exc:
@@ -403,6 +422,7 @@ def spawn(framework: str, model: str, seed: int, args: argparse.Namespace, workd
     cmd += ["--workdir", str(workdir), "--timing-epochs", str(args.timing_epochs)]
     cmd += ["--size-matched"] if args.size_matched else []
     cmd += [f"--msakit-train={o}" for o in args.msakit_train]
+    cmd += ["--malloc", args.malloc]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     if framework == "mmsa" and args.mmsa_path:
         env["PYTHONPATH"] = os.pathsep.join([str(args.mmsa_path), env.get("PYTHONPATH", "")])
@@ -519,7 +539,10 @@ NOTES = """
 
 
 def _train_flags(meta: dict[str, Any]) -> str:
-    return "".join(f"--msakit-train {o} " for o in meta.get("msakit_train", []))
+    malloc = meta.get("malloc", "default")
+    return "".join(f"--msakit-train {o} " for o in meta.get("msakit_train", [])) + (
+        f"--malloc {malloc} " if malloc != "default" else ""
+    )
 
 
 def _has_default(section: dict[str, Any]) -> bool:
@@ -639,6 +662,13 @@ def main() -> None:
         default=["mmsa", "msakit"],
         help="run only these sides; the other side's runs are kept from --json (e.g. rerun msakit after a change)",
     )
+    p.add_argument(
+        "--malloc",
+        choices=("default", "keep"),
+        default="default",
+        help="glibc allocator thresholds on BOTH sides (msakit.allocator): keep = freed memory stays in the "
+        "process; msakit gets TrainConfig malloc=keep, MMSA's process the same mallopt calls at its start",
+    )
     p.add_argument("--workdir", help=argparse.SUPPRESS)
     p.add_argument("--worker", choices=("mmsa", "msakit", "msakit_default"), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -665,6 +695,7 @@ def main() -> None:
         "seeds": args.seeds,
         "epochs": args.timing_epochs,
         "msakit_train": list(args.msakit_train),
+        "malloc": args.malloc,
     }
     refused: list[str] = []
     with tempfile.TemporaryDirectory(prefix="compare_mmsa-") as tmp:

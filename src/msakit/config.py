@@ -151,6 +151,9 @@ class TrainConfig:
     # direction as one fused unpacked LSTM over per-sample reversed steps when a batch is at least 1/3
     # valid steps, the same outputs to float rounding; msakit.layers.encoders.lstm_path)
     lstm: str = "packed"
+    # process-level allocator: "default" | "keep" (glibc mallopt: freed tensors stay in the heap instead of
+    # being returned to the OS, fewer page faults per step; msakit.allocator; no-op, one line, on other libcs)
+    malloc: str = "default"
     # exponential moving average of the weights after every optimizer step (torch.optim.swa_utils.
     # AveragedModel); validation, the best checkpoint and all that reads it use the averaged weights. 0 = off
     ema_decay: float = tunable(0.0, choices=(0.0, 0.99, 0.995, 0.999))

@@ -191,6 +191,9 @@ class Trainer:
         self.higher_is_better = self.metric_set.higher_is_better[self.select_key]
         if self.cfg.lstm not in LSTM_PATHS:
             raise ConfigError(f"trainer: lstm must be one of {', '.join(LSTM_PATHS)}, got {self.cfg.lstm!r}")
+        from msakit.allocator import apply_allocator  # process-level: glibc thresholds, before any batch
+
+        apply_allocator(self.cfg.malloc)
         self.out_dir = Path(out_dir)
         self.runtime = init_runtime(
             self.cfg.device, precision=self.cfg.precision, compile=self.cfg.compile, timeout=self.cfg.dist_timeout
