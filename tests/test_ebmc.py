@@ -191,6 +191,54 @@ def test_relative_energy_gap_is_scale_free(tiny_dataset: MSADataset) -> None:
         _model(tiny_dataset, emc_gap="log")
 
 
+def test_term_normalised_energy_ranks_the_weak_modality_highest(tiny_dataset: MSADataset) -> None:
+    """The measured case on synthetic:imbalanced: the feature term (10x the others) is lowest for
+    the modality whose loss and uncertainty are highest. As measured, that modality has the lowest
+    energy and the equilibrium pushes its loss UP; with `energy_norm=term` each term is divided by
+    its mean over the modalities, the weak modality has the highest energy and its loss is pushed
+    down. Rescaling one term leaves the term-normalised loss unchanged."""
+    feature = torch.tensor([1.8, 1.8, 1.0]).sqrt()  # mean z² 1.8 / 1.8 / 1.0 (text / audio / visual)
+    valid = torch.ones(6, 3)
+    errors = torch.tensor([0.11, 0.17, 0.22]).repeat(6, 1)
+    u = torch.tensor([0.11, 0.14, 0.27]).repeat(6, 1)
+    out = {}
+    for norm in ("none", "term"):
+        model = _model(tiny_dataset, energy_norm=norm, grad_penalty=0.0)
+        for k in (1.0, 4.0):
+            z = (feature * k).view(1, 3, 1).expand(6, 3, 4).clone().requires_grad_(True)
+            e = errors.clone().requires_grad_(True)
+            loss = model._equilibrium(z, e, u, valid)
+            (g,) = torch.autograd.grad(loss, e)
+            out[norm, k] = (float(loss.detach()), g.sum(0))
+    assert out["none", 1.0][1][2] < 0  # as measured: descent raises the visual loss
+    assert out["term", 1.0][1][2] > 0 and out["term", 1.0][1][0] < 0  # visual's loss down, text's up
+    assert out["term", 4.0][0] == pytest.approx(out["term", 1.0][0], rel=1e-5)  # 16x the feature term
+    assert out["none", 4.0][0] > 10 * out["none", 1.0][0]
+    with pytest.raises(ConfigError, match="energy_norm must be 'none' or 'term'"):
+        _model(tiny_dataset, energy_norm="log")
+
+
+def test_high_pull_lowers_the_higher_energies_and_never_raises_a_loss(tiny_dataset: MSADataset) -> None:
+    """`emc_pull=high`: each gap trains only its higher-energy side, so the lowest-energy modality
+    (text here) gets no gradient and no modality is pushed to a higher loss; the source's two-sided
+    gap raises text's loss (a negative gradient on it)."""
+    z = torch.zeros(6, 3, 4, requires_grad=True)
+    valid = torch.ones(6, 3)
+    errors = torch.tensor([0.1, 0.2, 0.4]).repeat(6, 1)
+    u = torch.tensor([0.05, 0.1, 0.3]).repeat(6, 1)
+    grads = {}
+    for pull in ("both", "high"):
+        model = _model(tiny_dataset, emc_pull=pull, alpha=0.0, grad_penalty=0.0)
+        e = errors.clone().requires_grad_(True)
+        (grads[pull],) = torch.autograd.grad(model._equilibrium(z, e, u, valid), e)
+    both, high = grads["both"].sum(0), grads["high"].sum(0)
+    assert both[0] < 0 and high[0] == 0  # text: raised by the two-sided gap, left alone by "high"
+    assert (high[1:] > 0).all()  # audio and visual are pulled down toward text
+    assert high[2] > high[1]  # the farthest from text is pulled hardest
+    with pytest.raises(ConfigError, match="emc_pull must be 'both' or 'high'"):
+        _model(tiny_dataset, emc_pull="low")
+
+
 def test_cross_modal_enhancement_lets_other_modalities_rebuild_each_one(tiny_dataset: MSADataset) -> None:
     """With CCE a modality's representation z_m carries the others' shared parts (changing
     the visual input moves z_text); without it z_text depends on the text alone."""

@@ -67,6 +67,19 @@ Choices (what the sources say -> what we chose -> why):
   uses trust only in its distillation target). Without it the task loss drives the trust
   softmax to 0.87 / 0.04 / 0.09 (text / audio / visual) on that preset, although the
   teacher's target w* is 0.43 / 0.36 / 0.21 (seed 1, 256 training samples; a diagnosis).
+- Two more switches, off by default, for the cause measured on synthetic:imbalanced (seventh
+  stop): at the preset's seed-1 checkpoint the feature term α·mean z² is 1.8 / 1.8 / 1.0
+  (text / audio / visual) against ℓ_m 0.11 / 0.17 / 0.22 and u_m 0.11 / 0.14 / 0.27, so the
+  energy ranks visual, the modality with the worst expert, LOWEST, and the two-sided gap then
+  pushes visual's loss up and text's down. `energy_norm="term"` divides each of the three terms
+  by its detached mean over the present modalities before they are summed: the terms become
+  unit-free, so α = β = γ = 1 weigh them equally as the source intends (its reading assumes
+  comparable scales; they differ tenfold), and the feature term no longer sets the ranking.
+  `emc_pull="high"` trains only the higher-energy side of each gap (the lower energy is a
+  detached target): what the gap then rewards is the weaker modality catching up, never the
+  stronger one unlearning (the source's symmetric gap also raises the lowest-energy modality's
+  loss, which costs accuracy). Neither brings the MLI beyond late_fusion's on that preset
+  (docs/models/ebmc.md, "synthetic:imbalanced", seventh stop).
 - CCE's reconstruction target h_m is detached (a target, not a moving one); `use_cce`
   False drops the enhancement term from z_m and its loss.
 """
@@ -125,6 +138,14 @@ class EBMCConfig(ModelConfig):
     # their detached mean over the modalities first: a scale-free gap whose gradient does not vanish
     # when the losses are small)
     emc_gap: str = "raw"
+    # how the three energy terms are put on one scale before they are summed: "none" (the source:
+    # α·f_m + β·ℓ_m + γ·u_m as measured) or "term" (each term divided by its detached mean over the
+    # present modalities, so α = β = γ = 1 weigh three unit-free terms equally)
+    energy_norm: str = "none"
+    # which side of each energy gap it trains: "both" (the source: the gap's gradient lowers the
+    # higher energy and raises the lower one) or "high" (the lower energy is a detached target, so the
+    # gap only lowers the higher-energy modality's terms and never pushes the other's loss up)
+    emc_pull: str = "both"
     # the fusion weights: trained by the task loss and IMTD ("task", default) or by IMTD alone
     # ("distill": the task gradient stops at the weights, so the teacher's reliability sets them)
     trust_grad: str = "task"
@@ -133,7 +154,12 @@ class EBMCConfig(ModelConfig):
     use_trust: bool = True
 
     # checkpoints written before these fields existed
-    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"emc_gap": "raw", "trust_grad": "task"}
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "emc_gap": "raw",
+        "trust_grad": "task",
+        "energy_norm": "none",
+        "emc_pull": "both",
+    }
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
         "full": {},
         "w/o MSD": {"use_msd": False, "use_cce": False},
@@ -161,6 +187,10 @@ class EBMC(MSAModel):
             raise ConfigError(f"model 'ebmc': unimodal_loss must be 'nll', 'mse' or 'l1', got {config.unimodal_loss!r}")
         if config.emc_gap not in ("raw", "relative"):
             raise ConfigError(f"model 'ebmc': emc_gap must be 'raw' or 'relative', got {config.emc_gap!r}")
+        if config.energy_norm not in ("none", "term"):
+            raise ConfigError(f"model 'ebmc': energy_norm must be 'none' or 'term', got {config.energy_norm!r}")
+        if config.emc_pull not in ("both", "high"):
+            raise ConfigError(f"model 'ebmc': emc_pull must be 'both' or 'high', got {config.emc_pull!r}")
         if config.trust_grad not in ("task", "distill"):
             raise ConfigError(f"model 'ebmc': trust_grad must be 'task' or 'distill', got {config.trust_grad!r}")
         mods, h = self.modalities, config.hidden_dim
@@ -353,13 +383,24 @@ class EBMC(MSAModel):
         """Σ_{a<b} (E_a - E_b)² + δ·Σ_m ‖∂E_m/∂z_m‖², energies averaged over present samples."""
         cfg = self.config
         count = valid.sum(0).clamp_min(1)  # (M,)
-        per = cfg.alpha * self._feature_energy(z) + cfg.beta * errors + cfg.gamma * u  # (B, M)
-        energy = (per * valid).sum(0) / count  # (M,)
         has = valid.sum(0) > 0
+        if cfg.energy_norm == "term" and has.any():  # each term relative to its mean over modalities
+            f, ell, unc = ((t * valid).sum(0) / count for t in (self._feature_energy(z), errors, u))  # (M,)
+            f, ell, unc = (t / t[has].detach().mean().clamp_min(1e-6) for t in (f, ell, unc))
+            energy = cfg.alpha * f + cfg.beta * ell + cfg.gamma * unc
+        else:
+            per = cfg.alpha * self._feature_energy(z) + cfg.beta * errors + cfg.gamma * u  # (B, M)
+            energy = (per * valid).sum(0) / count  # (M,)
         gap = energy
         if cfg.emc_gap == "relative" and has.any():
             gap = energy / energy[has].detach().mean().clamp_min(1e-6)
-        gaps = [(gap[a] - gap[b]).pow(2) for a, b in combinations(range(len(energy)), 2) if has[a] and has[b]]
+        pairs = [(a, b) for a, b in combinations(range(len(energy)), 2) if has[a] and has[b]]
+        if cfg.emc_pull == "high":  # order each pair (higher, lower) and hold the lower fixed
+            order = gap.detach()
+            pairs = [(a, b) if order[a] >= order[b] else (b, a) for a, b in pairs]
+            gaps = [(gap[a] - gap[b].detach()).pow(2) for a, b in pairs]
+        else:
+            gaps = [(gap[a] - gap[b]).pow(2) for a, b in pairs]
         loss = torch.stack(gaps).sum() if gaps else energy.sum() * 0.0
         if cfg.grad_penalty > 0 and z.requires_grad:
             (grad,) = torch.autograd.grad(energy.sum(), z, create_graph=True)  # ∂E_m/∂z_m, blocks separate
