@@ -363,6 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--languages", nargs="+", default=list(LANGUAGES), choices=list(LANGUAGES))
     p.add_argument("--name", default="sims_finetune")
     p.add_argument("--no-probe", action="store_true", help="leave out the frozen-layer probe rows")
+    p.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="the chosen rows from cached runs as they are, with or without predictions (no rerun to keep them)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     if not args.source.is_file():
@@ -394,10 +399,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             chosen, label = grid[0], f"{language_name}, e5 fine-tuned ({grid[0].describe()})"
         if not (args.baseline and chosen == Recipe()):
-            runs = [language.run(chosen, seed, predictions=True) for seed in args.seeds]
+            runs = [language.run(chosen, seed, predictions=not args.cached_only) for seed in args.seeds]
             rows.append(seed_row(label, runs))
             test_ids = frame.loc[frame["split"] == "test", "id"].tolist()
-            kept[label] = {"test_ids": test_ids, "seeds": [{k: r[k] for k in PREDICTION_KEYS} for r in runs]}
+            if all("test_pred" in r for r in runs):
+                kept[label] = {"test_ids": test_ids, "seeds": [{k: r[k] for k in PREDICTION_KEYS} for r in runs]}
         print(rows[-1], flush=True)
     english = [r[0] for r in rows if r[0].startswith("English, e5 fine-tuned")]
     reference = english[-1] if english else rows[-1][0]

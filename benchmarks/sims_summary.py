@@ -197,18 +197,32 @@ def model_run(label: str, src: Sources) -> Path:
     raise SystemExit(f"error: no prediction source for the row {label!r}")
 
 
+def row_kind(label: str) -> str:
+    """A row's method without its language (and without a recipe in brackets): 'e5 fine-tuned, recipe chosen
+    on valid', 'e5: late_fusion', ... The same kind in both languages is the same method."""
+    kind = label.partition(", ")[2].split(" (")[0]
+    return kind.replace("/sims-zh", "/sims-LANG").replace("/sims-en", "/sims-LANG")  # the per-language presets
+
+
 def averaged_rows(rows: list[list[str]], src: Sources) -> list[list[str]]:
-    """For every trained row of either language whose runs can be rebuilt: the row of its seeds' mean
-    prediction (one model: the average of the 5 seeds' outputs), scored on valid and test alike."""
+    """For every trained row whose runs can be rebuilt in both languages alike: the row of its seeds' mean
+    prediction (one model: the average of the 5 seeds' outputs), scored on valid and test alike. A kind of
+    row that one language cannot rebuild (its runs kept no predictions) is averaged in neither."""
     frame = pd.read_csv(src.labels, dtype={"id": str}, keep_default_na=False)
     labels = {split: frame.loc[frame["split"] == split, "label"].to_numpy(np.float64) for split in ("valid", "test")}
-    out = []
+    preds: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
     for row in rows:
         if row[1] in ("–", "1"):
             continue  # a probe or a single run: nothing to average
         valid, test = (row_predictions(row[0], src, split) for split in ("valid", "test"))
-        if valid is None or test is None:
+        preds[row[0]] = None if valid is None or test is None else (valid, test)
+    missing = {row_kind(label) for label, p in preds.items() if p is None}
+    out = []
+    for label, pair in preds.items():
+        if pair is None or row_kind(label) in missing:
             continue
+        row = next(r for r in rows if r[0] == label)
+        valid, test = pair
         v, t = (compute_metrics("sims", p.mean(0), labels[s]) for p, s in ((valid, "valid"), (test, "test")))
         cells = [_cell([t[key]], sc, d) for key, _, sc, d in COLUMNS]
         out.append([f"{row[0]}, {len(test)} seeds{AVERAGED}", "avg", *cells, _cell([v["MAE"]], 1, 3)])

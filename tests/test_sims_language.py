@@ -223,9 +223,15 @@ def test_seed_averaged_row_scores_the_mean_prediction(
     labels.to_csv(tmp_path / "labels.csv", index=False)
     src = sims_summary.Sources(tmp_path, tmp_path, tmp_path, tmp_path, tmp_path / "labels.csv")
     noise = np.array([[0.3, 0.3, -0.3, -0.3], [-0.3, -0.3, 0.3, 0.3]])  # two seeds whose errors cancel
-    monkeypatch.setattr(sims_summary, "row_predictions", lambda label, src, split: y[split] + noise)
-    rows = [["Chinese, e5: probe", "–", *["0"] * 5], ["Chinese, e5: late_fusion", "5", *["0"] * 5]]
-    (row,) = sims_summary.averaged_rows(rows, src)  # the probe row has nothing to average
+    kept = {"Chinese, e5: late_fusion", "English, e5: late_fusion", "Chinese, e5 fine-tuned (top 2)"}
+    monkeypatch.setattr(
+        sims_summary, "row_predictions", lambda label, src, split: y[split] + noise if label in kept else None
+    )
+    trained = ["Chinese, e5: late_fusion", "Chinese, e5 fine-tuned (top 2)", "English, e5 fine-tuned (top 3)"]
+    rows = [["Chinese, e5: probe", "–", *["0"] * 5], *([label, "5", *["0"] * 5] for label in trained)]
+    # the probe row has nothing to average; English fine-tuned kept no predictions, so neither language's
+    # fine-tuned row is averaged
+    (row,) = sims_summary.averaged_rows(rows, src)
     assert row[0] == "Chinese, e5: late_fusion, 2 seeds averaged"
     mae, valid_mae = row[sims_summary.HEADER.index("MAE")], row[sims_summary.HEADER.index("valid MAE")]
     assert mae == "0.000" and valid_mae == "0.000"  # each seed alone is 0.3 off
