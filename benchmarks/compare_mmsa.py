@@ -513,6 +513,65 @@ def timing_table(timing: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _epoch_split(run: dict[str, Any]) -> tuple[float, float]:
+    """CPU seconds of a run's first epoch and the mean of its later ones (nan where not recorded)."""
+    cpu = run.get("epoch_cpu") or []
+    later = cpu[1:]
+    return (cpu[0] if cpu else float("nan")), (float(np.mean(later)) if later else float("nan"))
+
+
+def _cell(values: list[float]) -> str:
+    finite = [v for v in values if np.isfinite(v)]
+    return f"{_median(finite):.2f}" if finite else "—"
+
+
+def variants_table(variants: list[dict[str, Any]]) -> str:
+    """One row per setting and model: each setting is one invocation of interleaved pairs (--timing-epochs).
+
+    Besides the whole-loop ratio, the first epoch (oneDNN's first calls at new shapes; torch.compile's
+    compilation when it is on) is split from the later ones, on both sides.
+    """
+    lines = [
+        "| setting | model | MMSA CPU s / epoch | msakit CPU s / epoch | CPU time / epoch (msakit ÷ MMSA), median "
+        "[min, max] | msakit first epoch, CPU s | msakit later epochs, CPU s / epoch | later epochs (msakit ÷ MMSA), "
+        "median | pairs |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for variant in variants:
+        for model, per_seed in variant["timing"].items():
+            pairs = [r for r in per_seed.values() if _ok(r.get("mmsa")) and _ok(r.get("msakit"))]
+            if not pairs:
+                continue
+            cpu = [p["msakit"]["cpu_seconds_per_epoch"] / p["mmsa"]["cpu_seconds_per_epoch"] for p in pairs]
+            first = [_epoch_split(p["msakit"])[0] for p in pairs]
+            later = [_epoch_split(p["msakit"])[1] for p in pairs]
+            later_ratio = [_epoch_split(p["msakit"])[1] / _epoch_split(p["mmsa"])[1] for p in pairs]
+            lines.append(
+                f"| {variant['label']} | {model} | "
+                f"{_median([p['mmsa']['cpu_seconds_per_epoch'] for p in pairs]):.2f} | "
+                f"{_median([p['msakit']['cpu_seconds_per_epoch'] for p in pairs]):.2f} | "
+                f"{_median(cpu):.2f} [{min(cpu):.2f}, {max(cpu):.2f}] | {_cell(first)} | {_cell(later)} | "
+                f"{_cell(later_ratio)} | {len(pairs)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def variants_section(variants: list[dict[str, Any]], data: str) -> str:
+    """The table above, then each setting's exact command and notes."""
+    text = variants_table(variants) + "\n"
+    for variant in variants:
+        tm = variant["timing_meta"]
+        text += (
+            f"- {variant['label']}: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/compare_mmsa.py {data} "
+            f"--size-matched --mmsa-path DIR {_train_flags(tm)}--models {' '.join(tm['models'])} "
+            f"--seeds {' '.join(map(str, tm['seeds']))} --timing-epochs {tm['epochs']}`"
+            + (f" ({variant['source']})" if variant.get("source") else "")
+            + "".join(f"; {note}" for note in variant.get("notes", []))
+            + "\n"
+        )
+    return text
+
+
 NOTES = """
 ## How the two sides were run
 
@@ -577,6 +636,15 @@ def render(runs: dict[str, Any]) -> str:
         for note in runs.get("timing_notes", []):
             text += f"- {note}\n"
         text += "\n" if runs.get("timing_notes") else ""
+    if runs.get("timing_variants"):
+        text += (
+            "### Other settings of the same pairs: the allocator, segments, torch.compile\n\n"
+            + runs.get("timing_variants_intro", "")
+            + ("\n\n" if runs.get("timing_variants_intro") else "")
+            + variants_section(runs["timing_variants"], meta["data"])
+            + "".join(f"\n- {note}" for note in runs.get("timing_variants_notes", []))
+            + "\n\n"
+        )
     if runs.get("timing_masked_lstm"):
         text += (
             "A pair run while msakit's CPU LSTM briefly used the masked (unpacked) path (commit 9afd71d, "

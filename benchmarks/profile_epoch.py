@@ -555,8 +555,64 @@ def _fifth_stop(bench: Path) -> list[str]:
                 f"{statistics.median(_cpu_ratios(per_seed)):.2f} |"
             )
         lines.append("")
-    lines += [f"- {note}" for note in runs.get("speed_notes", [])]
-    return lines + ([""] if runs.get("speed_notes") else [])
+    notes = [f"- {note}" for note in runs.get("speed_notes", []) if not note.startswith("MulT's 0.25 is a ratio")]
+    mult = _mult_accuracy_sentence(bench)  # replaces the fifth stop's 2-seed note: the 5-seed result is in
+    lines += [*([mult] if mult else []), *notes]  # docs/bench/compare_mmsa_s6.json
+    return lines + ([""] if notes or mult else [])
+
+
+def _mult_accuracy_sentence(bench: Path) -> str:
+    """MulT's size-matched accuracy over its paired seeds (docs/bench/compare_mmsa_s6.json), generated."""
+    path = bench / "compare_mmsa_s6.json"
+    if not path.exists():
+        return ""
+    per_seed = json.loads(path.read_text())["results"].get("mult", {})
+    pairs = [r for r in per_seed.values() if all("test" in r.get(fw, {}) for fw in ("mmsa", "msakit"))]
+    if not pairs:
+        return ""
+
+    def cell(fw: str, key: str, scale: float, digits: int) -> str:
+        vals = [scale * r[fw]["test"][key] for r in pairs]
+        return f"{statistics.mean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
+
+    def mean(fw: str, key: str) -> float:
+        return statistics.mean(r[fw]["test"][key] for r in pairs)
+
+    keys = (("Non0 Acc-2", "Non0_acc_2", 100.0, 1, True), ("MAE", "MAE", 1.0, 3, False))
+    keys += (("Corr", "Corr", 1.0, 3, True), ("Acc-7", "Mult_acc_7", 100.0, 1, True))
+    parts, behind = [], []
+    for name, key, scale, digits, higher in keys:
+        parts.append(f"{name} {cell('msakit', key, scale, digits)} against {cell('mmsa', key, scale, digits)}")
+        if (mean("msakit", key) < mean("mmsa", key)) == higher and mean("msakit", key) != mean("mmsa", key):
+            behind.append(name)
+    return (
+        f"- MulT's ratio is at accuracy measured over {len(pairs)} paired uncapped seeds with the same options "
+        f"(docs/bench/compare_mmsa_s6.json, docs/compare_mmsa.md 'Accuracy'), msakit against MMSA: "
+        + "; ".join(parts)
+        + (f". msakit is behind on {', '.join(behind)} only." if behind else ". msakit is level or ahead on all four.")
+    )
+
+
+def _seventh_stop(bench: Path) -> list[str]:
+    """The seventh stop's pairs: the allocator on both sides, with and without segments, and torch.compile."""
+    path = bench / "compare_mmsa_s7.json"
+    if not path.exists():
+        return []
+    runs = json.loads(path.read_text())
+    cmp = _load_module("compare_mmsa")
+    lines = [
+        "### Seventh stop: the allocator (`-t malloc=keep`), the segments LSTM, torch.compile",
+        "",
+        *runs.get("speed_intro", []),
+        "",
+        cmp.variants_section(runs["timing_variants"], "runs/speed/mosi_mmsa.pkl"),
+        *[f"- {note}" for note in runs.get("speed_notes", [])],
+        "",
+    ]
+    for variant in runs["timing_variants"]:
+        if variant.get("reach"):
+            lines += [f"{variant['label']}: {_reach_sentence(variant['timing'])}", ""]
+    return lines
 
 
 def _fourth_stop(bench: Path) -> list[str]:
@@ -704,7 +760,8 @@ def _fourth_stop(bench: Path) -> list[str]:
 
 
 def _not_done(bench: Path) -> list[str]:
-    path = bench / "compare_mmsa_s5.json"
+    path = bench / "compare_mmsa_s7.json"
+    path = path if path.exists() else bench / "compare_mmsa_s5.json"
     notes = json.loads(path.read_text()).get("not_done_notes", []) if path.exists() else []
     return notes or [
         "`torch.compile` on CPU (`-t compile=true`) was not re-measured; it stays off by default (at the third "
@@ -716,7 +773,8 @@ def _not_done(bench: Path) -> list[str]:
 
 
 def write_doc(doc: Path, bench: Path) -> None:
-    parts = [BEGIN, "## Training and inference speed (issue 22)", "", *_fifth_stop(bench), *_fourth_stop(bench)]
+    parts = [BEGIN, "## Training and inference speed (issue 22)", "", *_seventh_stop(bench), *_fifth_stop(bench)]
+    parts += _fourth_stop(bench)
     parts += ["### Third stop", ""]
     micro = bench / "micro_optimizer.json"
     if micro.exists():

@@ -91,3 +91,27 @@ def test_keep_stops_the_page_faults_of_a_reallocated_buffer() -> None:
     huge_pages = (64 << 20) // (2 << 20)  # numpy asks for transparent huge pages: at least one fault per 2 MiB
     assert faults["default"] >= 8 * huge_pages  # every reallocation faults its pages in again
     assert faults["keep"] * 10 <= faults["default"]  # reused heap memory: next to none
+
+
+def test_compare_mmsa_splits_the_first_epoch_from_the_later_ones() -> None:
+    """The variants table of benchmarks/compare_mmsa.py: whole-loop ratio, first epoch, later-epoch ratio."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks/compare_mmsa.py"
+    spec = importlib.util.spec_from_file_location("compare_mmsa", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def run(first: float, later: float) -> dict[str, Any]:
+        return {"cpu_seconds_per_epoch": (first + later) / 2, "epoch_cpu": [first, later], "params": 1}
+
+    timing = {"lf_dnn": {"1": {"mmsa": run(2.2, 2.0), "msakit": run(1.0, 0.5)}}}
+    variant = {"label": "keep", "timing": timing, "timing_meta": {"models": ["lf_dnn"], "seeds": [1], "epochs": 2}}
+    row = bench.variants_table([variant]).splitlines()[2]
+    assert row == "| keep | lf_dnn | 2.10 | 0.75 | 0.36 [0.36, 0.36] | 1.00 | 0.50 | 0.25 | 1 |"
+    del timing["lf_dnn"]["1"]["msakit"]["epoch_cpu"]  # an earlier stop's pairs: no per-epoch times
+    assert bench.variants_table([variant]).splitlines()[2].endswith("| — | — | — | 1 |")
+    keep = {**variant, "timing_meta": {**variant["timing_meta"], "malloc": "keep"}}
+    section = bench.variants_section([keep], "x.pkl")
+    assert "--malloc keep" in section
