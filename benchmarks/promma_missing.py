@@ -7,6 +7,7 @@
     python benchmarks/promma_missing.py --data synthetic --out runs/a --variants runs/b --rates 0 0.2 0.4 0.6 0.8 1
     python benchmarks/promma_missing.py --data data/mmmo --compare base=promma:runs/a tuned=promma:runs/b --name N
     python benchmarks/promma_missing.py --paired promma:runs/a/results.json late_fusion:runs/b/results.json --name N
+    python benchmarks/promma_missing.py --data synthetic --bands late_fusion=runs/b promma=runs/a --cut 0.5 --name N
 
 Per seed, `promma` and `late_fusion` are trained with the same random whole-modality
 dropout (`-t modality_dropout`, default 0.3; selection on validation), then evaluated on
@@ -158,6 +159,60 @@ def variants(pm_run: Path, lf_run: Path, data: str, seeds: list[int], rates: lis
     return "\n".join(lines)
 
 
+@torch.no_grad()
+def _predictions(net: Any, split: Any, keep: tuple[str, ...]) -> torch.Tensor:
+    """Test-time predictions with every modality outside KEEP removed from every sample."""
+    out = []
+    for b in split.loader(256, shuffle=False):
+        for m in b.modalities:
+            if m not in keep:
+                b = b.drop_modalities([m], torch.ones(b.size, dtype=torch.bool))
+        out.append(net(b).prediction.reshape(-1))
+    return torch.cat(out)
+
+
+def bands(runs: dict[str, Path], data: str, seeds: list[int], cut: float, name: str) -> str:
+    """Non0 Acc-2 on complete data and with one modality left, split by label strength (|y| >= CUT or
+    below), per model over seeds, plus the Acc-2 of the seeds' MEAN prediction on complete data:
+    where a gap lies (weak clips or strong ones) and whether it is run-to-run variance."""
+    dataset = load_dataset(data)
+    mods = dataset.info.modalities
+    conditions = {"complete": tuple(mods), **{f"{m} only": (m,) for m in mods}}
+    head = f"| split | condition | model | Acc-2 all | Acc-2 \\|y\\| ≥ {cut:g} | Acc-2 \\|y\\| < {cut:g} "
+    head += f"| mean error, \\|y\\| < {cut:g} | Acc-2 of the seeds' mean prediction |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    record: dict[str, Any] = {}
+    for split_name in ("valid", "test"):
+        split = dataset.split(split_name)
+        y = torch.as_tensor(split.labels).reshape(-1).float()
+        nonzero = y != 0
+        groups = {"all": nonzero, "strong": nonzero & (y.abs() >= cut), "weak": nonzero & (y.abs() < cut)}
+        record[split_name] = {"clips": {k: int(v.sum()) for k, v in groups.items()}}
+        for cond, keep in conditions.items():
+            for model, run in runs.items():
+                preds = []
+                for seed in seeds:
+                    net, _ = load_checkpoint(run / model / f"seed{seed}" / "best")
+                    preds.append(_predictions(net.eval(), split, keep))
+                acc = {k: [float(((p > 0) == (y > 0))[g].float().mean()) for p in preds] for k, g in groups.items()}
+                bias = [float((p - y)[groups["weak"]].mean()) for p in preds]
+                mean = torch.stack(preds).mean(0)
+                mean_acc = float(((mean > 0) == (y > 0))[nonzero].float().mean())
+                record[split_name][f"{cond} {model}"] = {"acc": acc, "weak_bias": bias, "mean_prediction": mean_acc}
+                cells = [fmt(acc[k], 100) for k in groups] + [fmt(bias, digits=3)]
+                cells.append(f"{100 * mean_acc:.1f}" if cond == "complete" else "")
+                lines.append(f"| {split_name} | {cond} | {model} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines)
+    if name:
+        quoted = " ".join(f"{m}={r}" for m, r in runs.items())
+        command = f"python benchmarks/promma_missing.py --data {data} --bands {quoted} --cut {cut:g} --name {name}"
+        target = Path(__file__).resolve().parents[1] / "docs" / "results" / f"{name}.json"
+        atomic_write_json(
+            target, {"data": data, "seeds": seeds, "cut": cut, "command": command, **record, "table": text}
+        )
+    return text
+
+
 def rescore(
     run: Path, data: str, seeds: list[int], rates: list[float], switch: dict[str, Any] | None = None
 ) -> dict[str, list[dict[str, Any]]]:
@@ -272,6 +327,13 @@ def main() -> None:
         metavar="LATE_FUSION_RUN",
         help="only ProMMA's inference-time variants (OUT's checkpoints) against LATE_FUSION_RUN's, per rate",
     )
+    parser.add_argument(
+        "--bands",
+        nargs="+",
+        metavar="MODEL=RUN",
+        help="only Acc-2 by label strength (|y| >= --cut or below), complete and one modality left, of saved runs",
+    )
+    parser.add_argument("--cut", type=float, default=0.5, help="with --bands: the |y| that separates weak clips")
     parser.add_argument("--diagnose", action="store_true", help="only print the one-modality diagnosis of OUT's runs")
     parser.add_argument(
         "--compare",
@@ -291,6 +353,10 @@ def main() -> None:
         return
     if args.data is None:
         parser.error("--data is required")
+    if args.bands:
+        runs = {k: Path(v) for k, v in (spec.split("=", 1) for spec in args.bands)}
+        print(bands(runs, args.data, args.seeds, args.cut, args.name))
+        return
     if args.compare:
         print(compare(args.compare, args.data, args.seeds, args.rates, args.name))
         return

@@ -250,3 +250,24 @@ def test_heads_reading_their_own_path_ignore_what_the_other_modalities_lost(tiny
             got = model(gone).prediction
         ok = torch.allclose(got[batch.present[:, [0, 2]].all(1)], expected[batch.present[:, [0, 2]].all(1)], atol=1e-5)
         assert ok == matches, head_input
+
+
+def test_the_mixing_softmax_runs_at_its_own_temperature(tiny_dataset: MSADataset) -> None:
+    """weight_temperature T: the DPW weights are softmax(critic cosine / T), so the log-ratio of two
+    modalities' weights is the default's (T = temperature) times temperature / T; 0 keeps the default."""
+    import pytest
+
+    from msakit.errors import ConfigError
+
+    batch = tiny_dataset.split("test").batch(range(12))
+    full = batch.present.all(1)
+    with torch.no_grad():
+        base = _model(tiny_dataset).eval()(batch).explanations["prompt_weights"][full]
+        same = _model(tiny_dataset, weight_temperature=0.2).eval()(batch).explanations["prompt_weights"][full]
+        soft = _model(tiny_dataset, weight_temperature=1.0).eval()(batch).explanations["prompt_weights"][full]
+    torch.testing.assert_close(same, base)
+    log_ratio = lambda w: (w[:, 1:] / w[:, :1]).log()  # noqa: E731
+    torch.testing.assert_close(log_ratio(soft), log_ratio(base) * (0.2 / 1.0), atol=1e-4, rtol=1e-4)
+    assert log_ratio(soft).abs().max() > 1e-3  # not uniform: the critic still ranks the modalities
+    with pytest.raises(ConfigError, match="weight_temperature"):
+        _model(tiny_dataset, weight_temperature=-1.0)
