@@ -1,12 +1,14 @@
-"""The two generic training options: weight averaging (`ema_decay`) and the CCC loss term (`ccc_weight`).
+"""The generic training options: weight averaging (`ema_decay`), checkpoint averaging
+(`average_top_k`) and the CCC loss term (`ccc_weight`).
 
 Each is off by default and exactly the old training when off; when on, it changes
 training, and for averaging the validation scores and the best checkpoint are those of the
-averaged weights (checked against an EMA recomputed here from the live weights).
+averaged weights (checked against an EMA, or a top-k mean, recomputed here from the live weights).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -183,6 +185,7 @@ def test_weight_averaging_with_training_hooks(
         ("train", "ema_decay", 1.0, r"'ema_decay' must be in \[0, 1\)"),
         ("train", "ema_decay", -0.1, r"'ema_decay' must be in \[0, 1\)"),
         ("model", "ccc_weight", -0.5, r"'ccc_weight' must be >= 0"),
+        ("train", "average_top_k", -1, r"'average_top_k' must be >= 0"),
     ],
 )
 def test_bad_option_values_name_the_field(owner: str, field: str, value: float, message: str) -> None:
@@ -200,6 +203,9 @@ def test_bad_option_on_the_command_line_exits_2(tmp_path: Path, capsys: pytest.C
     assert len(err) == 1 and "ema_decay" in err[0]
     assert main([*args, "-m", "ccc_weight=-1"]) == 2
     assert "ccc_weight" in capsys.readouterr().err
+    assert main([*args, "-t", "average_top_k=-2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "average_top_k" in err[0]
     assert not (tmp_path / "r").exists()
 
 
@@ -214,3 +220,129 @@ def test_epoch_end_statistics_are_those_of_the_averaged_weights(tiny_dataset: MS
     model.on_train_epoch_end(2, lambda: tiny_dataset.split("train").loader(32, shuffle=False))
     torch.testing.assert_close(model.decoupler.weight, saved, rtol=1e-4, atol=1e-6)
     assert float(saved.abs().max()) > 0
+
+
+# ---- checkpoint averaging (top-k uniform average) -------------------------------------------------------
+class _Validated(Callback):
+    """Records (valid MAE, epoch, state dict) after every validation: the weights validation just scored."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[float, int, dict[str, torch.Tensor]]] = []
+
+    def on_validation_end(self, state: FitState, epoch: int, metrics: dict[str, float]) -> None:
+        assert state.model is not None
+        weights = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
+        self.records.append((metrics["MAE"], epoch, weights))
+
+
+def test_checkpoint_averaging_off_is_the_old_training_bit_for_bit(tiny_dataset: MSADataset, tmp_path: Path) -> None:
+    runs = {}
+    for name, kw in {"default": {}, "zero": {"average_top_k": 0}, "one": {"average_top_k": 1}}.items():
+        cfg = _cfg(epochs=3, batch_size=8, **kw)
+        runs[name] = Trainer("late_fusion", tiny_dataset, train_config=cfg, out_dir=tmp_path / name).fit().seeds[0]
+        assert not (tmp_path / name / "seed1/average.json").exists()
+        assert "top_k" not in torch.load(tmp_path / name / "seed1/last/optimizer.pt", weights_only=True)
+    base = _weights(tmp_path / "default/seed1/best")
+    for name in ("zero", "one"):
+        assert runs[name].valid == runs["default"].valid and runs[name].test == runs["default"].test
+        other = _weights(tmp_path / name / "seed1/best")
+        assert other.keys() == base.keys() and all(torch.equal(base[k], other[k]) for k in base)
+
+
+@pytest.mark.parametrize(
+    "epochs, batch_size, lr, average_kept",
+    [(6, 4, 1e-2, True), (4, 8, 1e-3, False)],  # one run where the average validates better, one where not
+)
+def test_best_is_the_recomputed_top_k_average_when_it_validates_at_least_as_well(
+    epochs: int, batch_size: int, lr: float, average_kept: bool, tiny_dataset: MSADataset, tmp_path: Path
+) -> None:
+    k, seen = 3, _Validated()
+    cfg = _cfg(epochs=epochs, batch_size=batch_size, lr=lr, average_top_k=k)
+    seed = Trainer("late_fusion", tiny_dataset, train_config=cfg, out_dir=tmp_path, callbacks=[seen]).fit().seeds[0]
+    top = sorted(seen.records, key=lambda r: (r[0], r[1]))[:k]  # lowest MAE first, ties to the earlier epoch
+    params = {n for n, _ in create_model("late_fusion", **_dims(tiny_dataset)).named_parameters()}
+    soup = {
+        n: torch.stack([r[2][n] for r in top]).mean(0) if n in params else top[0][2][n] for n in top[0][2]
+    }  # parameters averaged, buffers of the best checkpoint
+    model, meta = load_checkpoint(tmp_path / "seed1/best")
+    saved = _weights(tmp_path / "seed1/best")
+    model.load_state_dict(soup)
+    soup_valid = evaluate(model, tiny_dataset.split("valid"), "mosi")
+    record = json.loads((tmp_path / "seed1/average.json").read_text())
+    assert record["epochs"] == [r[1] for r in top] and record["scores"] == [r[0] for r in top]
+    assert record["valid"]["MAE"] == pytest.approx(soup_valid["MAE"], abs=1e-6)
+    assert record["kept"] == (soup_valid["MAE"] <= top[0][0]) == average_kept  # the rule, and this case's branch
+    expected = soup if average_kept else top[0][2]
+    for name, value in expected.items():
+        torch.testing.assert_close(saved[name], value, rtol=1e-5, atol=1e-6)
+    assert (meta.get("averaged_epochs") == record["epochs"]) == average_kept
+    best, meta = load_checkpoint(tmp_path / "seed1/best")  # the stored valid dict is an eval of the saved best
+    assert evaluate(best, tiny_dataset.split("valid"), "mosi") == meta["valid"] == seed.valid
+    assert evaluate(best, tiny_dataset.split("test"), "mosi") == seed.test
+
+
+def _dims(dataset: MSADataset) -> dict[str, int]:
+    return {f"{m}_dim": d for m, d in dataset.info.dims.items()}
+
+
+def test_resume_with_checkpoint_averaging_matches_uninterrupted_run(tiny_dataset: MSADataset, tmp_path: Path) -> None:
+    kw = {"average_top_k": 3, "batch_size": 4, "lr": 1e-2}
+    full = Trainer("late_fusion", tiny_dataset, train_config=_cfg(epochs=6, **kw), out_dir=tmp_path / "full").fit()
+    Trainer("late_fusion", tiny_dataset, train_config=_cfg(epochs=3, **kw), out_dir=tmp_path / "part").fit()
+    resumed = Trainer("late_fusion", tiny_dataset, train_config=_cfg(epochs=6, **kw), out_dir=tmp_path / "part")
+    again = resumed.fit(resume=True).seeds[0]
+    assert again.valid == full.seeds[0].valid and again.test == full.seeds[0].test
+    assert (tmp_path / "part/seed1/average.json").read_text() == (tmp_path / "full/seed1/average.json").read_text()
+
+
+@pytest.mark.parametrize(
+    "name, overrides, train",
+    [
+        ("ebmc", {"stage1_epochs": 2}, {"lr": 1e-2}),  # stage 2 (frozen teacher snapshot) inside the averaged span
+        ("qa_moe", {}, {"lr": 1e-2}),  # self-supervised uncertainty objective
+        ("tsd", {}, {"lr": 3e-3}),  # decoupling statistics recomputed at epoch end, here for the (kept) average
+        ("tsd", {}, {"lr": 3e-3, "ema_decay": 0.7}),  # the kept checkpoints are the EMA weights validation scored
+    ],
+)
+def test_checkpoint_averaging_with_training_hooks(
+    name: str, overrides: dict[str, object], train: dict[str, object], tiny_dataset: MSADataset, tmp_path: Path
+) -> None:
+    cfg = _cfg(epochs=4, batch_size=8, average_top_k=3, **train)
+    seed = Trainer(name, tiny_dataset, model_overrides=overrides, train_config=cfg, out_dir=tmp_path).fit().seeds[0]
+    record = json.loads((tmp_path / "seed1/average.json").read_text())
+    assert len(record["epochs"]) == 3 and all(np.isfinite(v) for v in seed.test.values())
+    model, meta = load_checkpoint(seed.checkpoint)  # the saved checkpoint scores what validation measured
+    assert evaluate(model, tiny_dataset.split("valid"), "mosi") == pytest.approx(meta["valid"], abs=1e-9)
+    if record["kept"]:
+        assert meta["valid"] == pytest.approx(record["valid"], abs=1e-12)
+    if name == "tsd":  # the saved decoupling statistics are those of the saved weights
+        assert model.decoupler is not None
+        saved = model.decoupler.weight.clone()
+        model.train()
+        model.on_train_epoch_end(4, lambda: tiny_dataset.split("train").loader(32, shuffle=False))
+        torch.testing.assert_close(model.decoupler.weight, saved, rtol=1e-4, atol=1e-6)
+
+
+def test_with_ema_the_kept_checkpoints_are_the_averaged_weights(tiny_dataset: MSADataset, tmp_path: Path) -> None:
+    """EMA and top-k together: the k kept checkpoints are the EMA weights validation scored, not the live ones."""
+    decay, live = 0.8, _LiveWeights()
+    cfg = _cfg(epochs=3, batch_size=4, lr=1e-2, ema_decay=decay, average_top_k=3)
+    Trainer("late_fusion", tiny_dataset, train_config=cfg, out_dir=tmp_path, callbacks=[live]).fit()
+    per_epoch = len(live.steps) // 3
+    ema, at_epoch = dict(live.steps[0]), {}
+    for i, step in enumerate(live.steps):
+        if i:
+            ema = {k: decay * ema[k] + (1 - decay) * w for k, w in step.items()}
+        if (i + 1) % per_epoch == 0:
+            at_epoch[(i + 1) // per_epoch] = ema
+    stored = torch.load(tmp_path / "seed1/last/optimizer.pt", weights_only=True)["top_k"]["kept"]
+    for snap in stored:  # the kept snapshots (parameters first, in module order) are the EMA's
+        for got, want in zip(snap["tensors"], at_epoch[snap["epoch"]].values(), strict=False):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    record = json.loads((tmp_path / "seed1/average.json").read_text())
+    assert record["epochs"] == [snap["epoch"] for snap in stored]
+    kept = [at_epoch[e] for e in record["epochs"]]
+    expected = {k: torch.stack([w[k] for w in kept]).mean(0) for k in kept[0]} if record["kept"] else kept[0]
+    saved = _weights(tmp_path / "seed1/best")
+    for k, v in expected.items():
+        torch.testing.assert_close(saved[k], v, rtol=1e-5, atol=1e-6)

@@ -157,6 +157,11 @@ class TrainConfig:
     # exponential moving average of the weights after every optimizer step (torch.optim.swa_utils.
     # AveragedModel); validation, the best checkpoint and all that reads it use the averaged weights. 0 = off
     ema_decay: float = tunable(0.0, choices=(0.0, 0.99, 0.995, 0.999))
+    # checkpoint averaging: keep the k best validated checkpoints of each seed (CPU copies) and, at the end,
+    # their uniform parameter average as `best` when validation scores it at least as well as the best single
+    # one (msakit.training.engine.TopKAverage). 0 or 1 = off. Not tunable by default: it is a variance
+    # reduction, not a model choice, and declaring it would change every default `msakit tune` space
+    average_top_k: int = 0
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -228,7 +233,7 @@ def _check_value(key: str, value: Any, owner: str) -> None:
             problem = "> 0"
         elif (key == "dropout" or key.endswith("_dropout") or key == "ema_decay") and not 0 <= value < 1:
             problem = "in [0, 1)"
-        elif key == "ccc_weight" and value < 0:
+        elif key in ("ccc_weight", "average_top_k") and value < 0:
             problem = ">= 0"
     if key == "seeds" and isinstance(value, tuple) and not value:
         problem = "at least one seed"

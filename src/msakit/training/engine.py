@@ -131,6 +131,18 @@ def _holding(model: nn.Module, values: Sequence[Tensor]) -> Iterator[None]:
                 t.copy_(v)
 
 
+@contextmanager
+def _refreshed(
+    model: nn.Module, values: Sequence[Tensor], refresh: Callable[[], None] | None
+) -> Iterator[list[Tensor]]:
+    """`_holding(model, values)`, then `refresh()` (epoch-end statistics for these weights); yields copies
+    of the parameters and buffers as they then are, i.e. exactly what is evaluated inside the block."""
+    with _holding(model, values):
+        if refresh is not None:
+            refresh()
+        yield [t.detach().clone() for t in _tensors(model)]
+
+
 class WeightAverage(Callback):
     """An exponential moving average of a model's parameters, updated after every optimizer step.
 
@@ -158,10 +170,8 @@ class WeightAverage(Callback):
     @contextmanager
     def applied(self, refresh: Callable[[], None] | None = None) -> Iterator[None]:
         """The averaged parameters in the live model inside the block; `self.evaluated` keeps them."""
-        with _holding(self.model, [*self.averaged.module.parameters(), *self.model.buffers()]):
-            if refresh is not None:
-                refresh()
-            self.evaluated = [t.detach().clone() for t in _tensors(self.model)]
+        with _refreshed(self.model, [*self.averaged.module.parameters(), *self.model.buffers()], refresh) as held:
+            self.evaluated = held
             yield
 
     @contextmanager
@@ -177,6 +187,81 @@ class WeightAverage(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.averaged.load_state_dict(state)
+
+
+@dataclass
+class Snapshot:
+    """One checkpoint kept in memory: its validation score, its epoch, its parameters and buffers (CPU)."""
+
+    score: float
+    epoch: int
+    tensors: list[Tensor]
+
+
+class TopKAverage:
+    """The k best checkpoints of one fit by validation score, and their uniform average (a "soup").
+
+    The checkpoint averaging of fairseq's `average_checkpoints.py` and the uniform soup of
+    Wortsman et al. (2022), taken over the k best validated epochs of a single run instead of
+    the last k or over separate runs: no extra training, one extra validation pass.
+    `offer` is called after each validation with what was evaluated (the live weights, or
+    the EMA weights when `ema_decay` is on); the k best stay as CPU copies, ties going to
+    the earlier epoch. `average` is the parameter mean by `torch.optim.swa_utils.AveragedModel`
+    (its default running mean); the buffers are the best snapshot's (integer counters cannot
+    be averaged and fitted statistics are not weights), and statistics a model recomputes
+    from its weights at epoch end are recomputed for the average by the `refresh` given to
+    `applied`, as for `WeightAverage`. Which of the average and the best single checkpoint
+    is kept is the caller's rule (`msakit.training.trainer`).
+    """
+
+    def __init__(self, model: nn.Module, k: int, *, higher_is_better: bool) -> None:
+        if k < 2:
+            raise TrainingError(f"checkpoint average: k must be at least 2, got {k}")
+        self.model, self.k, self.higher_is_better = model, k, higher_is_better
+        self.kept: list[Snapshot] = []  # best first
+
+    def _rank(self, snap: Snapshot) -> tuple[float, int]:
+        return (-snap.score if self.higher_is_better else snap.score, snap.epoch)
+
+    def offer(self, score: float, epoch: int, tensors: Sequence[Tensor] | None = None) -> None:
+        """Keep (a CPU copy of) `tensors` (default: the model's own) when `score` is among the k best so far.
+
+        A NaN score is never kept.
+        """
+        if math.isnan(score):
+            return
+        snap = Snapshot(score, epoch, [])
+        if len(self.kept) >= self.k and self._rank(snap) >= self._rank(self.kept[-1]):
+            return
+        snap.tensors = [t.detach().to("cpu", copy=True) for t in (_tensors(self.model) if tensors is None else tensors)]
+        self.kept = sorted([*self.kept, snap], key=self._rank)[: self.k]
+
+    def average(self) -> list[Tensor]:
+        """The kept snapshots' mean parameters, then the best snapshot's buffers (`_tensors` order)."""
+        if not self.kept:
+            raise TrainingError("checkpoint average: no checkpoint was kept")
+        soup = AveragedModel(self.model, use_buffers=False)
+        for snap in self.kept:
+            with _holding(self.model, snap.tensors):
+                soup.update_parameters(self.model)
+        n = len(list(self.model.parameters()))
+        return [*(p.detach().clone() for p in soup.module.parameters()), *self.kept[0].tensors[n:]]
+
+    @contextmanager
+    def applied(self, refresh: Callable[[], None] | None = None) -> Iterator[list[Tensor]]:
+        """The average in the live model inside the block; yields what is evaluated there (after refresh)."""
+        with _refreshed(self.model, self.average(), refresh) as held:
+            yield held
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"k": self.k, "kept": [{"score": s.score, "epoch": s.epoch, "tensors": s.tensors} for s in self.kept]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        kept = [Snapshot(float(s["score"]), int(s["epoch"]), list(s["tensors"])) for s in state["kept"]]
+        shapes = [t.shape for t in _tensors(self.model)]
+        if any([t.shape for t in s.tensors] != shapes for s in kept):
+            raise KeyError("the kept snapshots' tensors do not have this model's shapes")
+        self.kept = sorted(kept, key=self._rank)[: self.k]
 
 
 def supervised_loss(model: MSAModel, output: ModelOutput, batch: Batch) -> tuple[Tensor, dict[str, float]]:
@@ -384,6 +469,8 @@ __all__ = [
     "BatchTransform",
     "Callback",
     "FitState",
+    "Snapshot",
+    "TopKAverage",
     "WeightAverage",
     "adamw",
     "clip_grad_norm",

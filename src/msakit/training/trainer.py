@@ -47,7 +47,16 @@ from msakit.training.checkpoint import (
     save_checkpoint,
 )
 from msakit.training.distributed import Runtime, init_runtime, is_collective_failure, lost_rank_error, resolve_device
-from msakit.training.engine import BatchTransform, Callback, FitState, WeightAverage, adamw, fit, supervised_loss
+from msakit.training.engine import (
+    BatchTransform,
+    Callback,
+    FitState,
+    TopKAverage,
+    WeightAverage,
+    adamw,
+    fit,
+    supervised_loss,
+)
 
 __all__ = [
     "BatchTransform",
@@ -264,9 +273,12 @@ class Trainer:
             model.load_pretrained()  # stage-1 / pretrained parts, fresh training only
         model.start_fit(dataset_stats(self.data.train, source=self.dataset.source))  # fits the input normaliser
         averager = self._averager(model, last, extra)
-        protocol = _Protocol(self, run_dir, model, optimizer, fresh=last is None, averager=averager)
+        top_k = self._top_k(model, last, extra)
+        protocol = _Protocol(self, run_dir, model, optimizer, fresh=last is None, averager=averager, top_k=top_k)
         try:
             final = self._fit(model, optimizer, protocol, state, seed)
+            if top_k is not None and final.best_epoch > 0:
+                self._average_top_k(model, top_k, final, run_dir)
         except TrainingError as exc:
             raise TrainingError(f"{exc}; the last good checkpoint in {run_dir / 'best'} is intact") from None
         finally:
@@ -375,6 +387,76 @@ class Trainer:
                 ) from None
         return averager
 
+    def _top_k(self, model: MSAModel, last: Path | None, extra: dict[str, Any]) -> TopKAverage | None:
+        """The k best checkpoints kept for averaging when `average_top_k` >= 2, restored from `last` when resuming."""
+        if self.cfg.average_top_k < 2:
+            return None
+        top_k = TopKAverage(model, self.cfg.average_top_k, higher_is_better=self.higher_is_better)
+        if last is not None:
+            if "top_k" not in extra:
+                raise DataError(
+                    "this run was trained without average_top_k; resume it with the same train config",
+                    path=last / "optimizer.pt",
+                    field="top_k",
+                )
+            try:
+                top_k.load_state_dict(extra["top_k"])
+            except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+                raise DataError(
+                    f"the kept checkpoints do not fit this model ({' '.join(str(exc).split()[:20])})",
+                    path=last / "optimizer.pt",
+                    field="top_k",
+                ) from None
+        return top_k
+
+    def _average_top_k(self, model: MSAModel, top_k: TopKAverage, state: FitState, run_dir: Path) -> None:
+        """The uniform average of the k best checkpoints replaces `best` when it validates at least as well.
+
+        The rule: the average is evaluated once on validation (after the model's epoch-end
+        statistics are recomputed for it) and kept when its selection score is at least as good
+        as the best single checkpoint's (ties keep the average); otherwise `best` stays the
+        best single checkpoint. Either way `average.json` in the seed folder records the epochs
+        averaged, their scores and the average's validation metrics. Every rank evaluates (the
+        evaluation is collective); rank 0 writes.
+        """
+        if len(top_k.kept) < 2:
+            return  # one checkpoint: its average is itself
+        data, device, rt = self.data, self.device, self.runtime
+
+        def refresh() -> None:  # as after a training epoch: train mode, the training split
+            model.train()
+            model.on_train_epoch_end(state.epoch, lambda: (b.to(device) for b in data.eval_batches(data.train)))
+
+        best_single = top_k.kept[0].score
+        with top_k.applied(refresh):
+            metrics = evaluate(
+                model,
+                data.valid,
+                self.metric_set.name,
+                batch_size=data.eval_batch_size,
+                device=device,
+                data=data,
+                runtime=rt,
+            )
+            score = metrics[self.select_key]
+            keep = not math.isnan(score) and not _is_better(best_single, score, self.higher_is_better)
+            if not rt.is_main:
+                return
+            epochs = [s.epoch for s in top_k.kept]
+            if keep:
+                extra = {"epoch": state.best_epoch, "seed": state.seed, "valid": metrics, "averaged_epochs": epochs}
+                save_checkpoint(run_dir / "best", model, dataset=self.dataset.info, train_config=self.cfg, extra=extra)
+        atomic_write_json(
+            run_dir / "average.json",
+            {
+                "epochs": epochs,
+                "scores": [s.score for s in top_k.kept],
+                "select_metric": self.select_key,
+                "valid": metrics,
+                "kept": keep,
+            },
+        )
+
     def _restore(
         self, path: Path, model: MSAModel, optimizer: torch.optim.Optimizer
     ) -> tuple[FitState, dict[str, Any]]:
@@ -408,9 +490,11 @@ class _Protocol(Callback):
         *,
         fresh: bool,
         averager: WeightAverage | None = None,
+        top_k: TopKAverage | None = None,
     ) -> None:
         self.t, self.run_dir, self.model, self.optimizer = trainer, run_dir, model, optimizer
         self.averager = averager  # weight averaging on: validation and `best` use the averaged weights
+        self.top_k = top_k  # checkpoint averaging on: the k best evaluated weights are kept
         self.epoch = 0
         self.main = trainer.runtime.is_main
         self.log_path = run_dir / "log.csv"
@@ -447,6 +531,8 @@ class _Protocol(Callback):
             state.best, state.best_epoch, state.bad_epochs = score, epoch, 0
         else:
             state.bad_epochs += 1
+        if self.top_k is not None:  # what validation just scored: the live weights, or the EMA's
+            self.top_k.offer(score, epoch, self.averager.evaluated if self.averager is not None else None)
         if not self.main:
             return
         row = {
@@ -477,6 +563,8 @@ class _Protocol(Callback):
         resume_state = {"optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
         if self.averager is not None:
             resume_state["averaged"] = self.averager.state_dict()
+        if self.top_k is not None:
+            resume_state["top_k"] = self.top_k.state_dict()
         written.append(
             save_checkpoint(
                 self.run_dir / "last",
