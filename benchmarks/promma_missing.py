@@ -266,7 +266,7 @@ def compare(pairs: list[str], data: str, seeds: list[int], rates: list[float], n
     return text
 
 
-def paired(first: str, second: str, name: str) -> str:
+def paired(first: str, second: str, name: str, labels: list[str] | None = None) -> str:
     """Per curve, mean ± std over seeds of the seed-paired AUILC difference (first − second) of Non0 Acc-2.
 
     Each side is LABEL:JSON, either a `results.json` this benchmark wrote (LABEL: the model) or
@@ -285,7 +285,9 @@ def paired(first: str, second: str, name: str) -> str:
     if name:
         target = Path(__file__).resolve().parents[1] / "docs" / "results" / f"{name}.json"
         command = f'python benchmarks/promma_missing.py --paired "{first}" "{second}" --name {name}'
-        labels = [spec.partition(":")[0] for spec in (first, second)]
+        if labels:
+            command += " --labels " + " ".join(f'"{label}"' for label in labels)
+        labels = labels or [spec.partition(":")[0] for spec in (first, second)]
         record = {"first": first, "second": second, "labels": labels, "command": command, "rows": rows}
         atomic_write_json(target, {**record, "table": text})
     return text
@@ -344,12 +346,13 @@ def main() -> None:
     parser.add_argument(
         "--paired", nargs=2, metavar="MODEL:RESULTS_JSON", help="only the seed-paired AUILC differences of two runs"
     )
+    parser.add_argument("--labels", nargs=2, help="with --paired --name: the two systems' names in the result file")
     parser.add_argument("--name", default="", help="with --compare or --paired: write docs/results/NAME.json")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.paired:
-        print(paired(*args.paired, args.name))
+        print(paired(args.paired[0], args.paired[1], args.name, args.labels))
         return
     if args.data is None:
         parser.error("--data is required")

@@ -69,7 +69,8 @@ no code). The abstract names four parts; every choice below is ours.
    near one-hot weights let one modality's noise decide the sign. A separate, softer T keeps
    the critic's ranking and averages more. Measured (docs/models/promma.md): softening at
    inference time raises the synthetic test AUILC a little (shared 90.3 to 90.9 at T = 2) but
-   not the validation one (88.3 at both); so it stays off.
+   not the validation one (88.3 at both); trained at T = 1 it leaves the shared AUILC where it
+   was on both splits (90.3 test, 88.3 validation); so it stays off.
 
 Prediction: Σ_m w_m h_m(a_m) (or, with `fusion="representations"`, one MLP head over
 Σ_m w_m a_m). `modality_weights` are the DPW weights of
