@@ -233,3 +233,16 @@ def test_fused_vector_integrates_every_saca_token(tiny_dataset: MSADataset) -> N
     plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("integrate.")})
     torch.testing.assert_close(plain.eval()(batch).features["fused"], pooled)  # off = the pooled token alone
     assert "w/o token integration (pooled only)" in model.config.ABLATIONS
+
+
+def test_kind_embedding_scale_rescales_the_same_draw(tiny_dataset: MSADataset) -> None:
+    default, small = _model(tiny_dataset), _model(tiny_dataset, kind_init_std=0.02)
+    torch.testing.assert_close(small.kind_embedding.weight, 0.02 * default.kind_embedding.weight)
+    assert 0.5 < default.kind_embedding.weight.std().item() < 2.0  # PyTorch's N(0, 1) when left at 1.0
+    rest = {k: v for k, v in small.state_dict().items() if not k.startswith("kind_embedding.")}
+    for key, value in rest.items():  # no extra random numbers drawn: every other weight as with the default
+        torch.testing.assert_close(value, default.state_dict()[key])
+    batch = tiny_dataset.split("test").batch(range(8))
+    assert (default.eval()(batch).prediction - small.eval()(batch).prediction).abs().max() > 1e-4  # it reaches SACA
+    with pytest.raises(ConfigError, match="kind_init_std"):
+        _model(tiny_dataset, kind_init_std=0.0)

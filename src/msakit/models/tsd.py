@@ -59,6 +59,15 @@ abstract says, and what we chose:
   fused vector is the pooled token plus a linear map of all SACA tokens concatenated
   (zero for absent codes); `integrate=False` (ablation) keeps the pooled token only (on
   MMMO the two are level within one seed-std, docs/models/tsd.md).
+- The subspace-type embedding's scale (`kind_init_std`, ours). Every SACA token is a code
+  plus its kind's embedding. PyTorch draws an embedding from N(0, 1), so at initialisation
+  the three random kind vectors (per-feature std 1) are larger than the codes themselves
+  (LayerNorm + tanh: std 0.41-0.64 per code on 256 MOSI-e5 training clips, seeds 1 and 2),
+  and the seed's draw, not the input, sets much of where SACA first attends: a candidate
+  source of the seed-to-seed variance behind the MOSI Corr gap. BERT's token-type
+  embeddings start at std 0.02, so the content dominates and the type only tags it.
+  `kind_init_std` rescales the same draw (no extra random numbers; default 1.0, PyTorch's,
+  bit for bit as before); what it did on MOSI is in docs/models/tsd.md.
 - Absent modalities: codes that depend on an absent modality are dropped from SACA and
   from every loss; with one modality present, c = c_m.
 """
@@ -100,6 +109,7 @@ class TSDConfig(ModelConfig):
     use_saca: bool = True
     decouple: bool = True  # pairwise and private codes minus their linear prediction from the common code
     integrate: bool = True  # the fused vector adds a linear map of every SACA token to the attention-pooled one
+    kind_init_std: float = 1.0  # std of the subspace-type embedding at init (PyTorch's N(0, 1) draw, rescaled)
 
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
         "TSD": {},
@@ -175,6 +185,11 @@ class TSD(MSAModel):
         others = len(self.pairs) + len(self.private)  # the codes the common code is decoupled from
         self.decoupler = LinearDecoupler(others * h, h) if config.decouple and config.use_common and others else None
         self.kind_embedding = nn.Embedding(3, h)
+        if config.kind_init_std <= 0:
+            raise ConfigError(f"model {name!r}: kind_init_std must be positive, got {config.kind_init_std}")
+        if config.kind_init_std != 1.0:  # the same N(0, 1) draw, rescaled: no extra random numbers
+            with torch.no_grad():
+                self.kind_embedding.weight.mul_(config.kind_init_std)
         self.saca = CrossModalAttention(h, heads=config.heads, dropout=config.dropout) if config.use_saca else None
         self.query = nn.Parameter(torch.randn(1, 1, h) * 0.02)
         self.pool = nn.MultiheadAttention(h, config.heads, dropout=config.dropout, batch_first=True)

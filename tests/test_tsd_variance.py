@@ -1,0 +1,53 @@
+"""benchmarks/seed_variance.py: the seeds' mean metric against the metric of their mean prediction."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "seed_variance.py"
+
+
+def _bench():  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(BENCH.parent))
+    spec = importlib.util.spec_from_file_location("seed_variance", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_independent_seed_noise_averages_out_and_shared_error_does_not() -> None:
+    bench = _bench()
+    rng = np.random.default_rng(0)
+    y = np.round(rng.normal(0, 1.5, 500), 1)
+    noisy = y + rng.normal(0, 1.0, (5, 500))  # each seed its own error: variance
+    out = bench.summarise(noisy, y)
+    assert out["Corr"]["ensemble"] > out["Corr"]["seeds_mean"] + 0.03
+    assert out["MAE"]["ensemble"] < out["MAE"]["seeds_mean"] - 0.1
+    assert out["Corr"]["seeds_std"] > 0
+    shared = np.repeat((y + rng.normal(0, 1.0, 500))[None], 5, 0)  # one error for every seed: bias
+    same = bench.summarise(shared, y)
+    for key in ("Corr", "MAE", "Non0_acc_2"):
+        assert abs(same[key]["ensemble"] - same[key]["seeds_mean"]) < 1e-12
+        assert same[key]["seeds_std"] < 1e-12
+
+
+def test_reading_names_a_run_only_when_its_mean_prediction_reaches_the_probe() -> None:
+    bench = _bench()
+    probe = {
+        "valid": {"Corr": 0.8, "MAE": 0.8, "Non0_acc_2": 0.84},
+        "test": {"Corr": 0.775, "MAE": 0.82, "Non0_acc_2": 0.84},
+    }
+
+    def row(seeds: float, ensemble: float) -> dict:  # type: ignore[type-arg]
+        m = {"seeds_mean": seeds, "seeds_std": 0.01, "ensemble": ensemble}
+        return {"seeds": 5, "valid": dict.fromkeys(("Corr", "MAE", "Non0_acc_2"), m),
+                "test": dict.fromkeys(("Corr", "MAE", "Non0_acc_2"), m)}  # fmt: skip
+
+    text = bench.markdown("cmd", probe, {"run a": row(0.765, 0.778), "run b": row(0.765, 0.770)})
+    assert text.rstrip().endswith("(the gap is run-to-run variance): run a.")  # b's mean prediction is under
+    assert "| run a | 5 | 0.765 ± 0.010 | 0.778 |" in text
