@@ -239,6 +239,29 @@ def test_high_pull_lowers_the_higher_energies_and_never_raises_a_loss(tiny_datas
         _model(tiny_dataset, emc_pull="low")
 
 
+def test_detached_feature_term_ranks_but_cannot_be_shrunk_to_close_a_gap(tiny_dataset: MSADataset) -> None:
+    """`emc_feature=detached`: the feature term still enters the energies (the loss is the same), but
+    the gap sends no gradient into z through it, so a modality cannot lower its energy by shrinking
+    its representation; with the source's reading it does (a nonzero gradient on z)."""
+    z0 = torch.tensor([1.3, 0.3, 0.5]).view(1, 3, 1).expand(6, 3, 4).clone()
+    valid = torch.ones(6, 3)
+    errors = torch.tensor([0.1, 0.4, 0.3]).repeat(6, 1)
+    u = torch.tensor([0.1, 0.5, 0.3]).repeat(6, 1)
+    out = {}
+    for feature in ("grad", "detached"):
+        model = _model(tiny_dataset, emc_feature=feature, energy_norm="term", emc_pull="high", grad_penalty=0.0)
+        z = z0.clone().requires_grad_(True)
+        e = errors.clone().requires_grad_(True)
+        loss = model._equilibrium(z, e, u, valid)
+        gz, ge = torch.autograd.grad(loss, (z, e), allow_unused=True)
+        out[feature] = (float(loss.detach()), 0.0 if gz is None else float(gz.abs().sum()), ge.sum(0))
+    assert out["detached"][0] == pytest.approx(out["grad"][0])  # the same energies
+    assert out["grad"][1] > 0 and out["detached"][1] == 0
+    assert out["detached"][2][1] > 0  # audio, the highest energy, closes its gap by lowering its loss
+    with pytest.raises(ConfigError, match="emc_feature must be 'grad' or 'detached'"):
+        _model(tiny_dataset, emc_feature="none")
+
+
 def test_cross_modal_enhancement_lets_other_modalities_rebuild_each_one(tiny_dataset: MSADataset) -> None:
     """With CCE a modality's representation z_m carries the others' shared parts (changing
     the visual input moves z_text); without it z_text depends on the text alone."""

@@ -79,7 +79,11 @@ Choices (what the sources say -> what we chose -> why):
   detached target): what the gap then rewards is the weaker modality catching up, never the
   stronger one unlearning (the source's symmetric gap also raises the lowest-energy modality's
   loss, which costs accuracy). Neither brings the MLI beyond late_fusion's on that preset
-  (docs/models/ebmc.md, "synthetic:imbalanced", seventh stop).
+  (docs/models/ebmc.md, "synthetic:imbalanced", seventh stop). A third, `emc_feature="detached"`,
+  keeps the feature term in the energies (it still ranks) but stops the gap's gradient through
+  it: measured without CCE, the high-energy audio closed its gap by shrinking its features
+  (mean z² 0.06 against text's 0.72) while its loss stayed the worst (0.40). Detached, a modality
+  can close its gap only by fitting better.
 - CCE's reconstruction target h_m is detached (a target, not a moving one); `use_cce`
   False drops the enhancement term from z_m and its loss.
 """
@@ -146,6 +150,10 @@ class EBMCConfig(ModelConfig):
     # higher energy and raises the lower one) or "high" (the lower energy is a detached target, so the
     # gap only lowers the higher-energy modality's terms and never pushes the other's loss up)
     emc_pull: str = "both"
+    # the feature term inside the gap: "grad" (the source: the gap can be closed by shrinking or growing
+    # z_m) or "detached" (it still ranks the modalities, but only ℓ_m carries the gap's gradient, so a
+    # modality closes its gap by fitting better, not by shrinking its representation)
+    emc_feature: str = "grad"
     # the fusion weights: trained by the task loss and IMTD ("task", default) or by IMTD alone
     # ("distill": the task gradient stops at the weights, so the teacher's reliability sets them)
     trust_grad: str = "task"
@@ -159,6 +167,7 @@ class EBMCConfig(ModelConfig):
         "trust_grad": "task",
         "energy_norm": "none",
         "emc_pull": "both",
+        "emc_feature": "grad",
     }
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
         "full": {},
@@ -191,6 +200,8 @@ class EBMC(MSAModel):
             raise ConfigError(f"model 'ebmc': energy_norm must be 'none' or 'term', got {config.energy_norm!r}")
         if config.emc_pull not in ("both", "high"):
             raise ConfigError(f"model 'ebmc': emc_pull must be 'both' or 'high', got {config.emc_pull!r}")
+        if config.emc_feature not in ("grad", "detached"):
+            raise ConfigError(f"model 'ebmc': emc_feature must be 'grad' or 'detached', got {config.emc_feature!r}")
         if config.trust_grad not in ("task", "distill"):
             raise ConfigError(f"model 'ebmc': trust_grad must be 'task' or 'distill', got {config.trust_grad!r}")
         mods, h = self.modalities, config.hidden_dim
@@ -384,12 +395,13 @@ class EBMC(MSAModel):
         cfg = self.config
         count = valid.sum(0).clamp_min(1)  # (M,)
         has = valid.sum(0) > 0
+        feature = self._feature_energy(z.detach() if cfg.emc_feature == "detached" else z)  # (B, M)
         if cfg.energy_norm == "term" and has.any():  # each term relative to its mean over modalities
-            f, ell, unc = ((t * valid).sum(0) / count for t in (self._feature_energy(z), errors, u))  # (M,)
+            f, ell, unc = ((t * valid).sum(0) / count for t in (feature, errors, u))  # (M,)
             f, ell, unc = (t / t[has].detach().mean().clamp_min(1e-6) for t in (f, ell, unc))
             energy = cfg.alpha * f + cfg.beta * ell + cfg.gamma * unc
         else:
-            per = cfg.alpha * self._feature_energy(z) + cfg.beta * errors + cfg.gamma * u  # (B, M)
+            per = cfg.alpha * feature + cfg.beta * errors + cfg.gamma * u  # (B, M)
             energy = (per * valid).sum(0) / count  # (M,)
         gap = energy
         if cfg.emc_gap == "relative" and has.any():
