@@ -624,6 +624,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "promma_missing_mmmo_always_paired_s7": render_paired,
     "promma_missing_mmmo_never_paired_s7": render_paired,
     "promma_missing_synthetic_bands_s7": render_compare,
+    "promma_missing_mmmo_bands_s7": render_compare,
     "promma_missing_synthetic_wtemp_s7": render_compare,
     "promma_missing_mmmo_wtemp_s7": render_compare,
     "promma_missing_synthetic_e15_paired_s7": render_paired,

@@ -194,12 +194,15 @@ def bands(runs: dict[str, Path], data: str, seeds: list[int], cut: float, name: 
                 for seed in seeds:
                     net, _ = load_checkpoint(run / model / f"seed{seed}" / "best")
                     preds.append(_predictions(net.eval(), split, keep))
-                acc = {k: [float(((p > 0) == (y > 0))[g].float().mean()) for p in preds] for k, g in groups.items()}
-                bias = [float((p - y)[groups["weak"]].mean()) for p in preds]
+                acc = {
+                    k: [float(((p > 0) == (y > 0))[g].float().mean()) for p in preds] if g.any() else []
+                    for k, g in groups.items()
+                }  # a group without clips (labels on a coarse grid) stays empty
+                bias = [float((p - y)[groups["weak"]].mean()) for p in preds] if groups["weak"].any() else []
                 mean = torch.stack(preds).mean(0)
                 mean_acc = float(((mean > 0) == (y > 0))[nonzero].float().mean())
                 record[split_name][f"{cond} {model}"] = {"acc": acc, "weak_bias": bias, "mean_prediction": mean_acc}
-                cells = [fmt(acc[k], 100) for k in groups] + [fmt(bias, digits=3)]
+                cells = [fmt(acc[k], 100) if acc[k] else "–" for k in groups] + [fmt(bias, digits=3) if bias else "–"]
                 cells.append(f"{100 * mean_acc:.1f}" if cond == "complete" else "")
                 lines.append(f"| {split_name} | {cond} | {model} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
