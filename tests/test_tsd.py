@@ -246,3 +246,22 @@ def test_kind_embedding_scale_rescales_the_same_draw(tiny_dataset: MSADataset) -
     assert (default.eval()(batch).prediction - small.eval()(batch).prediction).abs().max() > 1e-4  # it reaches SACA
     with pytest.raises(ConfigError, match="kind_init_std"):
         _model(tiny_dataset, kind_init_std=0.0)
+
+
+def test_input_dropout_drops_input_features_in_training_only(tiny_dataset: MSADataset) -> None:
+    batch = tiny_dataset.split("train").batch(range(16))
+    plain, dropped = _model(tiny_dataset), _model(tiny_dataset, input_dropout=0.5)
+    assert plain.input_dropout is None and dropped.input_dropout is not None
+    dropped.load_state_dict(plain.state_dict())  # the same weights: only the dropout differs
+    torch.testing.assert_close(dropped.eval()(batch).prediction, plain.eval()(batch).prediction)  # off at eval
+    torch.testing.assert_close(dropped._clean_codes(batch).vectors[0], plain._clean_codes(batch).vectors[0])
+    seen: list[torch.Tensor] = []
+    encoder = dropped.encoders["text"]
+    hook = encoder.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    dropped.train()(batch)
+    hook.remove()
+    live = batch.masks["text"].unsqueeze(-1) & (batch.features["text"] != 0)  # valid steps, nonzero features
+    zeros = (seen[0] == 0)[live].float().mean().item()  # the first call is the training pass, before the clean one
+    assert 0.3 < zeros < 0.7  # about half the input features dropped
+    with pytest.raises(ConfigError, match="input_dropout"):
+        _model(tiny_dataset, input_dropout=1.0)

@@ -68,6 +68,12 @@ abstract says, and what we chose:
   embeddings start at std 0.02, so the content dominates and the type only tags it.
   `kind_init_std` rescales the same draw (no extra random numbers; default 1.0, PyTorch's,
   bit for bit as before); what it did on MOSI is in docs/models/tsd.md.
+- Input dropout (ours, `input_dropout`, default 0 = none): dropout on each modality's input
+  features before its encoder. On a linear map it acts as an L2 penalty scaled by each
+  feature's variance (Wager, Wang and Liang 2013, "Dropout training as adaptive
+  regularization"), the network's counterpart of the probe's ridge penalty on the one e5
+  sentence vector. Off at eval and in the dropout-free pass of the decoupling statistics;
+  what it did on MOSI is in docs/models/tsd.md.
 - Absent modalities: codes that depend on an absent modality are dropped from SACA and
   from every loss; with one modality present, c = c_m.
 """
@@ -110,6 +116,7 @@ class TSDConfig(ModelConfig):
     decouple: bool = True  # pairwise and private codes minus their linear prediction from the common code
     integrate: bool = True  # the fused vector adds a linear map of every SACA token to the attention-pooled one
     kind_init_std: float = 1.0  # std of the subspace-type embedding at init (PyTorch's N(0, 1) draw, rescaled)
+    input_dropout: float = 0.0  # dropout on each modality's input features, before its encoder (0 = none)
 
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
         "TSD": {},
@@ -179,6 +186,9 @@ class TSD(MSAModel):
                 for m in self.modalities
             }
         )
+        if not 0.0 <= config.input_dropout < 1.0:
+            raise ConfigError(f"model {name!r}: input_dropout must be in [0, 1), got {config.input_dropout}")
+        self.input_dropout = nn.Dropout(config.input_dropout) if config.input_dropout > 0 else None
         self.common = _projector(h) if config.use_common else None
         self.pairwise = nn.ModuleDict({f"{a}_{b}": _projector(h) for a, b in self.pairs})
         self.private = nn.ModuleDict({m: _projector(h) for m in self.modalities} if config.use_private else {})
@@ -201,8 +211,10 @@ class TSD(MSAModel):
     def codes(self, batch: Batch, *, decouple: bool = True) -> tuple[_Codes, dict[str, Any]]:
         """The subspace codes and, per modality, the pieces the regularisers need."""
         present = {m: batch.present_mask(m) for m in self.modalities}
+        drop = self.input_dropout if self.input_dropout is not None else nn.Identity()
         hidden = {
-            m: self.encoders[m](batch.features[m], batch.masks[m] & present[m][:, None])[1] for m in self.modalities
+            m: self.encoders[m](drop(batch.features[m]), batch.masks[m] & present[m][:, None])[1]
+            for m in self.modalities
         }
         codes = _Codes([], [], [])
         parts: dict[str, Any] = {"c": {}, "p": {}, "q": {}, "present": present}
@@ -227,7 +239,8 @@ class TSD(MSAModel):
     @torch.no_grad()
     def _clean_codes(self, batch: Batch) -> _Codes:
         """The codes before decoupling, as at eval (no dropout), without gradient."""
-        coders = [m for m in (self.encoders, self.common, self.pairwise, self.private) if m is not None]
+        parts = (self.input_dropout, self.encoders, self.common, self.pairwise, self.private)
+        coders = [m for m in parts if m is not None]
         modes = [m.training for m in coders]
         for module in coders:
             module.eval()
