@@ -683,6 +683,17 @@ def render(runs: dict[str, Any]) -> str:
             f"--seeds {' '.join(map(str, seeds))}`\n\n" + accuracy_table(runs["results"])
         )
         text += "".join(f"\n- {note}" for note in runs.get("accuracy_notes", [])) + "\n"
+    for variant in runs.get("results_variants", []):  # the same accuracy protocol under other msakit options
+        vm = variant["results_meta"]
+        text += (
+            f"\n### Accuracy: {variant['label']}\n\n"
+            + "".join(f"{line}\n" for line in variant.get("intro", []))
+            + f"\nCommand: `{base}{_train_flags(vm)}--models {' '.join(vm['models'])} "
+            f"--seeds {' '.join(map(str, vm['seeds']))}`\n\n"
+            + accuracy_table(variant["results"])
+            + "".join(f"\n- {note}" for note in variant.get("notes", []))
+            + "\n"
+        )
     if meta["size_matched"]:
         text += "\n## Size-matched configurations\n\n| model | msakit overrides (model; train) | why |\n|---|---|---|\n"
         for model, cfg in SIZE_MATCHED.items():
