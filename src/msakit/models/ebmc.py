@@ -83,7 +83,8 @@ Choices (what the sources say -> what we chose -> why):
   keeps the feature term in the energies (it still ranks) but stops the gap's gradient through
   it: measured without CCE, the high-energy audio closed its gap by shrinking its features
   (mean z² 0.06 against text's 0.72) while its loss stayed the worst (0.40). Detached, a modality
-  can close its gap only by fitting better.
+  can close its gap only by fitting better. With all three, CCE off and `emc_weight=0.01`, EBMC is
+  level with late_fusion there over 5 seeds (MLI 87.3 ± 3.1 against 88.7 ± 2.3), not beyond it.
 - CCE's reconstruction target h_m is detached (a target, not a moving one); `use_cce`
   False drops the enhancement term from z_m and its loss.
 """
