@@ -634,6 +634,8 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "promma_missing_synthetic_topk3_vs_default_s7": render_paired,
     "promma_missing_mmmo_topk3_paired_s7": render_paired,
     "promma_missing_mmmo_topk3_vs_default_s7": render_paired,
+    "promma_missing_mosi_e5_topk3_paired_s7": render_paired,
+    "promma_missing_mosi_e5_topk3_vs_default_s7": render_paired,
 }
 
 
