@@ -310,11 +310,11 @@ def paired_table(table: dict[str, Any], src: Sources, resamples: int, seed: int,
         "resamples": resamples,
         "seed": seed,
         "rows": rows,
-        "markdown": paired_markdown(chosen[0], rows, resamples, command),
+        "markdown": paired_markdown(chosen[0], rows, resamples, len(y), command),
     }
 
 
-def paired_markdown(chinese: str, rows: dict[str, Any], resamples: int, command: str) -> str:
+def paired_markdown(chinese: str, rows: dict[str, Any], resamples: int, clips: int, command: str) -> str:
     def cell(g: dict[str, float], scale: float, digits: int) -> str:
         o, lo, hi = (scale * g[k] for k in ("observed", "low", "high"))
         return f"{o:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] ({100 * g['chinese_at_least']:.0f} %)"
@@ -325,7 +325,7 @@ def paired_markdown(chinese: str, rows: dict[str, Any], resamples: int, command:
         "```",
         "",
         f"Chinese row: {chinese}. Difference = Chinese − English row (each the mean over its seeds) on the same "
-        f"test clips, with the 95 % interval over {resamples} paired resamples of the 457 test clips and, in "
+        f"test clips, with the 95 % interval over {resamples} paired resamples of the {clips} test clips and, in "
         "brackets, the share of resamples in which the Chinese row is at least as good (for MAE lower is better).",
         "",
         "| English row | seeds | Corr difference | MAE difference | Acc-2 difference (points) |",
