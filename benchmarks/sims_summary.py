@@ -14,7 +14,9 @@ of every English row.
 
     python benchmarks/sims_summary.py
 
-With ``--paired`` it also sets the chosen Chinese row against each English row on the
+With ``--averaged`` it adds each trained row's seed-averaged prediction (one model: the mean
+of its seeds' outputs) in both languages alike, and a kind of row that one language cannot
+rebuild is averaged in neither. With ``--paired`` it also sets the chosen Chinese row against each English row on the
 same test clips (`benchmarks/probe_gap.py`'s idea, both sides resampled together): the
 predictions are rebuilt from the run folders' ``seed*/best`` checkpoints, the probes are
 refitted, and the fine-tuned rows' per-seed predictions are read from
@@ -22,7 +24,7 @@ refitted, and the fine-tuned rows' per-seed predictions are read from
 Corr and MAE to the printed digit), else the script stops. Written to
 ``docs/results/NAME_paired.json`` (a docgen block):
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/sims_summary.py --paired
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/sims_summary.py --averaged --paired
 """
 
 from __future__ import annotations
