@@ -45,8 +45,7 @@ DOES_NOT_APPLY = {
 }
 # Pairs with no shipped preset yet, each with the reason (issue 13 stays open for them);
 # skipped, not failed. Any other missing pair fails.
-NOT_YET = {
-}
+NOT_YET = {}
 
 
 @pytest.mark.parametrize("dataset", ["mosi", "mmmo"])

@@ -78,10 +78,7 @@ class TFN(MSAModel):
         z = {m: self.subnets[m](batch.features[m], batch.masks[m]) for m in self.modalities}  # (B, |z_m|), 0 if absent
         fused = tensor_fusion(list(z.values()))  # (B, Π (|z_m| + 1)), Eq. 1
         absent = self._absent_from_batch(batch)
-        if absent:
-            raw = self._head_without(absent, z)
-        else:
-            raw = self.head(self.dropout(fused))  # (B, C)
+        raw = self._head_without(absent, z) if absent else self.head(self.dropout(fused))  # (B, C)
         if not self.is_classifier:
             raw = self.config.label_range * torch.tanh(raw / 2)  # = 2L·σ(raw) − L
         return ModelOutput(prediction=self.bound_prediction(raw), features={"fused": fused, **z})
