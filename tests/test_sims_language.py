@@ -16,14 +16,20 @@ from msakit.data import DatasetInfo, read_folder, write_folder
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def sims_language() -> ModuleType:
+def _benchmark(name: str) -> ModuleType:
+    """benchmarks/NAME.py as a module (registered in sys.modules, where its dataclasses look it up)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("_sims_language", ROOT / "benchmarks" / "sims_language.py")
+    spec = importlib.util.spec_from_file_location(f"_{name}", ROOT / "benchmarks" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def sims_language() -> ModuleType:
+    return _benchmark("sims_language")
 
 
 def _base(root: Path, n: int = 9) -> Path:
@@ -73,13 +79,7 @@ def test_chinese_lexicon_reads_polarity(sims_language: ModuleType) -> None:
 
 @pytest.fixture(scope="module")
 def sims_finetune() -> ModuleType:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("_sims_finetune", ROOT / "benchmarks" / "sims_finetune.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    return module
+    return _benchmark("sims_finetune")
 
 
 def test_finetune_head_ignores_padding_and_trains_its_layers(sims_finetune: ModuleType) -> None:
@@ -192,13 +192,7 @@ def test_a_run_without_predictions_is_trained_again_and_must_repeat(
 
 @pytest.fixture(scope="module")
 def sims_summary() -> ModuleType:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("_sims_summary", ROOT / "benchmarks" / "sims_summary.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    return module
+    return _benchmark("sims_summary")
 
 
 def test_paired_bootstrap_resamples_both_rows_on_the_same_clips(sims_summary: ModuleType) -> None:

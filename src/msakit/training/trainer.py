@@ -371,20 +371,14 @@ class Trainer:
             return None
         averager = WeightAverage(model, self.cfg.ema_decay)
         if last is not None:
-            if "averaged" not in extra:
-                raise DataError(
-                    "this run was trained without ema_decay; resume it with the same train config",
-                    path=last / "optimizer.pt",
-                    field="averaged",
-                )
-            try:
-                averager.load_state_dict(extra["averaged"])
-            except (RuntimeError, KeyError) as exc:
-                raise DataError(
-                    f"the weight average does not fit this model ({' '.join(str(exc).split()[:20])})",
-                    path=last / "optimizer.pt",
-                    field="averaged",
-                ) from None
+            _resume_part(
+                averager,
+                last,
+                extra,
+                "averaged",
+                option="ema_decay",
+                misfit="the weight average does not fit this model",
+            )
         return averager
 
     def _top_k(self, model: MSAModel, last: Path | None, extra: dict[str, Any]) -> TopKAverage | None:
@@ -393,21 +387,21 @@ class Trainer:
             return None
         top_k = TopKAverage(model, self.cfg.average_top_k, higher_is_better=self.higher_is_better)
         if last is not None:
-            if "top_k" not in extra:
-                raise DataError(
-                    "this run was trained without average_top_k; resume it with the same train config",
-                    path=last / "optimizer.pt",
-                    field="top_k",
-                )
-            try:
-                top_k.load_state_dict(extra["top_k"])
-            except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-                raise DataError(
-                    f"the kept checkpoints do not fit this model ({' '.join(str(exc).split()[:20])})",
-                    path=last / "optimizer.pt",
-                    field="top_k",
-                ) from None
+            _resume_part(
+                top_k, last, extra, "top_k", option="average_top_k", misfit="the kept checkpoints do not fit this model"
+            )
         return top_k
+
+    def _epoch_end_refresh(self, model: MSAModel, epoch: int) -> Callable[[], None]:
+        """Recompute what `model` derives from its weights at epoch end, as after a training epoch
+        (train mode, the training split): for weights put in place of the trained ones."""
+        data, device = self.data, self.device
+
+        def refresh() -> None:
+            model.train()
+            model.on_train_epoch_end(epoch, lambda: (b.to(device) for b in data.eval_batches(data.train)))
+
+        return refresh
 
     def _average_top_k(self, model: MSAModel, top_k: TopKAverage, state: FitState, run_dir: Path) -> None:
         """The uniform average of the k best checkpoints replaces `best` when it validates at least as well.
@@ -422,13 +416,8 @@ class Trainer:
         if len(top_k.kept) < 2:
             return  # one checkpoint: its average is itself
         data, device, rt = self.data, self.device, self.runtime
-
-        def refresh() -> None:  # as after a training epoch: train mode, the training split
-            model.train()
-            model.on_train_epoch_end(state.epoch, lambda: (b.to(device) for b in data.eval_batches(data.train)))
-
         best_single = top_k.kept[0].score
-        with top_k.applied(refresh):
+        with top_k.applied(self._epoch_end_refresh(model, state.epoch)):
             metrics = evaluate(
                 model,
                 data.valid,
@@ -478,6 +467,25 @@ class Trainer:
         return state, extra
 
 
+def _resume_part(
+    part: WeightAverage | TopKAverage, last: Path, extra: dict[str, Any], key: str, *, option: str, misfit: str
+) -> None:
+    """Load `part` from `extra[key]` of `last/optimizer.pt`; a DataError naming the file and `key` when the
+    run was trained without `option` or the stored state does not fit this model."""
+    if key not in extra:
+        raise DataError(
+            f"this run was trained without {option}; resume it with the same train config",
+            path=last / "optimizer.pt",
+            field=key,
+        )
+    try:
+        part.load_state_dict(extra[key])
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise DataError(
+            f"{misfit} ({' '.join(str(exc).split()[:20])})", path=last / "optimizer.pt", field=key
+        ) from None
+
+
 class _Protocol(Callback):
     """Validation-only selection, early stopping, best/last checkpoints and logs for one seed."""
 
@@ -515,12 +523,7 @@ class _Protocol(Callback):
         """Validation metrics of the live weights, or of the averaged ones when averaging is on."""
         if self.averager is None:
             return evaluate_valid()
-        data, device = self.t.data, self.t.device
-        with self.averager.applied(
-            refresh=lambda: self.model.on_train_epoch_end(
-                self.epoch, lambda: (b.to(device) for b in data.eval_batches(data.train))
-            )
-        ):
+        with self.averager.applied(refresh=self.t._epoch_end_refresh(self.model, self.epoch)):
             return evaluate_valid()
 
     def on_validation_end(self, state: FitState, epoch: int, metrics: dict[str, float]) -> None:
