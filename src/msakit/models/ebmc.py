@@ -87,6 +87,17 @@ Choices (what the sources say -> what we chose -> why):
   level with late_fusion there over 5 seeds (MLI 87.3 ± 3.1 against 88.7 ± 2.3), not beyond it.
 - CCE's reconstruction target h_m is detached (a target, not a moving one); `use_cce`
   False drops the enhancement term from z_m and its loss.
+- What the enhancement does to the balancing gradients (`enhance_grad`, eighth stop). The source
+  has expert m read z_m, and z_m contains ĥ_{m<-n} = G([s_n; p_m]), the other modalities' shared
+  parts. So expert m's error ℓ_m, and with it m's energy gap, also trains the OTHER encoders
+  through G: when visual's energy is the highest, closing its gap is partly done by text, the
+  modality G rebuilds most from. The energy ranks modalities, but its gradient does not go to
+  the one it ranks. `enhance_grad="own"` keeps the forward unchanged (the experts read the same
+  z_m, the fused task loss still trains through ĥ) and detaches ĥ inside the unimodal and EMC
+  losses only, so a modality's own fit and its own gap train its own encoder: the reading of
+  "energy-guided coordination" in which the rebalancing gradient reaches the modality it
+  rebalances. "all" (the source's wiring) is the default. Measured on synthetic:imbalanced in
+  docs/models/ebmc.md ("Eighth stop").
 """
 
 from __future__ import annotations
@@ -155,6 +166,11 @@ class EBMCConfig(ModelConfig):
     # z_m) or "detached" (it still ranks the modalities, but only ℓ_m carries the gap's gradient, so a
     # modality closes its gap by fitting better, not by shrinking its representation)
     emc_feature: str = "grad"
+    # what the unimodal experts and EMC train through CCE's enhancement: "all" (the source: expert m's
+    # error also reaches the other modalities' shared parts through ĥ_{m<-n}) or "own" (the enhancement is
+    # detached in those two losses, so m's expert error, and so its energy gap, trains only m's own encoder;
+    # the fused task loss still trains everything through it)
+    enhance_grad: str = "all"
     # the fusion weights: trained by the task loss and IMTD ("task", default) or by IMTD alone
     # ("distill": the task gradient stops at the weights, so the teacher's reliability sets them)
     trust_grad: str = "task"
@@ -169,6 +185,7 @@ class EBMCConfig(ModelConfig):
         "energy_norm": "none",
         "emc_pull": "both",
         "emc_feature": "grad",
+        "enhance_grad": "all",
     }
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
         "full": {},
@@ -203,6 +220,8 @@ class EBMC(MSAModel):
             raise ConfigError(f"model 'ebmc': emc_pull must be 'both' or 'high', got {config.emc_pull!r}")
         if config.emc_feature not in ("grad", "detached"):
             raise ConfigError(f"model 'ebmc': emc_feature must be 'grad' or 'detached', got {config.emc_feature!r}")
+        if config.enhance_grad not in ("all", "own"):
+            raise ConfigError(f"model 'ebmc': enhance_grad must be 'all' or 'own', got {config.enhance_grad!r}")
         if config.trust_grad not in ("task", "distill"):
             raise ConfigError(f"model 'ebmc': trust_grad must be 'task' or 'distill', got {config.trust_grad!r}")
         mods, h = self.modalities, config.hidden_dim
@@ -273,14 +292,17 @@ class EBMC(MSAModel):
                 others = present.unsqueeze(1) & ~torch.eye(m_, dtype=torch.bool, device=h.device)  # (B, M, M)
                 w = others.to(h.dtype)
                 enhance = (w.unsqueeze(-1) * rebuilt).sum(2) / w.sum(2, keepdim=True).clamp_min(1)
+                if cfg.enhance_grad == "own":  # same values; the experts' gradient stops at ĥ
+                    out["z_expert"] = out["z"] + enhance.detach()
                 out.update(rebuilt=rebuilt, z=out["z"] + enhance)
+        out.setdefault("z_expert", out["z"])
         return out
 
     def forward(self, batch: Batch) -> ModelOutput:
         cfg, mods = self.config, self.modalities
         rep = self._represent(batch)
         z, present = rep["z"], rep["present"]
-        experts = [self.experts[m](z[:, i]) for i, m in enumerate(mods)]
+        experts = [self.experts[m](rep["z_expert"][:, i]) for i, m in enumerate(mods)]
         means = torch.stack([mu for mu, _ in experts], 1)  # (B, M, C)
         log_var = torch.stack([lv.mean(-1) for _, lv in experts], 1)  # (B, M)
         if cfg.use_trust:
@@ -360,7 +382,8 @@ class EBMC(MSAModel):
         sigma = self._teacher_sigma(batch)
         if cfg.emc_weight > 0:
             u = sigma if self.is_classifier else sigma.pow(2)
-            aux["emc"] = cfg.emc_weight * self._equilibrium(z, self._unimodal_errors(means, batch.labels), u, valid)
+            errors = self._unimodal_errors(means, batch.labels)
+            aux["emc"] = cfg.emc_weight * self._equilibrium(rep["z_expert"], errors, u, valid)
         if cfg.use_trust and cfg.imtd_weight > 0:
             target = trust_weights(sigma, present)
             multi = present.sum(1) >= 2
