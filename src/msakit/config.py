@@ -162,6 +162,10 @@ class TrainConfig:
     # one (msakit.training.engine.TopKAverage). 0 or 1 = off. Not tunable by default: it is a variance
     # reduction, not a model choice, and declaring it would change every default `msakit tune` space
     average_top_k: int = 0
+    # deep ensemble: each seed trains K independent members (member 0 is exactly the plain run of that seed,
+    # member j >= 1 seed 1_000_000·j + seed) and `best` is one `ensemble` checkpoint of their mean prediction
+    # (msakit.models.ensemble; msakit.training.trainer). 0 or 1 = off; K× the training. Not tunable (as above)
+    ensemble: int = 0
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -233,7 +237,7 @@ def _check_value(key: str, value: Any, owner: str) -> None:
             problem = "> 0"
         elif (key == "dropout" or key.endswith("_dropout") or key == "ema_decay") and not 0 <= value < 1:
             problem = "in [0, 1)"
-        elif key in ("ccc_weight", "average_top_k") and value < 0:
+        elif key in ("ccc_weight", "average_top_k", "ensemble") and value < 0:
             problem = ">= 0"
     if key == "seeds" and isinstance(value, tuple) and not value:
         problem = "at least one seed"

@@ -578,14 +578,18 @@ PREDICTION_HEADER = ["id", "label", "prediction"] + [
 
 
 def write_predictions_csv(result: PredictionResult, path: str | Path) -> Path:
-    """id, label, prediction, then per modality: present, weight and uncertainty ("" when not reported)."""
+    """id, label, prediction, then per modality: present, weight and uncertainty ("" when not reported);
+    then `ensemble_std` (the members' disagreement) when the model is a deep ensemble."""
+    spread = any("ensemble_std" in s.explanations for s in result.samples)
     with atomic_open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(PREDICTION_HEADER)
+        writer.writerow(PREDICTION_HEADER + (["ensemble_std"] if spread else []))
         for s in result.samples:
             row: list[Any] = [s.id, "" if s.label is None else s.label, s.prediction]
             row += [int(s.present.get(m, False)) for m in MODALITIES]
             for extra in (s.weights, s.uncertainty):
                 row += [extra[m] if extra is not None else "" for m in MODALITIES]
+            if spread:
+                row.append(s.explanations.get("ensemble_std", ""))
             writer.writerow(row)
     return Path(path)

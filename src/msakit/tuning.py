@@ -343,10 +343,15 @@ def tune(
     from msakit.training.trainer import Trainer
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     base_model = dict(model_overrides or {})
     base_train = {**dict(train_overrides or {}), "seeds": tuple(seeds), "progress": False, "tensorboard": False}
     cfg = apply_overrides(TrainConfig(), base_train, owner="trainer")
+    if cfg.ensemble >= 2:  # K fits per seed would report K runs of epochs to one pruning curve, at K× the cost
+        raise ConfigError(
+            f"tune: train option 'ensemble' ({cfg.ensemble}) is not searched with; tune the member model, then "
+            "compare -t ensemble=K against it on validation with msakit train (docs/tuning.md)"
+        )
+    out.mkdir(parents=True, exist_ok=True)
     build_config(model, {**dataset.info.model_overrides(), **base_model})  # fail before any trial
     space = search_space(model, space_overrides, fixed={"model": base_model, "train": dict(train_overrides or {})})
     if not space:

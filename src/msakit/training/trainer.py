@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import math
 import random
 import sys
@@ -38,10 +39,12 @@ from msakit.io import atomic_write_json
 from msakit.layers.encoders import LSTM_PATHS, lstm_path
 from msakit.metrics import MetricAccumulator, get_metric_set, import_backend
 from msakit.models.base import MSAModel
-from msakit.registry import build_config, create_model
+from msakit.models.ensemble import SHARED_FIELDS, DeepEnsemble
+from msakit.registry import build_config, create_model, get_model_class
 from msakit.training.checkpoint import (
     latest_resumable,
     load_checkpoint,
+    read_checkpoint_meta,
     read_fit_state,
     read_optimizer_state,
     save_checkpoint,
@@ -65,6 +68,7 @@ __all__ = [
     "SeedResult",
     "Trainer",
     "evaluate",
+    "member_seeds",
     "predict_split",
     "resolve_device",
     "set_seed",
@@ -81,6 +85,13 @@ class SeedResult:
     test: dict[str, float]
     seconds_per_epoch: float
     checkpoint: str
+    # an ensemble seed (`TrainConfig.ensemble` >= 2): one entry per member, {seed, best_epoch, epochs_run, valid,
+    # seconds_per_epoch}; best_epoch and epochs_run above are then the members' largest (so the early-best-epoch
+    # warning fires only when every member peaked early) and seconds_per_epoch their mean
+    members: list[dict[str, Any]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not (k == "members" and v is None)}
 
 
 @dataclass
@@ -105,10 +116,21 @@ class RunResult:
             "model": self.model,
             "dataset": self.dataset,
             "metric_set": self.metric_set,
-            "seeds": [s.__dict__ for s in self.seeds],
+            "seeds": [s.to_dict() for s in self.seeds],
             "test_summary": {k: {"mean": m, "std": s} for k, (m, s) in self.summary().items()},
             "warnings": list(self.warnings),
         }
+
+
+def member_seeds(seed: int, size: int) -> list[int]:
+    """The seeds of a deep ensemble's members for run seed `seed`: member 0 uses `seed` itself (it is
+    exactly the plain run of that seed), member j >= 1 uses 1_000_000·j + `seed`. For seeds in
+    [0, 1_000_000) no two (seed, member) pairs of a run share a seed."""
+    return [seed + MEMBER_SEED_STRIDE * j for j in range(max(size, 1))]
+
+
+MEMBER_SEED_STRIDE = 1_000_000
+ENSEMBLE_RECORD = "ensemble.json"
 
 
 def set_seed(seed: int) -> None:
@@ -182,6 +204,11 @@ class Trainer:
         sampler: Sampler | None = None,
         report_warnings: bool = True,
     ) -> None:
+        if issubclass(get_model_class(model_name), DeepEnsemble):
+            raise ConfigError(
+                f"model {model_name!r} is assembled from trained members, not trained itself: train the member "
+                "with -t ensemble=K (e.g. msakit train --model tssp_msa -t ensemble=3)"
+            )
         self.model_name = model_name
         self.report_warnings = report_warnings  # False: warnings go to the result and results.json only (tune)
         self.dataset = dataset
@@ -198,6 +225,14 @@ class Trainer:
                 f"choose from {sorted(self.metric_set.higher_is_better)}"
             )
         self.higher_is_better = self.metric_set.higher_is_better[self.select_key]
+        if self.cfg.ensemble >= 2:
+            every = [s for seed in self.cfg.seeds for s in member_seeds(seed, self.cfg.ensemble)]
+            if len(set(every)) != len(every) or not all(0 <= s < 2**32 for s in every):
+                raise ConfigError(
+                    f"trainer: field 'seeds' {list(self.cfg.seeds)} with ensemble={self.cfg.ensemble}: member seeds "
+                    f"(seed + {MEMBER_SEED_STRIDE}·j) must be distinct and in [0, 2**32); use seeds in "
+                    f"[0, {MEMBER_SEED_STRIDE})"
+                )
         if self.cfg.lstm not in LSTM_PATHS:
             raise ConfigError(f"trainer: lstm must be one of {', '.join(LSTM_PATHS)}, got {self.cfg.lstm!r}")
         from msakit.allocator import apply_allocator  # process-level: glibc thresholds, before any batch
@@ -254,14 +289,34 @@ class Trainer:
     def fit_seed(self, seed: int, *, resume: bool = False) -> SeedResult:
         try:
             with lstm_path(self.cfg.lstm):
-                return self._fit_seed(seed, resume=resume)
+                if self.cfg.ensemble >= 2:
+                    return self._fit_ensemble(seed, resume=resume)
+                run_dir = self.out_dir / f"seed{seed}"
+                if resume and (run_dir / ENSEMBLE_RECORD).is_file():
+                    raise DataError(
+                        "this seed was trained as a deep ensemble; resume it with the same -t ensemble=K",
+                        path=run_dir / ENSEMBLE_RECORD,
+                        field="size",
+                    )
+                if not resume and self.runtime.is_main:
+                    (run_dir / ENSEMBLE_RECORD).unlink(missing_ok=True)  # an earlier ensemble run's record
+                final = self._train(seed, run_dir, resume=resume)
+                return SeedResult(
+                    seed=seed,
+                    best_epoch=final.best_epoch,
+                    epochs_run=final.epoch,
+                    seconds_per_epoch=_mean_seconds(final),
+                    checkpoint=str(run_dir / "best"),
+                    **self._scored(run_dir),
+                )
         except RuntimeError as exc:  # a collective failed: another rank died or stopped
             if isinstance(exc, TrainingError) or not (self.runtime.is_distributed and is_collective_failure(exc)):
                 raise
             raise lost_rank_error(exc, self.runtime.rank) from None
 
-    def _fit_seed(self, seed: int, *, resume: bool) -> SeedResult:
-        cfg, run_dir, rt = self.cfg, self.out_dir / f"seed{seed}", self.runtime
+    def _train(self, seed: int, run_dir: Path, *, resume: bool) -> FitState:
+        """One fit with seed `seed` into `run_dir` (best, last, log.csv): a plain seed, or one ensemble member."""
+        cfg, rt = self.cfg, self.runtime
         if rt.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
         set_seed(seed)
@@ -286,8 +341,13 @@ class Trainer:
         if final.best_epoch == 0:
             raise TrainingError(f"seed {seed}: no epoch was trained (epochs={cfg.epochs}); nothing to evaluate")
         rt.barrier()  # rank 0's best checkpoint is on disk
+        return final
+
+    def _scored(self, run_dir: Path) -> dict[str, Any]:
+        """{valid, test} of `run_dir/best`: its recorded validation metrics and one test evaluation (rank 0),
+        the same on every rank."""
         outcome: dict[str, Any] | None = None
-        if rt.is_main:
+        if self.runtime.is_main:
             best, meta = load_checkpoint(run_dir / "best", map_location=self.device)
             test: dict[str, float] = {}
             if self.data.has_split("test"):
@@ -299,19 +359,120 @@ class Trainer:
                     device=self.device,
                 )
             else:
-                warnings.warn(f"dataset {self.dataset.info.name!r} has no test split; no test score", stacklevel=2)
+                warnings.warn(f"dataset {self.dataset.info.name!r} has no test split; no test score", stacklevel=3)
             outcome = {"valid": meta["valid"], "test": test}
-        outcome = rt.gather(outcome)[0]
+        outcome = self.runtime.gather(outcome)[0]
         assert outcome is not None
+        return outcome
+
+    def _fit_ensemble(self, seed: int, *, resume: bool) -> SeedResult:
+        """A deep ensemble for run seed `seed`: K member fits, one after another, into `seedS/member{j}/`
+        (seeds `member_seeds`), then their best checkpoints assembled into ONE `ensemble` checkpoint
+        `seedS/best`, evaluated once on validation (its recorded `valid`) and once on test.
+
+        `seedS/ensemble.json` records the size, the member seeds and each finished member (seed, best and
+        run epochs, validation metrics), rewritten after each; on resume a finished member is not
+        retrained and an interrupted one resumes from its `last` like any seed. Rank 0 assembles.
+        """
+        k, rt = self.cfg.ensemble, self.runtime
+        run_dir = self.out_dir / f"seed{seed}"
+        record = run_dir / ENSEMBLE_RECORD
+        seeds = member_seeds(seed, k)
+        done = self._finished_members(run_dir, seeds) if resume else {}
+        if rt.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _write_record(record, k, seeds, done)  # before member 0: a resume knows this seed is an ensemble
+        for j, member_seed in enumerate(seeds):
+            if j in done:
+                continue
+            final = self._train(member_seed, run_dir / f"member{j}", resume=resume)
+            if rt.is_main:
+                done[j] = {
+                    "seed": member_seed,
+                    "best_epoch": final.best_epoch,
+                    "epochs_run": final.epoch,
+                    "valid": read_checkpoint_meta(run_dir / f"member{j}" / "best")["valid"],
+                    "seconds_per_epoch": _mean_seconds(final),
+                }
+                _write_record(record, k, seeds, done)
+        if rt.is_main:
+            valid = self._assemble(run_dir, seed, k)
+            _write_record(record, k, seeds, done, valid=valid)
+        rt.barrier()  # the ensemble checkpoint is on disk
+        members = rt.gather([done[j] for j in sorted(done)] if rt.is_main else None)[0]
+        assert members is not None
         return SeedResult(
             seed=seed,
-            best_epoch=final.best_epoch,
-            epochs_run=final.epoch,
-            valid=outcome["valid"],
-            test=outcome["test"],
-            seconds_per_epoch=float(np.mean(final.epoch_seconds)) if final.epoch_seconds else float("nan"),
+            best_epoch=max(m["best_epoch"] for m in members),
+            epochs_run=max(m["epochs_run"] for m in members),
+            seconds_per_epoch=float(np.mean([m["seconds_per_epoch"] for m in members])),
             checkpoint=str(run_dir / "best"),
+            members=members,
+            **self._scored(run_dir),
         )
+
+    def _finished_members(self, run_dir: Path, seeds: list[int]) -> dict[int, dict[str, Any]]:
+        """Members a resumed ensemble seed need not retrain (from `ensemble.json`); DataError when the record
+        was written for another ensemble size or other member seeds, or the seed was trained plainly."""
+        record = run_dir / ENSEMBLE_RECORD
+        if not record.is_file():
+            if (run_dir / "last").is_dir():
+                raise DataError(
+                    "this seed was trained without ensemble; resume it with the same train config",
+                    path=run_dir / "last",
+                    field="ensemble",
+                )
+            return {}
+        try:
+            data = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(
+                f"not a readable ensemble record ({exc}); train again without --resume", path=record
+            ) from None
+        if not isinstance(data, dict):
+            raise DataError("an ensemble record must be a JSON object", path=record)
+        if data.get("size") != len(seeds):
+            raise DataError(
+                f"recorded ensemble size {data.get('size')!r}, this run asks for ensemble={len(seeds)}; "
+                "resume with the recorded size or train again without --resume",
+                path=record,
+                field="size",
+            )
+        if data.get("member_seeds") != seeds:
+            raise DataError(
+                f"recorded member seeds {data.get('member_seeds')!r}, expected {seeds}",
+                path=record,
+                field="member_seeds",
+            )
+        done = {}
+        for entry in data.get("members") or []:
+            j = seeds.index(entry["seed"]) if isinstance(entry, dict) and entry.get("seed") in seeds else -1
+            if j >= 0 and (run_dir / f"member{j}" / "best").is_dir():
+                done[j] = entry
+        return done
+
+    def _assemble(self, run_dir: Path, seed: int, k: int) -> dict[str, float]:
+        """Write `run_dir/best`: the `ensemble` of the K members' best checkpoints; returns its validation metrics."""
+        shared = {name: getattr(self.model_config, name) for name in SHARED_FIELDS}
+        config = build_config(
+            "ensemble",
+            {**shared, "member": self.model_name, "member_config": config_to_dict(self.model_config), "size": k},
+        )
+        ensemble = create_model("ensemble", config).to(self.device)
+        assert isinstance(ensemble, DeepEnsemble)
+        for j, member in enumerate(ensemble.members):
+            trained, _ = load_checkpoint(run_dir / f"member{j}" / "best", map_location=self.device)
+            member.load_state_dict(trained.state_dict())
+        valid = evaluate(
+            ensemble,
+            self.dataset.split("valid"),
+            self.metric_set.name,
+            batch_size=self.data.eval_batch_size,
+            device=self.device,
+        )
+        extra = {"seed": seed, "valid": valid, "member_seeds": member_seeds(seed, k)}
+        save_checkpoint(run_dir / "best", ensemble, dataset=self.dataset.info, train_config=self.cfg, extra=extra)
+        return valid
 
     def _fit(
         self, model: MSAModel, optimizer: torch.optim.Optimizer, protocol: _Protocol, state: FitState, seed: int
@@ -583,6 +744,21 @@ class _Protocol(Callback):
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _mean_seconds(state: FitState) -> float:
+    return float(np.mean(state.epoch_seconds)) if state.epoch_seconds else float("nan")
+
+
+def _write_record(
+    path: Path, size: int, seeds: list[int], done: dict[int, dict[str, Any]], valid: dict[str, float] | None = None
+) -> None:
+    """`seedS/ensemble.json`: the size, the member seeds, the finished members and (once assembled) the
+    ensemble's validation metrics."""
+    payload: dict[str, Any] = {"size": size, "member_seeds": seeds, "members": [done[j] for j in sorted(done)]}
+    if valid is not None:
+        payload["valid"] = valid
+    atomic_write_json(path, payload)
 
 
 def _sampler(name: str) -> Sampler:
