@@ -191,10 +191,14 @@ def mli(args: argparse.Namespace) -> dict[str, Any]:
         rows.append([label, _fmt(t["mli"], 100), _fmt(t[key], 100), _fmt(t["MAE"], 1, 3), _fmt(t["valid_MAE"], 1, 3)])
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     print("\n".join("| " + " | ".join(r) + " |" for r in rows))
+    names = [entry.rpartition("=")[0] or entry for entry in args.models]
+    reference_label = args.reference  # the reading compares to this row, named by its full label
+    if args.reference in names:
+        reference_label = rows[names.index(args.reference)][0].replace("`", "")
     return {
         "header": header,
         "rows": rows,
-        "reference": "late_fusion",
+        "reference": reference_label,
         "primary": header[1],
         "secondary": "test MAE",
         "also": [f"test {key}"],
@@ -533,6 +537,7 @@ def main() -> None:
     sub.choices["mli"].add_argument("-m", dest="model_opt", action="append", default=[], help="LABEL:KEY=VALUE")
     sub.choices["mli"].add_argument("--name", help="also write docs/results/NAME.json (a docgen table)")
     sub.choices["mli"].add_argument("--reuse", action="store_true", help="read rows whose OUT/LABEL run finished")
+    sub.choices["mli"].add_argument("--reference", default="late_fusion", help="the row the doc's reading compares to")
     sub.choices["dominant"].add_argument("--runs", required=True)
     sub.choices["uncertainty"].add_argument("--runs", required=True, help="a qa_moe checkpoint or run folder")
     sub.choices["uncertainty"].add_argument("--name", help="also write docs/results/NAME.json")
