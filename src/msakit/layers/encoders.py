@@ -13,8 +13,9 @@ from torch import Tensor, nn
 from msakit.batch import masked_mean
 from msakit.config import ModelConfig
 from msakit.layers.attention import safe_key_padding_mask
+from msakit.layers.valid_lstm import valid_steps_lstm
 
-LSTM_PATHS = ("packed", "auto", "segments")
+LSTM_PATHS = ("packed", "auto", "segments", "valid")
 _LSTM_PATH: contextvars.ContextVar[str] = contextvars.ContextVar("msakit_lstm_path", default="packed")
 #: below this fraction of valid steps in a batch the packed LSTM was faster than the split one
 #: (batch 128, hidden 160, MOSI's random batches: 30 % valid, packed 116 vs split 148 ms per step)
@@ -43,6 +44,11 @@ def lstm_path(path: str) -> Iterator[None]:
     only the samples still running, carrying their (h, c) into the next (`_segment_ends` picks the cut
     points). The same recurrence on every valid step, so the same outputs to float rounding, and in
     evaluation too, where a batch spans the split's whole range of lengths.
+
+    "valid" is "packed" for the bidirectional encoder (valid steps only), and runs the unidirectional one
+    over each sample's valid steps with no gradient for the text features (`msakit.layers.valid_lstm`): the
+    same outputs and weight gradients to float rounding, less arithmetic than any fused path; where no
+    gradient is taken (evaluation) it is "segments", whose fused forward is cheaper than the per-step loop.
     """
     if path not in LSTM_PATHS:
         raise ValueError(f"lstm path must be one of {LSTM_PATHS}, got {path!r}")
@@ -137,7 +143,10 @@ class SequenceEncoder(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         if self.kind == "unilstm":
-            if _LSTM_PATH.get() == "segments" and not torch.jit.is_tracing():
+            path = _LSTM_PATH.get() if not torch.jit.is_tracing() else "auto"
+            if path == "valid" and torch.is_grad_enabled():
+                h = valid_steps_lstm(self.lstm, x, mask)
+            elif path in ("segments", "valid"):  # without a gradient, oneDNN's fused forward is the cheaper one
                 h = self._segmented_lstm(x, mask)
             else:
                 h = self.lstm(x)[0]
