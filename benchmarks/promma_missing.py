@@ -8,6 +8,7 @@
     python benchmarks/promma_missing.py --data data/mmmo --compare base=promma:runs/a tuned=promma:runs/b --name N
     python benchmarks/promma_missing.py --paired promma:runs/a/results.json late_fusion:runs/b/results.json --name N
     python benchmarks/promma_missing.py --data synthetic --bands late_fusion=runs/b promma=runs/a --cut 0.5 --name N
+    python benchmarks/promma_missing.py --data data/mmmo -t ensemble=3 --out runs/promma_mmmo_ens   # deep ensembles
 
 Per seed, `promma` and `late_fusion` are trained with the same random whole-modality
 dropout (`-t modality_dropout`, default 0.3; selection on validation), then evaluated on
@@ -18,13 +19,21 @@ std over seeds: the complete-data test metrics, and per curve the AUILC (area un
 metric-vs-rate curve over the rate span: the curve's mean level) of Non0 Acc-2 and MAE.
 The linear probe (ridge on mean-pooled features, L2 chosen on validation) is the floor
 on complete data.
+
+With `-t ensemble=K` every model of every seed is a K-member deep ensemble (the trainer's
+option: OUT/MODEL/seedN/best is the ensemble checkpoint, whose prediction is the members'
+mean), and the curves are the ensemble's; its member 0 (seedN/member0/best, exactly the
+single run of that seed) is scored on the same masks beside it, as "single" in
+results.json (`--paired "promma/single:OUT/results.json" ...` reads it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +49,6 @@ PROTOCOLS = ("modality_shared", "modality_imbalanced")
 
 
 def probe_row(data: str) -> dict[str, float]:
-    import sys
-
     sys.path.insert(0, str(Path(__file__).parent))
     from unlearning import probe_metrics  # the same ridge probe as the unlearning benchmark
 
@@ -54,8 +61,7 @@ def assignments(pairs: list[str]) -> dict[str, Any]:
     return {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in pairs)}
 
 
-def run(args: argparse.Namespace, model: str, seed: int) -> dict[str, Any]:
-    dataset = load_dataset(args.data)
+def run(args: argparse.Namespace, model: str, seed: int, dataset: Any) -> dict[str, Any]:
     cfg = {"seeds": (seed,), "epochs": args.epochs, "progress": False, "tensorboard": False}
     cfg["modality_dropout"] = args.modality_dropout
     cfg.update(assignments(args.train_opt))  # the same training protocol for every model
@@ -71,9 +77,17 @@ def run(args: argparse.Namespace, model: str, seed: int) -> dict[str, Any]:
         out_dir=out,
     )
     trainer.fit()
-    best, _ = load_checkpoint(out / f"seed{seed}" / "best")
+    found = scored(out / f"seed{seed}" / "best", dataset, args.rates, seed)
+    if trainer.cfg.ensemble > 1:  # the ensemble's member 0 is this seed's single run: score it beside
+        found["single"] = scored(out / f"seed{seed}" / "member0" / "best", dataset, args.rates, seed)
+    return found
+
+
+def scored(checkpoint: Path, dataset: Any, rates: list[float], seed: int) -> dict[str, Any]:
+    """The missing-rate curves and the complete-data test metrics of one saved checkpoint."""
+    best, _ = load_checkpoint(checkpoint)
     return {
-        **missing_curves(best, dataset, args.rates, seed),
+        **missing_curves(best, dataset, rates, seed),
         "clean": evaluate(best, dataset.split("test"), dataset.info.metric_set),
     }
 
@@ -116,7 +130,7 @@ def diagnose(run: Path, data: str, seeds: list[int]) -> str:
                 acc, spread = [], []
                 for net in nets:
                     if mode != "–":
-                        net.config.evaluator = mode
+                        net.config.evaluator = mode  # type: ignore[attr-defined]
                     with torch.no_grad():
                         pred = net(view).prediction
                     acc.append(float(((pred[nonzero] > 0) == (view.labels[nonzero] > 0)).float().mean()))
@@ -141,7 +155,8 @@ def variants(pm_run: Path, lf_run: Path, data: str, seeds: list[int], rates: lis
     dataset = load_dataset(data)
     lines = ["| model | variant | split | " + " | ".join(f"r={r:g}" for r in rates) + " | AUILC |"]
     lines.append("|" + "---|" * (4 + len(rates)))
-    systems = [("late_fusion", lf_run, "–", {})] + [("promma", pm_run, k, v) for k, v in VARIANTS.items()]
+    systems: list[tuple[str, Path, str, dict[str, Any]]] = [("late_fusion", lf_run, "–", {})]
+    systems += [("promma", pm_run, k, v) for k, v in VARIANTS.items()]
     for model, run, label, switch in systems:
         for split in ("valid", "test"):
             levels, areas = [], []
@@ -272,8 +287,9 @@ def compare(pairs: list[str], data: str, seeds: list[int], rates: list[float], n
 def paired(first: str, second: str, name: str, labels: list[str] | None = None) -> str:
     """Per curve, mean ± std over seeds of the seed-paired AUILC difference (first − second) of Non0 Acc-2.
 
-    Each side is LABEL:JSON, either a `results.json` this benchmark wrote (LABEL: the model) or
-    a `--compare` result file (LABEL: its row). The seeds pair up in order; both sides were
+    Each side is LABEL:JSON, either a `results.json` this benchmark wrote (LABEL: the model, or
+    MODEL/single for an ensemble run's member 0, i.e. the seed's single run) or a `--compare`
+    result file (LABEL: its row). The seeds pair up in order; both sides were
     scored on the same missing masks (RobustnessSettings seed = the seed)."""
     a, b = (_auilc_lists(spec) for spec in (first, second))
     rows: dict[str, Any] = {}
@@ -302,7 +318,12 @@ def _auilc_lists(spec: str) -> dict[str, list[float]]:
     found = json.loads(Path(path).read_text())
     if "rows" in found:
         return {k: v for k, v in found["rows"][label].items() if k.startswith(("test ", "valid "))}
-    runs = found["results"][label]
+    model, _, member = label.partition("/")  # MODEL/single: an ensemble run's member 0
+    runs = found["results"][model]
+    if member:
+        if member != "single" or "single" not in runs[0]:
+            raise SystemExit(f"promma_missing: error: {path}: no '{member}' scores for {model!r} (no ensemble run)")
+        runs = [r["single"] for r in runs]
     out = {}
     for key, split in (("auilc", "test"), ("valid_auilc", "valid")):
         for curve in runs[0].get(key, {}):
@@ -350,7 +371,7 @@ def main() -> None:
         "--paired", nargs=2, metavar="MODEL:RESULTS_JSON", help="only the seed-paired AUILC differences of two runs"
     )
     parser.add_argument("--labels", nargs=2, help="with --paired --name: the two systems' names in the result file")
-    parser.add_argument("--name", default="", help="with --compare or --paired: write docs/results/NAME.json")
+    parser.add_argument("--name", default="", help="write docs/results/NAME.json (a training run, --compare, --paired)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -375,9 +396,10 @@ def main() -> None:
         print(variants(args.out, args.variants, args.data, args.seeds, args.rates))
         return
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in args.models}
+    dataset = load_dataset(args.data)
     for model in args.models:
         for seed in args.seeds:
-            results[model].append(run(args, model, seed))
+            results[model].append(run(args, model, seed, dataset))
             print(json.dumps({"model": model, "seed": seed, **results[model][-1]}), flush=True)
     probe = probe_row(args.data)
     curves = sorted(results[args.models[0]][0]["auilc"])
@@ -386,19 +408,33 @@ def main() -> None:
     cells = [f"{probe['MAE']:.3f}", f"{probe['Corr']:.3f}", f"{100 * probe['Non0_acc_2']:.1f}"]
     cells += [f"{100 * probe['Mult_acc_7']:.1f}", *["–"] * len(curves)]
     lines.append("| linear probe (complete data) | " + " | ".join(cells) + " |")
+    # label -> per-seed scores: each model, and with an ensemble also its member 0 (the single run)
+    systems: dict[str, list[dict[str, Any]]] = {}
     for model, rows in results.items():
+        size = assignments(args.train_opt).get("ensemble", 0)
+        if "single" in rows[0]:
+            systems[f"{model}, {size}-member ensemble"] = rows
+            systems[f"{model}, single (member 0)"] = [r["single"] for r in rows]
+        else:
+            systems[model] = rows
+    for label, rows in systems.items():
         clean = lambda k, rows=rows: [r["clean"][k] for r in rows]  # noqa: E731
         cells = [fmt(clean("MAE"), digits=3), fmt(clean("Corr"), digits=3), fmt(clean("Non0_acc_2"), 100)]
         cells.append(fmt(clean("Mult_acc_7"), 100))
         cells += [fmt([r["auilc"][c]["Non0_acc_2"] for r in rows], 100) for c in curves]
-        lines.append(f"| {model} (modality_dropout={args.modality_dropout}) | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} (modality_dropout={args.modality_dropout}) | " + " | ".join(cells) + " |")
     mae = ["", "| MAE AUILC (lower is better) | " + " | ".join(curves) + " |", "|" + "---|" * (len(curves) + 1)]
-    for model, rows in results.items():
+    for label, rows in systems.items():
         cells = [fmt([r["auilc"][c]["MAE"] for r in rows], digits=3) for c in curves]
-        mae.append(f"| {model} | " + " | ".join(cells) + " |")
+        mae.append(f"| {label} | " + " | ".join(cells) + " |")
     text = "\n".join(lines + mae)
     print(f"\n{args.data}, rates {args.rates}, seeds {args.seeds}\n{text}")
-    (args.out / "results.json").write_text(json.dumps({"results": results, "probe": probe, "table": text}, indent=2))
+    command = "python benchmarks/promma_missing.py " + shlex.join(sys.argv[1:])
+    record = {"data": args.data, "seeds": args.seeds, "command": command, "results": results, "probe": probe}
+    (args.out / "results.json").write_text(json.dumps({**record, "table": text}, indent=2))
+    if args.name:  # the run's tables (complete data, Acc-2 and MAE AUILC) as a result file for the docs
+        target = Path(__file__).resolve().parents[1] / "docs" / "results" / f"{args.name}.json"
+        atomic_write_json(target, {**record, "table": text})
 
 
 if __name__ == "__main__":

@@ -271,3 +271,47 @@ def test_the_mixing_softmax_runs_at_its_own_temperature(tiny_dataset: MSADataset
     assert log_ratio(soft).abs().max() > 1e-3  # not uniform: the critic still ranks the modalities
     with pytest.raises(ConfigError, match="weight_temperature"):
         _model(tiny_dataset, weight_temperature=-1.0)
+
+
+def test_the_missing_benchmark_scores_an_ensembles_member_zero_beside_it(
+    tiny_dataset: MSADataset, tmp_path: Path
+) -> None:
+    """benchmarks/promma_missing.py with -t ensemble=K: the curves are the ensemble checkpoint's, and
+    member 0 (the seed's single run) is scored on the same masks as "single"; --paired reads
+    MODEL/single. Without an ensemble there is no "single"."""
+    import argparse
+    import importlib.util
+    import json
+    import sys
+
+    from msakit.models.ensemble import DeepEnsemble
+    from msakit.training import load_checkpoint
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "promma_missing.py"
+    spec = importlib.util.spec_from_file_location("promma_missing", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["promma_missing"] = bench
+    spec.loader.exec_module(bench)
+
+    def args(out: Path, *train: str) -> argparse.Namespace:
+        opts = ["batch_size=8", *train]
+        return argparse.Namespace(
+            epochs=1, modality_dropout=0.3, train_opt=opts, hidden_dim=8, model_opt=[], out=out, rates=[0.0, 0.5]
+        )
+
+    found = bench.run(args(tmp_path / "ens", "ensemble=2"), "late_fusion", 1, tiny_dataset)
+    seed_dir = tmp_path / "ens" / "late_fusion" / "seed1"
+    assert isinstance(load_checkpoint(seed_dir / "best")[0], DeepEnsemble)
+    assert found["single"] == bench.scored(seed_dir / "member0" / "best", tiny_dataset, [0.0, 0.5], 1)
+    assert found == {**bench.scored(seed_dir / "best", tiny_dataset, [0.0, 0.5], 1), "single": found["single"]}
+    assert found["clean"]["MAE"] != found["single"]["clean"]["MAE"]  # two members: not the single run
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"results": {"late_fusion": [found, found]}}))
+    single = bench._auilc_lists(f"late_fusion/single:{results}")
+    both = bench._auilc_lists(f"late_fusion:{results}")
+    curve = "test modality_shared/shared"
+    assert single[curve] == [found["single"]["auilc"]["modality_shared/shared"]["Non0_acc_2"]] * 2
+    assert both[curve] == [found["auilc"]["modality_shared/shared"]["Non0_acc_2"]] * 2
+    plain = bench.run(args(tmp_path / "one"), "late_fusion", 1, tiny_dataset)
+    assert "single" not in plain
