@@ -594,6 +594,35 @@ def _mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
+def render_ensemble_rows(data: dict[str, Any]) -> str:
+    """The single model (member 0) beside the K-member ensemble of one `-t ensemble=K` run
+    (benchmarks/ensemble_rows.py --json), validation first, with the paired difference and, on
+    validation MAE, in how many seeds the ensemble is lower."""
+    size, seeds, summ = data["size"], data["seeds"], data["summary"]
+    keys = [k for k in ("Non0_acc_2", "Non0_F1_score", "MAE", "Corr", "Mult_acc_7") if k in summ["single"]["valid"]]
+    cmd = data["command"] if not data.get("measured_by") else f"{data['command']}\n{data['measured_by']}"
+    out = ["```bash", cmd, "```", "", "| split | system | " + " | ".join(keys) + " |", "|" + "---|" * (2 + len(keys))]
+    labels = {"single": "single (member 0)", "ensemble": f"{size}-member ensemble", "paired": "ensemble − single"}
+    for split in [s for s in ("valid", "test") if s in summ["single"]]:
+        for kind, label in labels.items():
+            cells = []
+            for k in keys:
+                m, sd = summ[kind][split][k]["mean"], summ[kind][split][k]["std"]
+                scale, digits = (1, 3) if k in ("MAE", "Corr") else (100, 1)
+                sign = "+" if kind == "paired" else ""
+                cells.append(f"{m * scale:{sign}.{digits}f} ± {sd * scale:.{digits}f}")
+            out.append(f"| {split} | {label} | " + " | ".join(cells) + " |")
+    lower = sum(r["ensemble"]["valid"]["MAE"] < r["single"]["valid"]["MAE"] for r in seeds)
+    mae = {k: summ[k]["valid"]["MAE"]["mean"] for k in ("single", "ensemble")}
+    verdict = "lower" if mae["ensemble"] < mae["single"] else "not lower"
+    out += ["", "Reading (computed from the result file):", ""]
+    out.append(
+        f"- validation MAE: the {size}-member ensemble {mae['ensemble']:.3f} against the single model's "
+        f"{mae['single']:.3f} ({verdict}; lower in {lower} of {len(seeds)} seeds)."
+    )
+    return "\n".join(out) + "\n"
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "robustness": render_robustness,
     "tssp_msa_mosi_table4": lambda d: render_ablation(d, reference="full"),
@@ -648,6 +677,8 @@ def renderer(name: str) -> Callable[[dict[str, Any]], str]:
         return render_table
     if path.is_file() and "markdown" in json.loads(path.read_text()):  # rendered when collected (collect_studies.py)
         return lambda d: d["markdown"]
+    if path.is_file() and {"size", "summary", "seeds"} <= set(json.loads(path.read_text())):  # ensemble_rows.py
+        return render_ensemble_rows
     raise SystemExit(f"docgen: unknown block {name!r}; known: {', '.join(RENDERERS)} or a table result file")
 
 
