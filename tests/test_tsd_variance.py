@@ -51,3 +51,26 @@ def test_reading_names_a_run_only_when_its_mean_prediction_reaches_the_probe() -
     text = bench.markdown("cmd", probe, {"run a": row(0.765, 0.778), "run b": row(0.765, 0.770)})
     assert text.rstrip().endswith("(the gap is run-to-run variance): run a.")  # b's mean prediction is under
     assert "| run a | 5 | 0.765 ± 0.010 | 0.778 |" in text
+
+
+def test_size_rows_average_each_seeds_first_k_members() -> None:
+    bench = _bench()
+    rng = np.random.default_rng(1)
+    y = np.round(rng.normal(0, 1.5, 300), 1)
+    members = y + rng.normal(0, 1.0, (3, 4, 300))  # (seeds, members, clips), independent member errors
+    rows = bench.size_rows(members, y, [1, 2, 4])
+    single = np.abs(members[:, 0] - y).mean(-1)
+    assert abs(rows[1]["MAE"]["mean"] - single.mean()) < 1e-12  # K = 1 is member 0 alone
+    assert abs(rows[1]["MAE"]["std"] - single.std(ddof=1)) < 1e-12
+    pair = np.abs(members[:, :2].mean(1) - y).mean(-1).mean()
+    assert abs(rows[2]["MAE"]["mean"] - pair) < 1e-12  # the first two members, not any two
+    assert rows[4]["MAE"]["mean"] < rows[2]["MAE"]["mean"] < rows[1]["MAE"]["mean"]
+    assert rows[4]["Corr"]["mean"] > rows[1]["Corr"]["mean"]
+
+
+def test_chosen_size_needs_a_larger_k_to_win_by_the_margin() -> None:
+    bench = _bench()
+    assert bench.chosen_size({1: 0.9737, 3: 0.9731, 5: 0.9796}, 0.001) == 1  # 0.0006 lower: a tie, keep the cheaper
+    assert bench.chosen_size({1: 0.8039, 3: 0.7703, 5: 0.7692}, 0.001) == 5  # 0.0011 lower than K = 3
+    assert bench.chosen_size({1: 0.8039, 3: 0.7703, 5: 0.7698}, 0.001) == 3
+    assert bench.chosen_size({1: 0.80, 3: 0.81, 5: 0.78}, 0.001) == 5  # compared with the best so far
