@@ -12,6 +12,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -283,3 +286,33 @@ def test_the_ensemble_model_is_not_trained_directly_and_not_tuned(
     with pytest.raises(ConfigError, match="'ensemble'"):
         tune("late_fusion", _tiny(), out_dir=tmp_path / "t", trials=1, train_overrides={"ensemble": 3})
     assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_assemble_the_ensemble_of_one(tmp_path: Path) -> None:
+    """Each member fit runs on both ranks like any seed fit; rank 0 alone assembles and writes."""
+    args = ["--model", "late_fusion", "--data", "synthetic", "--seeds", "1", "--epochs", "2", "--no-progress"]
+    args += ["-m", "dropout=0", "-m", "unimodal_weight=0", "-t", "tensorboard=false", "-t", "ensemble=2"]
+    over = {"dropout": 0.0, "unimodal_weight": 0.0}
+    cfg = train_config_from({"seeds": (1,), "epochs": 2, "progress": False, "tensorboard": False, "ensemble": 2})
+    one = Trainer(
+        "late_fusion", load_dataset("synthetic"), model_overrides=over, train_config=cfg, out_dir=tmp_path / "one"
+    )
+    one.fit()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_CPP_LOG_LEVEL": "ERROR"}
+    two = tmp_path / "two"
+    done = subprocess.run(
+        [sys.executable, "-m", "msakit", "train", "--nproc", "2", *args, "--out", str(two)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    a = json.loads((tmp_path / "one/results.json").read_text())["seeds"][0]
+    b = json.loads((two / "results.json").read_text())["seeds"][0]
+    assert [m["seed"] for m in b["members"]] == [1, 1_000_001]
+    for split in ("valid", "test"):
+        for key in a[split]:
+            assert b[split][key] == pytest.approx(a[split][key], rel=1e-4, abs=1e-5), (split, key)
+    assert json.loads((two / "seed1/ensemble.json").read_text())["valid"] == b["valid"]
