@@ -36,7 +36,7 @@ import torch
 
 from msakit.data import load_dataset
 from msakit.probe import _fit_predict, _standardise, linear_probe, pooled_features
-from msakit.training.checkpoint import load_checkpoint
+from msakit.training.checkpoint import load_checkpoint, read_checkpoint_meta
 
 
 def probe_test_predictions(data: Any, name: str = "text") -> tuple[np.ndarray, dict[str, Any]]:
@@ -55,9 +55,18 @@ def probe_test_predictions(data: Any, name: str = "text") -> tuple[np.ndarray, d
     return np.asarray(pred, dtype=np.float64), info
 
 
+def seed_checkpoints(run: Path) -> list[Path]:
+    """RUN/seed*/best in seed order; for RUN/memberJ (a path that is not a folder: member J of every
+    seed of the `-t ensemble=K` run RUN, member 0 being the single run) RUN/seed*/memberJ/best."""
+    member = not run.is_dir() and run.name.startswith("member")
+    base, pattern = (run.parent, f"seed*/{run.name}/best") if member else (run, "seed*/best")
+    seed_of = (lambda p: p.parent.parent.name) if member else (lambda p: p.parent.name)
+    return sorted(base.glob(pattern), key=lambda p: int(seed_of(p).removeprefix("seed")))
+
+
 def model_test_predictions(data: Any, run: Path, split: str = "test") -> np.ndarray:
     """(seeds, clips): each seed's selected checkpoint on the test split (or `split`), in split order."""
-    ckpts = sorted(run.glob("seed*/best"), key=lambda p: int(p.parent.name.removeprefix("seed")))
+    ckpts = seed_checkpoints(run)
     if not ckpts:
         raise SystemExit(f"probe_gap: error: {run}: no seed*/best checkpoint")
     test = data.split(split)
@@ -72,8 +81,12 @@ def model_test_predictions(data: Any, run: Path, split: str = "test") -> np.ndar
 
 
 def valid_means(run: Path) -> dict[str, float]:
-    """Mean over the seeds of the validation MAE and Corr the run recorded (RUN/results.json)."""
-    seeds = json.loads((run / "results.json").read_text())["seeds"]
+    """Mean over the seeds of the validation MAE and Corr the run recorded (RUN/results.json; for
+    RUN/memberJ, each member checkpoint's own record)."""
+    if not run.is_dir():
+        seeds = [read_checkpoint_meta(p) for p in seed_checkpoints(run)]
+    else:
+        seeds = json.loads((run / "results.json").read_text())["seeds"]
     return {k: float(np.mean([s["valid"][k] for s in seeds])) for k in ("MAE", "Corr")}
 
 

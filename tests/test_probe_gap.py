@@ -65,3 +65,26 @@ def test_the_all_row_refit_reproduces_the_probe_rows_test_scores() -> None:
         assert abs(float(fn(pred, y)) - info["test"][key]) < 1e-6, key
     text, _ = bench.probe_test_predictions(data, "text")
     assert not np.allclose(pred, text)  # a different row, not the text one under another name
+
+
+def test_a_member_path_reads_member_j_of_every_seed_of_an_ensemble_run(tmp_path: Path) -> None:
+    """RUN/memberJ (not a folder) names member J of each seed (member 0 = the single run): its
+    checkpoints in seed order, and the validation means from each member's own record."""
+    import json
+
+    import pytest
+
+    bench = _bench()
+    run = tmp_path / "run"
+    for seed, mae in ((10, 0.9), (2, 0.7), (1, 0.5)):
+        for sub, value in (("best", 9.0), ("member0/best", mae), ("member1/best", 8.0)):
+            folder = run / f"seed{seed}" / sub
+            folder.mkdir(parents=True)
+            meta = {"model": "late_fusion", "model_config": {}, "valid": {"MAE": value, "Corr": value / 2}}
+            (folder / "config.json").write_text(json.dumps(meta))
+    (run / "results.json").write_text(json.dumps({"seeds": [{"valid": {"MAE": 9.0, "Corr": 4.5}}]}))
+    found = bench.seed_checkpoints(run / "member0")
+    assert found == [run / f"seed{s}" / "member0" / "best" for s in (1, 2, 10)]
+    assert bench.seed_checkpoints(run) == [run / f"seed{s}" / "best" for s in (1, 2, 10)]
+    assert bench.valid_means(run / "member0") == {"MAE": pytest.approx(0.7), "Corr": pytest.approx(0.35)}
+    assert bench.valid_means(run) == {"MAE": 9.0, "Corr": 4.5}
