@@ -601,7 +601,7 @@ def render_ensemble_rows(data: dict[str, Any]) -> str:
     size, seeds, summ = data["size"], data["seeds"], data["summary"]
     keys = [k for k in ("Non0_acc_2", "Non0_F1_score", "MAE", "Corr", "Mult_acc_7") if k in summ["single"]["valid"]]
     cmd = data["command"] if not data.get("measured_by") else f"{data['command']}\n{data['measured_by']}"
-    out = ["```bash", cmd, "```", "", "| split | system | " + " | ".join(keys) + " |", "|" + "---|" * (2 + len(keys))]
+    out = ["```bash", cmd, "```", "", "| system | split | " + " | ".join(keys) + " |", "|" + "---|" * (2 + len(keys))]
     labels = {"single": "single (member 0)", "ensemble": f"{size}-member ensemble", "paired": "ensemble − single"}
     for split in [s for s in ("valid", "test") if s in summ["single"]]:
         for kind, label in labels.items():
@@ -611,7 +611,7 @@ def render_ensemble_rows(data: dict[str, Any]) -> str:
                 scale, digits = (1, 3) if k in ("MAE", "Corr") else (100, 1)
                 sign = "+" if kind == "paired" else ""
                 cells.append(f"{m * scale:{sign}.{digits}f} ± {sd * scale:.{digits}f}")
-            out.append(f"| {split} | {label} | " + " | ".join(cells) + " |")
+            out.append(f"| {label} | {split} | " + " | ".join(cells) + " |")  # system first: the row's label
     lower = sum(r["ensemble"]["valid"]["MAE"] < r["single"]["valid"]["MAE"] for r in seeds)
     mae = {k: summ[k]["valid"]["MAE"]["mean"] for k in ("single", "ensemble")}
     verdict = "lower" if mae["ensemble"] < mae["single"] else "not lower"
