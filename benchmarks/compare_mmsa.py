@@ -101,16 +101,16 @@ SIZE_MATCHED: dict[str, dict[str, Any]] = {
             "rank": 3,
             "dropout": 0.3,
         },
-        "train": {"batch_size": 64, "lr": 1e-3, "weight_decay": 0.005},
+        "train": {"batch_size": 64, "lr": 1e-3, "weight_decay": 0.005, "grad_clip": 0.0},
         "why": "MMSA hidden_dims (128, 16, 128), text_out 64, rank 3; text: MMSA's TextSubNet (unilstm, 128 "
-        "wide), no input standardisation (MMSA has none)",
+        "wide), no input standardisation (MMSA has none); no gradient clipping (MMSA's LMF trainer clips none)",
     },
     "lf_dnn": {
         "model": {"text_encoder": "unilstm", "feature_norm": False, "hidden_dim": 128, "dropout": 0.2},
-        "train": {"batch_size": 128, "lr": 1e-3, "weight_decay": 0.01},
+        "train": {"batch_size": 128, "lr": 1e-3, "weight_decay": 0.01, "grad_clip": 0.0},
         "why": "MMSA hidden_dims (128, 16, 128), text_out 256, post_fusion_dim 128; msakit has one width (128) "
         "for every sub-network and the head; text: MMSA's TextSubNet (unilstm, 128 wide), no input "
-        "standardisation (MMSA has none)",
+        "standardisation (MMSA has none); no gradient clipping (MMSA's LF-DNN trainer clips none)",
     },
     "mult": {
         "model": {
@@ -401,7 +401,10 @@ def worker(args: argparse.Namespace) -> None:
         if args.framework == "mmsa":
             result = run_mmsa(*where)
         else:
-            train = msakit_train(args.msakit_train, args.models[0]) if args.framework == "msakit" else {}
+            train = {}
+            if args.framework in ("msakit", "msakit_b"):
+                extra = args.msakit_b if args.framework == "msakit_b" else []
+                train = msakit_train([*args.msakit_train, *extra], args.models[0])
             if args.malloc != "default":  # msakit's own option: the Trainer applies it (TrainConfig.malloc)
                 train["malloc"] = args.malloc
             result = run_msakit(*where, train)
@@ -422,6 +425,7 @@ def spawn(framework: str, model: str, seed: int, args: argparse.Namespace, workd
     cmd += ["--workdir", str(workdir), "--timing-epochs", str(args.timing_epochs)]
     cmd += ["--size-matched"] if args.size_matched else []
     cmd += [f"--msakit-train={o}" for o in args.msakit_train]
+    cmd += [f"--msakit-b={o}" for o in args.msakit_b]
     cmd += ["--malloc", args.malloc]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     if framework == "mmsa" and args.mmsa_path:
@@ -556,15 +560,71 @@ def variants_table(variants: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _as_side(variant: dict[str, Any], side: str) -> dict[str, Any]:
+    """A setting whose pairs also ran 'msakit_b' (--msakit-b), seen as its A side or its B side."""
+    if side == "msakit":
+        timing = {
+            m: {s: {k: r[k] for k in ("mmsa", "msakit") if k in r} for s, r in ps.items()}
+            for m, ps in variant["timing"].items()
+        }
+        return {**variant, "timing": timing}
+    flags = " ".join(variant["timing_meta"].get("msakit_b", []))
+    timing = {
+        m: {s: {"mmsa": r["mmsa"], "msakit": r["msakit_b"]} for s, r in ps.items() if "mmsa" in r and "msakit_b" in r}
+        for m, ps in variant["timing"].items()
+    }
+    return {**variant, "label": f"{variant['label']}, B: `{flags}`", "timing": timing}
+
+
+def _has_b(variant: dict[str, Any]) -> bool:
+    return any("msakit_b" in r for ps in variant["timing"].values() for r in ps.values())
+
+
+def ab_table(variants: list[dict[str, Any]]) -> str:
+    """Within each pair that also ran msakit_b: B ÷ A of msakit's CPU time per epoch, whole loop and later epochs."""
+    lines = [
+        "| setting | model | A: msakit CPU s / epoch | B: msakit CPU s / epoch | B ÷ A, median [min, max] | "
+        "first epoch A / B, CPU s | later epochs B ÷ A, median | pairs |",
+        "|---|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for variant in variants:
+        for model, per_seed in variant["timing"].items():
+            runs = [r for r in per_seed.values() if _ok(r.get("msakit")) and _ok(r.get("msakit_b"))]
+            if not runs:
+                continue
+            ratio = [r["msakit_b"]["cpu_seconds_per_epoch"] / r["msakit"]["cpu_seconds_per_epoch"] for r in runs]
+            later = [_epoch_split(r["msakit_b"])[1] / _epoch_split(r["msakit"])[1] for r in runs]
+            first = [(_epoch_split(r["msakit"])[0], _epoch_split(r["msakit_b"])[0]) for r in runs]
+            lines.append(
+                f"| {variant['label']}, B: `{' '.join(variant['timing_meta'].get('msakit_b', []))}` | {model} | "
+                f"{_median([r['msakit']['cpu_seconds_per_epoch'] for r in runs]):.2f} | "
+                f"{_median([r['msakit_b']['cpu_seconds_per_epoch'] for r in runs]):.2f} | "
+                f"{_median(ratio):.3f} [{min(ratio):.3f}, {max(ratio):.3f}] | "
+                f"{_cell([a for a, _ in first])} / {_cell([b for _, b in first])} | {_median(later):.3f} | "
+                f"{len(runs)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def variants_section(variants: list[dict[str, Any]], data: str) -> str:
-    """The table above, then each setting's exact command and notes."""
-    text = variants_table(variants) + "\n"
+    """The table above (a setting with a B side as two rows), the B ÷ A table, then each setting's command and notes."""
+    rows = [side for v in variants for side in ((_as_side(v, "msakit"), _as_side(v, "b")) if _has_b(v) else (v,))]
+    text = variants_table(rows) + "\n"
+    if any(_has_b(v) for v in variants):
+        text += (
+            "A / B within the same pairs (each pair ran MMSA, msakit with the setting's flags (A) and msakit with "
+            "the B flags on top (B), back to back, order alternating):\n\n"
+            + ab_table([v for v in variants if _has_b(v)])
+            + "\n"
+        )
     for variant in variants:
         tm = variant["timing_meta"]
         text += (
             f"- {variant['label']}: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/compare_mmsa.py {data} "
             f"--size-matched --mmsa-path DIR {_train_flags(tm)}--models {' '.join(tm['models'])} "
-            f"--seeds {' '.join(map(str, tm['seeds']))} --timing-epochs {tm['epochs']}`"
+            f"--seeds {' '.join(map(str, tm['seeds']))} --timing-epochs {tm['epochs']}"
+            + "".join(f" --msakit-b {o}" for o in tm.get("msakit_b", []))
+            + "`"
             + (f" ({variant['source']})" if variant.get("source") else "")
             + "".join(f"; {note}" for note in variant.get("notes", []))
             + "\n"
@@ -735,6 +795,14 @@ def main() -> None:
         help="also run msakit without --msakit-train in each pair (stored as 'msakit_default'): the before/after",
     )
     p.add_argument(
+        "--msakit-b",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also run msakit with these overrides on top of --msakit-train in each pair (stored as 'msakit_b'): "
+        "an A/B of two msakit settings under the same load as their MMSA run (repeatable)",
+    )
+    p.add_argument(
         "--sides",
         nargs="+",
         choices=("mmsa", "msakit"),
@@ -749,7 +817,7 @@ def main() -> None:
         "process; msakit gets TrainConfig malloc=keep, MMSA's process the same mallopt calls at its start",
     )
     p.add_argument("--workdir", help=argparse.SUPPRESS)
-    p.add_argument("--worker", choices=("mmsa", "msakit", "msakit_default"), help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=("mmsa", "msakit", "msakit_default", "msakit_b"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.doc_only:
         args.out.write_text(render(json.loads(args.doc_only.read_text())))
@@ -774,6 +842,7 @@ def main() -> None:
         "seeds": args.seeds,
         "epochs": args.timing_epochs,
         "msakit_train": list(args.msakit_train),
+        "msakit_b": list(args.msakit_b),
         "malloc": args.malloc,
     }
     refused: list[str] = []
@@ -784,6 +853,8 @@ def main() -> None:
                 order: tuple[str, ...] = ("mmsa", "msakit") if seed % 2 else ("msakit", "mmsa")
                 if args.with_default_paths:
                     order = ("mmsa", "msakit", "msakit_default") if seed % 2 else ("msakit_default", "msakit", "mmsa")
+                elif args.msakit_b:
+                    order = ("mmsa", "msakit", "msakit_b") if seed % 2 else ("msakit_b", "msakit", "mmsa")
                 for fw in order:
                     if fw in pair and "error" not in pair[fw]:
                         continue  # resumed

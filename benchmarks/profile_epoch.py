@@ -173,6 +173,34 @@ def micro_buckets(data: str, epochs: int = 5) -> dict[str, Any]:
     return {"data": data, "mean_valid_steps": round(float(lengths.mean()), 1), "epochs": epochs, "rows": rows}
 
 
+def micro_collate(data: str, repeats: int = 7, batch: int = 128) -> dict[str, Any]:
+    """CPU ms of `SplitData.batch` per epoch: the training split in `LengthBuckets` batches, the validation split
+    in one evaluation pass (batch 4x, the trainer's evaluation batch); median of `repeats` epochs."""
+    from msakit.data import load_dataset
+    from msakit.data.core import LengthBuckets
+
+    dataset = load_dataset(data)
+    train, valid = dataset.split("train"), dataset.split("valid")
+    out: dict[str, Any] = {"data": data, "batch": batch, "repeats": repeats}
+    for name, split, batches in (
+        ("train", train, lambda e: LengthBuckets().batches(train, batch, shuffle=True, seed=e)),
+        (
+            "valid",
+            valid,
+            lambda e: [list(range(i, min(i + 4 * batch, len(valid)))) for i in range(0, len(valid), 4 * batch)],
+        ),
+    ):
+        times = []
+        for epoch in range(repeats + 1):
+            order = batches(epoch)
+            start = time.process_time()
+            for b in order:
+                split.batch(b)
+            times.append(time.process_time() - start)
+        out[f"{name}_ms_per_epoch"] = round(1e3 * statistics.median(times[1:]), 2)
+    return out
+
+
 class PhaseTimer:
     """Engine callback: CPU seconds per phase per epoch."""
 
@@ -269,7 +297,9 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=3)
     p.add_argument("--json", type=Path)
     p.add_argument(
-        "--micro", choices=("optimizer", "lstm", "split", "buckets"), help="a micro-benchmark instead of epochs"
+        "--micro",
+        choices=("optimizer", "lstm", "split", "buckets", "collate"),
+        help="a micro-benchmark instead of epochs",
     )
     p.add_argument("--doc", type=Path, metavar="MD", help="regenerate the speed block of MD from docs/bench/*.json")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -280,6 +310,7 @@ def main() -> None:
     if args.micro:
         micro = {"optimizer": lambda: micro_optimizer(args.models), "lstm": lambda: micro_lstm(args.data)}
         micro |= {"split": lambda: micro_split(args.data), "buckets": lambda: micro_buckets(args.data)}
+        micro |= {"collate": lambda: micro_collate(args.data)}
         res = micro[args.micro]()
         res["load_avg_1min"] = os.getloadavg()[0]
         print(json.dumps(res, indent=1))
@@ -615,6 +646,26 @@ def _seventh_stop(bench: Path) -> list[str]:
     return lines
 
 
+def _eighth_stop(bench: Path) -> list[str]:
+    """The eighth stop's pairs (docs/bench/compare_mmsa_s8.json, key "eighth_stop"): each lever A/B within the pairs."""
+    path = bench / "compare_mmsa_s8.json"
+    if not path.exists():
+        return []
+    runs = json.loads(path.read_text())
+    stop = runs["eighth_stop"]
+    variants = [v for v in runs["timing_variants"] if v["label"] in stop["labels"]]
+    cmp = _load_module("compare_mmsa")
+    lines = [f"### {stop['title']}", "", *stop.get("intro", []), ""]
+    lines.append(cmp.variants_section(variants, runs["meta"]["data"]))
+    lines += [*[f"- {note}" for note in stop.get("notes", [])], ""]
+    for variant in variants:
+        if variant.get("reach"):
+            for side in ("msakit", "b") if cmp._has_b(variant) else ("msakit",):
+                shown = cmp._as_side(variant, side)
+                lines += [f"{shown['label']}: {_reach_sentence(shown['timing'])}", ""]
+    return lines
+
+
 def _fourth_stop(bench: Path) -> list[str]:
     """The fourth stop's rows: size-matched pairs against MMSA, bucketed batches, the split LSTM, inference."""
     lines = ["### Fourth stop: the same model, less work", ""]
@@ -773,7 +824,8 @@ def _not_done(bench: Path) -> list[str]:
 
 
 def write_doc(doc: Path, bench: Path) -> None:
-    parts = [BEGIN, "## Training and inference speed (issue 22)", "", *_seventh_stop(bench), *_fifth_stop(bench)]
+    parts = [BEGIN, "## Training and inference speed (issue 22)", "", *_eighth_stop(bench), *_seventh_stop(bench)]
+    parts += _fifth_stop(bench)
     parts += _fourth_stop(bench)
     parts += ["### Third stop", ""]
     micro = bench / "micro_optimizer.json"

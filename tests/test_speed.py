@@ -544,3 +544,70 @@ def test_compare_mmsa_exits_2_naming_a_run_that_did_not_fit(
     assert exc.value.code == 2
     assert capsys.readouterr().err.strip() == f"compare_mmsa: {why}"
     assert why in out.read_text()  # the table names it too, and the results so far are written
+
+
+def test_compare_mmsa_shows_an_ab_of_two_msakit_settings_within_the_same_pairs() -> None:
+    _, bench = _compare_mmsa()
+
+    def run(first: float, later: float) -> dict[str, object]:
+        return {"cpu_seconds_per_epoch": (first + later) / 2, "epoch_cpu": [first, later], "params": 1}
+
+    pairs = {
+        "1": {"mmsa": run(2.2, 2.0), "msakit": run(1.0, 0.6), "msakit_b": run(0.8, 0.6)},
+        "2": {"mmsa": run(2.0, 2.0), "msakit": run(0.8, 0.6)},  # B failed or was not run: A's row keeps it
+    }
+    meta = {"models": ["lf_dnn"], "seeds": [1, 2], "epochs": 2, "msakit_train": ["lstm=segments"]}
+    variant = {"label": "s8", "timing": {"lf_dnn": pairs}, "timing_meta": {**meta, "msakit_b": ["lstm=valid"]}}
+    section = bench.variants_section([variant], "x.pkl")
+    rows = [line for line in section.splitlines() if line.startswith("| s8")]
+    assert rows[0].startswith("| s8 | lf_dnn | 2.05 | 0.75 |") and rows[0].endswith("| 2 |")  # A: both pairs
+    assert rows[1].startswith("| s8, B: `lstm=valid` | lf_dnn | 2.10 | 0.70 | 0.33 [0.33, 0.33] |")  # B: one pair
+    assert rows[2] == "| s8, B: `lstm=valid` | lf_dnn | 0.80 | 0.70 | 0.875 [0.875, 0.875] | 1.00 / 0.80 | 1.000 | 1 |"
+    assert (
+        "--msakit-train lstm=segments --models lf_dnn --seeds 1 2 --timing-epochs 2 --msakit-b lstm=valid`" in section
+    )
+    del pairs["1"]["msakit_b"]  # no pair ran B: one row per model, no A / B table, as before
+    plain = bench.variants_section([{**variant, "timing_meta": meta}], "x.pkl")
+    assert plain.count("| s8") == 1 and "A / B" not in plain
+
+
+def test_batch_gathers_in_memory_features_in_one_copy_with_the_same_bytes(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from msakit.data.core import ModalityArrays
+    from msakit.data.synthetic import SyntheticConfig, make_synthetic
+
+    split = make_synthetic(SyntheticConfig(sizes=(30, 4, 4), dims=(6, 3, 2), lengths=(9, 5, 3), seed=2)).split("train")
+    text = split.modalities["text"]
+    values = text.values.copy()
+    values[np.arange(9)[None, :] >= text.lengths[:, None]] = 7.0  # garbage behind the valid steps: masked to 0
+    present = text.present.copy()
+    present[[3, 11]] = False  # absent samples: masked to 0
+    np.save(tmp_path / "text.npy", values)
+    variants = {
+        "memory": values,
+        "memmap": np.load(tmp_path / "text.npy", mmap_mode="r"),
+        "float64": values.astype(np.float64),
+    }
+    indices = [17, 3, 3, 0, 29, 11, 8]  # unsorted, a duplicate (shard's rerun of a sample), absent ones
+
+    def reference(arr: ModalityArrays) -> tuple[Tensor, Tensor]:  # the gather as it was: sorted read, inverse
+        idx = np.asarray(indices)
+        order = np.argsort(idx)
+        inverse = np.argsort(order)
+        lengths = torch.from_numpy(arr.lengths[idx].astype(np.int64))
+        width = int(lengths.max())
+        feats = torch.from_numpy(np.ascontiguousarray(np.asarray(arr.values[idx[order], :width], np.float32)[inverse]))
+        mask = (torch.arange(width)[None, :] < lengths[:, None]) & torch.from_numpy(arr.present[idx])[:, None]
+        return feats * mask.unsqueeze(-1), mask
+
+    for name, vals in variants.items():
+        arr = ModalityArrays(values=vals, lengths=text.lengths, present=present)
+        one = replace(split, modalities={**split.modalities, "text": arr})
+        batch = one.batch(indices)
+        feats, mask = reference(arr)
+        assert batch.features["text"].dtype == torch.float32, name
+        assert torch.equal(batch.features["text"], feats), name
+        assert torch.equal(batch.masks["text"], mask), name
+        assert not batch.features["text"][~mask].any(), name
+    assert np.array_equal(variants["memory"], values)  # the split's own array is never written

@@ -90,14 +90,17 @@ class SplitData:
                 present.append(torch.zeros(len(idx), dtype=torch.bool))
                 continue
             arr = self.modalities[m]
-            lengths = torch.from_numpy(arr.lengths[sorted_idx][inverse].astype(np.int64))
+            lengths = torch.from_numpy(arr.lengths[idx].astype(np.int64))
             width = max(int(lengths.max()) if len(lengths) else 1, 1)
-            values = np.asarray(arr.values[sorted_idx, :width], dtype=np.float32)[inverse]
-            feats = torch.from_numpy(np.ascontiguousarray(values))
+            if isinstance(arr.values, np.memmap) or arr.values.dtype != np.float32:
+                values = np.asarray(arr.values[sorted_idx, :width], dtype=np.float32)[inverse]
+            else:  # in memory: one gather, in the batch's order (the sorted read and its inverse were two copies)
+                values = arr.values[idx, :width]
+            feats = torch.from_numpy(np.ascontiguousarray(values))  # a fresh array either way: ours to mask in place
             mask = torch.arange(width)[None, :] < lengths[:, None]
-            has = torch.from_numpy(arr.present[sorted_idx][inverse].astype(bool))
+            has = torch.from_numpy(arr.present[idx].astype(bool))
             mask &= has[:, None]
-            features[m] = feats * mask.unsqueeze(-1)
+            features[m] = feats.mul_(mask.unsqueeze(-1))
             masks[m] = mask
             present.append(has)
         labels = torch.from_numpy(self.labels[idx])
