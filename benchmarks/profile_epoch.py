@@ -811,9 +811,10 @@ def _fourth_stop(bench: Path) -> list[str]:
 
 
 def _not_done(bench: Path) -> list[str]:
-    path = bench / "compare_mmsa_s7.json"
-    path = path if path.exists() else bench / "compare_mmsa_s5.json"
-    notes = json.loads(path.read_text()).get("not_done_notes", []) if path.exists() else []
+    path = next(
+        (bench / f"compare_mmsa_s{n}.json" for n in (8, 7, 5) if (bench / f"compare_mmsa_s{n}.json").exists()), None
+    )
+    notes = json.loads(path.read_text()).get("not_done_notes", []) if path is not None else []
     return notes or [
         "`torch.compile` on CPU (`-t compile=true`) was not re-measured; it stays off by default (at the third "
         "stop it did not finish a text_only epoch in 500 s).",

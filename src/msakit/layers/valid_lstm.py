@@ -15,10 +15,11 @@ h' = o·tanh(c')), to float rounding, in values and in the gradients of all four
   backward walks the steps in reverse with the closed-form LSTM cell derivatives, then forms W_hh's
   gradient as one GEMM over all steps.
 
-On MOSI's bucketed size-matched batches (batch 128, 384 → 128) this is 15 % less CPU per epoch for
-the LSTM's forward and backward than the "segments" path (docs/benchmarks.md). The per-step loop is
-Python, so it pays where the GEMMs are large against the per-step dispatch (wide inputs, batches of
-tens of samples); with tiny batches and long sequences the fused paths are cheaper.
+About a third less arithmetic than oneDNN's fused LSTM on the same batches, but not less time on this
+machine: in the eighth stop's interleaved pairs of the size-matched LF-DNN (batch 128, 384 → 128) the
+epoch took 1.16x the "segments" path's CPU time, and LMF's (batch 64) 0.98x, its later epochs 1.02x
+(docs/benchmarks.md, docs/bench/compare_mmsa_s8.json): the per-step Python loop of small GEMMs and
+elementwise ops costs more than the work it saves. It stays opt-in; "segments" is the faster path here.
 
 Letters: N valid tokens in the packed batch, T steps, B samples, D input width, H hidden width.
 """
