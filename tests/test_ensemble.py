@@ -268,6 +268,7 @@ def test_a_bad_size_exits_2_with_nothing_written(
 ) -> None:
     out = tmp_path / "run"
     argv = ["train", "--model", "late_fusion", "--data", "synthetic", "--out", str(out), "-t", f"ensemble={value}"]
+    argv += ["--epochs", "1", "--seeds", "1"]  # a broken check then trains briefly instead of for minutes
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'ensemble'" in err
