@@ -74,10 +74,10 @@ no code). The abstract names four parts; every choice below is ours.
 
 9. Seed variance (eighth stop). The remaining gaps to late fusion and to the probe swing from seed
    to seed (on synthetic they sit in the weak-label clips, whose sign one run gets right and the
-   next not), so no component is changed for them; the presets `promma/mosi` and `promma/mmmo`
-   train a 3-member deep ensemble instead (the trainer's `ensemble` option, not a model field),
-   chosen on validation MAE (MOSI-e5 0.763 against 0.799, MMMO 0.870 against 0.954;
-   docs/models/promma.md, "Deep ensembles").
+   next not), so no component is changed for them; the presets train a deep ensemble instead
+   (the trainer's `ensemble` option, not a model field), chosen on validation MAE: `promma/mmmo`
+   3 members (0.870 against the single model's 0.954), `promma/mosi` 5 members (0.760; 3 members
+   0.763, single 0.799); docs/models/promma.md, "Deep ensembles".
 
 Prediction: Σ_m w_m h_m(a_m) (or, with `fusion="representations"`, one MLP head over
 Σ_m w_m a_m). `modality_weights` are the DPW weights of
