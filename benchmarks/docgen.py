@@ -666,6 +666,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "promma_missing_mosi_e5_topk3_paired_s7": render_paired,
     "promma_missing_mosi_e5_topk3_vs_default_s7": render_paired,
     "promma_missing_mmmo_ens3_s8": render_compare,
+    "promma_missing_synthetic_ens3_bands_s8": render_compare,
     "promma_missing_mmmo_ens3_paired_s8": render_paired,
     "promma_missing_mmmo_single_paired_s8": render_paired,
     "promma_missing_mmmo_ens3_vs_single_s8": render_paired,

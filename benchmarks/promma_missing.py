@@ -206,8 +206,9 @@ def bands(runs: dict[str, Path], data: str, seeds: list[int], cut: float, name: 
         for cond, keep in conditions.items():
             for model, run in runs.items():
                 preds = []
+                family, _, member = model.partition("/")  # MODEL/memberJ: member J of an ensemble run
                 for seed in seeds:
-                    net, _ = load_checkpoint(run / model / f"seed{seed}" / "best")
+                    net, _ = load_checkpoint(run / family / f"seed{seed}" / member / "best")
                     preds.append(_predictions(net.eval(), split, keep))
                 acc = {
                     k: [float(((p > 0) == (y > 0))[g].float().mean()) for p in preds] if g.any() else []
@@ -356,7 +357,7 @@ def main() -> None:
     parser.add_argument(
         "--bands",
         nargs="+",
-        metavar="MODEL=RUN",
+        metavar="MODEL[/memberJ]=RUN",
         help="only Acc-2 by label strength (|y| >= --cut or below), complete and one modality left, of saved runs",
     )
     parser.add_argument("--cut", type=float, default=0.5, help="with --bands: the |y| that separates weak clips")
