@@ -315,3 +315,13 @@ def test_the_missing_benchmark_scores_an_ensembles_member_zero_beside_it(
     assert both[curve] == [found["auilc"]["modality_shared/shared"]["Non0_acc_2"]] * 2
     plain = bench.run(args(tmp_path / "one"), "late_fusion", 1, tiny_dataset)
     assert "single" not in plain
+    # --bands MODEL/member0 reads member 0 of the ensemble run (cut 10: every clip is "weak")
+    bench.load_dataset = lambda _: tiny_dataset
+    table = bench.bands({"late_fusion": tmp_path / "ens", "late_fusion/member0": tmp_path / "ens"}, "-", [1], 10, "")
+    test = tiny_dataset.split("test")
+    y = torch.as_tensor(test.labels).reshape(-1).float()
+    for key, sub in (("late_fusion", "best"), ("late_fusion/member0", "member0/best")):
+        net, _ = load_checkpoint(seed_dir / sub)
+        bias = float((bench._predictions(net.eval(), test, tuple(tiny_dataset.info.modalities)) - y)[y != 0].mean())
+        row = next(r for r in table.splitlines() if r.startswith(f"| test | complete | {key} |"))
+        assert f"| {bias:.3f} ± 0.000 |" in row, (key, bias, row)
