@@ -147,9 +147,11 @@ class TrainConfig:
     # batch order: "random" (seeded shuffle) | "bucket" (shuffled batches of similar length, less padding;
     # msakit.data.core.LengthBuckets) | "dialogue" (whole dialogues, turns in order)
     sampler: str = "random"
-    # the bidirectional LSTM encoder's CPU/CUDA path: "packed" (pack_padded_sequence) | "auto" (each
-    # direction as one fused unpacked LSTM over per-sample reversed steps when a batch is at least 1/3
-    # valid steps, the same outputs to float rounding; msakit.layers.encoders.lstm_path)
+    # the LSTM encoders' CPU/CUDA path: "packed" (pack_padded_sequence) | "auto" (the bidirectional
+    # encoder: each direction as one fused unpacked LSTM over per-sample reversed steps when a batch is at
+    # least 1/3 valid steps) | "segments" (the unidirectional encoder in a few length segments) | "valid"
+    # (the unidirectional encoder over valid steps only, custom backward); the same outputs to float
+    # rounding; msakit.layers.encoders.lstm_path says which path each encoder takes
     lstm: str = "packed"
     # process-level allocator: "default" | "keep" (glibc mallopt: freed tensors stay in the heap instead of
     # being returned to the OS, fewer page faults per step; msakit.allocator; no-op, one line, on other libcs)

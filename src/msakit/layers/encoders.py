@@ -39,11 +39,11 @@ def lstm_path(path: str) -> Iterator[None]:
     A process-wide switch rather than a config field so that every model with the shared encoder gets it
     unchanged; the trainer sets it from `TrainConfig.lstm`.
 
-    "segments" is "auto" for the bidirectional encoder, and makes the unidirectional one ("unilstm") skip
-    nearly all padding: the batch is sorted by length and the LSTM runs in a few time segments, each over
-    only the samples still running, carrying their (h, c) into the next (`_segment_ends` picks the cut
-    points). The same recurrence on every valid step, so the same outputs to float rounding, and in
-    evaluation too, where a batch spans the split's whole range of lengths.
+    "segments" is "packed" for the bidirectional encoder (only "auto" takes its split path), and makes the
+    unidirectional one ("unilstm") skip nearly all padding: the batch is sorted by length and the LSTM runs in
+    a few time segments, each over only the samples still running, carrying their (h, c) into the next
+    (`_segment_ends` picks the cut points). The same recurrence on every valid step, so the same outputs to
+    float rounding, and in evaluation too, where a batch spans the split's whole range of lengths.
 
     "valid" is "packed" for the bidirectional encoder (valid steps only), and runs the unidirectional one
     over each sample's valid steps with no gradient for the text features (`msakit.layers.valid_lstm`): the
