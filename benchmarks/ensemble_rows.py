@@ -18,6 +18,7 @@ metric) is written down before any test number is seen. With `--test`, both spli
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test", action="store_true", help="also evaluate the test split (after the validation choice)")
     p.add_argument("--json", type=Path, help="write per-seed metrics and the summary here")
     p.add_argument("--command", default="", help="the training command, recorded in --json")
-    args = p.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    args = p.parse_args(given)
     data = load_dataset(args.data)
     splits = ("valid", "test") if args.test else ("valid",)
     per_seed = rows(args.run, data, splits)
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 "data": args.data,
                 "size": per_seed[0]["size"],
                 "command": args.command,
-                "measured_by": "python benchmarks/ensemble_rows.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                "measured_by": shlex.join(["python", "benchmarks/ensemble_rows.py", *given]),
                 "seeds": per_seed,
                 "summary": summ,
             },

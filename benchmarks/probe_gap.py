@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         args.resamples,
         args.seed,
         "" if args.probe_row == "text" else f"--probe-row {args.probe_row} ",
-        " ".join(f"'{s}'" for s in args.runs),
+        " ".join(shlex.quote(s) for s in args.runs),
     )
     md = markdown(command, probe_info, rows)
     print(md)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 from pathlib import Path
 
@@ -176,7 +177,7 @@ def distinct(args: argparse.Namespace) -> None:
         runs[label or folder] = _distinct_run(data, Path(folder), np.random.default_rng(0))
     command = args.command or (
         "OMP_NUM_THREADS=1 python benchmarks/subspace_alignment.py distinct "
-        f"--data {args.data} --margin {args.margin} " + " ".join(f"'{r}'" for r in args.runs)
+        f"--data {args.data} --margin {args.margin} " + " ".join(shlex.quote(r) for r in args.runs)
     )
     markdown = distinct_markdown(runs, args.margin, command)
     print(markdown)
