@@ -167,14 +167,21 @@ def test_trust_grad_distill_leaves_the_fusion_weights_to_the_teacher(tiny_datase
         _model(tiny_dataset, trust_grad="none")
 
 
-def test_relative_energy_gap_is_scale_free(tiny_dataset: MSADataset) -> None:
-    """`emc_gap=relative` divides the energies by their detached mean before the gaps: scaling
-    every energy by k leaves the loss unchanged (the raw gap grows by k²), and the gradient on the
-    energies does not shrink with their scale."""
+def _energy_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inputs of `_equilibrium` for 6 samples x 3 modalities: zero encodings (no feature term), every
+    modality valid, and expert errors and uncertainties rising from text to visual."""
     z = torch.zeros(6, 3, 4, requires_grad=True)
     valid = torch.ones(6, 3)
     errors = torch.tensor([0.1, 0.2, 0.4]).repeat(6, 1)
     u = torch.tensor([0.05, 0.1, 0.3]).repeat(6, 1)
+    return z, valid, errors, u
+
+
+def test_relative_energy_gap_is_scale_free(tiny_dataset: MSADataset) -> None:
+    """`emc_gap=relative` divides the energies by their detached mean before the gaps: scaling
+    every energy by k leaves the loss unchanged (the raw gap grows by k²), and the gradient on the
+    energies does not shrink with their scale."""
+    z, valid, errors, u = _energy_inputs()
     out = {}
     for gap in ("raw", "relative"):
         model = _model(tiny_dataset, emc_gap=gap, alpha=0.0, grad_penalty=0.0)
@@ -222,10 +229,7 @@ def test_high_pull_lowers_the_higher_energies_and_never_raises_a_loss(tiny_datas
     """`emc_pull=high`: each gap trains only its higher-energy side, so the lowest-energy modality
     (text here) gets no gradient and no modality is pushed to a higher loss; the source's two-sided
     gap raises text's loss (a negative gradient on it)."""
-    z = torch.zeros(6, 3, 4, requires_grad=True)
-    valid = torch.ones(6, 3)
-    errors = torch.tensor([0.1, 0.2, 0.4]).repeat(6, 1)
-    u = torch.tensor([0.05, 0.1, 0.3]).repeat(6, 1)
+    z, valid, errors, u = _energy_inputs()
     grads = {}
     for pull in ("both", "high"):
         model = _model(tiny_dataset, emc_pull=pull, alpha=0.0, grad_penalty=0.0)
