@@ -122,15 +122,15 @@ class RunResult:
         }
 
 
+MEMBER_SEED_STRIDE = 1_000_000
+ENSEMBLE_RECORD = "ensemble.json"
+
+
 def member_seeds(seed: int, size: int) -> list[int]:
     """The seeds of a deep ensemble's members for run seed `seed`: member 0 uses `seed` itself (it is
     exactly the plain run of that seed), member j >= 1 uses 1_000_000·j + `seed`. For seeds in
     [0, 1_000_000) no two (seed, member) pairs of a run share a seed."""
     return [seed + MEMBER_SEED_STRIDE * j for j in range(max(size, 1))]
-
-
-MEMBER_SEED_STRIDE = 1_000_000
-ENSEMBLE_RECORD = "ensemble.json"
 
 
 def set_seed(seed: int) -> None:
