@@ -289,10 +289,14 @@ def test_tfn_skips_a_modality_absent_from_the_whole_batch_without_changing_the_f
 # ---- inference: batches of similar length for padding-invariant models ---------------------------------
 
 
+# configurations that switch padding_invariant on for a model that is not by default: name -> (model, overrides)
+_INVARIANT_VARIANTS = {"tssp_msa[mc_masks=shared]": ("tssp_msa", {"mc_masks": "shared"})}
+
+
 def _models():  # type: ignore[no-untyped-def]
     from msakit import list_models
 
-    return list_models()
+    return [*list_models(), *_INVARIANT_VARIANTS]
 
 
 @pytest.mark.parametrize("name", _models())
@@ -300,7 +304,8 @@ def test_a_padding_invariant_model_gives_each_sample_its_output_alone(name: str,
     from msakit import create_model
 
     torch.manual_seed(0)
-    model = create_model(name, **tiny_dataset.info.model_overrides()).eval()
+    model_name, overrides = _INVARIANT_VARIANTS.get(name, (name, {}))
+    model = create_model(model_name, **tiny_dataset.info.model_overrides(), **overrides).eval()
     if not model.declared_capabilities.padding_invariant:
         pytest.skip(f"{name} declares padding_invariant=False: predict keeps split order")
     split = tiny_dataset.split("test")

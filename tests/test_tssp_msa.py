@@ -257,6 +257,72 @@ def test_expert_weights_follow_uncertainty_and_ablations(tiny_dataset: MSADatase
             assert isinstance(_model(tiny_dataset, **row), torch.nn.Module), label  # every Table-4 row builds
 
 
+def test_default_eval_mc_masks_are_the_old_per_sample_draw_and_training_ignores_the_field(
+    tiny_dataset: MSADataset,
+) -> None:
+    """mc_masks off ("per_sample") is bit-identical to the draw every documented number used;
+    "shared" changes only the eval draw: in training both settings draw the same per-sample masks."""
+    import math
+
+    model = _model(tiny_dataset).eval()
+    c = model.config
+    assert c.mc_masks == "per_sample" and not model.declared_capabilities.padding_invariant
+    zt = torch.randn(12, 16)
+    with torch.no_grad():
+        u, _ = model._uncertainty("text", zt)
+        keep = torch.rand((c.mc_samples, 12, 16), generator=torch.Generator().manual_seed(0)) >= c.mc_dropout
+        samples = model.experts["text"](zt * keep / (1 - c.mc_dropout))  # the (T, B, H) draw before the field
+        var = samples[..., 1].clamp(-6, 6).exp().mean(0) + samples[..., 0].var(0, unbiased=False)
+    assert torch.equal(u, 0.5 * torch.log(2 * math.pi * math.e * var))
+    shared = _model(tiny_dataset, mc_masks="shared").train()
+    batch = tiny_dataset.split("train").batch(range(12))
+    outs = []
+    for m in (model.train(), shared):
+        torch.manual_seed(7)
+        outs.append(m(batch))
+    torch.testing.assert_close(outs[0].prediction, outs[1].prediction, rtol=0, atol=0)
+    torch.testing.assert_close(outs[0].uncertainty, outs[1].uncertainty, rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="mc_masks"):
+        _model(tiny_dataset, mc_masks="per_batch")
+
+
+def test_shared_eval_mc_masks_make_tssp_padding_invariant_and_predict_orders_it_by_length(
+    tiny_dataset: MSADataset, tmp_path: Path
+) -> None:
+    """With one (T, 1, H) mask set a sample's eval output (prediction, u, α) is the one it has alone;
+    per-sample masks are not, so only "shared" declares padding_invariant and is batched by length."""
+    from msakit import service
+    from msakit.training.checkpoint import save_checkpoint
+
+    split = tiny_dataset.split("test")
+    n = len(split)
+    per_sample, shared = _model(tiny_dataset).eval(), _model(tiny_dataset, mc_masks="shared").eval()
+    for model in (per_sample, shared):
+        with torch.no_grad():
+            together = model(split.batch(list(range(n))))
+            alone = [model(split.batch([i])) for i in range(n)]
+        gap = (together.prediction - torch.cat([a.prediction for a in alone])).abs().max().item()
+        if model is per_sample:
+            assert gap > 1e-4  # the masks follow the batch position: not invariant, and it says so
+            assert service.inference_order(model, split) == list(range(n))
+            continue
+        assert model.declared_capabilities.padding_invariant and gap < 1e-5
+        for field in ("uncertainty", "modality_weights"):
+            torch.testing.assert_close(
+                getattr(together, field), torch.cat([getattr(a, field) for a in alone]), rtol=1e-4, atol=1e-5
+            )
+    shared.start_fit(dataset_stats(tiny_dataset.split("train")))
+    loaded = service.load_model(save_checkpoint(tmp_path / "ckpt", shared.eval(), dataset=tiny_dataset.info))
+    assert loaded.model.config.mc_masks == "shared" and loaded.model.declared_capabilities.padding_invariant
+    order = service.inference_order(loaded.model, split)
+    assert sorted(order) == list(range(n)) and order != list(range(n))
+    by_length = service.predict_split(loaded, tiny_dataset, "test", batch_size=4)
+    one_batch = service.predict_split(loaded, tiny_dataset, "test", batch_size=n)
+    assert [s.id for s in by_length.samples] == split.ids == [s.id for s in one_batch.samples]
+    for a, b in zip(by_length.samples, one_batch.samples, strict=True):
+        assert a.prediction == pytest.approx(b.prediction, abs=1e-5)
+
+
 @pytest.mark.slow
 def test_noisy_modality_gets_lower_expert_weight(tmp_path: Path) -> None:
     """synthetic:noisy: each modality is pure noise for 30 % of samples (role 1)."""
