@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from msakit import create_model
+from msakit.batch import masked_mean
 from msakit.data import MSADataset
 from msakit.errors import ConfigError
 
@@ -101,3 +102,63 @@ def test_alignment_reduces_held_out_ot_and_mmd(tiny_dataset: MSADataset) -> None
             measured[weight] = model.eval().alignment_distances(held_out)
     assert measured[1.0]["ot"] < 0.85 * measured[0.0]["ot"]
     assert measured[1.0]["mmd"] < 0.85 * measured[0.0]["mmd"]
+
+
+def _alone_and_together(model, split):  # type: ignore[no-untyped-def]
+    n = len(split)
+    with torch.no_grad():
+        together = model(split.batch(list(range(n)))).prediction  # segments padded to the longest sample
+        alone = torch.cat([model(split.batch([i])).prediction for i in range(n)])
+    return together, alone
+
+
+def test_the_segment_layout_moves_a_sample_with_its_batch_through_the_conv_and_packing_does_not(
+    tiny_dataset: MSADataset,
+) -> None:
+    """The cause: padding between segments reaches the next segment's first steps through the causal
+    conv (a kernel-1 conv removes the difference); `pack_tokens` gives each sample its output alone,
+    which is the output the segment layout gives it alone, and declares padding_invariant."""
+    split = tiny_dataset.split("test")
+    old = _model(tiny_dataset).eval()
+    assert not old.config.pack_tokens and not old.declared_capabilities.padding_invariant
+    together, alone = _alone_and_together(old, split)
+    assert (together - alone).abs().max() > 1e-4  # the old layout is not padding-invariant
+    for experts in ("both", "none"):
+        packed = _model(tiny_dataset, pack_tokens=True, experts=experts).eval()
+        assert packed.declared_capabilities.padding_invariant
+        p_together, p_alone = _alone_and_together(packed, split)
+        torch.testing.assert_close(p_together, p_alone, rtol=1e-5, atol=1e-6)
+        packed.load_state_dict(_model(tiny_dataset, experts=experts).state_dict())
+        _, old_alone = _alone_and_together(_model(tiny_dataset, experts=experts).eval(), split)
+        torch.testing.assert_close(p_alone, old_alone, rtol=1e-5, atol=1e-6)  # same function, no padding
+    with torch.no_grad():
+        for layer in old.layers:
+            layer.mixer.conv.weight[..., :-1] = 0  # kernel 1: no step reads an earlier one before the scan
+    together, alone = _alone_and_together(old, split)
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_packing_is_off_by_default_and_the_default_is_the_segment_layout_bit_for_bit(
+    tiny_dataset: MSADataset,
+) -> None:
+    """pack_tokens=False runs the layers over the segments padded in place (the layout of every
+    number before stop 9), bit for bit; pack_tokens=True changes batched outputs, not the weights."""
+    model = _model(tiny_dataset).eval()
+    batch = tiny_dataset.split("test").batch(range(12))
+    tokens, masks = model.encode(batch)
+    mods = model.modalities
+    x = torch.cat([tokens[m] + model.modality_embedding[i] for i, m in enumerate(mods)], dim=1)
+    mask = torch.cat([masks[m] for m in mods], dim=1)
+    ids = torch.cat([torch.full((tokens[m].shape[1],), i) for i, m in enumerate(mods)])
+    with torch.no_grad():
+        for layer in model.layers:
+            x, _ = layer(x, ids, mask)
+        x = model.norm(x)
+        segments = zip(x.split([tokens[m].shape[1] for m in mods], 1), mods, strict=True)
+        fused = torch.cat([masked_mean(s, masks[m]) for s, m in segments], -1)
+        out = model(batch)
+    assert torch.equal(out.features["fused"], fused)
+    packed = _model(tiny_dataset, pack_tokens=True).eval()
+    packed.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert (packed(batch).features["fused"] - fused).abs().max() > 1e-4

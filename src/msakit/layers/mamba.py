@@ -177,8 +177,9 @@ class ModalityAwareMamba(nn.Module):
     `experts` = "both" | "specific" (g_0 = 1) | "shared" (no specific expert) | "none"
     (one plain in-projection, i.e. a Mamba layer). Pre-norm residual like `MambaLayer`.
 
-    x (B, L, H), modality_ids (L,) long, mask (B, L) -> (out (B, L, H), routing (B, L, 1 + K)
-    or None when nothing is routed).
+    x (B, L, H), modality_ids (L,) or, when each sample orders its tokens differently (AlignMamba-2's
+    `pack_tokens`), (B, L) long, mask (B, L) -> (out (B, L, H), routing (B, L, 1 + K) or None when
+    nothing is routed).
     """
 
     def __init__(
@@ -219,9 +220,12 @@ class ModalityAwareMamba(nn.Module):
         if self.specific:
             spec = h.new_zeros(*h.shape[:2], self.specific[0].out_features)
             for m, expert in enumerate(self.specific):
-                sel = modality_ids == m
+                sel = modality_ids == m  # (L,) or (B, L)
                 if sel.any():
-                    spec[:, sel] = expert(h[:, sel])
+                    if sel.dim() == 1:
+                        spec[:, sel] = expert(h[:, sel])
+                    else:
+                        spec[sel] = expert(h[sel])
             outs.append(spec)
         outs.extend(expert(h) for expert in self.shared)
         if self.router is None:

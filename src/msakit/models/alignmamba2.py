@@ -23,6 +23,19 @@ analysis" (abstract only, ../shared/seeds/003). What the abstract says, and what
   expert is used).
 - The scan is causal (Mamba's); absent modalities and padding are skipped by the scan
   (Δ = 0), so a later modality never reads an absent one.
+- Token layout (`pack_tokens`). By default each modality's segment is padded to the batch's
+  longest, so padded steps sit *between* segments. The scan passes them unchanged, but the
+  causal depthwise conv before it (kernel 4) does not: the first steps of a segment see
+  zeros where, alone, they see the previous segment's last tokens, so a sample's eval output
+  moves with the other samples' lengths (tests/test_alignmamba2.py shows that a kernel-1
+  conv removes the difference). `pack_tokens=True` packs each sample's valid tokens
+  contiguously (modality order, then time) with all padding at the end, trimmed to the
+  longest sample: a causal conv and scan never see a padded step before a valid one, so
+  the output is exactly the one the sample gets alone (padding-invariant; `msakit predict`
+  may batch by length). Chosen over masking the conv (gathering each step's previous valid
+  steps) because it is the same function, one stable sort + gather per batch rather than
+  per layer, and the packed sequence is shorter. The alignment losses and the readout work
+  on the per-modality tokens and masks, which packing leaves alone.
 - Encoders: per modality LayerNorm → Linear → LayerNorm to the width H (the alignment
   losses see these tokens, so their scale is fixed and OT/MMD cannot shrink by
   shrinking the features); a learned modality embedding is added only after alignment.
@@ -62,6 +75,9 @@ class AlignMamba2Config(ModelConfig):
     ot_blur: float = 0.5  # entropic blur ε of the Sinkhorn divergence
     mmd_sigma: float = 1.0  # Gaussian kernel width of the MMD, in units of √H (LayerNorm'd tokens have norm ≈ √H)
     anchor: str = "text"  # the modality others are aligned to; "" = every pair
+    # pack each sample's valid tokens before its padding (module docstring): padding-invariant eval;
+    # False = the stop-1..8 layout (segments padded in place), kept bit-identical for its numbers
+    pack_tokens: bool = False
 
     ABLATIONS: ClassVar[dict[str, dict[str, Any]]] = {
         "AlignMamba-2": {},
@@ -78,7 +94,14 @@ class AlignMamba2Config(ModelConfig):
 class AlignMamba2(MSAModel):
     config_class = AlignMamba2Config
     config: AlignMamba2Config
-    capabilities = Capabilities(padding_invariant=False)  # a sample's eval output moves with its batch (test_speed)
+    capabilities = Capabilities(padding_invariant=False)  # the default config's (pack_tokens=False)
+
+    @classmethod
+    def capabilities_for(cls, config: ModelConfig) -> Capabilities:
+        """Padding-invariant only with `pack_tokens`: the padded-segment layout moves a sample's eval
+        output with its batch (the conv reads padding between segments; tests/test_speed.py)."""
+        assert isinstance(config, AlignMamba2Config)
+        return Capabilities(padding_invariant=config.pack_tokens)
 
     def __init__(self, config: AlignMamba2Config) -> None:
         super().__init__(config)
@@ -159,8 +182,11 @@ class AlignMamba2(MSAModel):
         mask = torch.cat([masks[m] for m in self.modalities], dim=1)  # (B, ΣL)
         ids = torch.cat([torch.full((n,), i, device=x.device) for i, n in enumerate(lengths)])  # (ΣL,)
         routing = None
-        for layer in self.layers:
-            x, routing = layer(x, ids, mask)  # (B, ΣL, H), (B, ΣL, 1 + K) | None
+        if cfg.pack_tokens:
+            x, routing = self._packed_layers(x, ids, mask)
+        else:
+            for layer in self.layers:
+                x, routing = layer(x, ids, mask)  # (B, ΣL, H), (B, ΣL, 1 + K) | None
         x = self.norm(x)
         pooled, explanations, share = [], {}, x.new_zeros(batch.size, len(MODALITIES))
         segments = zip(x.split(lengths, 1), self._split(routing, lengths), self.modalities, strict=True)
@@ -179,6 +205,25 @@ class AlignMamba2(MSAModel):
         return ModelOutput(
             prediction=self.bound_prediction(raw), aux_losses=aux, features={"fused": fused}, explanations=explanations
         )
+
+    def _packed_layers(self, x: Tensor, ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The layers over each sample's valid tokens packed first (`pack_tokens`), returned in the
+        segment layout: x (B, ΣL, H), ids (ΣL,), mask (B, ΣL) -> (B, ΣL, H), (B, ΣL, 1 + K) | None.
+        Steps that are padding in the segment layout hold whatever the packed padding held."""
+        order = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices  # valid steps first, in order
+        order = order[:, : max(int(mask.sum(1).max()), 1)]  # (B, P): P = the longest sample's valid steps
+        h, index = x.shape[-1], order.unsqueeze(-1)
+        packed, packed_mask = x.gather(1, index.expand(-1, -1, h)), mask.gather(1, order)  # (B, P, H), (B, P)
+        packed_ids = ids.expand(x.shape[0], -1).gather(1, order)  # (B, P): each token's modality
+        routing = None
+        for layer in self.layers:
+            packed, routing = layer(packed, packed_ids, packed_mask)
+        out = x.new_zeros(x.shape).scatter(1, index.expand(-1, -1, h), packed)  # back to the segments
+        if routing is not None:
+            routing = routing.new_zeros(*x.shape[:2], routing.shape[-1]).scatter(
+                1, index.expand(-1, -1, routing.shape[-1]), routing
+            )
+        return out, routing
 
     @staticmethod
     def _split(routing: Tensor | None, lengths: list[int]) -> list[Tensor | None]:
