@@ -290,7 +290,10 @@ def test_tfn_skips_a_modality_absent_from_the_whole_batch_without_changing_the_f
 
 
 # configurations that switch padding_invariant on for a model that is not by default: name -> (model, overrides)
-_INVARIANT_VARIANTS = {"tssp_msa[mc_masks=shared]": ("tssp_msa", {"mc_masks": "shared"})}
+_INVARIANT_VARIANTS = {
+    "tssp_msa[mc_masks=shared]": ("tssp_msa", {"mc_masks": "shared"}),
+    "alignmamba2[pack_tokens]": ("alignmamba2", {"pack_tokens": True}),
+}
 
 
 def _models():  # type: ignore[no-untyped-def]
