@@ -245,13 +245,30 @@ class PhaseTimer:
         self._close_epoch()
 
 
-def profile(model: str, data: str, epochs: int, batch_size: int, overrides: dict[str, Any]) -> dict[str, Any]:
+def profile(
+    model: str,
+    data: str,
+    epochs: int,
+    batch_size: int,
+    overrides: dict[str, Any],
+    train: dict[str, Any] | None = None,
+    size_matched: bool = False,
+) -> dict[str, Any]:
     import torch
 
     from msakit.data import load_dataset
     from msakit.training import Trainer, train_config_from
 
     torch.set_num_threads(1)
+    timer = PhaseTimer()
+    if size_matched:  # exactly the msakit side of compare_mmsa.py's timing pairs (its config, its trainer)
+        cmp = _load_module("compare_mmsa")
+        cmp.EPOCH_LIMIT = epochs
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer = cmp._msakit_trainer(model, data, 1, Path(tmp), True, train)
+            trainer.callbacks.append(timer)
+            trainer.fit_seed(1)
+        return _phases(timer)
     dataset = load_dataset(data)
     cfg = train_config_from(
         {
@@ -262,19 +279,26 @@ def profile(model: str, data: str, epochs: int, batch_size: int, overrides: dict
             "progress": False,
             "tensorboard": False,
             "device": "cpu",
+            **(train or {}),
         }
     )
-    timer = PhaseTimer()
     with tempfile.TemporaryDirectory() as tmp:
         Trainer(model, dataset, model_overrides=overrides, train_config=cfg, out_dir=Path(tmp), callbacks=[timer]).fit()
+    return _phases(timer)
+
+
+def _phases(timer: PhaseTimer) -> dict[str, Any]:
     later = timer.epochs[1:] or timer.epochs
     out = {p: statistics.median(e.get(p, 0.0) for e in later) for p in PHASES}
     return {"seconds_cpu": out, "best_writes": timer.best_writes, "epochs": len(timer.epochs)}
 
 
-def _spawn(args: argparse.Namespace, model: str, src: str | None, opts: list[str]) -> dict[str, Any]:
+def _spawn(
+    args: argparse.Namespace, model: str, src: str | None, opts: list[str], train: tuple[str, ...] = ()
+) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--worker", "--models", model, "--data", args.data, "--epochs", str(args.epochs)]
     cmd += ["--batch-size", str(args.batch_size)] + [x for o in opts for x in ("-m", o)]
+    cmd += [x for o in [*args.train_opt, *train] for x in ("-t", o)] + (["--size-matched"] if args.size_matched else [])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if src:
         env["PYTHONPATH"] = os.pathsep.join([str(Path(src).resolve()), env.get("PYTHONPATH", "")])
@@ -294,6 +318,14 @@ def main() -> None:
     p.add_argument("-m", "--model-opt", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--ab", nargs=2, metavar=("SRC_A", "SRC_B"), help="two source trees (their src/ folders)")
     p.add_argument("--ab-model-opt", nargs=2, metavar=("OPT_A", "OPT_B"), help="two model options KEY=VALUE")
+    p.add_argument("-t", "--train-opt", action="append", default=[], metavar="KEY=VALUE", help="a TrainConfig override")
+    p.add_argument("--ab-train-opt", nargs=2, metavar=("OPT_A", "OPT_B"), help="two train options KEY=VALUE")
+    p.add_argument(
+        "--size-matched",
+        action="store_true",
+        help="the size-matched configuration of benchmarks/compare_mmsa.py (its model and train overrides; "
+        "--batch-size and -m are then ignored); --data is then its MMSA pickle",
+    )
     p.add_argument("--pairs", type=int, default=3)
     p.add_argument("--json", type=Path)
     p.add_argument(
@@ -322,19 +354,23 @@ def main() -> None:
         from msakit.config import parse_override
 
         overrides = dict(parse_override(o) for o in args.model_opt)
-        print("RESULT " + json.dumps(profile(args.models[0], args.data, args.epochs, args.batch_size, overrides)))
+        train = dict(parse_override(o) for o in args.train_opt)
+        res = profile(args.models[0], args.data, args.epochs, args.batch_size, overrides, train, args.size_matched)
+        print("RESULT " + json.dumps(res))
         return
     result: dict[str, Any] = {"argv": sys.argv[1:], "load_avg_start": os.getloadavg()[0], "models": {}}
     for model in args.models:
-        if not (args.ab or args.ab_model_opt):
+        if not (args.ab or args.ab_model_opt or args.ab_train_opt):
             result["models"][model] = _spawn(args, model, None, args.model_opt)
             print(model, json.dumps(result["models"][model]), flush=True)
             continue
-        sides = (
-            [(args.ab[0], args.model_opt), (args.ab[1], args.model_opt)]
-            if args.ab
-            else [(None, [*args.model_opt, args.ab_model_opt[0]]), (None, [*args.model_opt, args.ab_model_opt[1]])]
-        )
+        sides: list[tuple[str | None, list[str], tuple[str, ...]]]
+        if args.ab:
+            sides = [(args.ab[0], args.model_opt, ()), (args.ab[1], args.model_opt, ())]
+        elif args.ab_model_opt:
+            sides = [(None, [*args.model_opt, o], ()) for o in args.ab_model_opt]
+        else:
+            sides = [(None, args.model_opt, (o,)) for o in args.ab_train_opt]
         pairs = []
         for i in range(args.pairs):
             order = (0, 1) if i % 2 == 0 else (1, 0)
@@ -646,16 +682,21 @@ def _seventh_stop(bench: Path) -> list[str]:
     return lines
 
 
-def _eighth_stop(bench: Path) -> list[str]:
-    """The eighth stop's pairs (docs/bench/compare_mmsa_s8.json, key "eighth_stop"): each lever A/B within the pairs."""
-    path = bench / "compare_mmsa_s8.json"
+def _stop_block(bench: Path, n: int, key: str) -> list[str]:
+    """One stop's pairs (docs/bench/compare_mmsa_s<n>.json, key `key`, e.g. "eighth_stop"): each lever A/B
+    within the pairs; a stop's phase profile A/B (`profile_ab`: benchmarks/profile_epoch.py's JSON) first."""
+    path = bench / f"compare_mmsa_s{n}.json"
     if not path.exists():
         return []
     runs = json.loads(path.read_text())
-    stop = runs["eighth_stop"]
+    if key not in runs:  # a results file still being written by its run
+        return []
+    stop = runs[key]
     variants = [v for v in runs["timing_variants"] if v["label"] in stop["labels"]]
     cmp = _load_module("compare_mmsa")
     lines = [f"### {stop['title']}", "", *stop.get("intro", []), ""]
+    if stop.get("profile_ab"):
+        lines += [*_profile_ab_lines(stop["profile_ab"]), ""]
     lines.append(cmp.variants_section(variants, runs["meta"]["data"]))
     lines += [*[f"- {note}" for note in stop.get("notes", [])], ""]
     for variant in variants:
@@ -663,6 +704,28 @@ def _eighth_stop(bench: Path) -> list[str]:
             for side in ("msakit", "b") if cmp._has_b(variant) else ("msakit",):
                 shown = cmp._as_side(variant, side)
                 lines += [f"{shown['label']}: {_reach_sentence(shown['timing'])}", ""]
+    return lines
+
+
+def _profile_ab_lines(ab: dict[str, Any]) -> list[str]:
+    """The command and per-phase table of a profile_epoch.py A/B (`--ab-train-opt`), CPU ms per epoch."""
+    a, b = ab["argv"][ab["argv"].index("--ab-train-opt") + 1 :][:2]
+    lines = [
+        f"    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/profile_epoch.py {' '.join(ab['argv'])}",
+        "",
+        f"CPU ms per epoch (epochs 2-{ab['epochs']}, median over {ab['pairs']} interleaved pairs; load average "
+        f"{ab['load_avg_start']:.1f} at the start, {ab['load_avg_end']:.1f} at the end), A = `{a}`, B = `{b}`:",
+        "",
+        "| model | phase | A | B | B ÷ A, median of pairs |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for model, res in ab["models"].items():
+        med, ratio = res["median_seconds_cpu"], res["median_ratio_b_over_a"]
+        for phase in PHASES:
+            lines.append(
+                f"| {model} | {phase} | {1e3 * med['A'][phase]:.1f} | {1e3 * med['B'][phase]:.1f} | "
+                f"{ratio[phase]:.3f} |"
+            )
     return lines
 
 
@@ -812,7 +875,7 @@ def _fourth_stop(bench: Path) -> list[str]:
 
 def _not_done(bench: Path) -> list[str]:
     path = next(
-        (bench / f"compare_mmsa_s{n}.json" for n in (8, 7, 5) if (bench / f"compare_mmsa_s{n}.json").exists()), None
+        (bench / f"compare_mmsa_s{n}.json" for n in (9, 8, 7, 5) if (bench / f"compare_mmsa_s{n}.json").exists()), None
     )
     notes = json.loads(path.read_text()).get("not_done_notes", []) if path is not None else []
     return notes or [
@@ -825,7 +888,8 @@ def _not_done(bench: Path) -> list[str]:
 
 
 def write_doc(doc: Path, bench: Path) -> None:
-    parts = [BEGIN, "## Training and inference speed (issue 22)", "", *_eighth_stop(bench), *_seventh_stop(bench)]
+    parts = [BEGIN, "## Training and inference speed (issue 22)", ""]
+    parts += [*_stop_block(bench, 9, "ninth_stop"), *_stop_block(bench, 8, "eighth_stop"), *_seventh_stop(bench)]
     parts += _fifth_stop(bench)
     parts += _fourth_stop(bench)
     parts += ["### Third stop", ""]

@@ -1,5 +1,5 @@
 """The generic training options: weight averaging (`ema_decay`), checkpoint averaging
-(`average_top_k`) and the CCC loss term (`ccc_weight`).
+(`average_top_k`), the CCC loss term (`ccc_weight`) and MMSA's checkpointing (`save_last`).
 
 Each is off by default and exactly the old training when off; when on, it changes
 training, and for averaging the validation scores and the best checkpoint are those of the
@@ -346,3 +346,56 @@ def test_with_ema_the_kept_checkpoints_are_the_averaged_weights(tiny_dataset: MS
     saved = _weights(tmp_path / "seed1/best")
     for k, v in expected.items():
         torch.testing.assert_close(saved[k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_save_last_off_writes_only_best_and_trains_the_same(tiny_dataset: MSADataset, tmp_path: Path) -> None:
+    """save_last=false (MMSA's checkpointing): the same training, the same best/, no last/."""
+    on = Trainer("late_fusion", tiny_dataset, train_config=_cfg(epochs=3), out_dir=tmp_path / "on").fit()
+    off = Trainer(
+        "late_fusion", tiny_dataset, train_config=_cfg(epochs=3, save_last=False), out_dir=tmp_path / "off"
+    ).fit()
+    assert (tmp_path / "on/seed1/last").is_dir()
+    assert not (tmp_path / "off/seed1/last").exists()
+    assert on.seeds[0].valid == off.seeds[0].valid and on.seeds[0].test == off.seeds[0].test
+    assert on.seeds[0].best_epoch == off.seeds[0].best_epoch
+    wa, wb = _weights(tmp_path / "on/seed1/best"), _weights(tmp_path / "off/seed1/best")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_save_last_off_refuses_resume_and_removes_an_earlier_last(tiny_dataset: MSADataset, tmp_path: Path) -> None:
+    Trainer("late_fusion", tiny_dataset, train_config=_cfg(epochs=2), out_dir=tmp_path).fit()
+    before = (tmp_path / "seed1/log.csv").read_text()
+    trainer = Trainer("late_fusion", tiny_dataset, train_config=_cfg(epochs=3, save_last=False), out_dir=tmp_path)
+    with pytest.raises(ConfigError, match="save_last=false writes no seed<N>/last"):
+        trainer.fit(resume=True)
+    assert (tmp_path / "seed1/last").is_dir() and (tmp_path / "seed1/log.csv").read_text() == before  # untouched
+    trainer.fit()  # a fresh fit: the earlier run's last/ must not survive to be resumed as this one's state
+    assert not (tmp_path / "seed1/last").exists()
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        trainer.fit(resume=True)  # refused even where nothing could be resumed: the option, not the folder, decides
+
+
+def test_cli_resume_with_save_last_off_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["train", "--model", "late_fusion", "--data", "synthetic", "--out", str(tmp_path / "r"), "--resume"]
+    assert main([*args, "-t", "save_last=false", "-t", "epochs=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "save_last" in err[0]
+    assert not (tmp_path / "r" / "seed1").exists()
+
+
+def test_size_matched_configs_checkpoint_and_clip_as_mmsas_trainers() -> None:
+    """benchmarks/compare_mmsa.py: MMSA 2.2.1's TFN, LMF and LF_DNN trainers clip nothing, and every one of its
+    trainers saves only the best model; the size-matched msakit configurations do the same."""
+    import importlib.util
+
+    from msakit.config import TrainConfig, apply_overrides
+
+    path = Path(__file__).parents[1] / "benchmarks" / "compare_mmsa.py"
+    spec = importlib.util.spec_from_file_location("compare_mmsa", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, entry in module.SIZE_MATCHED.items():
+        cfg = apply_overrides(TrainConfig(), entry["train"], owner=name)
+        assert cfg.save_last is False, name
+        assert cfg.grad_clip == (0.6 if name == "mult" else 0.0), name  # MMSA's MulT clips (by value, at 0.6)

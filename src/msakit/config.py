@@ -168,6 +168,10 @@ class TrainConfig:
     # member j >= 1 seed 1_000_000·j + seed) and `best` is one `ensemble` checkpoint of their mean prediction
     # (msakit.models.ensemble; msakit.training.trainer). 0 or 1 = off; K× the training. Not tunable (as above)
     ensemble: int = 0
+    # write seed<N>/last (weights, optimizer and RNG state: what --resume reads) after every epoch. false =
+    # only best/ when validation improves, as MMSA's trainers do (about 2 % of a size-matched LF-DNN epoch);
+    # such a fit cannot be resumed: --resume is refused, and a fresh fit removes an earlier run's last/
+    save_last: bool = True
 
 
 def _type_ok(value: Any, hint: Any) -> bool:

@@ -20,6 +20,7 @@ import csv
 import json
 import math
 import random
+import shutil
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -287,6 +288,11 @@ class Trainer:
         return result
 
     def fit_seed(self, seed: int, *, resume: bool = False) -> SeedResult:
+        if resume and not self.cfg.save_last:  # before anything is written
+            raise ConfigError(
+                "trainer: save_last=false writes no seed<N>/last, so there is nothing to resume; "
+                "train again without --resume, or with save_last=true to make a fit resumable"
+            )
         try:
             with lstm_path(self.cfg.lstm):
                 if self.cfg.ensemble >= 2:
@@ -323,6 +329,9 @@ class Trainer:
         model = create_model(self.model_name, self.model_config).to(self.device)
         optimizer = adamw(model.param_groups(cfg.lr, cfg.weight_decay), device=self.device)
         last = self._resumable(run_dir) if resume else None
+        if not cfg.save_last and rt.is_main:  # an earlier run's last/ must not be resumed as this fit's state
+            for stale in (run_dir / "last", run_dir / ".last.old"):
+                shutil.rmtree(stale, ignore_errors=True)
         state, extra = self._restore(last, model, optimizer) if last is not None else (FitState(seed=seed), {})
         if last is None:
             model.load_pretrained()  # stage-1 / pretrained parts, fresh training only
@@ -713,7 +722,7 @@ class _Protocol(Callback):
                 self.writer.add_scalar(f"valid/{k}", v, epoch)
 
     def save(self, state: FitState) -> list[Path]:
-        """After each epoch: `best` when it improved, and always the resumable `last`."""
+        """After each epoch: `best` when it improved, and the resumable `last` (unless save_last is off)."""
         if not self.main:
             return []
         t, written = self.t, []
@@ -724,6 +733,8 @@ class _Protocol(Callback):
                     self.run_dir / "best", self.model, dataset=t.dataset.info, train_config=t.cfg, extra=extra
                 )
             written.append(best)
+        if not t.cfg.save_last:
+            return written
         resume_state = {"optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
         if self.averager is not None:
             resume_state["averaged"] = self.averager.state_dict()
