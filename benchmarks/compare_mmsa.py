@@ -17,7 +17,9 @@ Two modes:
 - `--size-matched`: each msakit baseline is configured to MMSA's MOSI defaults (its
   `config_regression.json`): the same widths and layers, the visual branch MMSA builds on the
   zero visual array, and MMSA's batch size, learning rate, weight decay and clipping. Parameter
-  counts of both sides are printed and tabled side by side.
+  counts of both sides are printed and tabled side by side. Checkpointing is MMSA's too: only the
+  best model, when validation improves (`save_last=False`: msakit writes no per-epoch resumable
+  `last`; the training is the same, tests/test_training_options.py).
 
 Protocol, identical for both: the exported pickle; model selection and early stopping on the
 validation split (patience 6, MMSA's `early_stop`), epochs uncapped until early stopping, then one
@@ -86,10 +88,11 @@ SIZE_MATCHED: dict[str, dict[str, Any]] = {
             "dropout": 0.3,
             "post_fusion_dropout": 0.5,
         },
-        "train": {"batch_size": 32, "lr": 1e-3},
+        "train": {"batch_size": 32, "lr": 1e-3, "grad_clip": 0.0, "save_last": False},
         "why": "MMSA hidden_dims (128, 32, 128), text_out 32, post_fusion_dim 64; one non-text width 65 gives "
         "MMSA's fused size (33·66·66 ≈ 33·33·129); text: MMSA's TextSubNet (unilstm: one unidirectional "
-        "128-wide LSTM on the features), no input standardisation (MMSA has none)",
+        "128-wide LSTM on the features), no input standardisation (MMSA has none); no gradient clipping "
+        "(MMSA's TFN trainer clips none)",
     },
     "lmf": {
         "model": {
@@ -101,13 +104,13 @@ SIZE_MATCHED: dict[str, dict[str, Any]] = {
             "rank": 3,
             "dropout": 0.3,
         },
-        "train": {"batch_size": 64, "lr": 1e-3, "weight_decay": 0.005, "grad_clip": 0.0},
+        "train": {"batch_size": 64, "lr": 1e-3, "weight_decay": 0.005, "grad_clip": 0.0, "save_last": False},
         "why": "MMSA hidden_dims (128, 16, 128), text_out 64, rank 3; text: MMSA's TextSubNet (unilstm, 128 "
         "wide), no input standardisation (MMSA has none); no gradient clipping (MMSA's LMF trainer clips none)",
     },
     "lf_dnn": {
         "model": {"text_encoder": "unilstm", "feature_norm": False, "hidden_dim": 128, "dropout": 0.2},
-        "train": {"batch_size": 128, "lr": 1e-3, "weight_decay": 0.01, "grad_clip": 0.0},
+        "train": {"batch_size": 128, "lr": 1e-3, "weight_decay": 0.01, "grad_clip": 0.0, "save_last": False},
         "why": "MMSA hidden_dims (128, 16, 128), text_out 256, post_fusion_dim 128; msakit has one width (128) "
         "for every sub-network and the head; text: MMSA's TextSubNet (unilstm, 128 wide), no input "
         "standardisation (MMSA has none); no gradient clipping (MMSA's LF-DNN trainer clips none)",
@@ -125,7 +128,7 @@ SIZE_MATCHED: dict[str, dict[str, Any]] = {
             "embed_dropout": 0.2,
             "dropout": 0.0,
         },
-        "train": {"batch_size": 16, "lr": 2e-3, "weight_decay": 0.005, "grad_clip": 0.6},
+        "train": {"batch_size": 16, "lr": 2e-3, "weight_decay": 0.005, "grad_clip": 0.6, "save_last": False},
         "why": "MMSA dst_feature_dim_nheads (50, 10), nlevels 4 (its memory transformers run max(4, 3) = 4 "
         "layers, 2·50 wide: memory=concat), feed-forward 4× wide (ffn_mult=4), relu_dropout = res_dropout = 0 "
         "(ffn_dropout=0)",
@@ -760,6 +763,11 @@ def render(runs: dict[str, Any]) -> str:
             fields = ", ".join(f"{k}={v}" for k, v in cfg["model"].items())
             train = ", ".join(f"{k}={v}" for k, v in cfg["train"].items())
             text += f"| {model} | `{fields}`; `{train}` | {cfg['why']} |\n"
+        text += (
+            "\n`save_last=False` in every row is MMSA's checkpointing: its trainers save the model only when "
+            "validation improves, so msakit writes no per-epoch resumable `last` either (the same training: "
+            "tests/test_training_options.py; such a fit cannot be resumed, and `--resume` says so).\n"
+        )
     return text + NOTES
 
 
