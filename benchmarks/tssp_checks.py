@@ -1,9 +1,11 @@
-"""Two checks docs/models/tssp_msa.md relies on.
+"""Three checks docs/models/tssp_msa.md relies on.
 
     # re-encoding with the *un*-adapted MiniLM reproduces the dataset's precomputed text states
     OMP_NUM_THREADS=1 python benchmarks/tssp_checks.py reencode --data data/mosi --samples 4
     # mean expert weight α per modality on the test split, over the seeds of a run
     OMP_NUM_THREADS=1 python benchmarks/tssp_checks.py expert-weights runs/tssp_mosi_table4/00 --data data/mosi
+    # validation MAE of one checkpoint at several evaluation batch sizes (mc_masks per_sample vs shared)
+    OMP_NUM_THREADS=1 python benchmarks/tssp_checks.py batch-sizes RUN/seed1/best --data data/mosi-e5
 
 `reencode` prints the largest absolute difference between `layers.RawTextEncoder` (packaged
 all-MiniLM-L6-v2 weights) applied to the first N training transcripts and the
@@ -11,7 +13,9 @@ precomputed token states of the prepared dataset, over their valid steps. So "no
 adaptation" (precomputed features) and "S-MLM" (re-encoded with the adapted encoder)
 differ only in the encoder's weights. `expert-weights` loads every RUN/seed*/best and
 prints the mean α (`ModelOutput.modality_weights`) per modality over the test samples
-that have it, mean ± std over seeds.
+that have it, mean ± std over seeds. `batch-sizes` evaluates one checkpoint on a split at
+batch sizes 256, 128, 64, 17 and 1 and prints each MAE and their spread: with per-sample eval
+MC masks the output moves with the batch, with `mc_masks: shared` it does not.
 """
 
 from __future__ import annotations
@@ -69,6 +73,23 @@ def expert_weights(run: Path, data: str) -> dict[str, tuple[float, float]]:
     return out
 
 
+def batch_sizes(checkpoint: Path, data: str, split: str = "valid") -> dict[int, float]:
+    from msakit.training import evaluate, load_checkpoint
+
+    dataset = load_dataset(data)
+    model, _ = load_checkpoint(checkpoint)
+    maes = {
+        b: float(evaluate(model, dataset.split(split), dataset.info.metric_set, batch_size=b)["MAE"])
+        for b in (256, 128, 64, 17, 1)
+    }
+    print(
+        f"{checkpoint} ({split}, mc_masks {getattr(model.config, 'mc_masks', '-')}): "
+        + ", ".join(f"batch {b} MAE {v:.4f}" for b, v in maes.items())
+        + f"; spread {max(maes.values()) - min(maes.values()):.1e}"
+    )
+    return maes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -78,9 +99,14 @@ def main() -> None:
     e = sub.add_parser("expert-weights")
     e.add_argument("run", type=Path)
     e.add_argument("--data", required=True)
+    b = sub.add_parser("batch-sizes")
+    b.add_argument("checkpoint", type=Path)
+    b.add_argument("--data", required=True)
     args = parser.parse_args()
     if args.cmd == "reencode":
         reencode(args.data, args.samples)
+    elif args.cmd == "batch-sizes":
+        batch_sizes(args.checkpoint, args.data)
     else:
         expert_weights(args.run, args.data)
 

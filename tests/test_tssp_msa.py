@@ -323,6 +323,32 @@ def test_shared_eval_mc_masks_make_tssp_padding_invariant_and_predict_orders_it_
         assert a.prediction == pytest.approx(b.prediction, abs=1e-5)
 
 
+def test_shared_eval_mc_masks_keep_the_re_encoding_model_padding_invariant(tmp_path: Path) -> None:
+    """With a stage-1 text folder the adapted MiniLM pads each batch's transcripts; with shared
+    masks a sample's output is still the one it has alone (transcripts of 2 to 20 words)."""
+    data = make_synthetic(SyntheticConfig(sizes=(16, 6, 8), dims=(384, 6, 5)))
+    words = ["good", "bad", "movie", "the", "plot", "was", "awful", "great", "acting", "boring"]
+    splits = {
+        name: replace(split, raw_text=[" ".join(words[: 2 + (3 * i) % 19]) for i in range(len(split.ids))])
+        for name, split in data.splits.items()
+    }
+    data = MSADataset(data.info, splits, source="varied-transcripts")
+    create_objective("s_mlm", max_steps=1, batch_size=4, head_warmup_steps=0, train_layers=1).fit(
+        data, tmp_path / "smlm", progress=False
+    )
+    model = _model(data, pretrained_text=str(tmp_path / "smlm"), mc_masks="shared")
+    model.load_pretrained()
+    model.eval()
+    assert model.declared_capabilities.reads_raw_text and model.declared_capabilities.padding_invariant
+    assert model.text_encoder is not None
+    split = data.split("test")
+    with torch.no_grad():
+        alone = torch.cat([model(split.batch([i])).prediction for i in range(len(split))])
+        model.text_encoder.clear_cache()  # re-encode in one padded batch, not from the per-sample cache
+        together = model(split.batch(list(range(len(split))))).prediction
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_noisy_modality_gets_lower_expert_weight(tmp_path: Path) -> None:
     """synthetic:noisy: each modality is pure noise for 30 % of samples (role 1)."""
