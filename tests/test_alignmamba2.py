@@ -104,11 +104,12 @@ def test_alignment_reduces_held_out_ot_and_mmd(tiny_dataset: MSADataset) -> None
     assert measured[1.0]["mmd"] < 0.85 * measured[0.0]["mmd"]
 
 
-def _alone_and_together(model, split):  # type: ignore[no-untyped-def]
+def _alone_and_together(model, split, key: str = "prediction"):  # type: ignore[no-untyped-def]
     n = len(split)
+    pick = (lambda out: out.prediction) if key == "prediction" else (lambda out: out.explanations[key])
     with torch.no_grad():
-        together = model(split.batch(list(range(n)))).prediction  # segments padded to the longest sample
-        alone = torch.cat([model(split.batch([i])).prediction for i in range(n)])
+        together = pick(model(split.batch(list(range(n)))))  # segments padded to the longest sample
+        alone = torch.cat([pick(model(split.batch([i]))) for i in range(n)])
     return together, alone
 
 
@@ -128,6 +129,8 @@ def test_the_segment_layout_moves_a_sample_with_its_batch_through_the_conv_and_p
         assert packed.declared_capabilities.padding_invariant
         p_together, p_alone = _alone_and_together(packed, split)
         torch.testing.assert_close(p_together, p_alone, rtol=1e-5, atol=1e-6)
+        if experts == "both":  # the routing explanations are scattered back to their modality's tokens
+            torch.testing.assert_close(*_alone_and_together(packed, split, "specific_share"), rtol=1e-5, atol=1e-6)
         packed.load_state_dict(_model(tiny_dataset, experts=experts).state_dict())
         _, old_alone = _alone_and_together(_model(tiny_dataset, experts=experts).eval(), split)
         torch.testing.assert_close(p_alone, old_alone, rtol=1e-5, atol=1e-6)  # same function, no padding
