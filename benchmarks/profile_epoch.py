@@ -709,14 +709,17 @@ def _stop_block(bench: Path, n: int, key: str) -> list[str]:
 
 def _profile_ab_lines(ab: dict[str, Any]) -> list[str]:
     """The command and per-phase table of a profile_epoch.py A/B (`--ab-train-opt`), CPU ms per epoch."""
-    a, b = ab["argv"][ab["argv"].index("--ab-train-opt") + 1 :][:2]
+    argv = ab["argv"]
+    a, b = argv[argv.index("--ab-train-opt") + 1 :][:2]
+    epochs = argv[argv.index("--epochs") + 1] if "--epochs" in argv else "4"
+    pairs = min(len(res["pairs"]) for res in ab["models"].values())
     lines = [
-        f"    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/profile_epoch.py {' '.join(ab['argv'])}",
+        f"    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/profile_epoch.py {' '.join(argv)}",
         "",
-        f"CPU ms per epoch (epochs 2-{ab['epochs']}, median over {ab['pairs']} interleaved pairs; load average "
+        f"CPU ms per epoch (epochs 2-{epochs}, median over {pairs} interleaved pairs; load average "
         f"{ab['load_avg_start']:.1f} at the start, {ab['load_avg_end']:.1f} at the end), A = `{a}`, B = `{b}`:",
         "",
-        "| model | phase | A | B | B ÷ A, median of pairs |",
+        "| model | phase | A | B | B ÷ A, median of the per-pair ratios |",
         "|---|---|---:|---:|---:|",
     ]
     for model, res in ab["models"].items():
