@@ -166,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --run {spec!r}: expected LABEL=DIR with DIR/results.json", file=sys.stderr)
             return 2
         runs.append((label, Path(folder)))
+    from msakit.training.sealed import refuse_sealed
+
+    refuse_sealed([folder for _, folder in runs], "collect_runs")  # a --run row shows test metrics
     pairs = []
     for spec in args.pair:
         label, sep, dirs = spec.partition("=")

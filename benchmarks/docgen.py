@@ -380,8 +380,11 @@ LOWER_IS_BETTER = {"MAE"}
 
 def collect_ablation(run: Path, command: str) -> dict[str, Any]:
     """RUN/NN/results.json (one per row, in `msakit ablate` order) -> per-row seeds and metrics."""
+    from msakit.training.sealed import refuse_sealed
+
     rows = {}
     for path in sorted(run.glob("[0-9][0-9]/results.json")):
+        refuse_sealed([path.parent], "docgen")  # a row shows test metrics
         r = json.loads(path.read_text())
         label = r.get("row") or path.parent.name
         rows[label] = {

@@ -28,6 +28,7 @@ import numpy as np
 from msakit.data import load_dataset
 from msakit.io import atomic_write_json
 from msakit.training import evaluate, load_checkpoint
+from msakit.training.sealed import refuse_sealed
 
 KEYS = ("Non0_acc_2", "Non0_F1_score", "Has0_acc_2", "Mult_acc_7", "MAE", "Corr", "Acc", "F1")
 
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--command", default="", help="the training command, recorded in --json")
     given = sys.argv[1:] if argv is None else argv
     args = p.parse_args(given)
+    if args.test:  # validation alone may be read from a sealed run: that is the choice it is sealed for
+        refuse_sealed([args.run], "ensemble_rows")
     data = load_dataset(args.data)
     splits = ("valid", "test") if args.test else ("valid",)
     per_seed = rows(args.run, data, splits)

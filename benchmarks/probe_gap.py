@@ -38,6 +38,7 @@ import torch
 from msakit.data import load_dataset
 from msakit.probe import _fit_predict, _standardise, linear_probe, pooled_features
 from msakit.training.checkpoint import load_checkpoint, read_checkpoint_meta
+from msakit.training.sealed import refuse_sealed
 
 
 def probe_test_predictions(data: Any, name: str = "text") -> tuple[np.ndarray, dict[str, Any]]:
@@ -178,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resamples < 100:
         print("probe_gap: error: --resamples must be at least 100", file=sys.stderr)
         return 2
+    refuse_sealed([spec.rpartition("=")[2] for spec in args.runs], "probe_gap")  # it reads every run's test
     data = load_dataset(args.data)
     if data.info.num_classes != 1:
         print(f"probe_gap: error: {args.data}: a regression dataset is needed (num_classes 1)", file=sys.stderr)

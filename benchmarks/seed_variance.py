@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from msakit.data import load_dataset
 from msakit.io import atomic_write_json
 from msakit.training import load_checkpoint
+from msakit.training.sealed import refuse_sealed
 from msakit.training.trainer import predict_split
 from probe_gap import METRICS, model_test_predictions, probe_test_predictions
 
@@ -176,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not label or not run:
             p.error(f"run {item!r}: expected LABEL=RUN")
         runs.append((label, Path(run)))
+    if args.test or not args.sizes:  # --sizes without --test reads validation only, which a sealed run allows
+        refuse_sealed([run for _, run in runs], "seed_variance")
     data = load_dataset(args.data)
     labels = {s: np.asarray(data.split(s).labels, dtype=np.float64).reshape(-1) for s in SPLITS}
     if args.sizes:

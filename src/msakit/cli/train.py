@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from msakit.cli.common import FORMATTER, add_training_options, overrides_from, print_result
+
+if TYPE_CHECKING:  # torch: imported by the command that runs
+    from msakit.training.trainer import RunResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Train MODEL on DATA for each seed: select the epoch on the validation split, stop early on it, "
             "then evaluate that checkpoint once on the test split. Prints mean ± std over seeds and writes "
-            "OUT/results.json, OUT/seed<N>/best (safetensors + config.json), log.csv and TensorBoard logs."
+            "OUT/results.json, OUT/seed<N>/best (safetensors + config.json), log.csv and TensorBoard logs. "
+            "With --seal-test the test split is not evaluated: compare runs on validation, then open it with "
+            "`msakit test OUT`."
         ),
         formatter_class=FORMATTER,
     )
@@ -28,6 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, help="output folder (default: runs/<model>-<dataset>)")
     p.add_argument("--resume", action="store_true", help="continue each seed from OUT/seed<N>/last if present")
+    p.add_argument(
+        "--seal-test",
+        action="store_true",
+        help="train, select and stop early exactly as without it (the same checkpoints) but never evaluate the "
+        "test split: nothing about test is printed or written; results.json holds the validation metrics and "
+        "says the split is sealed. Make the choice on validation, then open it with `msakit test OUT`",
+    )
     p.add_argument(
         "--nproc",
         type=int,
@@ -50,18 +63,35 @@ def run_train(args: argparse.Namespace) -> int:
         return launch(_rank_argv(args), args.nproc)
     from msakit.data import load_dataset
     from msakit.training import Trainer
+    from msakit.training.sealed import Seal
 
     model_overrides, train_config = overrides_from(args)
     dataset = load_dataset(args.data)
     out = args.out or Path("runs") / f"{args.model}-{dataset.info.name.replace(':', '-').replace('/', '-')}"
-    trainer = Trainer(args.model, dataset, model_overrides=model_overrides, train_config=train_config, out_dir=out)
+    seal = Seal(data=args.data) if args.seal_test else None
+    trainer = Trainer(
+        args.model, dataset, model_overrides=model_overrides, train_config=train_config, out_dir=out, seal=seal
+    )
     try:
         result = trainer.fit(resume=args.resume)
     finally:
         _leave_process_group()
     if trainer.runtime.is_main:
-        print_result(result, out)
+        (print_sealed if seal else print_result)(result, out)
     return 0
+
+
+def print_sealed(result: RunResult, out_dir: Path) -> None:
+    """The validation table of a sealed run, and how to open its test split."""
+    from msakit.report import metric_table
+
+    n = len(result.seeds)
+    print(f"\n{result.model} on {result.dataset}: VALIDATION metrics, mean ± std over {n} seed(s)")
+    print("(the test split is sealed: it was not evaluated)\n")
+    print(metric_table([(result.model, result.summary("valid"))], result.metric_set, markdown=False))
+    print(f"\nresults: {out_dir / 'results.json'}; after the choice, open the test split: msakit test {out_dir}")
+    for message in result.warnings:  # validation-only checks for a sealed run, also in results.json
+        print(f"warning: {message}")
 
 
 def _rank_argv(args: argparse.Namespace) -> list[str]:
@@ -72,6 +102,8 @@ def _rank_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--out", str(args.out)]
     if args.resume:
         argv.append("--resume")
+    if args.seal_test:
+        argv.append("--seal-test")
     if args.preset:
         argv += ["--preset", args.preset]
     for opt in args.model_opt:

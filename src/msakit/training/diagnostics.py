@@ -101,12 +101,19 @@ def seed_predictions(checkpoint: str, dataset: MSADataset, split: str, device: t
     return torch.cat([out.prediction.float().cpu() for out, _ in outputs]).numpy()
 
 
-def diagnose_run(result: RunResult, dataset: MSADataset, *, device: torch.device | str = "cpu") -> list[str]:
-    """Every warning for a finished run (module docstring), most specific first."""
+def diagnose_run(
+    result: RunResult,
+    dataset: MSADataset,
+    *,
+    device: torch.device | str = "cpu",
+    splits: tuple[str, ...] = ("valid", "test"),
+) -> list[str]:
+    """Every warning for a finished run (module docstring), most specific first; the near-constant check
+    reads only `splits` (a sealed run: validation alone)."""
     warnings = untrainable_modalities(dataset)
     classification = dataset.info.num_classes > 1
     for seed in result.seeds:
-        for split in ("valid", "test"):
+        for split in splits:
             if split not in dataset.splits:
                 continue
             pred = seed_predictions(seed.checkpoint, dataset, split, device)

@@ -61,6 +61,7 @@ from msakit.training.engine import (
     fit,
     supervised_loss,
 )
+from msakit.training.sealed import SEAL_KEY, Seal, check_resume, previous_seal_time
 
 __all__ = [
     "BatchTransform",
@@ -83,7 +84,7 @@ class SeedResult:
     best_epoch: int
     epochs_run: int
     valid: dict[str, float]
-    test: dict[str, float]
+    test: dict[str, float] | None  # None: the test split is sealed (msakit.training.sealed)
     seconds_per_epoch: float
     checkpoint: str
     # an ensemble seed (`TrainConfig.ensemble` >= 2): one entry per member, {seed, best_epoch, epochs_run, valid,
@@ -92,7 +93,7 @@ class SeedResult:
     members: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if not (k == "members" and v is None)}
+        return {k: v for k, v in self.__dict__.items() if not (k in ("members", "test") and v is None)}
 
 
 @dataclass
@@ -113,14 +114,25 @@ class RunResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        sealed = any(s.test is None for s in self.seeds)  # a sealed run summarises validation, never test
+        summary = self.summary("valid" if sealed else "test")
         return {
             "model": self.model,
             "dataset": self.dataset,
             "metric_set": self.metric_set,
             "seeds": [s.to_dict() for s in self.seeds],
-            "test_summary": {k: {"mean": m, "std": s} for k, (m, s) in self.summary().items()},
+            f"{'valid' if sealed else 'test'}_summary": {k: {"mean": m, "std": s} for k, (m, s) in summary.items()},
             "warnings": list(self.warnings),
         }
+
+
+def result_from_dict(payload: dict[str, Any]) -> RunResult:
+    """The `RunResult` a results.json holds (its "seeds" entries as `SeedResult`s)."""
+    fields = SeedResult.__dataclass_fields__
+    seeds = [SeedResult(**{"test": None, **{k: v for k, v in s.items() if k in fields}}) for s in payload["seeds"]]
+    return RunResult(
+        payload["model"], payload["dataset"], payload["metric_set"], seeds, list(payload.get("warnings", []))
+    )
 
 
 MEMBER_SEED_STRIDE = 1_000_000
@@ -204,6 +216,7 @@ class Trainer:
         callbacks: Sequence[Any] = (),
         sampler: Sampler | None = None,
         report_warnings: bool = True,
+        seal: Seal | None = None,
     ) -> None:
         if issubclass(get_model_class(model_name), DeepEnsemble):
             raise ConfigError(
@@ -212,6 +225,7 @@ class Trainer:
             )
         self.model_name = model_name
         self.report_warnings = report_warnings  # False: warnings go to the result and results.json only (tune)
+        self.seal = seal  # a Seal: the test split is never evaluated (msakit.training.sealed; `msakit test` opens it)
         self.dataset = dataset
         self.cfg = train_config or TrainConfig()
         overrides = {**dataset.info.model_overrides(), **(model_overrides or {})}
@@ -270,22 +284,32 @@ class Trainer:
     def fit(self, *, resume: bool = False) -> RunResult:
         if self.cfg.num_threads > 0 and self.device.type == "cpu":
             torch.set_num_threads(self.cfg.num_threads)
+        if resume:  # before anything is written
+            check_resume(self.out_dir, sealed=self.seal is not None)
+            if self.seal is not None:
+                self.seal.sealed_at = previous_seal_time(self.out_dir) or self.seal.sealed_at
         result = RunResult(self.model_name, self.dataset.info.name, self.metric_set.name)
         for seed in self.cfg.seeds:
             result.seeds.append(self.fit_seed(seed, resume=resume))
             if self.runtime.is_main:  # rewritten after every seed: a stopped run keeps the seeds it finished
-                atomic_write_json(
-                    self.out_dir / "results.json", {**result.to_dict(), "seeds_planned": list(self.cfg.seeds)}
-                )
+                atomic_write_json(self.out_dir / "results.json", self._results_payload(result))
         if self.runtime.is_main and result.seeds:
             from msakit.training.diagnostics import diagnose_run
 
-            result.warnings = diagnose_run(result, self.dataset, device=self.device)
+            splits = ("valid",) if self.seal is not None else ("valid", "test")
+            result.warnings = diagnose_run(result, self.dataset, device=self.device, splits=splits)
             for message in result.warnings if self.report_warnings else ():
                 print(f"msakit: warning: {message}", file=sys.stderr)
-            payload = {**result.to_dict(), "seeds_planned": list(self.cfg.seeds)}
-            atomic_write_json(self.out_dir / "results.json", payload)
+            atomic_write_json(self.out_dir / "results.json", self._results_payload(result))
         return result
+
+    def _results_payload(self, result: RunResult) -> dict[str, Any]:
+        """results.json: the result, the planned seeds and, for a sealed run, its seal record."""
+        payload = {**result.to_dict(), "seeds_planned": list(self.cfg.seeds)}
+        if self.seal is not None:
+            record = self.seal.record(self.out_dir, eval_batch_size=self.data.eval_batch_size, device=str(self.device))
+            payload[SEAL_KEY] = record
+        return payload
 
     def fit_seed(self, seed: int, *, resume: bool = False) -> SeedResult:
         if resume and not self.cfg.save_last:  # before anything is written
@@ -354,12 +378,14 @@ class Trainer:
 
     def _scored(self, run_dir: Path) -> dict[str, Any]:
         """{valid, test} of `run_dir/best`: its recorded validation metrics and one test evaluation (rank 0),
-        the same on every rank."""
+        the same on every rank; test None (not evaluated) when the test split is sealed."""
         outcome: dict[str, Any] | None = None
         if self.runtime.is_main:
             best, meta = load_checkpoint(run_dir / "best", map_location=self.device)
-            test: dict[str, float] = {}
-            if self.data.has_split("test"):
+            test: dict[str, float] | None = {}
+            if self.seal is not None:
+                test = None
+            elif self.data.has_split("test"):
                 test = evaluate(
                     best,
                     self.dataset.split("test"),
