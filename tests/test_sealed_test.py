@@ -139,6 +139,25 @@ def test_opening_completes_the_folder_of_a_plain_run(runs: dict[str, Path], tmp_
     _same_folders(runs["plain"], sealed)
 
 
+def test_opening_recomputes_the_warnings_over_both_splits(
+    runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import msakit.training.diagnostics as diagnostics
+
+    seen: list[str] = []
+    real = diagnostics.seed_predictions
+
+    def spy(checkpoint: str, dataset: Any, split: str, device: Any) -> Any:
+        seen.append(split)
+        return real(checkpoint, dataset, split, device)
+
+    monkeypatch.setattr(diagnostics, "seed_predictions", spy)
+    sealed = tmp_path / "sealed"
+    shutil.copytree(runs["sealed"], sealed)
+    assert main(["test", str(sealed)]) == 0
+    assert seen == ["valid", "test", "valid", "test"]
+
+
 def test_opening_twice_or_a_plain_run_evaluates_and_writes_nothing(
     runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -233,8 +252,14 @@ def test_nproc_ranks_train_sealed_too() -> None:
 
 
 def test_bad_runs_exit_2_in_one_line_with_results_untouched(
-    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import msakit.training.trainer as trainer
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise AssertionError("evaluated before every checkpoint was checked")
+
+    monkeypatch.setattr(trainer, "evaluate", refuse)  # a bad run is refused before any evaluation
     assert main(["test", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(tmp_path / "results.json") in err and "not a run folder" in err
