@@ -45,6 +45,7 @@ from msakit.robustness.protocols import PRIMARY_METRIC, auilc
 from msakit.robustness.training import fit_with_robustness
 from msakit.training import Trainer, train_config_from
 from msakit.training.checkpoint import load_checkpoint
+from msakit.training.sealed import refuse_sealed
 from msakit.training.trainer import evaluate, predict_split
 
 
@@ -394,6 +395,7 @@ def ablations(args: argparse.Namespace) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     metric_set = "mosi"
     if args.full:
+        refuse_sealed([args.full], "reliability_models")  # its row shows test metrics
         run = json.loads((Path(args.full) / "results.json").read_text())
         metric_set = run.get("metric_set", metric_set)
         rows["full"] = _ablation_row(run, model_overrides={}, source=str(args.full))
@@ -464,6 +466,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         for run in sorted(data_dir.iterdir()):
             if not (run / "results.json").is_file():
                 continue
+            refuse_sealed([run], "reliability_models")  # its table shows test metrics
             res = json.loads((run / "results.json").read_text())
             seeds = res["seeds"]
             columns = COLUMNS if "MAE" in seeds[0]["test"] else CLASS_COLUMNS

@@ -188,6 +188,7 @@ def test_an_ensemble_run_seals_and_opens_to_the_plain_ensemble_run(tmp_path: Pat
     assert main(["train", *ARGS, *ens, "--out", str(tmp_path / "sealed"), "--seal-test"]) == 0
     assert "test" not in _results(tmp_path / "sealed")["seeds"][0]
     _same_folders(tmp_path / "plain", tmp_path / "sealed")
+    assert _bench("ensemble_rows").main([str(tmp_path / "sealed"), "--data", "synthetic"]) == 0  # validation: allowed
     assert main(["test", str(tmp_path / "sealed")]) == 0
     assert _untimed(_results(tmp_path / "sealed")) == _untimed(_results(tmp_path / "plain"))
     _same_folders(tmp_path / "plain", tmp_path / "sealed")
@@ -317,3 +318,19 @@ def test_an_opened_run_is_read_again(runs: dict[str, Path], tmp_path: Path) -> N
     assert sealed_message(sealed) is not None
     assert main(["test", str(sealed)]) == 0
     assert sealed_message(sealed) is None and sealed_message(runs["plain"]) is None
+
+
+def test_other_collectors_of_test_numbers_refuse_a_sealed_run(runs: dict[str, Path], tmp_path: Path) -> None:
+    sealed = runs["sealed"]
+    reliability = _bench("reliability_models")
+    for call in (
+        lambda: reliability.ablations(argparse.Namespace(full=str(sealed), rows=[])),
+        lambda: _bench("reference_results").run_model("late_fusion", None, sealed, {}, {}, True),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            call()
+        assert exc.value.code == 2
+    shutil.copytree(sealed, tmp_path / "synthetic" / "late_fusion")
+    with pytest.raises(SystemExit) as exc:
+        reliability.collect(argparse.Namespace(runs=str(tmp_path), probe=[]))
+    assert exc.value.code == 2

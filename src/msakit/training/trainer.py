@@ -4,7 +4,8 @@ For each seed: train on `train`, evaluate on `valid` after every epoch, keep the
 checkpoint with the best validation score (the metric set's selection key unless
 `TrainConfig.select_metric` names another), stop after `patience` epochs without
 improvement, then evaluate that checkpoint once on `test`. The test split is never
-looked at before that. Results over seeds are reported as mean ± std (sample std,
+looked at before that; with a `Seal` (`msakit train --seal-test`) not at all, and
+`msakit test RUN` opens it later (msakit.training.sealed). Results over seeds are reported as mean ± std (sample std,
 ddof=1).
 
 The training itself is `msakit.training.engine.fit`; this module is only the protocol
@@ -296,8 +297,10 @@ class Trainer:
         if self.runtime.is_main and result.seeds:
             from msakit.training.diagnostics import diagnose_run
 
-            splits = ("valid",) if self.seal is not None else ("valid", "test")
-            result.warnings = diagnose_run(result, self.dataset, device=self.device, splits=splits)
+            if self.seal is None:
+                result.warnings = diagnose_run(result, self.dataset, device=self.device)
+            else:  # the test split is sealed: the near-constant check reads validation only
+                result.warnings = diagnose_run(result, self.dataset, device=self.device, splits=("valid",))
             for message in result.warnings if self.report_warnings else ():
                 print(f"msakit: warning: {message}", file=sys.stderr)
             atomic_write_json(self.out_dir / "results.json", self._results_payload(result))
