@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from msakit.cli.common import FORMATTER, print_result
+from msakit.cli.common import print_result
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "or never sealed, is not evaluated again: its recorded test table is printed. A run with seeds "
             "still to train, or a missing seed checkpoint, is refused with nothing written."
         ),
-        formatter_class=FORMATTER,
+        formatter_class=argparse.HelpFormatter,  # no option has a fixed default: each help says what it falls back to
     )
     p.add_argument("run", type=Path, help="a run folder of `msakit train --seal-test` (holds results.json)")
     p.add_argument("--data", help="dataset spec (default: the one the run recorded at training)")
