@@ -334,3 +334,22 @@ def test_other_collectors_of_test_numbers_refuse_a_sealed_run(runs: dict[str, Pa
     with pytest.raises(SystemExit) as exc:
         reliability.collect(argparse.Namespace(runs=str(tmp_path), probe=[]))
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("command", ["eval", "predict", "robustness"])
+def test_the_checkpoint_commands_refuse_the_test_split_of_a_sealed_run(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    def args(checkpoint: Path, out: Path, *split: str) -> list[str]:
+        extra = {"eval": [], "predict": ["--out", str(out)], "robustness": ["--out", str(out), "--protocol", "modality"]}
+        return [command, str(checkpoint), "--data", "synthetic", *split, *extra[command]]
+
+    sealed, plain = runs["sealed"] / "seed1" / "best", runs["plain"] / "seed1" / "best"
+    capsys.readouterr()
+    assert main(args(sealed, tmp_path / "refused")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "sealed" in err and f"msakit test {runs['sealed'].resolve()}" in err
+    assert not (tmp_path / "refused").exists()  # refused before anything is written
+    # the validation split stays open, and a plain run's checkpoint reads test as before
+    assert main(args(sealed, tmp_path / "valid", "--split", "valid")) == 0
+    assert main(args(plain, tmp_path / "plain")) == 0

@@ -56,7 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _load(args: argparse.Namespace) -> tuple[LoadedModel, MSADataset]:
     from msakit.data import load_dataset
     from msakit.service import load_model
+    from msakit.training.sealed import check_split_open
 
+    check_split_open(args.checkpoint, args.split)  # before anything is loaded or written
     return load_model(args.checkpoint), load_dataset(args.data)
 
 

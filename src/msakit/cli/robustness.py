@@ -114,10 +114,13 @@ def _evaluate_one(checkpoint: Path, dataset: Any, args: argparse.Namespace, sett
 def run_robustness(args: argparse.Namespace) -> int:
     from msakit.data import load_dataset
     from msakit.robustness.perturbations import RobustnessError
+    from msakit.training.sealed import check_split_open
 
     if (args.checkpoint is None) == (args.compare is None):
         raise RobustnessError("give either one CHECKPOINT or --compare A B ... (not both, not neither)")
     settings = _settings(args)  # rejects bad rates before anything is loaded
+    for checkpoint in [args.checkpoint] if args.checkpoint is not None else args.compare:
+        check_split_open(checkpoint, args.split)
     dataset = load_dataset(args.data)
     if args.checkpoint is not None:
         report = _evaluate_one(args.checkpoint, dataset, args, settings)

@@ -10,7 +10,9 @@ warnings over both splits and rewrites results.json in one atomic write, so the 
 equals a plain run's field for field apart from timing (seconds_per_epoch) and the
 `test_split` record, which then says "opened" and when.
 
-Readers that need test numbers call `refuse_sealed` (or `sealed_message`) first.
+Readers that need test numbers call `refuse_sealed` (or `sealed_message`) first; `msakit eval`,
+`predict` and `robustness` refuse the test split of a checkpoint inside a sealed run
+(`check_split_open`).
 """
 
 from __future__ import annotations
@@ -98,6 +100,25 @@ def refuse_sealed(runs: Any, reader: str) -> None:
         if message:
             print(f"{reader}: error: {message}", file=sys.stderr)
             raise SystemExit(2)
+
+
+def check_split_open(checkpoint: Path, split: str) -> None:
+    """DataError when `split` is "test" and CHECKPOINT lies in a run whose test split is sealed.
+
+    `msakit eval`, `predict` and `robustness` read a checkpoint, not a run, and default to the test
+    split, so without this the commonest command would open the seal; a checkpoint sits at
+    RUN/seedN/best or, for an ensemble member, RUN/seedN/memberJ/best.
+    """
+    if split != "test":
+        return
+    for run in list(Path(checkpoint).resolve().parents)[:3]:
+        if sealed_message(run):
+            raise DataError(
+                f"checkpoint {checkpoint} belongs to a run whose test split is sealed (msakit train --seal-test); "
+                f"use --split valid, or open the test split with `msakit test {run}` once the choice is made",
+                path=run / "results.json",
+                field=SEAL_KEY,
+            )
 
 
 def check_resume(out_dir: Path, *, sealed: bool) -> None:
