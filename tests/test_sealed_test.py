@@ -341,7 +341,8 @@ def test_the_checkpoint_commands_refuse_the_test_split_of_a_sealed_run(
     runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
     def args(checkpoint: Path, out: Path, *split: str) -> list[str]:
-        extra = {"eval": [], "predict": ["--out", str(out)], "robustness": ["--out", str(out), "--protocol", "modality"]}
+        written = ["--out", str(out)]
+        extra = {"eval": [], "predict": written, "robustness": [*written, "--protocol", "modality"]}
         return [command, str(checkpoint), "--data", "synthetic", *split, *extra[command]]
 
     sealed, plain = runs["sealed"] / "seed1" / "best", runs["plain"] / "seed1" / "best"
