@@ -635,6 +635,75 @@ def variants_section(variants: list[dict[str, Any]], data: str) -> str:
     return text
 
 
+def text_lstm_section(section: dict[str, Any], variants: list[dict[str, Any]]) -> str:
+    """The text LSTM alone (profile_epoch.py --micro text_lstm) against the whole epoch of the pairs it names."""
+    micro = section["micro"]
+    pairs = next(v for v in variants if v["label"] == section["pairs"])
+    rows = {r["model"]: r for r in micro["rows"]}
+    text = (
+        f"### The text LSTM alone: {section['label']}\n\n"
+        "What the size-matched LMF's and LF-DNN's text LSTM costs by itself per training epoch (forward and "
+        "backward, no other layer, no validation): msakit's `lstm=segments` path on the epoch's length-bucketed "
+        "batches, the same segments as bare `nn.LSTM` calls (without the path's sorting and padding), and "
+        "MMSA's TextSubNet LSTM over every padded step on random batches. One LSTM's weights for all three, "
+        f"which alternate within each of {micro['repeats']} rounds; medians of rounds 2-{micro['repeats']}; "
+        f"load average {micro['load_avg_1min']:.1f} at the end.\n\n"
+        f"Command: `{micro['command']}`\n\n"
+        "| model | batch | LSTM calls / epoch, msakit / MMSA | LSTM steps / epoch, msakit / MMSA | "
+        "msakit segments, CPU s / epoch | bare calls | MMSA | µs per step, msakit / MMSA | "
+        "LSTM alone (msakit ÷ MMSA) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+    for model, r in rows.items():
+        cpu, calls, steps, per = r["cpu_s_per_epoch"], r["calls_per_epoch"], r["lstm_steps_per_epoch"], r["us_per_step"]
+        text += (
+            f"| {model} | {r['batch']} | {calls['segments']} / {calls['mmsa']} | {steps['segments']:,} / "
+            f"{steps['mmsa']:,} | {cpu['segments']:.3f} | {cpu['bare_calls']:.3f} | {cpu['mmsa']:.3f} | "
+            f"{per['segments']:.1f} / {per['mmsa']:.1f} | {r['ratio_segments_to_mmsa']:.3f} |\n"
+        )
+    runs_of = {m: list(pairs["timing"][m].values()) for m in rows}
+    whole = {
+        m: {fw: _median([r[fw]["cpu_seconds_per_epoch"] for r in runs_of[m]]) for fw in ("msakit", "mmsa")}
+        for m in rows
+    }
+    ratio = {
+        m: _median([r["msakit"]["cpu_seconds_per_epoch"] / r["mmsa"]["cpu_seconds_per_epoch"] for r in runs_of[m]])
+        for m in rows
+    }
+    rest = {
+        m: {
+            fw: whole[m][fw] - rows[m]["cpu_s_per_epoch"][key] for fw, key in (("msakit", "segments"), ("mmsa", "mmsa"))
+        }
+        for m in rows
+    }
+    lstm = " and ".join(f"{r['ratio_segments_to_mmsa']:.3f} ({m})" for m, r in rows.items())
+    pair_ratio = ", ".join(f"{m} {ratio[m]:.2f}" for m in rows)
+    wrapper = ", ".join(
+        f"{1e3 * (r['cpu_s_per_epoch']['segments'] - r['cpu_s_per_epoch']['bare_calls']):.0f} ms ({m})"
+        for m, r in rows.items()
+    )
+    text += (
+        "\nThe rest of the epoch: what is left of the pairs' epoch (median CPU s, the whole "
+        f"{pairs['timing_meta']['epochs']}-epoch loop) after "
+        "the LSTM alone above; medians of different runs, so a rough split.\n\n"
+        "| model | training steps / epoch | pairs, CPU s / epoch, msakit / MMSA | rest, msakit / MMSA | "
+        "rest (msakit ÷ MMSA) |\n|---|---:|---:|---:|---:|\n"
+        + "".join(
+            f"| {m} | {rows[m]['calls_per_epoch']['mmsa']} | {whole[m]['msakit']:.2f} / {whole[m]['mmsa']:.2f} | "
+            f"{rest[m]['msakit']:.2f} / {rest[m]['mmsa']:.2f} | {rest[m]['msakit'] / rest[m]['mmsa']:.2f} |\n"
+            for m in rows
+        )
+    )
+    text += (
+        f"\n- The text LSTM alone is {lstm} of MMSA's, while the whole epoch in the pairs "
+        f"({section['pairs']}) is {pair_ratio} (msakit ÷ MMSA, median of pairs): the models' LSTMs do not "
+        "separate them.\n"
+        f"- The segments path's own sorting, slicing and padding (segments minus bare calls): {wrapper} per epoch.\n"
+        + "".join(f"- {note}\n" for note in section.get("notes", []))
+        + "\n"
+    )
+    return text
+
+
 NOTES = """
 ## How the two sides were run
 
@@ -708,6 +777,8 @@ def render(runs: dict[str, Any]) -> str:
             + "".join(f"\n- {note}" for note in runs.get("timing_variants_notes", []))
             + "\n\n"
         )
+    if runs.get("text_lstm_alone"):
+        text += text_lstm_section(runs["text_lstm_alone"], runs.get("timing_variants", []))
     if runs.get("timing_masked_lstm"):
         text += (
             "A pair run while msakit's CPU LSTM briefly used the masked (unpacked) path (commit 9afd71d, "

@@ -15,6 +15,8 @@
     # packed vs split LSTM (-t lstm=auto) on random and length-bucketed batches; padding per sample
     OMP_NUM_THREADS=1 python benchmarks/profile_epoch.py --micro split --data data/mosi
     OMP_NUM_THREADS=1 python benchmarks/profile_epoch.py --micro buckets --data data/mosi
+    # the size-matched text LSTM alone per epoch: msakit's segments vs MMSA's full-length LSTM (LMF, LF-DNN batches)
+    OMP_NUM_THREADS=1 python benchmarks/profile_epoch.py --micro text_lstm --data runs/speed/mosi_mmsa.pkl --repeats 13
 
 Phases, timed with process CPU time (`time.process_time`: robust to other jobs on a shared
 machine) by callbacks of the ordinary `Trainer`, so the engine under test is the real one:
@@ -149,6 +151,83 @@ def micro_split(data: str, repeats: int = 3, steps: int = 10) -> dict[str, Any]:
             rows.append(row)
             print(row, file=sys.stderr)
     return {"data": data, "mean_valid_steps": float(lengths.mean()), "rows": rows}
+
+
+def micro_text_lstm(data: str, repeats: int = 7) -> dict[str, Any]:
+    """CPU s per training epoch of the size-matched text LSTM alone (forward + backward), at LMF's and LF-DNN's
+    size-matched batches: msakit's "segments" path on the epoch's length-bucketed batches, the same segments as
+    bare `nn.LSTM` calls (the LSTM without the path's sorting and padding), and MMSA's TextSubNet LSTM (every
+    padded step, the final state) on random batches of the padded features. One LSTM's weights for all three;
+    the three alternate within each round; median of rounds 2..`repeats`."""
+    import torch
+    from torch import nn
+
+    from msakit.data import load_dataset
+    from msakit.data.core import LengthBuckets
+    from msakit.layers.encoders import SequenceEncoder, _segment_ends, _segment_rows, lstm_path
+
+    cmp = _load_module("compare_mmsa")
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    split = load_dataset(data).split("train")
+    text = split.modalities["text"]
+    padded = torch.as_tensor(text.values, dtype=torch.float32)  # (N, L, D): what MMSA's LSTM reads
+    hidden = cmp.SIZE_MATCHED["lmf"]["model"]["hidden_dim"]
+    if cmp.SIZE_MATCHED["lf_dnn"]["model"]["hidden_dim"] != hidden:  # one LSTM serves both models' batches
+        raise ValueError("micro text_lstm: the size-matched LMF and LF-DNN text LSTMs differ in width")
+    enc = SequenceEncoder(padded.shape[2], hidden, kind="unilstm", dropout=0.0).train()
+    lstm: nn.LSTM = enc.lstm
+    out: dict[str, Any] = {"data": data, "hidden": hidden, "repeats": repeats, "rows": []}
+    for model in ("lmf", "lf_dnn"):
+        batch = cmp.SIZE_MATCHED[model]["train"]["batch_size"]
+        times: dict[str, list[float]] = {"segments": [], "bare_calls": [], "mmsa": []}
+        steps_run: list[int] = []  # LSTM sample-steps the segments compute, per round (their batches differ)
+        for r in range(repeats):
+            batches = [split.batch(b) for b in LengthBuckets().batches(split, batch, shuffle=True, seed=r)]
+            shapes = []
+            for b in batches:
+                lengths, start = b.masks["text"].sum(1).tolist(), 0
+                for end in _segment_ends(lengths):
+                    shapes.append((_segment_rows(lengths, start), end - start))
+                    start = end
+            bare = [torch.randn(n, steps, padded.shape[2]) for n, steps in shapes]
+            steps_run.append(sum(n * steps for n, steps in shapes))
+            perm = torch.randperm(len(padded), generator=torch.Generator().manual_seed(r))
+            t = time.process_time()
+            with lstm_path("segments"):
+                for b in batches:
+                    enc(b.features["text"], b.masks["text"])[1].sum().backward()
+            times["segments"].append(time.process_time() - t)
+            t = time.process_time()
+            for x in bare:
+                lstm(x)[0].sum().backward()
+            times["bare_calls"].append(time.process_time() - t)
+            t = time.process_time()
+            for i in range(0, len(padded), batch):
+                lstm(padded[perm[i : i + batch]])[1][0].sum().backward()
+            times["mmsa"].append(time.process_time() - t)
+        med = {k: statistics.median(v[1:] or v) for k, v in times.items()}
+        tokens = {
+            "segments": round(statistics.median(steps_run[1:] or steps_run)),
+            "mmsa": int(padded.numel() // padded.shape[2]),
+        }
+        row = {
+            "model": model,
+            "batch": batch,
+            "cpu_s_per_epoch": {k: round(v, 4) for k, v in med.items()},
+            "calls_per_epoch": {"segments": len(shapes), "mmsa": -(-len(padded) // batch)},
+            "lstm_steps_per_epoch": tokens,
+            "us_per_step": {
+                "segments": round(1e6 * med["segments"] / tokens["segments"], 2),
+                "bare_calls": round(1e6 * med["bare_calls"] / tokens["segments"], 2),
+                "mmsa": round(1e6 * med["mmsa"] / tokens["mmsa"], 2),
+            },
+            "ratio_segments_to_mmsa": round(med["segments"] / med["mmsa"], 3),
+            "ratio_bare_calls_to_mmsa": round(med["bare_calls"] / med["mmsa"], 3),
+        }
+        out["rows"].append(row)
+        print(row, file=sys.stderr)
+    return out
 
 
 def micro_buckets(data: str, epochs: int = 5) -> dict[str, Any]:
@@ -327,10 +406,11 @@ def main() -> None:
         "--batch-size and -m are then ignored); --data is then its MMSA pickle",
     )
     p.add_argument("--pairs", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=7, help="rounds of --micro text_lstm (the first is left out)")
     p.add_argument("--json", type=Path)
     p.add_argument(
         "--micro",
-        choices=("optimizer", "lstm", "split", "buckets", "collate"),
+        choices=("optimizer", "lstm", "split", "buckets", "collate", "text_lstm"),
         help="a micro-benchmark instead of epochs",
     )
     p.add_argument("--doc", type=Path, metavar="MD", help="regenerate the speed block of MD from docs/bench/*.json")
@@ -342,8 +422,16 @@ def main() -> None:
     if args.micro:
         micro = {"optimizer": lambda: micro_optimizer(args.models), "lstm": lambda: micro_lstm(args.data)}
         micro |= {"split": lambda: micro_split(args.data), "buckets": lambda: micro_buckets(args.data)}
-        micro |= {"collate": lambda: micro_collate(args.data)}
+        micro |= {
+            "collate": lambda: micro_collate(args.data),
+            "text_lstm": lambda: micro_text_lstm(args.data, args.repeats),
+        }
         res = micro[args.micro]()
+        if args.micro == "text_lstm":
+            res["command"] = (
+                f"OMP_NUM_THREADS=1 nice -n 10 python benchmarks/profile_epoch.py --micro text_lstm --data {args.data} "
+                f"--repeats {args.repeats}" + (f" --json {args.json}" if args.json else "")
+            )
         res["load_avg_1min"] = os.getloadavg()[0]
         print(json.dumps(res, indent=1))
         if args.json:
