@@ -63,8 +63,13 @@ class LowRankFusion(nn.Module):
     def forward(self, vectors: list[Tensor]) -> Tensor:
         product = None
         for h, factor in zip(vectors, self.factors, strict=True):
-            projected = torch.einsum("bi,rio->rbo", append_one(h), factor)  # (R, B, O), LMF Eq. 6
-            product = projected if product is None else product * projected
+            rank, width, out = factor.shape
+            # einsum("bi,rio->rbo", [1; h], factor), LMF Eq. 6, as torch.einsum computes it (one (1, B, H+1) x
+            # (1, H+1, R·O) bmm, then a view), without einsum's per-call parsing and permutes: bit-identical values
+            # and gradients, about a sixth less CPU for the fusion (tests/test_baselines.py)
+            right = factor.permute(1, 0, 2).reshape(1, width, rank * out)  # (1, H + 1, R·O)
+            projected = torch.bmm(append_one(h).unsqueeze(0), right).view(h.shape[0], rank, out).permute(1, 0, 2)
+            product = projected if product is None else product * projected  # (R, B, O)
         assert product is not None
         return torch.einsum("r,rbo->bo", self.rank_weights[0], product) + self.bias  # (B, O)
 
