@@ -107,7 +107,8 @@ def test_sealed_output_shows_validation_only(tmp_path: Path, capsys: pytest.Capt
     assert "VALIDATION metrics" in out and "test metrics" not in out and f"msakit test {tmp_path / 'r'}" in out
 
 
-def test_the_warnings_of_a_sealed_run_read_validation_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _spy_on_predicted_splits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The splits the degenerate-training warnings predict, in call order (filled as they run)."""
     import msakit.training.diagnostics as diagnostics
 
     seen: list[str] = []
@@ -118,6 +119,11 @@ def test_the_warnings_of_a_sealed_run_read_validation_only(tmp_path: Path, monke
         return real(checkpoint, dataset, split, device)
 
     monkeypatch.setattr(diagnostics, "seed_predictions", spy)
+    return seen
+
+
+def test_the_warnings_of_a_sealed_run_read_validation_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _spy_on_predicted_splits(monkeypatch)
     assert main(["train", *ARGS, "--seeds", "1", "--out", str(tmp_path / "r"), "--seal-test"]) == 0
     assert seen == ["valid"]
 
@@ -142,16 +148,7 @@ def test_opening_completes_the_folder_of_a_plain_run(runs: dict[str, Path], tmp_
 def test_opening_recomputes_the_warnings_over_both_splits(
     runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import msakit.training.diagnostics as diagnostics
-
-    seen: list[str] = []
-    real = diagnostics.seed_predictions
-
-    def spy(checkpoint: str, dataset: Any, split: str, device: Any) -> Any:
-        seen.append(split)
-        return real(checkpoint, dataset, split, device)
-
-    monkeypatch.setattr(diagnostics, "seed_predictions", spy)
+    seen = _spy_on_predicted_splits(monkeypatch)
     sealed = tmp_path / "sealed"
     shutil.copytree(runs["sealed"], sealed)
     assert main(["test", str(sealed)]) == 0
