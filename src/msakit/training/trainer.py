@@ -5,8 +5,8 @@ checkpoint with the best validation score (the metric set's selection key unless
 `TrainConfig.select_metric` names another), stop after `patience` epochs without
 improvement, then evaluate that checkpoint once on `test`. The test split is never
 looked at before that; with a `Seal` (`msakit train --seal-test`) not at all, and
-`msakit test RUN` opens it later (msakit.training.sealed). Results over seeds are reported as mean ± std (sample std,
-ddof=1).
+`msakit test RUN` opens it later (msakit.training.sealed). Results over seeds are
+reported as mean ± std (sample std, ddof=1).
 
 The training itself is `msakit.training.engine.fit`; this module is only the protocol
 around it (seeds, selection, early stopping, checkpoints, logs, reports), written as
