@@ -406,3 +406,46 @@ def test_two_processes_share_one_sqlite_study(tmp_path: Path) -> None:
     assert 6 <= len(finished) <= 7  # the count is shared; each process may finish one trial in flight
     assert len({t.user_attrs["worker"] for t in finished}) == 2  # both processes contributed
     assert len({t.number for t in study.trials}) == len(study.trials)
+
+
+def _first_pruned_step(name: str) -> int | None:
+    """The first epoch at which `name` stops a trial far worse than five finished ones (None: never)."""
+    import optuna
+
+    study = optuna.create_study(direction="minimize", pruner=make_pruner(name, steps=9))
+    for good in (0.50, 0.51, 0.52, 0.53, 0.55):  # the median pruner's 5 startup trials
+        trial = study.ask()
+        for step in range(1, 10):
+            trial.report(good - 0.01 * step, step)
+        study.tell(trial, good - 0.09)
+    weak = study.ask()
+    for step in range(1, 10):
+        weak.report(2.0, step)
+        if weak.should_prune():
+            return step
+    return None
+
+
+def test_the_median_pruner_takes_its_warm_up_by_name() -> None:
+    """`median:W` may stop a trial from its W-th report on (`median` = `median:2`); the name travels to
+    --jobs workers as is, so every process builds the same pruner."""
+    assert _first_pruned_step("median") == _first_pruned_step("median:2") == 2
+    assert _first_pruned_step("median:6") == 6
+    assert _first_pruned_step("median:0") == 1
+    for bad, message in (("median:x", "integer >= 0"), ("median:-1", "integer >= 0"), ("sha:3", "only median")):
+        with pytest.raises(ConfigError, match=message):
+            make_pruner(bad, steps=9)
+
+
+@pytest.mark.parametrize("pruner", ["median:x", "hyperband:4"])
+def test_a_bad_pruner_warm_up_exits_2_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pruner: str
+) -> None:
+    from msakit.cli import main
+
+    out = tmp_path / "run"
+    argv = ["tune", "--model", "late_fusion", "--data", "synthetic", "--out", str(out), "--pruner", pruner]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and pruner in err[0]
+    assert not out.exists()

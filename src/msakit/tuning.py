@@ -278,14 +278,23 @@ PRUNERS = ("median", "hyperband", "sha", "none")
 def make_pruner(name: str, *, steps: int) -> Any:
     """An Optuna pruner by name; a trial reports one step per (seed, epoch), `steps` in all.
 
-    median: MedianPruner, 5 startup trials, 2 warm-up epochs (compares with the median of
-    earlier trials at the same step). hyperband / sha: Hyperband / asynchronous successive
-    halving over epochs (minimum 1 epoch, reduction factor 3): a trial must be in the top
-    third at each rung to go on, so weak trials stop after 1, 3 or 9 epochs. none: no pruning.
+    median: MedianPruner, 5 startup trials, `n_warmup_steps` 2 (compares with the median of
+    earlier trials at the same step, and may stop a trial from its 2nd report, i.e. after the
+    first seed's 2nd epoch, on); `median:W` from its W-th report on, for models that peak
+    late: with 2, a tssp_msa study on MOSI-e5 stopped 535 of its 551 pruned trials within the
+    first four epochs while the model peaks at epochs 3-6.
+    hyperband / sha: Hyperband / asynchronous successive halving over epochs (minimum 1 epoch,
+    reduction factor 3): a trial must be in the top third at each rung to go on, so weak
+    trials stop after 1, 3 or 9 epochs. none: no pruning.
     """
     optuna = _optuna()
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    kind, colon, arg = name.partition(":")
+    if colon and kind != "median":
+        raise ConfigError(f"pruner {name!r}: only median takes a warm-up (median:W)")
+    if kind == "median":
+        if colon and not (arg.isdigit() and int(arg) >= 0):
+            raise ConfigError(f"pruner {name!r}: the warm-up W of median:W must be an integer >= 0")
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=int(arg) if colon else 2)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(steps, 1), reduction_factor=3)
     if name == "sha":

@@ -45,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pruner",
         default="median",
-        help="how weak trials are stopped: median (MedianPruner), hyperband, sha (successive halving), none",
+        help="how weak trials are stopped: median (MedianPruner; median:W may stop a trial from epoch W on, "
+        "default 2), hyperband, sha (successive halving), none",
     )
     p.add_argument(
         "--jobs",
@@ -91,7 +92,7 @@ def run_tune(args: argparse.Namespace) -> int:
         raise ConfigError(f"--trials must be at least 1, got {args.trials}")
     from msakit.tuning import PRUNERS
 
-    if args.pruner not in PRUNERS:
+    if args.pruner.partition(":")[0] not in PRUNERS:  # a bad median:W: tune() refuses it before writing
         raise ConfigError(f"--pruner {args.pruner!r} is not one of {', '.join(PRUNERS)}")
     from msakit.data import load_dataset
 
