@@ -70,10 +70,16 @@ def print_result(result: RunResult, out_dir: Path) -> None:
     from msakit.report import metric_table
 
     n = len(result.seeds)
-    print(f"\n{result.model} on {result.dataset}: test metrics, mean ± std over {n} seed(s)")
-    print("(model selection and early stopping on the validation split only)\n")
-    print(metric_table([(result.model, result.summary())], result.metric_set, markdown=False))
-    spe = sum(s.seconds_per_epoch for s in result.seeds) / n
-    print(f"\n{spe:.2f} s per epoch; results: {out_dir / 'results.json'}")
+    if result.sealed:  # `msakit train --seal-test`: validation only, and how to open the test split
+        print(f"\n{result.model} on {result.dataset}: VALIDATION metrics, mean ± std over {n} seed(s)")
+        print("(the test split is sealed: it was not evaluated)\n")
+        print(metric_table([(result.model, result.summary("valid"))], result.metric_set, markdown=False))
+        print(f"\nresults: {out_dir / 'results.json'}; after the choice, open the test split: msakit test {out_dir}")
+    else:
+        print(f"\n{result.model} on {result.dataset}: test metrics, mean ± std over {n} seed(s)")
+        print("(model selection and early stopping on the validation split only)\n")
+        print(metric_table([(result.model, result.summary())], result.metric_set, markdown=False))
+        spe = sum(s.seconds_per_epoch for s in result.seeds) / n
+        print(f"\n{spe:.2f} s per epoch; results: {out_dir / 'results.json'}")
     for message in result.warnings:  # degenerate training (msakit.training.diagnostics), also in results.json
         print(f"warning: {message}")

@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from msakit.cli.common import FORMATTER, add_training_options, overrides_from, print_result
-
-if TYPE_CHECKING:  # torch: imported by the command that runs
-    from msakit.training.trainer import RunResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,21 +73,8 @@ def run_train(args: argparse.Namespace) -> int:
     finally:
         _leave_process_group()
     if trainer.runtime.is_main:
-        (print_sealed if seal else print_result)(result, out)
+        print_result(result, out)
     return 0
-
-
-def print_sealed(result: RunResult, out_dir: Path) -> None:
-    """The validation table of a sealed run, and how to open its test split."""
-    from msakit.report import metric_table
-
-    n = len(result.seeds)
-    print(f"\n{result.model} on {result.dataset}: VALIDATION metrics, mean ± std over {n} seed(s)")
-    print("(the test split is sealed: it was not evaluated)\n")
-    print(metric_table([(result.model, result.summary("valid"))], result.metric_set, markdown=False))
-    print(f"\nresults: {out_dir / 'results.json'}; after the choice, open the test split: msakit test {out_dir}")
-    for message in result.warnings:  # validation-only checks for a sealed run, also in results.json
-        print(f"warning: {message}")
 
 
 def _rank_argv(args: argparse.Namespace) -> list[str]:

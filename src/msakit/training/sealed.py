@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import sys
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -80,16 +79,15 @@ def seal_state(payload: dict[str, Any]) -> str | None:
 
 def sealed_message(run: Path) -> str | None:
     """One line saying RUN's test split is sealed (and how to open it), or None when it is not."""
-    path = Path(run) / "results.json"
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        payload = read_results(run)
+    except DataError:
         return None  # not a run's results: the reader reports what it cannot read
-    if not isinstance(payload, dict) or seal_state(payload) != SEALED:
+    if seal_state(payload) != SEALED:
         return None
     return (
-        f"{path}: the test split of this run is sealed (msakit train --seal-test); choose on validation, "
-        f"then open it with `msakit test {run}`"
+        f"{Path(run) / 'results.json'}: the test split of this run is sealed (msakit train --seal-test); "
+        f"choose on validation, then open it with `msakit test {run}`"
     )
 
 
@@ -166,7 +164,7 @@ def open_test(run: Path, *, data: str | None = None, device: str | None = None) 
     from msakit.training.checkpoint import load_checkpoint
     from msakit.training.diagnostics import diagnose_run
     from msakit.training.distributed import resolve_device
-    from msakit.training.trainer import evaluate, result_from_dict
+    from msakit.training.trainer import result_from_dict, score_test_split
 
     run = Path(run)
     payload = read_results(run)
@@ -199,17 +197,9 @@ def open_test(run: Path, *, data: str | None = None, device: str | None = None) 
     target = resolve_device(device or record.get("device") or "auto")
     result = result_from_dict(payload)
     for seed, best in zip(result.seeds, checkpoints, strict=True):
-        seed.test = {}
-        if dataset.splits.get("test") is None:
-            warnings.warn(f"dataset {dataset.info.name!r} has no test split; no test score", stacklevel=2)
-            continue
         model, _ = load_checkpoint(best, map_location=target)
-        seed.test = evaluate(
-            model,
-            dataset.split("test"),
-            result.metric_set,
-            batch_size=int(record["eval_batch_size"]),
-            device=target,
+        seed.test = score_test_split(
+            model, dataset, result.metric_set, batch_size=int(record["eval_batch_size"]), device=target
         )
     result.warnings = diagnose_run(result, dataset, device=target)
     record.pop("open_with", None)
@@ -225,6 +215,7 @@ __all__ = [
     "SEAL_KEY",
     "Seal",
     "check_resume",
+    "check_split_open",
     "open_test",
     "read_results",
     "refuse_sealed",

@@ -114,8 +114,13 @@ class RunResult:
             out[k] = (float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0)
         return out
 
+    @property
+    def sealed(self) -> bool:
+        """The test split was never evaluated (`msakit train --seal-test`): summarise validation, never test."""
+        return any(s.test is None for s in self.seeds)
+
     def to_dict(self) -> dict[str, Any]:
-        sealed = any(s.test is None for s in self.seeds)  # a sealed run summarises validation, never test
+        sealed = self.sealed
         summary = self.summary("valid" if sealed else "test")
         return {
             "model": self.model,
@@ -151,6 +156,17 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def score_test_split(
+    model: MSAModel, dataset: MSADataset, metric_set: str, *, batch_size: int, device: torch.device | str
+) -> dict[str, float]:
+    """The one test evaluation of a selected checkpoint, as `msakit train` scores it and `msakit test`
+    (msakit.training.sealed) opens it: {} with a warning when the dataset has no test split."""
+    if "test" not in dataset.splits:
+        warnings.warn(f"dataset {dataset.info.name!r} has no test split; no test score", stacklevel=3)
+        return {}
+    return evaluate(model, dataset.split("test"), metric_set, batch_size=batch_size, device=device)
 
 
 @torch.no_grad()
@@ -385,19 +401,11 @@ class Trainer:
         outcome: dict[str, Any] | None = None
         if self.runtime.is_main:
             best, meta = load_checkpoint(run_dir / "best", map_location=self.device)
-            test: dict[str, float] | None = {}
-            if self.seal is not None:
-                test = None
-            elif self.data.has_split("test"):
-                test = evaluate(
-                    best,
-                    self.dataset.split("test"),
-                    self.metric_set.name,
-                    batch_size=self.data.eval_batch_size,
-                    device=self.device,
+            test = None
+            if self.seal is None:
+                test = score_test_split(
+                    best, self.dataset, self.metric_set.name, batch_size=self.data.eval_batch_size, device=self.device
                 )
-            else:
-                warnings.warn(f"dataset {self.dataset.info.name!r} has no test split; no test score", stacklevel=3)
             outcome = {"valid": meta["valid"], "test": test}
         outcome = self.runtime.gather(outcome)[0]
         assert outcome is not None
