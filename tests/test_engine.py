@@ -305,10 +305,14 @@ def _edit_config(folder: Path, edit) -> None:  # type: ignore[no-untyped-def]
     (folder / "config.json").write_text(json.dumps(meta))
 
 
-def test_precision_and_device_options_are_checked_before_training(tiny_dataset: MSADataset) -> None:
+def test_precision_and_device_options_are_checked_before_training(
+    tiny_dataset: MSADataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from msakit.errors import ConfigError
+    from msakit.training import distributed
 
-    with pytest.raises(ConfigError, match=r"precision 'bf16' needs a CUDA device"):
+    monkeypatch.setattr(distributed, "cpu_has_native_bf16", lambda: False)  # tests/test_cpu_bf16.py: the rest
+    with pytest.raises(ConfigError, match=r"precision 'bf16' on CPU needs native bf16"):
         Trainer("text_only", tiny_dataset, train_config=_cfg(precision="bf16", device="cpu"))
     with pytest.raises(ConfigError, match=r"precision must be one of"):
         Trainer("text_only", tiny_dataset, train_config=_cfg(precision="fp8"))

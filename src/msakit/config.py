@@ -141,7 +141,10 @@ class TrainConfig:
     log_every: int = 0  # batches between progress-bar refreshes; 0 = per epoch
     progress: bool = True
     tensorboard: bool = True
-    precision: str = "fp32"  # "fp32" | "bf16" (autocast on CUDA; on CPU bf16 autocast is slower, so refused)
+    # "fp32" | "bf16": the training forward pass under torch.autocast (CUDA, or a CPU with native bf16:
+    # avx512_bf16 or AMX; refused on other CPUs, where emulated bf16 is slower); loss ops, weights, the
+    # optimizer and checkpoints stay fp32, and validation, test, eval and predict run in fp32
+    precision: str = "fp32"
     compile: bool = False  # torch.compile the model before training (CUDA or CPU)
     dist_timeout: float = 300.0  # seconds a collective waits for the other ranks before failing
     # batch order: "random" (seeded shuffle) | "bucket" (shuffled batches of similar length, less padding;

@@ -34,6 +34,15 @@ from msakit.errors import ConfigError, EnvironmentFailure, TrainingError
 PRECISIONS = ("fp32", "bf16")
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (avx512_bf16 or AMX tiles), so that CPU autocast pays.
+
+    Without them oneDNN emulates bf16 and autocast is slower than fp32, which is why `init_runtime`
+    refuses precision=bf16 on such a CPU.
+    """
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -130,8 +139,11 @@ def init_runtime(
     if precision not in PRECISIONS:
         raise ConfigError(f"trainer: precision must be one of {PRECISIONS}, got {precision!r}")
     dev = resolve_device(device)
-    if precision == "bf16" and dev.type != "cuda":
-        raise ConfigError("trainer: precision 'bf16' needs a CUDA device (bf16 autocast on CPU is slower than fp32)")
+    if precision == "bf16" and dev.type == "cpu" and not cpu_has_native_bf16():
+        raise ConfigError(
+            "trainer: precision 'bf16' on CPU needs native bf16 instructions (avx512_bf16 or AMX), which this "
+            "CPU lacks (emulated bf16 autocast is slower than fp32); use precision=fp32"
+        )
     world = _env_int("WORLD_SIZE", 1)
     if world <= 1:
         return Runtime(device=dev, precision=precision, compile=compile)
