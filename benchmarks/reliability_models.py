@@ -3,6 +3,9 @@
     # QA-MoE's one checkpoint across the reliability spectrum, against late_fusion trained with
     # random missing rates and against a QA-MoE trained separately at each level
     OMP_NUM_THREADS=1 python benchmarks/reliability_models.py spectrum --data data/mmmo --out runs/rel/spectrum_mmmo
+    # to choose a setting: train sealed and score validation, then (choice made) open test from the same runs
+    ... spectrum --data data/mmmo --out runs/rel/spectrum_mmmo --split valid --seal-test
+    ... spectrum --data data/mmmo --out runs/rel/spectrum_mmmo --reuse qa_moe late_fusion specialists
     # MLI (optimisation balance) of EBMC against late_fusion, with the test metrics
     OMP_NUM_THREADS=1 python benchmarks/reliability_models.py mli --data data/mmmo --out runs/rel/mli_mmmo \
         --name ebmc_mli_mmmo   # + docs/results/ebmc_mli_mmmo.json, a docgen table; -m MODEL:KEY=VALUE overrides
@@ -23,7 +26,8 @@
     python benchmarks/reliability_models.py zoo
 
 Every number is over the seeds given (default 1-5), mean ± sample std; model selection on the
-validation split only; the spectrum perturbation is evaluated on the test split with seed 0.
+validation split only; the spectrum perturbation is evaluated with seed 0 on the test split
+(`spectrum --split valid`: on the validation split, to choose between settings).
 Each command prints a Markdown table and writes OUT/<command>.json.
 """
 
@@ -45,7 +49,7 @@ from msakit.robustness.protocols import PRIMARY_METRIC, auilc
 from msakit.robustness.training import fit_with_robustness
 from msakit.training import Trainer, train_config_from
 from msakit.training.checkpoint import load_checkpoint
-from msakit.training.sealed import refuse_sealed
+from msakit.training.sealed import Seal, open_test, refuse_sealed, sealed_message
 from msakit.training.trainer import evaluate, predict_split
 
 
@@ -74,69 +78,80 @@ def _fmt(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.{digits}f}"
 
 
+def _spectrum_checkpoints(args: argparse.Namespace, data: Any, system: str, run: Path, **trainer: Any) -> list[Path]:
+    """The seeds' best checkpoints of `system` in `run`: read back when `system` is in --reuse and the run
+    finished (a sealed run is opened first when the test split is read), else trained into `run`."""
+    done = run / "results.json"
+    if system in args.reuse and done.is_file():
+        if args.split == "test" and sealed_message(run):
+            open_test(run, data=args.data)  # the choice was made on validation: open the seal, once
+        return [Path(s["checkpoint"]) for s in json.loads(done.read_text())["seeds"]]
+    seal = Seal(data=args.data) if args.seal_test else None
+    res = Trainer(dataset=data, train_config=_train_config(args), out_dir=run, seal=seal, **trainer).fit()
+    return [Path(seed.checkpoint) for seed in res.seeds]
+
+
 def spectrum(args: argparse.Namespace) -> dict[str, Any]:
+    """Each system's checkpoints on the `--split` split (test by default) degraded at every level."""
     data = load_dataset(args.data)
     metric_set = get_metric_set(data.info.metric_set).name
     key = PRIMARY_METRIC.get(metric_set, "Non0_acc_2")
-    out, levels = Path(args.out), [float(s) for s in args.levels]
+    out, levels, split = Path(args.out), [float(s) for s in args.levels], args.split
+    if split == "test" and args.seal_test:
+        raise SystemExit("spectrum: error: --seal-test never reads test; use it with --split valid")
     qa = dict(_overrides(args.model_opt))
-    systems: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {
-        "qa_moe (one checkpoint)": [("qa_moe", None, qa)],
-        "late_fusion + random missing rates": [("late_fusion", RandomMissingRate(max_rate=0.9), {})],
+    # label -> its runs: (name in --reuse, run folder, Trainer arguments, the one level it is scored at or None)
+    systems: dict[str, list[tuple[str, Path, dict[str, Any], float | None]]] = {
+        "qa_moe (one checkpoint)": [("qa_moe", out / "qa_moe", {"model_name": "qa_moe", "model_overrides": qa}, None)],
+        "late_fusion + random missing rates": [
+            (
+                "late_fusion",
+                out / "late_fusion",
+                {"model_name": "late_fusion", "train_transform": RandomMissingRate(max_rate=0.9)},
+                None,
+            )
+        ],
     }
+    if args.specialists:  # one QA-MoE per level, trained at that level only (self-corruption off)
+        specialist = {**qa, "self_corrupt": 0.0}
+        systems["qa_moe trained at the level"] = [
+            (
+                "specialists",
+                out / f"specialist_{s}",
+                {
+                    "model_name": "qa_moe",
+                    "model_overrides": specialist,
+                    "train_transform": Spectrum(strength=s) if s else None,
+                },
+                s,
+            )
+            for s in levels
+        ]
     rows: dict[str, dict[float, list[float]]] = {}
     maes: dict[str, dict[float, list[float]]] = {}
-    for label, [(model, transform, overrides)] in systems.items():
-        done = out / model / "results.json"
-        if model in args.reuse and done.is_file():  # a finished run of this system: evaluate its checkpoints
-            checkpoints = [s["checkpoint"] for s in json.loads(done.read_text())["seeds"]]
-        else:
-            res = Trainer(
-                model,
-                data,
-                model_overrides=overrides,
-                train_config=_train_config(args),
-                out_dir=out / model,
-                train_transform=transform,
-            ).fit()
-            checkpoints = [seed.checkpoint for seed in res.seeds]
-        rows[label] = {s: [] for s in levels}
-        for checkpoint in checkpoints:
-            ckpt, _ = load_checkpoint(checkpoint)
-            for s in levels:
-                t = bind(Spectrum(strength=s), seed=0)
-                metrics = evaluate(ckpt, data.split("test"), metric_set, transform=t)
-                rows[label][s].append(metrics[key])
-                maes.setdefault(label, {}).setdefault(s, []).append(metrics["MAE"])
-    if args.specialists:  # one QA-MoE per level, trained at that level only (self-corruption off)
-        label = "qa_moe trained at the level"
-        rows[label] = {s: [] for s in levels}
-        for s in levels:
-            res = Trainer(
-                "qa_moe",
-                data,
-                model_overrides={**qa, "self_corrupt": 0.0},
-                train_config=_train_config(args),
-                out_dir=out / f"specialist_{s}",
-                train_transform=Spectrum(strength=s) if s > 0 else None,
-            ).fit()
-            for seed in res.seeds:
-                ckpt, _ = load_checkpoint(seed.checkpoint)
-                t = bind(Spectrum(strength=s), seed=0)
-                metrics = evaluate(ckpt, data.split("test"), metric_set, transform=t)
-                rows[label][s].append(metrics[key])
-                maes.setdefault(label, {}).setdefault(s, []).append(metrics["MAE"])
+    for label, runs in systems.items():
+        rows[label], maes[label] = {s: [] for s in levels}, {s: [] for s in levels}
+        for system, run, trainer, level in runs:
+            for checkpoint in _spectrum_checkpoints(args, data, system, run, **trainer):
+                ckpt, _ = load_checkpoint(checkpoint)
+                for s in levels if level is None else [level]:
+                    t = bind(Spectrum(strength=s), seed=0)
+                    metrics = evaluate(ckpt, data.split(split), metric_set, transform=t)
+                    rows[label][s].append(metrics[key])
+                    maes[label][s].append(metrics["MAE"])
     lines = [
-        f"| system ({key}, test) | " + " | ".join(f"s = {s:g}" for s in levels) + " | area (AUILC) |",
+        f"| system ({key}, {split}) | " + " | ".join(f"s = {s:g}" for s in levels) + " | area (AUILC) |",
         "|---|" + "---|" * (len(levels) + 1),
     ]
+    areas: dict[str, list[float]] = {}  # label -> the per-seed areas (AUILC)
     for label, by_level in rows.items():
         per_seed_area = [auilc(levels, [by_level[s][i] for s in levels]) for i in range(len(by_level[levels[0]]))]
         cells = " | ".join(_fmt(by_level[s], 100) for s in levels)
-        lines.append(f"| {label} | {cells} | {_fmt(per_seed_area, 100)} |")
+        lines.append(f"| {label} | {cells} | {_fmt(per_seed_area, 100, 2)} |")
+        areas[label] = per_seed_area
     lines += [
         "",
-        "| system (MAE, test) | " + " | ".join(f"s = {s:g}" for s in levels) + " |",
+        f"| system (MAE, {split}) | " + " | ".join(f"s = {s:g}" for s in levels) + " |",
         "|---|" + "---|" * len(levels),
     ]
     for label, by_level in maes.items():
@@ -147,7 +162,15 @@ def spectrum(args: argparse.Namespace) -> dict[str, Any]:
     def plain(table: dict[str, dict[float, list[float]]]) -> dict[str, dict[str, list[float]]]:
         return {k: {str(s): v for s, v in r.items()} for k, r in table.items()}
 
-    return {"metric": key, "levels": levels, "rows": plain(rows), "mae": plain(maes), "table": table}
+    return {
+        "metric": key,
+        "split": split,
+        "levels": levels,
+        "rows": plain(rows),
+        "mae": plain(maes),
+        "areas": areas,
+        "table": table,
+    }
 
 
 def mli(args: argparse.Namespace) -> dict[str, Any]:
@@ -530,7 +553,17 @@ def main() -> None:
         sub.choices[name].add_argument("--levels", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     sub.choices["spectrum"].add_argument("--no-specialists", dest="specialists", action="store_false")
     sub.choices["spectrum"].add_argument(
-        "--reuse", nargs="*", default=[], help="systems (qa_moe, late_fusion) whose OUT/<system> run is read back"
+        "--reuse",
+        nargs="*",
+        default=[],
+        choices=["qa_moe", "late_fusion", "specialists"],
+        help="systems whose finished OUT/<system> runs (specialists: OUT/specialist_<s>) are read back",
+    )
+    sub.choices["spectrum"].add_argument(
+        "--split", choices=["test", "valid"], default="test", help="the split degraded and scored (valid: to choose)"
+    )
+    sub.choices["spectrum"].add_argument(
+        "--seal-test", action="store_true", help="train sealed (never read test); open later with --split test --reuse"
     )
     sub.choices["spectrum"].add_argument("--name", help="also write docs/results/NAME.json")
     sub.choices["spectrum"].add_argument("-m", dest="model_opt", action="append", default=[], help="qa_moe KEY=VALUE")

@@ -80,6 +80,7 @@ from torch import Tensor, nn
 
 from msakit.batch import Batch, ModelOutput, masked_mean, modality_index
 from msakit.config import ModelConfig, tunable
+from msakit.data.stats import DatasetStats
 from msakit.errors import ConfigError
 from msakit.layers import MLP, HeteroscedasticHead, MixtureOfExperts, SequenceEncoder, gaussian_nll, masked_softmax
 from msakit.models.base import Capabilities, MSAModel
@@ -87,6 +88,7 @@ from msakit.registry import register_model
 from msakit.robustness.perturbations import Spectrum, check_rate
 
 GUIDANCE = ("both", "input", "bias", "none")
+PRIOR_ANSWERS = ("learned", "labels")  # the answer without any modality: Head(p_0), or the labels' minimiser
 
 
 @dataclass
@@ -103,6 +105,7 @@ class QAMoEConfig(ModelConfig):
     clean_share: float = tunable(0.25, low=0.0, high=0.5)  # share of training inputs left uncorrupted
     prior_slot: bool = True  # a fusion slot that takes the weight of unreliable modalities
     prior_fit: float = 0.1  # weight of the task loss of Head(p_0): the answer without evidence
+    prior_answer: str = "learned"  # with no modality: learned (Head(p_0)) | labels (training labels' minimiser)
     detach_ssl: bool = True  # the SSL head reads a detached encoding
     ssl_cues: bool = True  # the SSL head also reads the view's quality cues (step spread, log step count)
 
@@ -127,6 +130,7 @@ class QAMoE(MSAModel):
     config: QAMoEConfig
     capabilities = Capabilities(min_modalities=1)
     columns: Tensor
+    label_answer: Tensor  # registered only with prior_answer="labels"
 
     def __init__(self, config: QAMoEConfig) -> None:
         super().__init__(config)
@@ -134,6 +138,10 @@ class QAMoE(MSAModel):
             raise ConfigError(f"model 'qa_moe': guidance must be one of {GUIDANCE}, got {config.guidance!r}")
         check_rate(config.self_corrupt, "model 'qa_moe': self_corrupt (the maximum spectrum strength)")
         check_rate(config.clean_share, "model 'qa_moe': clean_share")
+        if config.prior_answer not in PRIOR_ANSWERS:
+            raise ConfigError(
+                f"model 'qa_moe': prior_answer must be one of {PRIOR_ANSWERS}, got {config.prior_answer!r}"
+            )
         h, mods = config.hidden_dim, self.modalities
         self.encoders = nn.ModuleDict(
             {m: SequenceEncoder(config.dim(m), h, kind=config.encoder, dropout=config.dropout) for m in mods}
@@ -149,6 +157,8 @@ class QAMoE(MSAModel):
         self.prior_token = nn.Parameter(torch.zeros(h)) if config.prior_slot else None
         self.prior_logit = nn.Parameter(torch.zeros(1)) if config.prior_slot else None
         self.head = MLP(h, config.num_classes, hidden_dim=h, dropout=config.dropout)
+        if config.prior_answer == "labels":  # set by on_fit_start, saved with the checkpoint
+            self.register_buffer("label_answer", torch.zeros(config.num_classes))
         self.register_buffer("columns", torch.tensor([modality_index(m) for m in mods]), persistent=False)
         self.register_forward_pre_hook(_self_corrupt, prepend=True)  # before the input normaliser
 
@@ -158,6 +168,10 @@ class QAMoE(MSAModel):
         rng = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))  # follows the trainer's seed
         cfg = self.config
         return Spectrum(max_strength=cfg.self_corrupt, per_modality=True, clean_prob=cfg.clean_share)(batch, rng)
+
+    def on_fit_start(self, stats: DatasetStats) -> None:
+        if self.config.prior_answer == "labels":
+            self.label_answer.copy_(label_minimiser(stats.labels, self))
 
     def forward(self, batch: Batch, clean: Batch | None = None) -> ModelOutput:
         """batch: the input (in training, a self-corrupted view); clean: its normalised clean view."""
@@ -195,6 +209,10 @@ class QAMoE(MSAModel):
             fused = (weights.unsqueeze(-1) * moe.output).sum(1)  # (B, H)
             prior_weight = torch.zeros(batch.size, dtype=weights.dtype, device=weights.device)
         prediction = self.bound_prediction(self.head(fused))
+        empty = ~present.any(1)  # (B,) no evidence at all
+        if self.config.prior_answer == "labels" and empty.any():
+            answer = self.bound_prediction(self.label_answer.to(prediction.dtype).expand(batch.size, -1))
+            prediction = torch.where(empty.view(-1, *[1] * (prediction.dim() - 1)), answer, prediction)
 
         aux: dict[str, Tensor] = {}
         if self.training:
@@ -242,6 +260,18 @@ class QAMoE(MSAModel):
             u = u / u.mean().clamp_min(1e-6)
             aux["uncertainty_routing"] = cfg.routing_weight * (weights * u).sum(1).mean()
         return aux
+
+
+def label_minimiser(labels: Any, model: MSAModel) -> Tensor:
+    """(num_classes,) the constant prediction with the lowest task loss on `labels` (N,): their
+    median under l1, their mean under mse, the log class frequencies for a classifier."""
+    y = torch.as_tensor(labels, dtype=torch.float64).reshape(-1)
+    if model.is_classifier:
+        counts = torch.bincount(y.long(), minlength=model.config.num_classes).to(torch.float64)
+        return (counts / counts.sum()).clamp_min(1e-12).log()
+    if model.config.task_loss == "mse":
+        return y.mean().reshape(1)
+    return y.quantile(0.5).reshape(1)  # l1 (the default): any median minimises it; this is the midpoint
 
 
 def quality_cues(seq: Tensor, mask: Tensor) -> Tensor:
