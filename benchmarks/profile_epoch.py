@@ -783,8 +783,9 @@ def _stop_block(bench: Path, n: int, key: str) -> list[str]:
     variants = [v for v in runs["timing_variants"] if v["label"] in stop["labels"]]
     cmp = _load_module("compare_mmsa")
     lines = [f"### {stop['title']}", "", *stop.get("intro", []), ""]
-    if stop.get("profile_ab"):
-        lines += [*_profile_ab_lines(stop["profile_ab"]), ""]
+    profiles = stop.get("profile_ab") or []
+    for ab in profiles if isinstance(profiles, list) else [profiles]:  # one profile_epoch.py JSON, or several
+        lines += [*_profile_ab_lines(ab), ""]
     lines.append(cmp.variants_section(variants, runs["meta"]["data"]))
     lines += [*[f"- {note}" for note in stop.get("notes", [])], ""]
     for variant in variants:
@@ -792,7 +793,28 @@ def _stop_block(bench: Path, n: int, key: str) -> list[str]:
             for side in ("msakit", "b") if cmp._has_b(variant) else ("msakit",):
                 shown = cmp._as_side(variant, side)
                 lines += [f"{shown['label']}: {_reach_sentence(shown['timing'])}", ""]
+            if variant.get("reach_sides"):
+                lines += [_chosen_sides_sentence(variant), ""]
     return lines
+
+
+def _chosen_sides_sentence(variant: dict[str, Any]) -> str:
+    """The reach on the side a written rule chose per model (`reach_sides`: model -> "msakit" (A) or "b")."""
+    flags = " ".join(variant["timing_meta"].get("msakit_b", []))
+    met, unmet = [], []
+    for model, side in variant["reach_sides"].items():
+        ratios = _cpu_ratios(variant["timing"][model], "msakit_b" if side == "b" else "msakit")
+        if not ratios:
+            continue
+        which = f"B, `{flags}`" if side == "b" else "A"
+        cell = f"{model} {statistics.median(ratios):.2f} ({which}; {len(ratios)} pairs)"
+        (met if statistics.median(ratios) <= 0.33 else unmet).append(cell)
+    return (
+        "The reach, msakit ≤ 0.33× MMSA's CPU time per epoch, on the side chosen per model before the run "
+        f"({variant['reach_rule']}): "
+        + (f"met for {', '.join(met)}" if met else "met for none")
+        + (f"; not met for {', '.join(unmet)}." if unmet else ".")
+    )
 
 
 def _profile_ab_lines(ab: dict[str, Any]) -> list[str]:
@@ -966,7 +988,8 @@ def _fourth_stop(bench: Path) -> list[str]:
 
 def _not_done(bench: Path) -> list[str]:
     path = next(
-        (bench / f"compare_mmsa_s{n}.json" for n in (9, 8, 7, 5) if (bench / f"compare_mmsa_s{n}.json").exists()), None
+        (bench / f"compare_mmsa_s{n}.json" for n in (10, 9, 8, 7, 5) if (bench / f"compare_mmsa_s{n}.json").exists()),
+        None,
     )
     notes = json.loads(path.read_text()).get("not_done_notes", []) if path is not None else []
     return notes or [
@@ -980,7 +1003,8 @@ def _not_done(bench: Path) -> list[str]:
 
 def write_doc(doc: Path, bench: Path) -> None:
     parts = [BEGIN, "## Training and inference speed (issue 22)", ""]
-    parts += [*_stop_block(bench, 9, "ninth_stop"), *_stop_block(bench, 8, "eighth_stop"), *_seventh_stop(bench)]
+    parts += [*_stop_block(bench, 10, "tenth_stop"), *_stop_block(bench, 9, "ninth_stop")]
+    parts += [*_stop_block(bench, 8, "eighth_stop"), *_seventh_stop(bench)]
     parts += _fifth_stop(bench)
     parts += _fourth_stop(bench)
     parts += ["### Third stop", ""]
@@ -1106,8 +1130,8 @@ def write_doc(doc: Path, bench: Path) -> None:
         "",
         "- GPU: `benchmarks/gpu_bench.py` (step time, peak memory, FLOPs ÷ the device's measured matmul "
         "throughput, fp32 and bf16 autocast) and its `gpu`-marked test run only with CUDA; no device was lent "
-        "to this task, so nothing is measured. bf16 autocast is `-t precision=bf16` (CUDA only); CUDA graphs "
-        "are not implemented.",
+        "to this task, so nothing is measured. bf16 autocast is `-t precision=bf16` (CUDA, or a CPU with native "
+        "bf16: the tenth stop above); CUDA graphs are not implemented.",
         *[f"- {note}" for note in _not_done(bench)],
         END,
     ]

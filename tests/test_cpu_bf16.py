@@ -11,8 +11,11 @@ the checkpoint stay fp32; validation, test, `msakit eval` and `predict` run in f
 from __future__ import annotations
 
 import csv as csvlib
+import importlib.util
 import json
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -26,6 +29,7 @@ from msakit.errors import ConfigError
 from msakit.training import Callback, FitState, Trainer, distributed, train_config_from
 from msakit.training.distributed import cpu_has_native_bf16, init_runtime
 
+ROOT = Path(__file__).parents[1]
 needs_native_bf16 = pytest.mark.skipif(
     not cpu_has_native_bf16(), reason="this CPU has neither avx512_bf16 nor AMX: bf16 on CPU is refused here"
 )
@@ -135,3 +139,70 @@ def test_eval_and_predict_of_a_bf16_checkpoint_run_in_fp32(tmp_path: Path, capsy
     rows = list(csvlib.DictReader(csv.open()))
     mae = sum(abs(float(r["prediction"]) - float(r["label"])) for r in rows) / len(rows)
     assert mae == pytest.approx(valid["MAE"], abs=1e-5)
+
+
+# ---- the tenth stop's doc renderers (benchmarks/profile_epoch.py) -------------------------------------
+
+
+def _profile_epoch() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("profile_epoch", ROOT / "benchmarks/profile_epoch.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["profile_epoch"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pair(mmsa: float, a: float, b: float) -> dict[str, Any]:
+    return {
+        fw: {"cpu_seconds_per_epoch": v, "epoch_cpu": [v, v]}
+        for fw, v in (("mmsa", mmsa), ("msakit", a), ("msakit_b", b))
+    }
+
+
+def test_the_reach_is_read_on_the_side_chosen_per_model() -> None:
+    """bf16 (B) where the rule chose it, fp32 (A) elsewhere: the sentence reads each model's own side."""
+    pe = _profile_epoch()
+    variant = {
+        "timing_meta": {"msakit_b": ["precision=bf16"]},
+        "timing": {
+            "lmf": {"1": _pair(1.0, 0.36, 0.30), "2": _pair(1.0, 0.34, 0.28), "3": _pair(1.0, 0.35, 0.26)},
+            "tfn": {"1": _pair(10.0, 2.0, 2.6), "2": _pair(10.0, 4.0, 1.0), "3": _pair(10.0, 2.2, 2.4)},
+        },
+        "reach_sides": {"lmf": "b", "tfn": "msakit"},
+        "reach_rule": "RULE",
+    }
+    text = pe._chosen_sides_sentence(variant)
+    assert "(RULE)" in text
+    assert "met for lmf 0.28 (B, `precision=bf16`; 3 pairs), tfn 0.22 (A; 3 pairs)." in text  # tfn's B median: 0.24
+    variant["reach_sides"] = {"lmf": "msakit", "tfn": "msakit"}
+    assert "not met for lmf 0.35 (A; 3 pairs)" in pe._chosen_sides_sentence(variant)
+
+
+def test_a_stop_block_renders_each_of_several_phase_profiles(tmp_path: Path) -> None:
+    pe = _profile_epoch()
+    phases = {p: 0.5 for p in pe.PHASES}
+
+    def profile(model: str, argv_tail: list[str]) -> dict[str, Any]:
+        res = {"pairs": [{"A": {}, "B": {}}], "median_seconds_cpu": {"A": phases, "B": phases}}
+        res["median_ratio_b_over_a"] = {p: 1.0 for p in pe.PHASES}
+        argv = ["--epochs", "6", "--ab-train-opt", "precision=fp32", "precision=bf16", *argv_tail]
+        return {"argv": argv, "load_avg_start": 1.0, "load_avg_end": 2.0, "models": {model: res}}
+
+    runs = {
+        "meta": {"data": "D"},
+        "timing_variants": [],
+        "tenth_stop": {"title": "T", "labels": [], "profile_ab": [profile("lf_dnn", []), profile("mult", ["-t", "x"])]},
+    }
+    (tmp_path / "compare_mmsa_s10.json").write_text(json.dumps(runs))
+    text = "\n".join(pe._stop_block(tmp_path, 10, "tenth_stop"))
+    assert "### T" in text and "| lf_dnn | epoch_total | 500.0 | 500.0 | 1.000 |" in text
+    assert "| mult | epoch_total | 500.0 | 500.0 | 1.000 |" in text and "precision=bf16 -t x" in text
+
+
+def test_the_speed_block_of_docs_benchmarks_md_is_its_json_rendered(tmp_path: Path) -> None:
+    """docs/benchmarks.md's speed block is exactly what `profile_epoch.py --doc` renders from docs/bench."""
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text((ROOT / "docs/benchmarks.md").read_text())
+    _profile_epoch().write_doc(doc, ROOT / "docs/bench")
+    assert doc.read_text() == (ROOT / "docs/benchmarks.md").read_text()
