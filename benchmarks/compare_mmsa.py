@@ -31,6 +31,8 @@ of the fit) divided by the epochs run, as process CPU time and as wall time; the
 median over pairs of the per-pair ratio.
 MMSA's final-state models (TFN, LMF, LF-DNN, MulT, EF-LSTM) read the last step and ignore lengths,
 so their copy of the data is start-padded; MISA, Self-MM and MMIM pack by length (end-padded).
+MMSA always trains in fp32. msakit's bf16 rows (`--msakit-b precision=bf16`, or `--msakit-train
+precision=bf16`: bf16 autocast while training, on a CPU with avx512_bf16 or AMX) are labelled as such.
 """
 
 from __future__ import annotations
