@@ -4,8 +4,9 @@ On a CPU with avx512_bf16 or AMX, oneDNN runs matmuls and the LSTM in bf16 and t
 size-matched LF-DNN epoch takes about 0.7x its fp32 CPU time (docs/compare_mmsa.md); without
 them bf16 is emulated and slower, so the trainer refuses it in one line. What bf16 touches:
 the training forward pass (and so its backward) runs under `torch.autocast("cpu", bfloat16)`;
-the loss ops run in fp32 (torch's autocast list); weights, gradients, the optimizer state and
-the checkpoint stay fp32; validation, test, `msakit eval` and `predict` run in fp32.
+the task loss (l1, mse, cross-entropy) runs in fp32 (autocast's fp32 list); weights, gradients,
+the optimizer state and the checkpoint stay fp32; validation, test, `msakit eval` and `predict`
+run in fp32.
 """
 
 from __future__ import annotations
@@ -98,6 +99,23 @@ def test_fp32_is_the_default_and_trains_without_autocast(tiny_dataset: MSADatase
         "lf_dnn", tiny_dataset, model_overrides=LSTM_MODEL, train_config=_cfg(), out_dir=tmp_path, callbacks=[rec]
     ).fit()
     assert rec.seen and all(not on and dtype == torch.float32 for _, on, dtype in rec.seen)
+
+
+@pytest.mark.parametrize("task_loss", ["l1", "mse"])
+def test_under_bf16_autocast_the_prediction_is_bf16_and_the_task_loss_fp32(
+    tiny_dataset: MSADataset, task_loss: str
+) -> None:
+    from msakit import create_model
+    from msakit.training.distributed import Runtime
+    from msakit.training.engine import supervised_loss
+
+    dims = {f"{m}_dim": d for m, d in tiny_dataset.info.dims.items()}
+    model = create_model("lf_dnn", **LSTM_MODEL, task_loss=task_loss, **dims)
+    batch = next(iter(tiny_dataset.split("train").loader(8, shuffle=False)))
+    with Runtime(precision="bf16").autocast():
+        out = model(batch)
+        loss, _ = supervised_loss(model, out, batch)
+    assert out.prediction.dtype == torch.bfloat16 and loss.dtype == torch.float32
 
 
 @needs_native_bf16

@@ -142,8 +142,9 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     # "fp32" | "bf16": the training forward pass under torch.autocast (CUDA, or a CPU with native bf16:
-    # avx512_bf16 or AMX; refused on other CPUs, where emulated bf16 is slower); loss ops, weights, the
-    # optimizer and checkpoints stay fp32, and validation, test, eval and predict run in fp32
+    # avx512_bf16 or AMX; refused on other CPUs, where emulated bf16 is slower); the task loss (l1, mse,
+    # cross-entropy: autocast's fp32 list), weights, the optimizer and checkpoints stay fp32, and validation,
+    # test, eval and predict run in fp32
     precision: str = "fp32"
     compile: bool = False  # torch.compile the model before training (CUDA or CPU)
     dist_timeout: float = 300.0  # seconds a collective waits for the other ranks before failing
