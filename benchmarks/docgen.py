@@ -684,6 +684,10 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "promma_missing_mosi_e5_single_paired_s8": render_paired,
     "promma_missing_mosi_e5_ens3_vs_single_s8": render_paired,
     "promma_missing_mosi_e5_lf_ens3_vs_single_s8": render_paired,
+    "promma_missing_mmmo_md05_vs_md03_s10": render_paired,
+    "promma_missing_mmmo_md07_vs_md03_s10": render_paired,
+    "promma_missing_mmmo_md05_vs_lf_s10": render_paired,
+    "promma_missing_mmmo_mw1_vs_md03_s10": render_paired,
 }
 
 
