@@ -772,7 +772,7 @@ def render(runs: dict[str, Any]) -> str:
         text += "\n" if runs.get("timing_notes") else ""
     if runs.get("timing_variants"):
         text += (
-            "### Other settings of the same pairs: the allocator, segments, torch.compile\n\n"
+            "### Other settings of the same pairs: the allocator, segments, torch.compile, bf16\n\n"
             + runs.get("timing_variants_intro", "")
             + ("\n\n" if runs.get("timing_variants_intro") else "")
             + variants_section(runs["timing_variants"], meta["data"])

@@ -224,3 +224,16 @@ def test_the_speed_block_of_docs_benchmarks_md_is_its_json_rendered(tmp_path: Pa
     doc.write_text((ROOT / "docs/benchmarks.md").read_text())
     _profile_epoch().write_doc(doc, ROOT / "docs/bench")
     assert doc.read_text() == (ROOT / "docs/benchmarks.md").read_text()
+
+
+def test_the_bf16_rows_are_labelled_beside_the_fp32_rows() -> None:
+    """docs/compare_mmsa.md keeps the fp32 rows and shows bf16 as labelled B rows, saying MMSA runs fp32."""
+    doc = (ROOT / "docs/compare_mmsa.md").read_text()
+    s10 = json.loads((ROOT / "docs/bench/compare_mmsa_s10.json").read_text())
+    label = s10["tenth_stop"]["labels"][0]
+    assert "MMSA fp32" in label and "bf16" in label
+    for model in ("lf_dnn", "lmf", "tfn", "mult"):
+        assert f"| {label} | {model} |" in doc  # A: fp32
+        assert f"| {label}, B: `precision=bf16` | {model} |" in doc  # B: bf16
+    assert "### Accuracy: msakit with bf16 autocast" in doc
+    assert "--msakit-train precision=bf16 --models lf_dnn lmf mult --seeds 1 2 3 4 5" in doc
