@@ -636,15 +636,21 @@ def _timing_pairs_block(runs: dict, pkl: str, tail: str) -> list[str]:
 
 def _reach_sentence(timing: dict[str, Any]) -> str:
     """Which size-matched models meet msakit ≤ 0.33× MMSA's CPU time per epoch (medians of the pairs)."""
-    met, unmet = [], []
+    cells = []
     for model, per_seed in timing.items():
         ratios = _cpu_ratios(per_seed)
-        if not ratios:
-            continue
-        cell = f"{model} {statistics.median(ratios):.2f} ({len(ratios)} pairs)"
-        (met if statistics.median(ratios) <= 0.33 else unmet).append(cell)
+        if ratios:
+            median = statistics.median(ratios)
+            cells.append((f"{model} {median:.2f} ({len(ratios)} pairs)", median))
+    return _met_sentence("The reach, msakit ≤ 0.33× MMSA's CPU time per epoch: ", cells)
+
+
+def _met_sentence(lead: str, cells: list[tuple[str, float]]) -> str:
+    """`lead` + which (cell, median ratio) pairs meet the reach (≤ 0.33) and which do not."""
+    met = [cell for cell, ratio in cells if ratio <= 0.33]
+    unmet = [cell for cell, ratio in cells if ratio > 0.33]
     return (
-        "The reach, msakit ≤ 0.33× MMSA's CPU time per epoch: "
+        lead
         + (f"met for {', '.join(met)}" if met else "met for none")
         + (f"; not met for {', '.join(unmet)}." if unmet else ".")
     )
@@ -801,20 +807,18 @@ def _stop_block(bench: Path, n: int, key: str) -> list[str]:
 def _chosen_sides_sentence(variant: dict[str, Any]) -> str:
     """The reach on the side a written rule chose per model (`reach_sides`: model -> "msakit" (A) or "b")."""
     flags = " ".join(variant["timing_meta"].get("msakit_b", []))
-    met, unmet = [], []
+    cells = []
     for model, side in variant["reach_sides"].items():
         ratios = _cpu_ratios(variant["timing"][model], "msakit_b" if side == "b" else "msakit")
-        if not ratios:
-            continue
-        which = f"B, `{flags}`" if side == "b" else "A"
-        cell = f"{model} {statistics.median(ratios):.2f} ({which}; {len(ratios)} pairs)"
-        (met if statistics.median(ratios) <= 0.33 else unmet).append(cell)
-    return (
+        if ratios:
+            which = f"B, `{flags}`" if side == "b" else "A"
+            median = statistics.median(ratios)
+            cells.append((f"{model} {median:.2f} ({which}; {len(ratios)} pairs)", median))
+    lead = (
         "The reach, msakit ≤ 0.33× MMSA's CPU time per epoch, on the side chosen per model before the run "
         f"({variant['reach_rule']}): "
-        + (f"met for {', '.join(met)}" if met else "met for none")
-        + (f"; not met for {', '.join(unmet)}." if unmet else ".")
     )
+    return _met_sentence(lead, cells)
 
 
 def _profile_ab_lines(ab: dict[str, Any]) -> list[str]:

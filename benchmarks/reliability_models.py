@@ -49,7 +49,7 @@ from msakit.robustness.protocols import PRIMARY_METRIC, auilc
 from msakit.robustness.training import fit_with_robustness
 from msakit.training import Trainer, train_config_from
 from msakit.training.checkpoint import load_checkpoint
-from msakit.training.sealed import Seal, open_test, refuse_sealed, sealed_message
+from msakit.training.sealed import Seal, open_test, read_results, refuse_sealed, sealed_message
 from msakit.training.trainer import evaluate, predict_split
 
 
@@ -85,7 +85,7 @@ def _spectrum_checkpoints(args: argparse.Namespace, data: Any, system: str, run:
     if system in args.reuse and done.is_file():
         if args.split == "test" and sealed_message(run):
             open_test(run, data=args.data)  # the choice was made on validation: open the seal, once
-        return [Path(s["checkpoint"]) for s in json.loads(done.read_text())["seeds"]]
+        return [Path(s["checkpoint"]) for s in read_results(run)["seeds"]]
     seal = Seal(data=args.data) if args.seal_test else None
     res = Trainer(dataset=data, train_config=_train_config(args), out_dir=run, seal=seal, **trainer).fit()
     return [Path(seed.checkpoint) for seed in res.seeds]

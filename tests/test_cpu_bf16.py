@@ -12,17 +12,15 @@ run in fp32.
 from __future__ import annotations
 
 import csv as csvlib
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from benchmark_module import load_benchmark
 from msakit.cli import main
 from msakit.config import TrainConfig
 from msakit.data import MSADataset
@@ -162,15 +160,6 @@ def test_eval_and_predict_of_a_bf16_checkpoint_run_in_fp32(tmp_path: Path, capsy
 # ---- the tenth stop's doc renderers (benchmarks/profile_epoch.py) -------------------------------------
 
 
-def _profile_epoch() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("profile_epoch", ROOT / "benchmarks/profile_epoch.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["profile_epoch"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _pair(mmsa: float, a: float, b: float) -> dict[str, Any]:
     return {
         fw: {"cpu_seconds_per_epoch": v, "epoch_cpu": [v, v]}
@@ -180,7 +169,7 @@ def _pair(mmsa: float, a: float, b: float) -> dict[str, Any]:
 
 def test_the_reach_is_read_on_the_side_chosen_per_model() -> None:
     """bf16 (B) where the rule chose it, fp32 (A) elsewhere: the sentence reads each model's own side."""
-    pe = _profile_epoch()
+    pe = load_benchmark("profile_epoch")
     variant = {
         "timing_meta": {"msakit_b": ["precision=bf16"]},
         "timing": {
@@ -198,7 +187,7 @@ def test_the_reach_is_read_on_the_side_chosen_per_model() -> None:
 
 
 def test_a_stop_block_renders_each_of_several_phase_profiles(tmp_path: Path) -> None:
-    pe = _profile_epoch()
+    pe = load_benchmark("profile_epoch")
     phases = {p: 0.5 for p in pe.PHASES}
 
     def profile(model: str, argv_tail: list[str]) -> dict[str, Any]:
@@ -222,7 +211,7 @@ def test_the_speed_block_of_docs_benchmarks_md_is_its_json_rendered(tmp_path: Pa
     """docs/benchmarks.md's speed block is exactly what `profile_epoch.py --doc` renders from docs/bench."""
     doc = tmp_path / "benchmarks.md"
     doc.write_text((ROOT / "docs/benchmarks.md").read_text())
-    _profile_epoch().write_doc(doc, ROOT / "docs/bench")
+    load_benchmark("profile_epoch").write_doc(doc, ROOT / "docs/bench")
     assert doc.read_text() == (ROOT / "docs/benchmarks.md").read_text()
 
 

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+from benchmark_module import load_benchmark
 from msakit import create_model
 from msakit.data import MSADataset, load_dataset
 from msakit.data.stats import dataset_stats
@@ -23,8 +21,6 @@ from msakit.robustness.perturbations import Spectrum, bind
 from msakit.training import Trainer, train_config_from
 from msakit.training.checkpoint import load_checkpoint
 from msakit.training.trainer import evaluate
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _model(dataset: MSADataset, **overrides: Any) -> QAMoE:
@@ -118,15 +114,6 @@ def test_unknown_prior_answer_is_refused_naming_the_field(tiny_dataset: MSADatas
 # ---- benchmarks/reliability_models.py spectrum: --split valid, --seal-test, --reuse ---------------
 
 
-def _bench() -> ModuleType:
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("reliability_models", BENCH / "reliability_models.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _spectrum_args(out: Path, **changes: Any) -> argparse.Namespace:
     base = {
         "data": "synthetic",
@@ -148,7 +135,7 @@ def _spectrum_args(out: Path, **changes: Any) -> argparse.Namespace:
 def test_spectrum_scores_the_validation_split_sealed_then_opens_test_from_the_same_checkpoints(
     tmp_path: Path,
 ) -> None:
-    bench = _bench()
+    bench = load_benchmark("reliability_models")
     valid = bench.spectrum(_spectrum_args(tmp_path, split="valid", seal_test=True))
     assert valid["split"] == "valid" and "(Non0_acc_2, valid)" in valid["table"]
     run = tmp_path / "qa_moe"

@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from benchmark_module import load_benchmark
 from msakit.cli import main
 from msakit.cli.train import _rank_argv
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 ARGS = ["--model", "late_fusion", "--data", "synthetic", "-m", "hidden_dim=8", "--epochs", "2", "--no-progress"]
 TIMING = ("seconds_per_epoch", "checkpoint")  # a seed's wall time, and the folder it was trained into
 
@@ -76,16 +73,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert _train(out["plain"]) == 0
     assert _train(out["sealed"], "--seal-test") == 0
     return out
-
-
-def _bench(name: str) -> ModuleType:
-    sys.path.insert(0, str(BENCH))  # the scripts import each other (seed_variance -> probe_gap)
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_a_sealed_run_records_validation_and_the_seal_and_nothing_about_test(runs: dict[str, Path]) -> None:
@@ -185,7 +172,8 @@ def test_an_ensemble_run_seals_and_opens_to_the_plain_ensemble_run(tmp_path: Pat
     assert main(["train", *ARGS, *ens, "--out", str(tmp_path / "sealed"), "--seal-test"]) == 0
     assert "test" not in _results(tmp_path / "sealed")["seeds"][0]
     _same_folders(tmp_path / "plain", tmp_path / "sealed")
-    assert _bench("ensemble_rows").main([str(tmp_path / "sealed"), "--data", "synthetic"]) == 0  # validation: allowed
+    rows = load_benchmark("ensemble_rows")
+    assert rows.main([str(tmp_path / "sealed"), "--data", "synthetic"]) == 0  # validation: allowed
     assert main(["test", str(tmp_path / "sealed")]) == 0
     assert _untimed(_results(tmp_path / "sealed")) == _untimed(_results(tmp_path / "plain"))
     _same_folders(tmp_path / "plain", tmp_path / "sealed")
@@ -292,7 +280,7 @@ def test_bad_runs_exit_2_in_one_line_with_results_untouched(
 def test_readers_of_test_numbers_refuse_a_sealed_run(
     runs: dict[str, Path], name: str, argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bench = _bench(name)
+    bench = load_benchmark(name)
     with pytest.raises(SystemExit) as exc:
         bench.main([a.replace("RUN", str(runs["sealed"])) for a in argv])
     assert exc.value.code == 2
@@ -303,7 +291,7 @@ def test_readers_of_test_numbers_refuse_a_sealed_run(
 def test_docgen_ablation_collector_refuses_a_sealed_row(runs: dict[str, Path], tmp_path: Path) -> None:
     shutil.copytree(runs["sealed"], tmp_path / "00")
     with pytest.raises(SystemExit) as exc:
-        _bench("docgen").collect_ablation(tmp_path, "c")
+        load_benchmark("docgen").collect_ablation(tmp_path, "c")
     assert exc.value.code == 2
 
 
@@ -319,10 +307,10 @@ def test_an_opened_run_is_read_again(runs: dict[str, Path], tmp_path: Path) -> N
 
 def test_other_collectors_of_test_numbers_refuse_a_sealed_run(runs: dict[str, Path], tmp_path: Path) -> None:
     sealed = runs["sealed"]
-    reliability = _bench("reliability_models")
+    reliability = load_benchmark("reliability_models")
     for call in (
         lambda: reliability.ablations(argparse.Namespace(full=str(sealed), rows=[])),
-        lambda: _bench("reference_results").run_model("late_fusion", None, sealed, {}, {}, True),
+        lambda: load_benchmark("reference_results").run_model("late_fusion", None, sealed, {}, {}, True),
     ):
         with pytest.raises(SystemExit) as exc:
             call()

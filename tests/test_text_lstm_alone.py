@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from benchmark_module import load_benchmark
+
 ROOT = Path(__file__).parents[1]
-
-
-def _bench(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_micro_counts_the_segments_work_and_mmsa_s_full_length_work() -> None:
@@ -30,7 +20,7 @@ def test_micro_counts_the_segments_work_and_mmsa_s_full_length_work() -> None:
     pytest.importorskip("torch")
     train = load_dataset("synthetic").split("train")
     text = train.modalities["text"]
-    res = _bench("profile_epoch").micro_text_lstm("synthetic", repeats=2)
+    res = load_benchmark("profile_epoch").micro_text_lstm("synthetic", repeats=2)
     assert [r["model"] for r in res["rows"]] == ["lmf", "lf_dnn"]
     for row in res["rows"]:
         steps = row["lstm_steps_per_epoch"]
@@ -48,7 +38,7 @@ def _run(msakit: float, mmsa: float) -> dict[str, Any]:
 
 
 def test_section_is_computed_from_the_micro_and_the_pairs_it_names() -> None:
-    bench = _bench("compare_mmsa")
+    bench = load_benchmark("compare_mmsa")
     row = {
         "model": "lmf",
         "batch": 64,
@@ -72,7 +62,7 @@ def test_section_is_computed_from_the_micro_and_the_pairs_it_names() -> None:
 
 def test_compare_mmsa_doc_is_the_latest_stop_json_rendered() -> None:
     """docs/compare_mmsa.md, the text-LSTM section included, is what compare_mmsa.py renders from its JSON."""
-    bench = _bench("compare_mmsa")
+    bench = load_benchmark("compare_mmsa")
     runs = json.loads((ROOT / "docs/bench/compare_mmsa_s10.json").read_text())
     rendered = bench.render(runs)
     assert "### The text LSTM alone" in rendered

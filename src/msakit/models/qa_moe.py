@@ -209,8 +209,8 @@ class QAMoE(MSAModel):
             fused = (weights.unsqueeze(-1) * moe.output).sum(1)  # (B, H)
             prior_weight = torch.zeros(batch.size, dtype=weights.dtype, device=weights.device)
         prediction = self.bound_prediction(self.head(fused))
-        empty = ~present.any(1)  # (B,) no evidence at all
-        if self.config.prior_answer == "labels" and empty.any():
+        empty = ~present.any(1) if self.config.prior_answer == "labels" else None  # (B,) no evidence at all
+        if empty is not None and empty.any():
             answer = self.bound_prediction(self.label_answer.to(prediction.dtype).expand(batch.size, -1))
             prediction = torch.where(empty.view(-1, *[1] * (prediction.dim() - 1)), answer, prediction)
 
