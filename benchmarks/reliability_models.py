@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,8 @@ def spectrum(args: argparse.Namespace) -> dict[str, Any]:
     key = PRIMARY_METRIC.get(metric_set, "Non0_acc_2")
     out, levels, split = Path(args.out), [float(s) for s in args.levels], args.split
     if split == "test" and args.seal_test:
-        raise SystemExit("spectrum: error: --seal-test never reads test; use it with --split valid")
+        print("spectrum: error: --seal-test never reads test; use it with --split valid", file=sys.stderr)
+        raise SystemExit(2)
     qa = dict(_overrides(args.model_opt))
     # label -> its runs: (name in --reuse, run folder, Trainer arguments, the one level it is scored at or None)
     systems: dict[str, list[tuple[str, Path, dict[str, Any], float | None]]] = {

@@ -147,8 +147,9 @@ def test_spectrum_scores_the_validation_split_sealed_then_opens_test_from_the_sa
     clean = evaluate(ckpt, data.split("valid"), "mosi", transform=bind(Spectrum(strength=0.0), seed=0))
     assert valid["rows"]["qa_moe (one checkpoint)"]["0.0"] == [clean["Non0_acc_2"]]
     assert len(valid["areas"]["qa_moe (one checkpoint)"]) == 1
-    with pytest.raises(SystemExit):  # a sealed training that reads test is a contradiction
+    with pytest.raises(SystemExit) as refused:  # a sealed training that reads test is a contradiction
         bench.spectrum(_spectrum_args(tmp_path / "x", seal_test=True))
+    assert refused.value.code == 2 and not (tmp_path / "x").exists()
     stamp = checkpoint.stat().st_mtime_ns
     test = bench.spectrum(_spectrum_args(tmp_path, reuse=["qa_moe", "late_fusion"]))
     assert checkpoint.stat().st_mtime_ns == stamp  # read back, not retrained
