@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from benchmark_module import load_benchmark
 from msakit import allocator
 from msakit.errors import ConfigError
 from msakit.training import Trainer, train_config_from
@@ -95,13 +96,7 @@ def test_keep_stops_the_page_faults_of_a_reallocated_buffer() -> None:
 
 def test_compare_mmsa_splits_the_first_epoch_from_the_later_ones() -> None:
     """The variants table of benchmarks/compare_mmsa.py: whole-loop ratio, first epoch, later-epoch ratio."""
-    import importlib.util
-
-    path = Path(__file__).parents[1] / "benchmarks/compare_mmsa.py"
-    spec = importlib.util.spec_from_file_location("compare_mmsa", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("compare_mmsa")
 
     def run(first: float, later: float) -> dict[str, Any]:
         return {"cpu_seconds_per_epoch": (first + later) / 2, "epoch_cpu": [first, later], "params": 1}

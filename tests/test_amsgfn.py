@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
+from benchmark_module import load_benchmark
 from msakit import create_model
 from msakit.batch import MODALITIES, Batch
 from msakit.data import MSADataset, SyntheticConfig, make_synthetic
 from msakit.errors import ConfigError
 from msakit.experiments import ablations_of
 from msakit.models.amsgfn import AMSGFN
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "amsgfn_dominance.py"
-
-
-def _bench():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("amsgfn_dominance", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["amsgfn_dominance"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def _model(dataset: MSADataset, **overrides: object) -> AMSGFN:
@@ -124,7 +110,7 @@ def test_alignment_loss_falls_when_modalities_agree() -> None:
 
 
 def test_dominance_report_counts_and_match_rate(tiny_dataset: MSADataset) -> None:
-    bench = _bench()
+    bench = load_benchmark("amsgfn_dominance")
     model = _model(tiny_dataset)
     split = tiny_dataset.split("test")
     report = bench.dominance_report(model, split)
@@ -137,7 +123,7 @@ def test_dominance_report_counts_and_match_rate(tiny_dataset: MSADataset) -> Non
 @pytest.mark.slow
 def test_dominant_choice_matches_informative_modality() -> None:
     """On synthetic:dominant the chosen dominant modality is the informative one well above chance (1/3)."""
-    bench = _bench()
+    bench = load_benchmark("amsgfn_dominance")
     data = make_synthetic(SyntheticConfig(one_informative=True, sizes=(600, 150, 250)), name="synthetic:dominant")
     model = bench.train_fresh(data, epochs=8, seed=1, patience=3, overrides={"hidden_dim": 32, "fusion_layers": 1})
     report = bench.dominance_report(model, data.split("test"))

@@ -8,24 +8,19 @@ and compares, and checks that the sentences really follow the numbers.
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from benchmark_module import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def docgen() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("_docgen", ROOT / "benchmarks" / "docgen.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("docgen")
 
 
 def test_every_generated_block_matches_its_result_file(docgen: ModuleType) -> None:
@@ -100,12 +95,7 @@ PENDING: set[str] = set()  # empty at the end of stop 3: every doc passes
 
 @pytest.fixture(scope="module")
 def doccheck() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("_doccheck", ROOT / "benchmarks" / "doccheck.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("doccheck")
 
 
 def test_no_doc_contradicts_its_own_tables(doccheck: ModuleType) -> None:

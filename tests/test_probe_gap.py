@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_gap.py"
-
-
-def _bench():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("probe_gap", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["probe_gap"] = module
-    spec.loader.exec_module(module)
-    return module
+from benchmark_module import load_benchmark
 
 
 def _data(n: int = 400) -> tuple[np.ndarray, np.ndarray]:
@@ -29,7 +18,7 @@ def _data(n: int = 400) -> tuple[np.ndarray, np.ndarray]:
 def test_metrics_match_msakit_metrics() -> None:
     from msakit.metrics import compute_metrics
 
-    bench = _bench()
+    bench = load_benchmark("probe_gap")
     y, p = _data()
     ref = compute_metrics("mosi", p, y)
     for key, (fn, _) in bench.METRICS.items():
@@ -37,7 +26,7 @@ def test_metrics_match_msakit_metrics() -> None:
 
 
 def test_a_copy_of_the_probe_is_level_and_a_better_model_is_ahead() -> None:
-    bench = _bench()
+    bench = load_benchmark("probe_gap")
     y, probe = _data()
     same = bench.paired_gap(np.stack([probe, probe]), probe, y, resamples=300, seed=0)
     for key, gap in same.items():
@@ -56,7 +45,7 @@ def test_the_all_row_refit_reproduces_the_probe_rows_test_scores() -> None:
     """--probe-row all: the concatenation row of `msakit probe` (ICT-MMMO's floor), refitted exactly."""
     from msakit.data import load_dataset
 
-    bench = _bench()
+    bench = load_benchmark("probe_gap")
     data = load_dataset("synthetic")
     y = np.asarray(data.split("test").labels, dtype=np.float64).reshape(-1)
     pred, info = bench.probe_test_predictions(data, "all")
@@ -74,7 +63,7 @@ def test_a_member_path_reads_member_j_of_every_seed_of_an_ensemble_run(tmp_path:
 
     import pytest
 
-    bench = _bench()
+    bench = load_benchmark("probe_gap")
     run = tmp_path / "run"
     for seed, mae in ((10, 0.9), (2, 0.7), (1, 0.5)):
         for sub, value in (("best", 9.0), ("member0/best", mae), ("member1/best", 8.0)):

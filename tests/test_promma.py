@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from benchmark_module import load_benchmark
 from msakit import create_model
 from msakit.batch import MODALITIES
 from msakit.data import MSADataset
@@ -280,19 +281,12 @@ def test_the_missing_benchmark_scores_an_ensembles_member_zero_beside_it(
     member 0 (the seed's single run) is scored on the same masks as "single"; --paired reads
     MODEL/single. Without an ensemble there is no "single"."""
     import argparse
-    import importlib.util
     import json
-    import sys
 
     from msakit.models.ensemble import DeepEnsemble
     from msakit.training import load_checkpoint
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "promma_missing.py"
-    spec = importlib.util.spec_from_file_location("promma_missing", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["promma_missing"] = bench
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("promma_missing")
 
     def args(out: Path, *train: str) -> argparse.Namespace:
         opts = ["batch_size=8", *train]

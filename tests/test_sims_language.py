@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -11,25 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark_module import load_benchmark
 from msakit.data import DatasetInfo, read_folder, write_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _benchmark(name: str) -> ModuleType:
-    """benchmarks/NAME.py as a module (registered in sys.modules, where its dataclasses look it up)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(f"_{name}", ROOT / "benchmarks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def sims_language() -> ModuleType:
-    return _benchmark("sims_language")
+    return load_benchmark("sims_language")
 
 
 def _base(root: Path, n: int = 9) -> Path:
@@ -79,7 +67,7 @@ def test_chinese_lexicon_reads_polarity(sims_language: ModuleType) -> None:
 
 @pytest.fixture(scope="module")
 def sims_finetune() -> ModuleType:
-    return _benchmark("sims_finetune")
+    return load_benchmark("sims_finetune")
 
 
 def test_finetune_head_ignores_padding_and_trains_its_layers(sims_finetune: ModuleType) -> None:
@@ -192,7 +180,7 @@ def test_a_run_without_predictions_is_trained_again_and_must_repeat(
 
 @pytest.fixture(scope="module")
 def sims_summary() -> ModuleType:
-    return _benchmark("sims_summary")
+    return load_benchmark("sims_summary")
 
 
 def test_paired_bootstrap_resamples_both_rows_on_the_same_clips(sims_summary: ModuleType) -> None:

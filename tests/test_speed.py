@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from benchmark_module import BENCHMARKS, load_benchmark
 from msakit.training import Trainer, train_config_from
 from msakit.training.engine import adamw, clip_grad_norm
 
@@ -85,14 +86,7 @@ def test_trainer_uses_the_fused_optimizer(tiny_dataset, tmp_path: Path) -> None:
 def test_gpu_benchmark_measures_a_step() -> None:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device: benchmarks/gpu_bench.py has nothing to measure here")
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "gpu_bench", Path(__file__).parents[1] / "benchmarks" / "gpu_bench.py"
-    )
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("gpu_bench")
     result = bench.run(["late_fusion"], batch_size=32, length=10, steps=3)
     for precision in ("fp32", "bf16"):
         row = result["late_fusion"][precision]
@@ -115,22 +109,11 @@ def test_masked_lstm_path_equals_the_packed_one() -> None:
     torch.testing.assert_close(seq, enc._packed_lstm(h, mask) * valid)
 
 
-def _compare_mmsa():  # type: ignore[no-untyped-def]
-    import importlib.util
-
-    path = Path(__file__).parents[1] / "benchmarks" / "compare_mmsa.py"
-    spec = importlib.util.spec_from_file_location("compare_mmsa", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return path, module
-
-
 def test_compare_mmsa_refuses_what_it_cannot_compare(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    path, _ = _compare_mmsa()
+    path = BENCHMARKS / "compare_mmsa.py"
     data = tmp_path / "x.pkl"
     data.write_bytes(b"")
     for args, needle in (
@@ -142,7 +125,7 @@ def test_compare_mmsa_refuses_what_it_cannot_compare(tmp_path: Path) -> None:
 
 
 def test_a_size_matched_config_that_does_not_fit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    _, module = _compare_mmsa()
+    module = load_benchmark("compare_mmsa")
     monkeypatch.setattr(module, "_mem_available_bytes", lambda: 2**30)
     module.check_fits("msakit", "tfn", 1_000_000, 32, 128)  # 16 MB of state: fits
     with pytest.raises(module.BenchmarkError, match=r"msakit tfn: the size-matched configuration needs about"):
@@ -479,7 +462,7 @@ def test_unilstm_segments_path_skips_padding_with_the_same_values_and_gradients(
 def test_size_matched_mult_has_mmsas_layout_and_parameter_count() -> None:
     from msakit import create_model
 
-    _, module = _compare_mmsa()
+    module = load_benchmark("compare_mmsa")
     cfg = module.SIZE_MATCHED["mult"]["model"]
     # the export's dims: MiniLM text 384, COVAREP audio 73, the one-wide zero visual array
     net = create_model("mult", text_dim=384, audio_dim=73, visual_dim=1, modalities=("text", "audio", "visual"), **cfg)
@@ -521,7 +504,8 @@ def test_compare_mmsa_scopes_a_train_override_to_one_model(tmp_path: Path) -> No
     import subprocess
     import sys
 
-    path, module = _compare_mmsa()
+    path = BENCHMARKS / "compare_mmsa.py"
+    module = load_benchmark("compare_mmsa")
     opts = ["sampler=bucket", "mult:batch_size=64", "lstm=auto"]
     assert module.msakit_train(opts, "mult") == {"sampler": "bucket", "batch_size": 64, "lstm": "auto"}
     assert module.msakit_train(opts, "lmf") == {"sampler": "bucket", "lstm": "auto"}
@@ -540,7 +524,7 @@ def test_compare_mmsa_exits_2_naming_a_run_that_did_not_fit(
 ) -> None:
     import sys
 
-    _, module = _compare_mmsa()
+    module = load_benchmark("compare_mmsa")
     why = "msakit mult: the size-matched configuration needs about 9.0 GiB (2,398,467 parameters, batch 64)"
     monkeypatch.setattr(module, "validate_request", lambda args: None)
     monkeypatch.setattr(module, "spawn", lambda fw, *a: {"error": why, "refused": True} if fw == "msakit" else {})
@@ -555,7 +539,7 @@ def test_compare_mmsa_exits_2_naming_a_run_that_did_not_fit(
 
 
 def test_compare_mmsa_shows_an_ab_of_two_msakit_settings_within_the_same_pairs() -> None:
-    _, bench = _compare_mmsa()
+    bench = load_benchmark("compare_mmsa")
 
     def run(first: float, later: float) -> dict[str, object]:
         return {"cpu_seconds_per_epoch": (first + later) / 2, "epoch_cpu": [first, later], "params": 1}

@@ -16,6 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from benchmark_module import load_benchmark
 from msakit import create_model
 from msakit.cli import main
 from msakit.data import MSADataset
@@ -386,15 +387,9 @@ def test_cli_resume_with_save_last_off_exits_2(tmp_path: Path, capsys: pytest.Ca
 def test_size_matched_configs_checkpoint_and_clip_as_mmsas_trainers() -> None:
     """benchmarks/compare_mmsa.py: MMSA 2.2.1's TFN, LMF and LF_DNN trainers clip nothing, and every one of its
     trainers saves only the best model; the size-matched msakit configurations do the same."""
-    import importlib.util
-
     from msakit.config import TrainConfig, apply_overrides
 
-    path = Path(__file__).parents[1] / "benchmarks" / "compare_mmsa.py"
-    spec = importlib.util.spec_from_file_location("compare_mmsa", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("compare_mmsa")
     for name, entry in module.SIZE_MATCHED.items():
         cfg = apply_overrides(TrainConfig(), entry["train"], owner=name)
         assert cfg.save_last is False, name

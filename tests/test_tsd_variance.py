@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "seed_variance.py"
-
-
-def _bench():  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(BENCH.parent))
-    spec = importlib.util.spec_from_file_location("seed_variance", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmark_module import load_benchmark
 
 
 def test_independent_seed_noise_averages_out_and_shared_error_does_not() -> None:
-    bench = _bench()
+    bench = load_benchmark("seed_variance")
     rng = np.random.default_rng(0)
     y = np.round(rng.normal(0, 1.5, 500), 1)
     noisy = y + rng.normal(0, 1.0, (5, 500))  # each seed its own error: variance
@@ -37,7 +24,7 @@ def test_independent_seed_noise_averages_out_and_shared_error_does_not() -> None
 
 
 def test_reading_names_a_run_only_when_its_mean_prediction_reaches_the_probe() -> None:
-    bench = _bench()
+    bench = load_benchmark("seed_variance")
     probe = {
         "valid": {"Corr": 0.8, "MAE": 0.8, "Non0_acc_2": 0.84},
         "test": {"Corr": 0.775, "MAE": 0.82, "Non0_acc_2": 0.84},
@@ -54,7 +41,7 @@ def test_reading_names_a_run_only_when_its_mean_prediction_reaches_the_probe() -
 
 
 def test_size_rows_average_each_seeds_first_k_members() -> None:
-    bench = _bench()
+    bench = load_benchmark("seed_variance")
     rng = np.random.default_rng(1)
     y = np.round(rng.normal(0, 1.5, 300), 1)
     members = y + rng.normal(0, 1.0, (3, 4, 300))  # (seeds, members, clips), independent member errors
@@ -69,7 +56,7 @@ def test_size_rows_average_each_seeds_first_k_members() -> None:
 
 
 def test_chosen_size_needs_a_larger_k_to_win_by_the_margin() -> None:
-    bench = _bench()
+    bench = load_benchmark("seed_variance")
     assert bench.chosen_size({1: 0.9737, 3: 0.9731, 5: 0.9796}, 0.001) == 1  # 0.0006 lower: a tie, keep the cheaper
     assert bench.chosen_size({1: 0.8039, 3: 0.7703, 5: 0.7692}, 0.001) == 5  # 0.0011 lower than K = 3
     assert bench.chosen_size({1: 0.8039, 3: 0.7703, 5: 0.7698}, 0.001) == 3
