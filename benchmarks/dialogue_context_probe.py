@@ -57,7 +57,7 @@ def main() -> None:
         x_tr, x_va, x_te = _standardise(*(features(s, window) for s in splits))  # type: ignore[arg-type]
         best = None
         for alpha in ALPHAS:
-            p_va, p_te = _fit_predict(x_tr, train.labels, [x_va, x_te], alpha, data.info.num_classes)
+            (p_va, p_te), _, _ = _fit_predict(x_tr, train.labels, [x_va, x_te], alpha, data.info.num_classes)
             val = compute_metrics(metric_set.name, p_va, valid.labels)
             if best is None or (val[key] > best[0] if higher else val[key] < best[0]):
                 best = (val[key], alpha, val, compute_metrics(metric_set.name, p_te, test.labels))

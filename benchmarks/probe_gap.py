@@ -52,7 +52,7 @@ def probe_test_predictions(data: Any, name: str = "text") -> tuple[np.ndarray, d
     splits = [data.split(s) for s in ("train", "valid", "test")]
     pooled = [np.concatenate([pooled_features(s, m, row.pooling) for m in row.modalities], axis=1) for s in splits]
     x_tr, _, x_te = _standardise(*pooled)
-    (pred,) = _fit_predict(x_tr, splits[0].labels, [x_te], row.alpha, data.info.num_classes)
+    (pred,), _, _ = _fit_predict(x_tr, splits[0].labels, [x_te], row.alpha, data.info.num_classes)
     info = {"row": name, "pooling": row.pooling, "alpha": row.alpha, "test": row.test, "valid": row.valid}
     return np.asarray(pred, dtype=np.float64), info
 

@@ -104,6 +104,9 @@ class ModelConfig:
     ccc_weight: float = 0.0
     # normalise each input feature with robust training-split statistics (msakit.layers.normalize)
     feature_norm: bool = True
+    # add the linear-probe floor, fitted on the training split and frozen, to the prediction, so that
+    # the network learns the probe's residual (msakit.layers.probe_base); off: the model unchanged
+    probe_base: bool = False
 
     def dim(self, modality: str) -> int:
         return int(getattr(self, f"{modality}_dim"))

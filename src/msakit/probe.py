@@ -103,9 +103,15 @@ def pooled_features(split: SplitData, modality: str, pooling: str, chunk: int = 
     return out
 
 
+#: the score a class missing from the training split gets (so that it is never predicted)
+ABSENT_CLASS_SCORE = -1e9
+
+
 def _fit_predict(
     x_train: np.ndarray, y: np.ndarray, xs: Sequence[np.ndarray], alpha: float, classes: int
-) -> list[np.ndarray]:
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Predictions for each of `xs`, and the fitted map as arrays: scores = x @ coef.T + intercept,
+    coef (C, F) and intercept (C,) (C = 1 for regression; two-class logits are ±decision, as sklearn's)."""
     from sklearn.linear_model import LogisticRegression, Ridge
 
     if classes > 1:
@@ -115,19 +121,106 @@ def _fit_predict(
         for x in xs:
             d = clf.decision_function(x)
             d = np.stack([-d, d], axis=1) if d.ndim == 1 else d  # sklearn gives one column for two classes
-            scores = np.full((len(x), classes), -1e9)  # a class missing from train is never predicted
+            scores = np.full((len(x), classes), ABSENT_CLASS_SCORE)  # a class missing from train is never predicted
             scores[:, clf.classes_.astype(np.int64)] = d
             out.append(scores)
-        return out
+        w, b = clf.coef_, clf.intercept_
+        if len(w) == 1:
+            w, b = np.concatenate([-w, w]), np.concatenate([-b, b])
+        coef = np.zeros((classes, x_train.shape[1]))
+        intercept = np.full(classes, ABSENT_CLASS_SCORE)
+        coef[clf.classes_.astype(np.int64)], intercept[clf.classes_.astype(np.int64)] = w, b
+        return out, coef, intercept
     reg = Ridge(alpha=alpha)
     reg.fit(x_train, y)
-    return [reg.predict(x) for x in xs]
+    return [reg.predict(x) for x in xs], np.asarray(reg.coef_, np.float64)[None, :], np.array([float(reg.intercept_)])
+
+
+def _standardise_stats(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean, std = train.mean(0), train.std(0)
+    return mean, np.where(std > 1e-8, std, 1.0)
 
 
 def _standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    mean, std = train.mean(0), train.std(0)
-    std = np.where(std > 1e-8, std, 1.0)
+    mean, std = _standardise_stats(train)
     return [(x - mean) / std for x in (train, *others)]
+
+
+@dataclass
+class LinearMap:
+    """A probe fitted on train and chosen on validation, as arrays (`fit_linear_map`):
+    scores = ((x - center) / scale) @ coef.T + intercept, where x concatenates
+    `pooled_features(split, m, pooling)` over the modalities of `group` in that order."""
+
+    group: tuple[str, ...]
+    pooling: str
+    alpha: float
+    center: np.ndarray  # (F,)
+    scale: np.ndarray  # (F,)
+    coef: np.ndarray  # (C, F); C = 1 for regression
+    intercept: np.ndarray  # (C,)
+    valid: dict[str, float]
+
+
+def _usable_groups(
+    train: SplitData, mods: Sequence[str], include_all: bool
+) -> tuple[list[tuple[str, tuple[str, ...]]], list[str]]:
+    """(name, modalities) for each probe, and a note for each modality no training sample has."""
+    notes, usable = [], []
+    for m in mods:
+        if not train.modalities[m].present.any():
+            notes.append(f"{m}: absent from every training sample, so it cannot be learned; left out")
+        else:
+            usable.append(m)
+    groups: list[tuple[str, tuple[str, ...]]] = [(m, (m,)) for m in usable]
+    if include_all and len(usable) > 1:
+        groups.append(("all", tuple(usable)))
+    return groups, notes
+
+
+class _Pooled:
+    """Pooled features per (split, modality, pooling), computed once."""
+
+    def __init__(self, splits: dict[str, SplitData]) -> None:
+        self.splits = splits
+        self.cache: dict[tuple[str, str, str], np.ndarray] = {}
+
+    def __call__(self, split_name: str, group: tuple[str, ...], pooling: str) -> np.ndarray:
+        parts = []
+        for m in group:
+            if (split_name, m, pooling) not in self.cache:
+                self.cache[(split_name, m, pooling)] = pooled_features(self.splits[split_name], m, pooling)
+            parts.append(self.cache[(split_name, m, pooling)])
+        return np.concatenate(parts, axis=1)
+
+
+def _choose(
+    feats: _Pooled,
+    group: tuple[str, ...],
+    metric_set: str,
+    classes: int,
+    poolings: Sequence[str],
+    alphas: Sequence[float],
+) -> tuple[LinearMap, np.ndarray | None]:
+    """The (pooling, α) of `group` with the best validation score, and its test scores when the
+    pooled features have a test split (None otherwise: the test split is never read)."""
+    ms = get_metric_set(metric_set)
+    key, higher = ms.select_key, ms.higher_is_better[ms.select_key]
+    train, valid = feats.splits["train"], feats.splits["valid"]
+    has_test = "test" in feats.splits
+    best: tuple[float, LinearMap, np.ndarray | None] | None = None
+    for pooling in poolings:
+        x_tr = feats("train", group, pooling)
+        center, scale = _standardise_stats(x_tr)
+        xs = [(feats(s, group, pooling) - center) / scale for s in (("valid", "test") if has_test else ("valid",))]
+        for alpha in alphas:
+            preds, coef, intercept = _fit_predict((x_tr - center) / scale, train.labels, xs, alpha, classes)
+            val = compute_metrics(metric_set, preds[0], valid.labels)
+            if best is None or (val[key] > best[0] if higher else val[key] < best[0]):
+                fitted = LinearMap(group, pooling, alpha, center, scale, coef, intercept, val)
+                best = (val[key], fitted, preds[1] if has_test else None)
+    assert best is not None
+    return best[1], best[2]
 
 
 def linear_probe(
@@ -141,50 +234,77 @@ def linear_probe(
     """Probe each modality and (with `include_all`) their concatenation; module docstring."""
     info = dataset.info
     metric_set = get_metric_set(info.metric_set)
-    key, higher = metric_set.select_key, metric_set.higher_is_better[metric_set.select_key]
-    train, valid, test = (dataset.split(s) for s in ("train", "valid", "test"))
-    mods = [m for m in (modalities or info.modalities) if m in train.modalities]
+    splits = {s: dataset.split(s) for s in ("train", "valid", "test")}
+    mods = [m for m in (modalities or info.modalities) if m in splits["train"].modalities]
     unknown = sorted(set(modalities or ()) - set(info.modalities))
     if unknown:
         raise ConfigError(f"probe: dataset {info.name!r} has no modality {unknown}; it has {list(info.modalities)}")
-    result = ProbeResult(info.name, metric_set.name, key)
-    usable = []
-    for m in mods:
-        if not train.modalities[m].present.any():
-            result.notes.append(f"{m}: absent from every training sample, so it cannot be learned; left out")
-        else:
-            usable.append(m)
-    groups: list[tuple[str, tuple[str, ...]]] = [(m, (m,)) for m in usable]
-    if include_all and len(usable) > 1:
-        groups.append(("all", tuple(usable)))
-    cache: dict[tuple[str, str, str], np.ndarray] = {}
-
-    def feats(split_name: str, split: SplitData, group: tuple[str, ...], pooling: str) -> np.ndarray:
-        parts = []
-        for m in group:
-            if (split_name, m, pooling) not in cache:
-                cache[(split_name, m, pooling)] = pooled_features(split, m, pooling)
-            parts.append(cache[(split_name, m, pooling)])
-        return np.concatenate(parts, axis=1)
-
+    result = ProbeResult(info.name, metric_set.name, metric_set.select_key)
+    groups, result.notes = _usable_groups(splits["train"], mods, include_all)
+    feats = _Pooled(splits)
     for name, group in groups:
-        best: tuple[float, str, float, dict[str, float], np.ndarray, np.ndarray] | None = None
-        for pooling in poolings:
-            x_tr, x_va, x_te = _standardise(
-                *(feats(s, d, group, pooling) for s, d in (("train", train), ("valid", valid), ("test", test)))
-            )
-            for alpha in alphas:
-                p_va, p_te = _fit_predict(x_tr, train.labels, [x_va, x_te], alpha, info.num_classes)
-                val = compute_metrics(metric_set.name, p_va, valid.labels)
-                score = val[key]
-                if best is None or (score > best[0] if higher else score < best[0]):
-                    best = (score, pooling, alpha, val, p_te, p_va)
-        assert best is not None
-        _, pooling, alpha, val, p_te, _ = best
-        result.rows.append(
-            ProbeRow(name, group, pooling, alpha, val, compute_metrics(metric_set.name, p_te, test.labels))
-        )
+        fitted, p_te = _choose(feats, group, metric_set.name, info.num_classes, poolings, alphas)
+        assert p_te is not None
+        test = compute_metrics(metric_set.name, p_te, splits["test"].labels)
+        result.rows.append(ProbeRow(name, group, fitted.pooling, fitted.alpha, fitted.valid, test))
     return result
 
 
-__all__ = ["ALPHAS", "POOLINGS", "ProbeResult", "ProbeRow", "linear_probe", "pooled_features"]
+def fit_linear_map(
+    train: SplitData,
+    valid: SplitData,
+    modalities: Sequence[str],
+    *,
+    metric_set: str,
+    num_classes: int,
+    poolings: Sequence[str] = POOLINGS,
+    alphas: Sequence[float] = ALPHAS,
+) -> LinearMap:
+    """The probe `ProbeResult.best()` would pick (each modality alone and all together, every pooling
+    and α, chosen on validation), fitted on `train`, as arrays; the test split is not an argument.
+    ConfigError when no modality is present in any training sample."""
+    mods = [m for m in modalities if m in train.modalities]
+    groups, _ = _usable_groups(train, mods, include_all=True)
+    if not groups:
+        raise ConfigError(f"probe: none of the modalities {list(modalities)} is present in any training sample")
+    ms = get_metric_set(metric_set)
+    higher = ms.higher_is_better[ms.select_key]
+    feats = _Pooled({"train": train, "valid": valid})
+    fits = [_choose(feats, group, metric_set, num_classes, poolings, alphas)[0] for _, group in groups]
+    pick = max if higher else min
+    return pick(fits, key=lambda f: f.valid[ms.select_key])  # the first of equals, as ProbeResult.best()
+
+
+def out_of_fold_scores(train: SplitData, fitted: LinearMap, *, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """(N, C) scores of each training sample by `fitted`'s probe (same modalities, pooling and α) refitted,
+    standardisation included, on the other folds of a seeded `folds`-way split: what the probe predicts for
+    a sample it did not see (cross-fitting, as stacking's level-one data). ConfigError when `folds` < 2 or
+    the split has fewer samples than folds."""
+    n = len(train)
+    if folds < 2 or n < folds:
+        raise ConfigError(f"probe: out-of-fold scores need 2 <= folds <= samples, got folds={folds} for {n} samples")
+    x = np.concatenate([pooled_features(train, m, fitted.pooling) for m in fitted.group], axis=1)
+    fold = np.empty(n, dtype=np.int64)
+    fold[np.random.default_rng(seed).permutation(n)] = np.arange(n) % folds
+    classes = fitted.coef.shape[0]  # 1 for regression
+    out = np.zeros((n, classes))
+    for k in range(folds):
+        held, rest = fold == k, fold != k
+        center, scale = _standardise_stats(x[rest])
+        x_rest, x_held = (x[rest] - center) / scale, (x[held] - center) / scale
+        (scores,), _, _ = _fit_predict(x_rest, train.labels[rest], [x_held], fitted.alpha, classes)
+        out[held] = scores.reshape(len(x_held), classes)
+    return out
+
+
+__all__ = [
+    "ALPHAS",
+    "POOLINGS",
+    "LinearMap",
+    "ProbeResult",
+    "ProbeRow",
+    "fit_linear_map",
+    "linear_probe",
+    "out_of_fold_scores",
+    "pooled_features",
+]

@@ -579,17 +579,21 @@ PREDICTION_HEADER = ["id", "label", "prediction"] + [
 
 def write_predictions_csv(result: PredictionResult, path: str | Path) -> Path:
     """id, label, prediction, then per modality: present, weight and uncertainty ("" when not reported);
-    then `ensemble_std` (the members' disagreement) when the model is a deep ensemble."""
-    spread = any("ensemble_std" in s.explanations for s in result.samples)
+    then `ensemble_std` (the members' disagreement) when the model is a deep ensemble, and `probe_base`
+    (the probe's part of a regression prediction) when the model adds one (msakit.layers.probe_base)."""
+    extras = [
+        k
+        for k in ("ensemble_std", "probe_base")
+        if any(isinstance(s.explanations.get(k), float) for s in result.samples)
+    ]
     with atomic_open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(PREDICTION_HEADER + (["ensemble_std"] if spread else []))
+        writer.writerow(PREDICTION_HEADER + extras)
         for s in result.samples:
             row: list[Any] = [s.id, "" if s.label is None else s.label, s.prediction]
             row += [int(s.present.get(m, False)) for m in MODALITIES]
             for extra in (s.weights, s.uncertainty):
                 row += [extra[m] if extra is not None else "" for m in MODALITIES]
-            if spread:
-                row.append(s.explanations.get("ensemble_std", ""))
+            row += [s.explanations.get(k, "") for k in extras]
             writer.writerow(row)
     return Path(path)

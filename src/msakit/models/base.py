@@ -13,8 +13,10 @@ from msakit.batch import MODALITIES, Batch, ModelOutput
 from msakit.config import ModelConfig
 from msakit.errors import ConfigError
 from msakit.layers.normalize import FeatureNormalizer, normalize_inputs
+from msakit.layers.probe_base import ProbeBase
 
 if TYPE_CHECKING:
+    from msakit.data.core import SplitData
     from msakit.data.stats import DatasetStats
 
 
@@ -101,6 +103,17 @@ class MSAModel(nn.Module):
         if config.feature_norm:
             self.input_norm = FeatureNormalizer({m: config.dim(m) for m in mods})
             self.register_forward_pre_hook(normalize_inputs)
+        # the probe floor added to the prediction (msakit.layers.probe_base), fitted by `fit_probe_base`
+        self.probe_base: ProbeBase | None = None
+        if config.probe_base:
+            self.probe_base = ProbeBase({m: config.dim(m) for m in mods}, max(config.num_classes, 1))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """`nn.Module.__call__` (hooks, then `forward`), plus the probe base on the raw batch when on."""
+        out = super().__call__(*args, **kwargs)
+        if self.probe_base is not None and args and isinstance(args[0], Batch) and isinstance(out, ModelOutput):
+            out = self.probe_base.add_to(args[0], out, classifier=self.is_classifier)
+        return out
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -149,6 +162,22 @@ class MSAModel(nn.Module):
             self.input_norm.fit(stats)
             stats = stats.normalized()
         self.on_fit_start(stats)
+
+    def fit_probe_base(self, train: SplitData, valid: SplitData, metric_set: str) -> None:
+        """Fit the probe base (`ModelConfig.probe_base`) on the raw `train` split, its probe chosen on
+        `valid` as `msakit probe` chooses, with the training samples' out-of-fold scores
+        (msakit.layers.probe_base); nothing when the base is off. The trainer calls this once before
+        the first epoch (a resumed fit too: the fit is deterministic, and the out-of-fold scores are not
+        in the checkpoint)."""
+        if self.probe_base is None:
+            return
+        from msakit.probe import fit_linear_map, out_of_fold_scores
+
+        fitted = fit_linear_map(
+            train, valid, self.modalities, metric_set=metric_set, num_classes=self.config.num_classes
+        )
+        self.probe_base.fit(fitted)
+        self.probe_base.set_train_scores(train.ids, out_of_fold_scores(train, fitted))
 
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         """Called at the start of each training epoch (curricula, schedules)."""

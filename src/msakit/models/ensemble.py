@@ -47,7 +47,7 @@ from msakit.registry import build_config, get_model_class, register_model
 
 #: the `ModelConfig` fields the ensemble and its members share (data widths, task, sizes); the
 #: ensemble's are the members' defaults, and a member config that disagrees is refused
-SHARED_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "feature_norm")
+SHARED_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name not in ("feature_norm", "probe_base"))
 
 
 @dataclass
@@ -59,6 +59,8 @@ class EnsembleConfig(ModelConfig):
     size: int = 2  # K, the number of members
     # the ensemble itself never normalises: each member holds its own fitted input normaliser
     feature_norm: bool = False
+    # nor adds a probe base: each member that has one adds its own (the mean then has it once)
+    probe_base: bool = False
 
 
 def member_config(config: EnsembleConfig) -> ModelConfig:
@@ -94,6 +96,8 @@ class DeepEnsemble(MSAModel):
             raise ConfigError(f"model 'ensemble': size must be at least 2, got {config.size}")
         if config.feature_norm:
             raise ConfigError("model 'ensemble': feature_norm must be false (each member normalises its own inputs)")
+        if config.probe_base:
+            raise ConfigError("model 'ensemble': probe_base must be false (each member adds its own probe base)")
         super().__init__(config)
         built = member_config(config)
         cls = get_model_class(config.member)

@@ -379,6 +379,7 @@ class Trainer:
         if last is None:
             model.load_pretrained()  # stage-1 / pretrained parts, fresh training only
         model.start_fit(dataset_stats(self.data.train, source=self.dataset.source))  # fits the input normaliser
+        model.fit_probe_base(self.data.train, self.dataset.split("valid"), self.metric_set.name)  # if on
         averager = self._averager(model, last, extra)
         top_k = self._top_k(model, last, extra)
         protocol = _Protocol(self, run_dir, model, optimizer, fresh=last is None, averager=averager, top_k=top_k)
