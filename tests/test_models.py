@@ -98,3 +98,21 @@ def test_unknown_override_names_field_and_model() -> None:
         create_model("late_fusion", hiden_dim=3)
     with pytest.raises(ConfigError, match=r"'hidden_dim' expects int, got str"):
         create_model("late_fusion", hidden_dim="big")
+
+
+@pytest.mark.parametrize("name", [m for m in MODELS if m != "ensemble"])
+def test_the_probe_base_adds_to_every_model(name: str, tiny_dataset: MSADataset) -> None:
+    """-m probe_base=true: the prediction is the network's (the same weights without the base) plus the
+    fitted probe's part, in eval mode, for every model (msakit.layers.probe_base)."""
+    model = _model(name, tiny_dataset, probe_base=True)
+    model.fit_probe_base(tiny_dataset.split("train"), tiny_dataset.split("valid"), tiny_dataset.info.metric_set)
+    plain = _model(name, tiny_dataset)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("probe_base.")})
+    batch = tiny_dataset.split("test").batch(range(12))
+    model.eval()
+    plain.eval()
+    with torch.no_grad():
+        out, ref = model(batch), plain(batch)
+    base = out.explanations["probe_base"]
+    assert base.shape == (batch.size,) and base.abs().sum() > 0
+    torch.testing.assert_close(out.prediction - base, ref.prediction, atol=1e-5, rtol=1e-5)
