@@ -70,7 +70,16 @@ def markdown(rows: dict[str, dict[str, Any]], command: str, margin: float, corr_
     if test:
         head += " + probe base, test Non0 Acc-2 / MAE / Corr |"
         sep += "---|"
-    lines = [f"    {command}", "", head, sep]
+    lines = [
+        "```bash",
+        "# each candidate: msakit train --model M --data D --preset P -m probe_base=true --seal-test --seeds 1 2 3 4 5",
+        "# (the preset's own ensemble size), then, after its decision, msakit test RUN",
+        command,
+        "```",
+        "",
+        head,
+        sep,
+    ]
     for label, r in rows.items():
         v = r["valid"]
         cells = []
