@@ -49,6 +49,10 @@ from msakit.batch import Batch, ModelOutput
 from msakit.probe import LinearMap
 
 
+def _float32(values: np.ndarray) -> Tensor:
+    return torch.as_tensor(np.asarray(values, np.float64), dtype=torch.float32)
+
+
 class ProbeBase(nn.Module):
     """A frozen linear map of pooled raw inputs (module docstring); `fit` loads a `LinearMap`."""
 
@@ -95,20 +99,19 @@ class ProbeBase(nn.Module):
                 f"{len(cols)} columns x {self.weight.shape[0]} outputs"
             )
         idx = torch.tensor(cols, dtype=torch.long)
-        as_t = lambda a: torch.as_tensor(np.asarray(a, np.float64), dtype=torch.float32)  # noqa: E731
         with torch.no_grad():
             self.center.zero_()
             self.scale.fill_(1.0)
             self.weight.zero_()
-            self.center[idx] = as_t(fitted.center)
-            self.scale[idx] = as_t(fitted.scale)
-            self.weight[:, idx] = as_t(fitted.coef)
-            self.bias.copy_(as_t(fitted.intercept))
+            self.center[idx] = _float32(fitted.center)
+            self.scale[idx] = _float32(fitted.scale)
+            self.weight[:, idx] = _float32(fitted.coef)
+            self.bias.copy_(_float32(fitted.intercept))
             self.fitted.fill_(True)
 
     def set_train_scores(self, ids: Sequence[str], scores: np.ndarray) -> None:
         """The out-of-fold probe scores (N, C) of the training samples `ids` (`msakit.probe.out_of_fold_scores`)."""
-        self.train_scores = torch.as_tensor(np.asarray(scores, np.float64), dtype=torch.float32).to(self.center.device)
+        self.train_scores = _float32(scores).to(self.center.device)
         self.train_rows = {sample: k for k, sample in enumerate(ids)}
 
     def pooled(self, batch: Batch) -> Tensor:
