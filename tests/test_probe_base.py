@@ -22,7 +22,7 @@ from msakit.metrics import compute_metrics
 from msakit.models.base import MSAModel
 from msakit.probe import LinearMap, fit_linear_map, linear_probe, out_of_fold_scores, pooled_features
 from msakit.registry import create_model
-from msakit.training import Trainer, train_config_from
+from msakit.training import Callback, FitState, Trainer, train_config_from
 from test_probe import _dataset as toy_dataset  # text in its mean, audio in its spread (mean+std pooling)
 
 FEW = (0.1, 10.0, 1000.0)
@@ -235,3 +235,39 @@ def test_every_reader_of_checkpoints_applies_it(tmp_path: Path) -> None:
     with onnx_csv.open() as fh:
         exported = [float(r["prediction"]) for r in csv.DictReader(fh)]
     assert exported == pytest.approx([float(r["prediction"]) for r in rows], abs=1e-4)
+
+
+class _Stop(Exception):
+    pass
+
+
+class _StopAfter(Callback):
+    """Raise after the `last` checkpoint of epoch `epoch` (a kill between epochs)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_checkpoint(self, state: FitState, path: Path) -> None:
+        if state.epoch == self.epoch and path.name == "last":
+            raise _Stop
+
+
+def test_a_resumed_fit_equals_the_uninterrupted_one(runs: dict[str, Any], tmp_path: Path) -> None:
+    """The out-of-fold scores are not in the checkpoint: a resumed fit refits them (deterministic)."""
+    train = train_config_from({"epochs": 3, "seeds": [1], "progress": False, "tensorboard": False})
+    over = {"hidden_dim": 8, "probe_base": True}
+    with pytest.raises(_Stop):
+        Trainer(
+            "late_fusion",
+            runs["data"],
+            model_overrides=over,
+            train_config=train,
+            out_dir=tmp_path,
+            callbacks=[_StopAfter(1)],
+        ).fit()
+    again = Trainer("late_fusion", runs["data"], model_overrides=over, train_config=train, out_dir=tmp_path)
+    seed = again.fit(resume=True).seeds[0]
+    full = runs["plain"].seeds[0]
+    assert seed.valid == full.valid and seed.test == full.test
+    done = (tmp_path / "seed1/best/model.safetensors").read_bytes()
+    assert done == (runs["root"] / "plain/seed1/best/model.safetensors").read_bytes()
