@@ -65,7 +65,8 @@ def compare(base: str, cand: str, *, margin: float, corr_guard: float, test: boo
 
 def markdown(rows: dict[str, dict[str, Any]], command: str, margin: float, corr_guard: float) -> str:
     test = all("test" in r for r in rows.values())
-    head = "| preset | valid MAE: preset → + probe base (paired Δ) | valid Corr: the same | ships |"
+    pair = "preset → + probe base (paired Δ)"
+    head = f"| preset | valid MAE: {pair} | valid Corr: {pair} | ships |"
     sep = "|---|---|---|---|"
     if test:
         head += " + probe base, test Non0 Acc-2 / MAE / Corr |"
