@@ -16,13 +16,14 @@ import torch
 
 from msakit.checkpoint_io import load_checkpoint
 from msakit.data import SyntheticConfig, make_synthetic
-from msakit.data.core import MSADataset, SplitData, collate
+from msakit.data.core import MSADataset, SplitData
 from msakit.errors import ConfigError
 from msakit.metrics import compute_metrics
 from msakit.models.base import MSAModel
 from msakit.probe import LinearMap, fit_linear_map, linear_probe, out_of_fold_scores, pooled_features
 from msakit.registry import create_model
-from msakit.training import Callback, FitState, Trainer, train_config_from
+from msakit.training import Trainer, train_config_from
+from test_ensemble import _Stop, _StopAt  # raise after the `last` checkpoint of (seed, epoch)
 from test_probe import _dataset as toy_dataset  # text in its mean, audio in its spread (mean+std pooling)
 
 FEW = (0.1, 10.0, 1000.0)
@@ -33,8 +34,7 @@ def _regression() -> MSADataset:
 
 
 def _batches(split: SplitData, size: int = 64) -> list[Any]:
-    n = len(split)
-    return list(collate(split, [list(range(i, min(i + size, n))) for i in range(0, n, size)], num_workers=0))
+    return [split.batch(range(i, min(i + size, len(split)))) for i in range(0, len(split), size)]
 
 
 def _scores(fitted: LinearMap, split: SplitData) -> np.ndarray:
@@ -237,21 +237,6 @@ def test_every_reader_of_checkpoints_applies_it(tmp_path: Path) -> None:
     assert exported == pytest.approx([float(r["prediction"]) for r in rows], abs=1e-4)
 
 
-class _Stop(Exception):
-    pass
-
-
-class _StopAfter(Callback):
-    """Raise after the `last` checkpoint of epoch `epoch` (a kill between epochs)."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_checkpoint(self, state: FitState, path: Path) -> None:
-        if state.epoch == self.epoch and path.name == "last":
-            raise _Stop
-
-
 def test_a_resumed_fit_equals_the_uninterrupted_one(runs: dict[str, Any], tmp_path: Path) -> None:
     """The out-of-fold scores are not in the checkpoint: a resumed fit refits them (deterministic)."""
     train = train_config_from({"epochs": 3, "seeds": [1], "progress": False, "tensorboard": False})
@@ -263,7 +248,7 @@ def test_a_resumed_fit_equals_the_uninterrupted_one(runs: dict[str, Any], tmp_pa
             model_overrides=over,
             train_config=train,
             out_dir=tmp_path,
-            callbacks=[_StopAfter(1)],
+            callbacks=[_StopAt(1, 1)],
         ).fit()
     again = Trainer("late_fusion", runs["data"], model_overrides=over, train_config=train, out_dir=tmp_path)
     seed = again.fit(resume=True).seeds[0]
@@ -271,3 +256,17 @@ def test_a_resumed_fit_equals_the_uninterrupted_one(runs: dict[str, Any], tmp_pa
     assert seed.valid == full.valid and seed.test == full.test
     done = (tmp_path / "seed1/best/model.safetensors").read_bytes()
     assert done == (runs["root"] / "plain/seed1/best/model.safetensors").read_bytes()
+
+
+def test_a_run_fits_the_probe_once_for_all_its_seeds_and_members(
+    runs: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import msakit.probe
+
+    calls = []
+    real = msakit.probe.fit_linear_map
+    monkeypatch.setattr(msakit.probe, "fit_linear_map", lambda *a, **k: calls.append(1) or real(*a, **k))
+    train = train_config_from({"epochs": 1, "seeds": [1, 2], "progress": False, "tensorboard": False, "ensemble": 2})
+    over = {"hidden_dim": 8, "probe_base": True}
+    Trainer("late_fusion", runs["data"], model_overrides=over, train_config=train, out_dir=tmp_path).fit()
+    assert len(calls) == 1  # the fit depends on the data only: 2 seeds x 2 members reuse it

@@ -53,6 +53,10 @@ def _float32(values: np.ndarray) -> Tensor:
     return torch.as_tensor(np.asarray(values, np.float64), dtype=torch.float32)
 
 
+#: a fitted probe base: the chosen probe and its out-of-fold scores of the training samples (N, C)
+ProbeFit = tuple[LinearMap, np.ndarray]
+
+
 class ProbeBase(nn.Module):
     """A frozen linear map of pooled raw inputs (module docstring); `fit` loads a `LinearMap`."""
 
@@ -150,4 +154,4 @@ class ProbeBase(nn.Module):
         return out
 
 
-__all__ = ["ProbeBase"]
+__all__ = ["ProbeBase", "ProbeFit"]

@@ -13,7 +13,7 @@ from msakit.batch import MODALITIES, Batch, ModelOutput
 from msakit.config import ModelConfig
 from msakit.errors import ConfigError
 from msakit.layers.normalize import FeatureNormalizer, normalize_inputs
-from msakit.layers.probe_base import ProbeBase
+from msakit.layers.probe_base import ProbeBase, ProbeFit
 
 if TYPE_CHECKING:
     from msakit.data.core import SplitData
@@ -163,21 +163,27 @@ class MSAModel(nn.Module):
             stats = stats.normalized()
         self.on_fit_start(stats)
 
-    def fit_probe_base(self, train: SplitData, valid: SplitData, metric_set: str) -> None:
+    def fit_probe_base(
+        self, train: SplitData, valid: SplitData, metric_set: str, *, fitted: ProbeFit | None = None
+    ) -> ProbeFit | None:
         """Fit the probe base (`ModelConfig.probe_base`) on the raw `train` split, its probe chosen on
         `valid` as `msakit probe` chooses, with the training samples' out-of-fold scores
-        (msakit.layers.probe_base); nothing when the base is off. The trainer calls this once before
-        the first epoch (a resumed fit too: the fit is deterministic, and the out-of-fold scores are not
-        in the checkpoint)."""
+        (msakit.layers.probe_base), and return that fit; `fitted`, an earlier return on the same data,
+        is loaded instead of fitting again. Nothing (None) when the base is off. The trainer calls this
+        before the first epoch of every fit (a resumed one too: the out-of-fold scores are not in the
+        checkpoint)."""
         if self.probe_base is None:
-            return
-        from msakit.probe import fit_linear_map, out_of_fold_scores
+            return None
+        if fitted is None:
+            from msakit.probe import fit_linear_map, out_of_fold_scores
 
-        fitted = fit_linear_map(
-            train, valid, self.modalities, metric_set=metric_set, num_classes=self.config.num_classes
-        )
-        self.probe_base.fit(fitted)
-        self.probe_base.set_train_scores(train.ids, out_of_fold_scores(train, fitted))
+            linear = fit_linear_map(
+                train, valid, self.modalities, metric_set=metric_set, num_classes=self.config.num_classes
+            )
+            fitted = (linear, out_of_fold_scores(train, linear))
+        self.probe_base.fit(fitted[0])
+        self.probe_base.set_train_scores(train.ids, fitted[1])
+        return fitted
 
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         """Called at the start of each training epoch (curricula, schedules)."""

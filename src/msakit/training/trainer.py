@@ -39,6 +39,7 @@ from msakit.data.stats import dataset_stats
 from msakit.errors import ConfigError, DataError, TrainingError
 from msakit.io import atomic_write_json
 from msakit.layers.encoders import LSTM_PATHS, lstm_path
+from msakit.layers.probe_base import ProbeFit
 from msakit.metrics import MetricAccumulator, get_metric_set, import_backend
 from msakit.models.base import MSAModel
 from msakit.models.ensemble import SHARED_FIELDS, DeepEnsemble
@@ -243,6 +244,9 @@ class Trainer:
         self.model_name = model_name
         self.report_warnings = report_warnings  # False: warnings go to the result and results.json only (tune)
         self.seal = seal  # a Seal: the test split is never evaluated (msakit.training.sealed; `msakit test` opens it)
+        # the probe base's fit (msakit.layers.probe_base): it depends on the data only, so every seed and
+        # ensemble member of this run reuses the first one
+        self._probe_fit: ProbeFit | None = None
         self.dataset = dataset
         self.cfg = train_config or TrainConfig()
         overrides = {**dataset.info.model_overrides(), **(model_overrides or {})}
@@ -379,7 +383,9 @@ class Trainer:
         if last is None:
             model.load_pretrained()  # stage-1 / pretrained parts, fresh training only
         model.start_fit(dataset_stats(self.data.train, source=self.dataset.source))  # fits the input normaliser
-        model.fit_probe_base(self.data.train, self.dataset.split("valid"), self.metric_set.name)  # if on
+        self._probe_fit = model.fit_probe_base(  # nothing when the base is off
+            self.data.train, self.dataset.split("valid"), self.metric_set.name, fitted=self._probe_fit
+        )
         averager = self._averager(model, last, extra)
         top_k = self._top_k(model, last, extra)
         protocol = _Protocol(self, run_dir, model, optimizer, fresh=last is None, averager=averager, top_k=top_k)
