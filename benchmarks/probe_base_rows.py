@@ -39,7 +39,7 @@ def per_seed(run: str, split: str) -> dict[int, dict[str, float]]:
     return {int(s["seed"]): s[split] for s in read_results(Path(run))["seeds"]}
 
 
-def _ms(values: list[float]) -> dict[str, float]:
+def mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
@@ -51,16 +51,24 @@ def compare(base: str, cand: str, *, margin: float, corr_guard: float, test: boo
     row: dict[str, Any] = {"base": base, "candidate": cand, "seeds": seeds, "valid": {}}
     for key in KEYS:
         row["valid"][key] = {
-            "base": _ms([b[s][key] for s in seeds]),
-            "candidate": _ms([c[s][key] for s in seeds]),
-            "diff": _ms([c[s][key] - b[s][key] for s in seeds]),
+            "base": mean_std([b[s][key] for s in seeds]),
+            "candidate": mean_std([c[s][key] for s in seeds]),
+            "diff": mean_std([c[s][key] - b[s][key] for s in seeds]),
         }
     d_mae, d_corr = row["valid"]["MAE"]["diff"]["mean"], row["valid"]["Corr"]["diff"]["mean"]
     row["ships"] = bool(d_mae <= -margin and d_corr >= -corr_guard)
     if test:
         t = per_seed(cand, "test")
-        row["test"] = {key: _ms([t[s][key] for s in seeds]) for key in KEYS}
+        row["test"] = {key: mean_std([t[s][key] for s in seeds]) for key in KEYS}
     return row
+
+
+def test_cell(t: dict[str, dict[str, float]]) -> str:
+    """'Non0 Acc-2 / MAE / Corr' of a 5-seed row, each as mean ± std."""
+    return (
+        f"{100 * t['Non0_acc_2']['mean']:.1f} ± {100 * t['Non0_acc_2']['std']:.1f} /"
+        f" {t['MAE']['mean']:.3f} ± {t['MAE']['std']:.3f} / {t['Corr']['mean']:.3f} ± {t['Corr']['std']:.3f}"
+    )
 
 
 def markdown(rows: dict[str, dict[str, Any]], command: str, margin: float, corr_guard: float) -> str:
@@ -89,11 +97,7 @@ def markdown(rows: dict[str, dict[str, Any]], command: str, margin: float, corr_
             cells.append(f"{base:.4f} → {cand:.4f} ({diff['mean']:+.4f} ± {diff['std']:.4f})")
         line = f"| {label} | {cells[0]} | {cells[1]} | {'yes' if r['ships'] else 'no'} |"
         if test:
-            t = r["test"]
-            line += (
-                f" {100 * t['Non0_acc_2']['mean']:.1f} ± {100 * t['Non0_acc_2']['std']:.1f} /"
-                f" {t['MAE']['mean']:.3f} ± {t['MAE']['std']:.3f} / {t['Corr']['mean']:.3f} ± {t['Corr']['std']:.3f} |"
-            )
+            line += f" {test_cell(r['test'])} |"
         lines.append(line)
     shipped = [k for k, r in rows.items() if r["ships"]]
     lines += [

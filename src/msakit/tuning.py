@@ -6,7 +6,9 @@ field declared with `msakit.config.tunable(...)` is searched over its declared r
 with the sampled configuration over the tuning seeds on a copy of the dataset that has
 no test split, so nothing in a search can look at test; its objective is the mean over
 seeds of the best validation score of the trainer's selection metric (MAE for MOSI-style
-regression, accuracy for classification). After every epoch the trainer's validation
+regression, accuracy for classification; `objective` may name another metric, and `cv=K`
+scores a trial by K-fold cross-validation over the pooled train + valid splits instead, for
+datasets whose validation split is too small to choose on). After every epoch the trainer's validation
 metric is reported to Optuna through an engine callback, and a pruner (`PRUNERS`: the
 MedianPruner by default, or Hyperband / successive halving, which stop weak trials
 earlier) stops trials that fall behind earlier trials at the same epoch.
@@ -41,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from msakit.config import SearchRange, TrainConfig, apply_overrides, parse_override, search_ranges
@@ -219,11 +222,13 @@ class PruningCallback:
     """Engine callback: reports each epoch's validation score to the trial; raises TrialPruned when weak.
 
     Seeds run one after the other, so seed i's epoch e is step i * epochs + e: trials are
-    compared at the same seed and epoch.
+    compared at the same seed and epoch. Under cross-validation the folds run one after the
+    other too, and fold f's callback starts at step `offset` = f * len(seeds) * epochs.
     """
 
-    def __init__(self, trial: Any, select_key: str, seeds: Sequence[int], epochs: int) -> None:
+    def __init__(self, trial: Any, select_key: str, seeds: Sequence[int], epochs: int, *, offset: int = 0) -> None:
         self.trial, self.select_key, self.seeds, self.epochs = trial, select_key, list(seeds), epochs
+        self.offset = offset
 
     def on_validation_end(self, state: Any, epoch: int, metrics: Mapping[str, float]) -> None:
         import optuna
@@ -231,7 +236,7 @@ class PruningCallback:
         value = float(metrics[self.select_key])
         if math.isnan(value):
             return
-        step = self.seeds.index(state.seed) * self.epochs + epoch
+        step = self.offset + self.seeds.index(state.seed) * self.epochs + epoch
         self.trial.report(value, step)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"{self.select_key} {value:.4f} at seed {state.seed} epoch {epoch}")
@@ -339,12 +344,23 @@ def tune(
     progress: bool = True,
     jobs: int = 1,
     data_spec: str | None = None,
+    cv: int = 0,
+    objective: str | None = None,
 ) -> TuneResult:
     """Run (or resume, or join) the study until it holds `trials` finished trials; write RUN/best.yaml.
 
     `pruner` is a name in `PRUNERS` or an Optuna pruner (default: "median"). `jobs` > 1
     starts `jobs - 1` worker processes sharing the study; they load the dataset from
     `data_spec` (what `load_dataset` reads), since a process cannot share this one's arrays.
+
+    `cv` = K >= 2 scores each trial by K-fold cross-validation over the pooled train + valid
+    splits (`msakit.data.folds`) instead of on the validation split: K fits per seed, each
+    early-stopped on its own held-out fold, the objective the mean over folds and seeds. For
+    small datasets, where one validation split of a few dozen samples is too noisy to choose
+    on. `objective` is the metric the study maximises or minimises (default: the trainer's
+    selection metric, which also keeps driving early stopping); each trial also keeps every
+    metric's mean over its fits (user attribute "mean_valid"), for rules that guard one
+    metric while choosing on another.
     """
     optuna = _optuna()
 
@@ -360,7 +376,6 @@ def tune(
             f"tune: train option 'ensemble' ({cfg.ensemble}) is not searched with; tune the member model, then "
             "compare -t ensemble=K against it on validation with msakit train (docs/tuning.md)"
         )
-    out.mkdir(parents=True, exist_ok=True)
     build_config(model, {**dataset.info.model_overrides(), **base_model})  # fail before any trial
     space = search_space(model, space_overrides, fixed={"model": base_model, "train": dict(train_overrides or {})})
     if not space:
@@ -369,8 +384,17 @@ def tune(
     select_key = cfg.select_metric or metric_set.select_key
     if select_key not in metric_set.higher_is_better:
         raise ConfigError(f"trainer: select_metric {select_key!r} is not a {metric_set.name} metric")
+    objective_key = objective or select_key
+    if objective_key not in metric_set.higher_is_better:
+        raise ConfigError(
+            f"tune: objective {objective_key!r} is not a {metric_set.name} metric "
+            f"(one of {', '.join(metric_set.higher_is_better)})"
+        )
+    from msakit.data.folds import cross_validation_folds
+
+    folds = cross_validation_folds(dataset, cv) if cv else [validation_only(dataset)]  # refuses K < 2 in one line
     direction: typing.Literal["minimize", "maximize"] = (
-        "maximize" if metric_set.higher_is_better[select_key] else "minimize"
+        "maximize" if metric_set.higher_is_better[objective_key] else "minimize"
     )
     url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     name = study_name or f"{model}-{data_label or dataset.info.name}"
@@ -383,7 +407,8 @@ def tune(
     if jobs > 1 and pruner_name is None:
         raise ConfigError("--jobs > 1 takes the pruner by name (one of PRUNERS), so every process builds the same")
     if pruner is None or isinstance(pruner, str):
-        pruner = make_pruner(pruner or "median", steps=len(cfg.seeds) * cfg.epochs)
+        pruner = make_pruner(pruner or "median", steps=len(folds) * len(cfg.seeds) * cfg.epochs)
+    out.mkdir(parents=True, exist_ok=True)  # after every check above: a refused search writes nothing
     study = optuna.create_study(
         study_name=name,
         storage=open_storage(url),
@@ -392,43 +417,57 @@ def tune(
         direction=direction,
         load_if_exists=True,
     )
-    _check_study(study, model=model, data=data_label or dataset.info.name, select_key=select_key, direction=direction)
+    _check_study(
+        study,
+        model=model,
+        data=data_label or dataset.info.name,
+        select_key=objective_key,
+        direction=direction,
+        scored_on=f"{cv}-fold cross-validation over train + valid" if cv else "the validation split",
+    )
     if not study.trials:  # a fresh study first tries the defaults, so it never ends worse than them
         study.enqueue_trial(default_params(model, space, cfg, {**dataset.info.model_overrides(), **base_model}))
-    data = validation_only(dataset)
     done_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     start = time.perf_counter()
 
-    def objective(trial: Any) -> float:
+    def score_trial(trial: Any) -> float:
         chosen = suggest(trial, space)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        trainer = Trainer(
-            model,
-            data,
-            model_overrides={**base_model, **chosen["model"]},
-            train_config=apply_overrides(cfg, chosen["train"], owner="trainer"),
-            out_dir=out / "trials" / f"{trial.number:04d}",
-            callbacks=[PruningCallback(trial, select_key, cfg.seeds, cfg.epochs)],
-            report_warnings=False,  # summarised once per study, not printed per trial
-        )
-        with warnings.catch_warnings():  # the test split is left out on purpose
-            warnings.filterwarnings("ignore", message=".*has no test split", category=UserWarning)
-            result = trainer.fit()
-        scores = [s.valid[select_key] for s in result.seeds]
-        trial.set_user_attr("valid_per_seed", scores)
-        trial.set_user_attr("best_epochs", [s.best_epoch for s in result.seeds])
-        trial.set_user_attr("warnings", list(result.warnings))
+        fits, best_epochs, trial_warnings = [], [], []
+        for f, data in enumerate(folds):  # one fold: the validation split itself
+            trainer = Trainer(
+                model,
+                data,
+                model_overrides={**base_model, **chosen["model"]},
+                train_config=apply_overrides(cfg, chosen["train"], owner="trainer"),
+                out_dir=out / "trials" / f"{trial.number:04d}" / (f"fold-{f}" if cv else ""),
+                callbacks=[
+                    PruningCallback(trial, objective_key, cfg.seeds, cfg.epochs, offset=f * len(cfg.seeds) * cfg.epochs)
+                ],
+                report_warnings=False,  # summarised once per study, not printed per trial
+            )
+            with warnings.catch_warnings():  # the test split is left out on purpose
+                warnings.filterwarnings("ignore", message=".*has no test split", category=UserWarning)
+                result = trainer.fit()
+            fits += [s.valid for s in result.seeds]
+            best_epochs += [s.best_epoch for s in result.seeds]
+            trial_warnings += list(result.warnings)
+        scores = [v[objective_key] for v in fits]
+        trial.set_user_attr("valid_per_seed", scores)  # fold-major under cv: fold 0's seeds, then fold 1's
+        trial.set_user_attr("best_epochs", best_epochs)
+        trial.set_user_attr("warnings", trial_warnings)
+        trial.set_user_attr("mean_valid", {k: float(np.mean([v[k] for v in fits])) for k in fits[0]})
         return float(sum(scores) / len(scores))
 
     def report(study: Any, trial: Any) -> None:
         finished = len(study.get_trials(deepcopy=False, states=done_states))
         try:
-            best = f"best {select_key} {study.best_value:.4f} (trial {study.best_trial.number})"
+            best = f"best {objective_key} {study.best_value:.4f} (trial {study.best_trial.number})"
             write_best_preset(out / "best.yaml", study, model=model, base_model=base_model, base_train=base_train)
         except ValueError:  # no complete trial yet
             best = "no complete trial yet"
         if trial.state == optuna.trial.TrialState.COMPLETE:
-            what = f"{select_key} {trial.value:.4f}"
+            what = f"{objective_key} {trial.value:.4f}"
             if trial.user_attrs.get("warnings"):
                 what += f" ({len(trial.user_attrs['warnings'])} degenerate-training warnings, summarised at the end)"
         elif trial.state == optuna.trial.TrialState.PRUNED:
@@ -459,6 +498,8 @@ def tune(
             "train_overrides": dict(train_overrides or {}),
             "space_overrides": dict(space_overrides or {}),
             "pruner": pruner_name,
+            "cv": cv,
+            "objective": objective,
         }
         for k in range(min(jobs, remaining) - 1):  # each worker its own sampler seed, or they suggest alike
             seed_k = None if sampler_seed is None else sampler_seed + 1 + k
@@ -467,7 +508,7 @@ def tune(
             workers.append(proc)
     if remaining > 0:
         study.optimize(
-            objective,
+            score_trial,
             n_trials=remaining,
             timeout=timeout,
             catch=(TrainingError,),  # a diverging configuration is a failed trial, not a failed search
@@ -491,7 +532,7 @@ def tune(
         study_name=name,
         storage=url,
         direction=direction,
-        select_key=select_key,
+        select_key=objective_key,
         best_value=float(best_trial.value),
         best_params=dict(best_trial.params),
         preset=preset,
@@ -571,6 +612,7 @@ def write_best_preset(
     states = [t.state.name for t in study.get_trials(deepcopy=False)]
     header = (
         f"# {model}: chosen by `msakit tune` on the validation split only (study {study.study_name!r}).\n"
+        f"# Scored on {study.user_attrs.get('scored_on', 'the validation split')}.\n"
         f"# Best trial {best.number}: mean validation {study.user_attrs.get('select_key', 'score')} "
         f"{best.value:.4f} over seeds {list(base_train.get('seeds', ()))}; the study holds "
         f"{states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, {states.count('FAIL')} failed trials.\n"

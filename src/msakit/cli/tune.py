@@ -54,6 +54,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         help="tuning processes on this machine sharing the study (each trains on one thread)",
     )
+    p.add_argument(
+        "--cv",
+        type=int,
+        default=0,
+        metavar="K",
+        help="score each trial by K-fold cross-validation over the pooled train + valid splits (K fits per seed; "
+        "for small datasets whose validation split is too noisy to choose on); the test split stays out",
+    )
+    p.add_argument(
+        "--objective",
+        metavar="METRIC",
+        help="the metric the study optimises (default: the trainer's selection metric, which still drives "
+        "early stopping), e.g. Non0_acc_2 while early stopping on MAE",
+    )
     p.add_argument("--list", action="store_true", help="print the search space and exit")
     add_training_options(p)
     p.set_defaults(func=run_tune, seeds_default=(1,))
@@ -117,12 +131,15 @@ def run_tune(args: argparse.Namespace) -> int:
         pruner=args.pruner,
         jobs=args.jobs,
         data_spec=str(args.data),
+        cv=args.cv,
+        objective=args.objective,
     )
     print(
         f"\nstudy {result.study_name!r}: {result.n_complete} complete, {result.n_pruned} pruned, "
         f"{result.n_failed} failed trials ({result.seconds:.0f} s in this process)"
     )
-    print(f"best mean validation {result.select_key} over seeds {list(seeds)}: {result.best_value:.4f}")
+    scored = f", {args.cv}-fold cross-validated" if args.cv else ""
+    print(f"best mean validation {result.select_key} over seeds {list(seeds)}{scored}: {result.best_value:.4f}")
     for line in result.warnings:  # degenerate training, once per study (each trial's own: trials/N/results.json)
         print(f"msakit: warning: {line}", file=sys.stderr)
     for key, value in sorted(result.best_params.items()):
