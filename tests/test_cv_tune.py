@@ -178,3 +178,32 @@ def test_the_progress_line_names_the_objective(
     )
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert "trial 0 Corr " in line and "best Corr " in line
+
+
+def test_the_probe_under_the_same_folds_never_reads_test(tiny_dataset: MSADataset) -> None:
+    import dataclasses
+
+    from msakit.probe import cross_validated_probe, linear_probe
+
+    result = cross_validated_probe(tiny_dataset, 3, alphas=(0.1, 10.0))
+    fold_rows = []
+    for fold in cross_validation_folds(tiny_dataset, 3):
+        held = fold.split("valid")
+        scored = dataclasses.replace(fold, splits={"train": fold.split("train"), "valid": held, "test": held})
+        fold_rows.append({r.name: r.valid for r in linear_probe(scored, alphas=(0.1, 10.0)).rows})
+    for row in result.rows:  # the mean over folds of each fold's held-out score
+        assert row.test == {}
+        assert row.valid["MAE"] == pytest.approx(np.mean([f[row.name]["MAE"] for f in fold_rows]))
+    test = tiny_dataset.split("test")
+    scrambled = dataclasses.replace(test, labels=test.labels[::-1].copy())
+    other = dataclasses.replace(tiny_dataset, splits={**tiny_dataset.splits, "test": scrambled})
+    again = cross_validated_probe(other, 3, alphas=(0.1, 10.0))
+    assert [r.valid for r in again.rows] == [r.valid for r in result.rows]  # the test split changes nothing
+
+
+def test_cli_probe_cv_prints_fold_means(capsys: pytest.CaptureFixture[str]) -> None:
+    from msakit.cli import main
+
+    assert main(["probe", "--data", "synthetic:noisy", "--cv", "3", "--modalities", "text"]) == 0
+    out = capsys.readouterr().out
+    assert "3-fold cross-validation over train + valid" in out and "probe: text (" in out

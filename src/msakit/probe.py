@@ -66,11 +66,11 @@ class ProbeResult:
             "notes": list(self.notes),
         }
 
-    def table(self, *, markdown: bool = False) -> str:
+    def table(self, *, markdown: bool = False, split: str = "test") -> str:
         from msakit.report import metric_table
 
         rows = [
-            (f"probe: {r.name} ({r.pooling}, α={r.alpha:.3g})", {k: (v, None) for k, v in r.test.items()})
+            (f"probe: {r.name} ({r.pooling}, α={r.alpha:.3g})", {k: (v, None) for k, v in getattr(r, split).items()})
             for r in self.rows
         ]
         return metric_table(rows, self.metric_set, markdown=markdown)
@@ -275,6 +275,44 @@ def fit_linear_map(
     return pick(fits, key=lambda f: f.valid[ms.select_key])  # the first of equals, as ProbeResult.best()
 
 
+def cross_validated_probe(
+    dataset: MSADataset,
+    folds: int,
+    *,
+    seed: int = 0,
+    modalities: Sequence[str] | None = None,
+    poolings: Sequence[str] = POOLINGS,
+    alphas: Sequence[float] = ALPHAS,
+) -> ProbeResult:
+    """The probe under the folds `msakit tune --cv` scores with (`msakit.data.folds`, same seed).
+
+    Each fold's probe is fitted on the other folds and chooses its pooling and α on its own
+    held-out part, as a cross-validated trial early-stops on it; a row's `valid` is the mean over
+    folds of those held-out scores, its `test` is empty (the test split is never read), and its
+    pooling and α are the folds' choices joined ("mean+std x3, mean x2"; α the folds' median).
+    """
+    import dataclasses
+
+    from msakit.data.folds import cross_validation_folds
+
+    parts = []
+    for fold in cross_validation_folds(dataset, folds, seed=seed):
+        held = fold.split("valid")
+        scored = dataclasses.replace(fold, splits={"train": fold.split("train"), "valid": held, "test": held})
+        parts.append(linear_probe(scored, modalities=modalities, poolings=poolings, alphas=alphas))
+    first = parts[0]
+    result = ProbeResult(first.dataset, first.metric_set, first.select_key, notes=list(first.notes))
+    for i, row in enumerate(first.rows):
+        rows = [part.rows[i] for part in parts]
+        poolings_chosen = [r.pooling for r in rows]
+        joined = ", ".join(f"{p} x{poolings_chosen.count(p)}" for p in dict.fromkeys(poolings_chosen))
+        valid = {k: float(np.mean([r.valid[k] for r in rows])) for k in row.valid}
+        result.rows.append(
+            ProbeRow(row.name, row.modalities, joined, float(np.median([r.alpha for r in rows])), valid, {})
+        )
+    return result
+
+
 def out_of_fold_scores(train: SplitData, fitted: LinearMap, *, folds: int = 5, seed: int = 0) -> np.ndarray:
     """(N, C) scores of each training sample by `fitted`'s probe (same modalities, pooling and α) refitted,
     standardisation included, on the other folds of a seeded `folds`-way split: what the probe predicts for
@@ -303,6 +341,7 @@ __all__ = [
     "LinearMap",
     "ProbeResult",
     "ProbeRow",
+    "cross_validated_probe",
     "fit_linear_map",
     "linear_probe",
     "out_of_fold_scores",

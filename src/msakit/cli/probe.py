@@ -30,6 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=["mean", "mean+std"],
         help="poolings to choose from on validation",
     )
+    p.add_argument(
+        "--cv",
+        type=int,
+        default=0,
+        metavar="K",
+        help="score the probe under the K folds `msakit tune --cv K` uses (pooled train + valid; each fold chooses "
+        "pooling and α on its held-out part); prints the means over folds and never reads the test split",
+    )
     p.add_argument("--json", type=Path, help="also write the rows (choices, valid and test metrics) as JSON")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     p.set_defaults(func=run_probe)
@@ -41,9 +49,21 @@ def run_probe(args: argparse.Namespace) -> int:
     from msakit.probe import linear_probe
 
     dataset = load_dataset(args.data)
-    result = linear_probe(dataset, modalities=args.modalities, poolings=args.pooling)
-    print(f"linear probe on {dataset.info.name} (test split; pooling and α chosen on validation {result.select_key})")
-    print(result.table(markdown=args.markdown))
+    if args.cv:
+        from msakit.probe import cross_validated_probe
+
+        result = cross_validated_probe(dataset, args.cv, modalities=args.modalities, poolings=args.pooling)
+        print(
+            f"linear probe on {dataset.info.name}, {args.cv}-fold cross-validation over train + valid (the folds of "
+            f"`msakit tune --cv {args.cv}`; each fold's pooling and α chosen on its held-out part by "
+            f"{result.select_key}; means over folds; the test split is not read)"
+        )
+        print(result.table(markdown=args.markdown, split="valid"))
+    else:
+        result = linear_probe(dataset, modalities=args.modalities, poolings=args.pooling)
+        chosen = f"pooling and α chosen on validation {result.select_key}"
+        print(f"linear probe on {dataset.info.name} (test split; {chosen})")
+        print(result.table(markdown=args.markdown))
     for note in result.notes:
         print(f"note: {note}")
     if args.json:
