@@ -13,6 +13,9 @@ pooled train + valid splits) and the tuning seeds; each trial also keeps every m
 
     python benchmarks/cv_decision.py qa_moe/mmmo=runs/cvtune/qa_moe prlf/mmmo=runs/cvtune/prlf
 
+`--probe DATA` adds the linear probe's row under the same folds (`msakit probe --cv K`: each fold
+chooses pooling and α on its held-out part; the row the probe's validation MAE picks).
+
 With `--test`, LABEL=STUDY,RUN also reads RUN, the adopted preset trained on the standard split
 (opened with `msakit test`; a sealed run is refused in one line), and adds its 5-seed test row.
 """
@@ -83,7 +86,31 @@ def final_rows(run: str) -> dict[str, Any]:
     return {split: {k: mean_std([s[split][k] for s in seeds]) for k in KEYS} for split in ("valid", "test")}
 
 
-def markdown(rows: dict[str, dict[str, Any]], command: str, margin: float, mae_guard: float, corr_guard: float) -> str:
+def cells(m: dict[str, float]) -> str:
+    return f"{100 * m['Non0_acc_2']:.1f} / {m['MAE']:.3f} / {m['Corr']:.3f}"
+
+
+def probe_row(data: str, scored_on: set[str]) -> dict[str, Any]:
+    """The validation-chosen probe row of `msakit probe --cv K` on the folds the studies were scored on."""
+    from msakit.data import load_dataset
+    from msakit.probe import cross_validated_probe
+
+    ks = {int(text.split("-fold", 1)[0]) for text in scored_on if "-fold" in text}
+    if len(ks) != 1 or len(scored_on) != 1:
+        got = sorted(scored_on)
+        raise SystemExit(f"cv_decision: error: --probe needs studies scored on one K-fold split, got {got}")
+    best = cross_validated_probe(load_dataset(data), ks.pop()).best()
+    return {"name": best.name, "pooling": best.pooling, "valid": best.valid}
+
+
+def markdown(
+    rows: dict[str, dict[str, Any]],
+    command: str,
+    margin: float,
+    mae_guard: float,
+    corr_guard: float,
+    probe: dict[str, Any] | None = None,
+) -> str:
     test = any("final" in r for r in rows.values())
     means = "Non0 Acc-2 / MAE / Corr"
     head = f"| preset | trials (complete + pruned) | trial 0: {means} | candidate: {means} | adopted |"
@@ -93,10 +120,6 @@ def markdown(rows: dict[str, dict[str, Any]], command: str, margin: float, mae_g
         sep += "---|"
     lines = ["```bash", command, "```", "", head, sep]
     for label, r in rows.items():
-
-        def cells(m: dict[str, float]) -> str:
-            return f"{100 * m['Non0_acc_2']:.1f} / {m['MAE']:.3f} / {m['Corr']:.3f}"
-
         c = r["candidate"]
         line = (
             f"| {label} | {r['trials_complete']} + {r['trials_pruned']} | {cells(r['trial0'])} | "
@@ -108,6 +131,9 @@ def markdown(rows: dict[str, dict[str, Any]], command: str, margin: float, mae_g
             else:
                 line += " – (preset unchanged, not run) |"
         lines.append(line)
+    if probe is not None:
+        label = f"probe: {probe['name']} ({probe['pooling']}), same folds"
+        lines.append(f"| {label} | – | {cells(probe['valid'])} | – | – |")
     adopted = [k for k, r in rows.items() if r["adopted"]]
     scored = {r["scored_on"] for r in rows.values()}
     lines += [
@@ -127,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mae-guard", type=float, default=0.02)
     p.add_argument("--corr-guard", type=float, default=0.02)
     p.add_argument("--test", action="store_true", help="also the adopted presets' test rows (opened runs only)")
+    p.add_argument("--probe", metavar="DATA", help="add the probe's row under the studies' folds (msakit probe --cv K)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     parsed = []
@@ -149,12 +176,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if args.test and run:
             rows[label]["final"] = {"run": run, **final_rows(run)}
+    probe = probe_row(args.probe, {r["scored_on"] for r in rows.values()}) if args.probe else None
     command = "python benchmarks/cv_decision.py " + ("--test " if args.test else "")
+    command += f"--probe {shlex.quote(args.probe)} " if args.probe else ""
     command += " ".join(shlex.quote(s) for s in args.studies)
-    md = markdown(rows, command, args.margin, args.mae_guard, args.corr_guard)
+    md = markdown(rows, command, args.margin, args.mae_guard, args.corr_guard, probe)
     print(md)
     if args.json:
-        atomic_write_json(args.json, {"command": command, "rows": rows, "markdown": md})
+        atomic_write_json(args.json, {"command": command, "rows": rows, "probe": probe, "markdown": md})
     return 0
 
 

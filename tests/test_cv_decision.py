@@ -74,3 +74,21 @@ def test_the_table_says_what_was_adopted(tmp_path: Path, capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "| m/mmmo | 2 + 0 | 80.0 / 0.900 / 0.500 | 82.0 / 0.910 / 0.490 (trial 1) | yes |" in out
     assert "adopted for m/mmmo." in out and (tmp_path / "out.json").is_file()
+
+
+def test_the_probe_row_uses_the_studies_folds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from msakit.data import load_dataset
+    from msakit.probe import cross_validated_probe
+
+    folder = _study(tmp_path, [(0.80, 0.90, 0.50)])
+    assert cv_decision.main([f"m/mmmo={folder}", "--probe", "synthetic:noisy"]) == 0
+    best = cross_validated_probe(load_dataset("synthetic:noisy"), 5).best()
+    row = f"| probe: {best.name} ({best.pooling}), same folds | – | {cv_decision.cells(best.valid)} | – | – |"
+    assert row in capsys.readouterr().out
+
+
+def test_the_probe_row_needs_cross_validated_studies(tmp_path: Path) -> None:
+    folder = _study(tmp_path, [(0.80, 0.90, 0.50)])
+    cv_decision.load_study(folder).set_user_attr("scored_on", "the validation split")
+    with pytest.raises(SystemExit, match="scored on one K-fold split"):
+        cv_decision.main([f"m/mmmo={folder}", "--probe", "synthetic:noisy"])
