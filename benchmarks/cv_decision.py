@@ -133,7 +133,7 @@ def markdown(
         lines.append(line)
     if probe is not None:
         label = f"probe: {probe['name']} ({probe['pooling']}), same folds"
-        lines.append(f"| {label} | – | {cells(probe['valid'])} | – | – |")
+        lines.append(f"| {label} | – | {cells(probe['valid'])} | – | – |" + (" – |" if test else ""))
     adopted = [k for k, r in rows.items() if r["adopted"]]
     scored = {r["scored_on"] for r in rows.values()}
     lines += [
@@ -143,6 +143,18 @@ def markdown(
         f"qualifying trial with the highest mean objective is adopted iff it beats trial 0 by at least {margin:g}: "
         + (f"adopted for {', '.join(adopted)}." if adopted else "no preset changes."),
     ]
+    if probe is not None:
+        pv = probe["valid"]
+
+        def above(m: dict[str, float]) -> bool:
+            return m["Non0_acc_2"] >= pv["Non0_acc_2"] and m["MAE"] <= pv["MAE"] and m["Corr"] >= pv["Corr"]
+
+        ahead = [k for k, r in rows.items() if above(r["trial0"])]
+        lines += [
+            "",
+            f"Under the same folds, trial 0 leads the probe's row (Non0 Acc-2 and Corr at least the probe's, MAE at "
+            f"most) for {len(ahead)} of {len(rows)} presets" + (f" ({', '.join(ahead)})." if ahead else "."),
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -84,7 +84,11 @@ def test_the_probe_row_uses_the_studies_folds(tmp_path: Path, capsys: pytest.Cap
     assert cv_decision.main([f"m/mmmo={folder}", "--probe", "synthetic:noisy"]) == 0
     best = cross_validated_probe(load_dataset("synthetic:noisy"), 5).best()
     row = f"| probe: {best.name} ({best.pooling}), same folds | – | {cv_decision.cells(best.valid)} | – | – |"
-    assert row in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert row in out
+    v = best.valid
+    ahead = v["Non0_acc_2"] <= 0.80 and v["MAE"] >= 0.90 and v["Corr"] <= 0.50
+    assert f"most) for {int(ahead)} of 1 presets" in out
 
 
 def test_the_probe_row_needs_cross_validated_studies(tmp_path: Path) -> None:
