@@ -13,8 +13,10 @@ pooled train + valid splits) and the tuning seeds; each trial also keeps every m
 
     python benchmarks/cv_decision.py qa_moe/mmmo=runs/cvtune/qa_moe prlf/mmmo=runs/cvtune/prlf
 
-`--probe DATA` adds the linear probe's row under the same folds (`msakit probe --cv K`: each fold
-chooses pooling and α on its held-out part; the row the probe's validation MAE picks).
+`--evaluate` prints only each study's trial 0: with one-trial studies (`--trials 1`) it scores
+presets under the folds, and nothing is chosen. `--probe DATA` adds the linear probe's row under
+the same folds (`msakit probe --cv K`: each fold chooses pooling and α on its held-out part; the
+row the probe's validation MAE picks).
 
 With `--test`, LABEL=STUDY,RUN also reads RUN, the adopted preset trained on the standard split
 (opened with `msakit test`; a sealed run is refused in one line), and adds its 5-seed test row.
@@ -103,6 +105,34 @@ def probe_row(data: str, scored_on: set[str]) -> dict[str, Any]:
     return {"name": best.name, "pooling": best.pooling, "valid": best.valid}
 
 
+def leads_sentence(rows: dict[str, dict[str, Any]], probe: dict[str, Any]) -> str:
+    pv = probe["valid"]
+
+    def above(m: dict[str, float]) -> bool:
+        return m["Non0_acc_2"] >= pv["Non0_acc_2"] and m["MAE"] <= pv["MAE"] and m["Corr"] >= pv["Corr"]
+
+    ahead = [k for k, r in rows.items() if above(r["trial0"])]
+    return (
+        f"Under the same folds, trial 0 leads the probe's row (Non0 Acc-2 and Corr at least the probe's, MAE at "
+        f"most) for {len(ahead)} of {len(rows)} presets" + (f" ({', '.join(ahead)})." if ahead else ".")
+    )
+
+
+def evaluation_markdown(rows: dict[str, dict[str, Any]], command: str, probe: dict[str, Any] | None) -> str:
+    """`--evaluate`: each study's trial 0 only (one-trial studies score a preset; nothing is chosen)."""
+    lines = ["```bash", command, "```", "", "| preset | cross-validated Non0 Acc-2 / MAE / Corr |", "|---|---|"]
+    lines += [f"| {label} | {cells(r['trial0'])} |" for label, r in rows.items()]
+    if probe is not None:
+        lines += [f"| probe: {probe['name']} ({probe['pooling']}), same folds | {cells(probe['valid'])} |", ""]
+        lines.append(leads_sentence(rows, probe))
+    scored = sorted({r["scored_on"] for r in rows.values()})
+    lines += [
+        "",
+        f"Trial 0 of each study: the preset's member model; means over the folds and seeds ({', '.join(scored)}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def markdown(
     rows: dict[str, dict[str, Any]],
     command: str,
@@ -144,17 +174,7 @@ def markdown(
         + (f"adopted for {', '.join(adopted)}." if adopted else "no preset changes."),
     ]
     if probe is not None:
-        pv = probe["valid"]
-
-        def above(m: dict[str, float]) -> bool:
-            return m["Non0_acc_2"] >= pv["Non0_acc_2"] and m["MAE"] <= pv["MAE"] and m["Corr"] >= pv["Corr"]
-
-        ahead = [k for k, r in rows.items() if above(r["trial0"])]
-        lines += [
-            "",
-            f"Under the same folds, trial 0 leads the probe's row (Non0 Acc-2 and Corr at least the probe's, MAE at "
-            f"most) for {len(ahead)} of {len(rows)} presets" + (f" ({', '.join(ahead)})." if ahead else "."),
-        ]
+        lines += ["", leads_sentence(rows, probe)]
     return "\n".join(lines) + "\n"
 
 
@@ -165,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mae-guard", type=float, default=0.02)
     p.add_argument("--corr-guard", type=float, default=0.02)
     p.add_argument("--test", action="store_true", help="also the adopted presets' test rows (opened runs only)")
+    p.add_argument("--evaluate", action="store_true", help="print each study's trial 0 only (a preset's score)")
     p.add_argument("--probe", metavar="DATA", help="add the probe's row under the studies' folds (msakit probe --cv K)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
@@ -189,10 +210,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.test and run:
             rows[label]["final"] = {"run": run, **final_rows(run)}
     probe = probe_row(args.probe, {r["scored_on"] for r in rows.values()}) if args.probe else None
-    command = "python benchmarks/cv_decision.py " + ("--test " if args.test else "")
+    command = (
+        "python benchmarks/cv_decision.py "
+        + ("--test " if args.test else "")
+        + ("--evaluate " if args.evaluate else "")
+    )
     command += f"--probe {shlex.quote(args.probe)} " if args.probe else ""
     command += " ".join(shlex.quote(s) for s in args.studies)
-    md = markdown(rows, command, args.margin, args.mae_guard, args.corr_guard, probe)
+    if args.evaluate:
+        md = evaluation_markdown(rows, command, probe)
+    else:
+        md = markdown(rows, command, args.margin, args.mae_guard, args.corr_guard, probe)
     print(md)
     if args.json:
         atomic_write_json(args.json, {"command": command, "rows": rows, "probe": probe, "markdown": md})

@@ -96,3 +96,10 @@ def test_the_probe_row_needs_cross_validated_studies(tmp_path: Path) -> None:
     cv_decision.load_study(folder).set_user_attr("scored_on", "the validation split")
     with pytest.raises(SystemExit, match="scored on one K-fold split"):
         cv_decision.main([f"m/mmmo={folder}", "--probe", "synthetic:noisy"])
+
+
+def test_evaluate_prints_each_trial_0_beside_the_probe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _study(tmp_path, [(0.80, 0.90, 0.50), (0.95, 0.80, 0.60)])
+    assert cv_decision.main([f"m/mmmo={folder}", "--evaluate"]) == 0
+    out = capsys.readouterr().out
+    assert "| m/mmmo | 80.0 / 0.900 / 0.500 |" in out and "95.0" not in out and "adopted" not in out
