@@ -24,12 +24,13 @@ learn it, and neither can a model).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from msakit.data.core import MSADataset, SplitData
+from msakit.data.folds import cross_validation_folds
 from msakit.errors import ConfigError
 from msakit.metrics import compute_metrics, get_metric_set
 
@@ -291,14 +292,10 @@ def cross_validated_probe(
     folds of those held-out scores, its `test` is empty (the test split is never read), and its
     pooling and α are the folds' choices joined ("mean+std x3, mean x2"; α the folds' median).
     """
-    import dataclasses
-
-    from msakit.data.folds import cross_validation_folds
-
     parts = []
     for fold in cross_validation_folds(dataset, folds, seed=seed):
         held = fold.split("valid")
-        scored = dataclasses.replace(fold, splits={"train": fold.split("train"), "valid": held, "test": held})
+        scored = replace(fold, splits={"train": fold.split("train"), "valid": held, "test": held})
         parts.append(linear_probe(scored, modalities=modalities, poolings=poolings, alphas=alphas))
     first = parts[0]
     result = ProbeResult(first.dataset, first.metric_set, first.select_key, notes=list(first.notes))

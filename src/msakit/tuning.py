@@ -48,6 +48,7 @@ import yaml
 
 from msakit.config import SearchRange, TrainConfig, apply_overrides, parse_override, search_ranges
 from msakit.data.core import MSADataset
+from msakit.data.folds import cross_validation_folds
 from msakit.errors import ConfigError, TrainingError
 from msakit.io import atomic_write_text
 from msakit.registry import build_config, get_model_class
@@ -390,8 +391,6 @@ def tune(
             f"tune: objective {objective_key!r} is not a {metric_set.name} metric "
             f"(one of {', '.join(metric_set.higher_is_better)})"
         )
-    from msakit.data.folds import cross_validation_folds
-
     folds = cross_validation_folds(dataset, cv) if cv else [validation_only(dataset)]  # refuses K < 2 in one line
     direction: typing.Literal["minimize", "maximize"] = (
         "maximize" if metric_set.higher_is_better[objective_key] else "minimize"
