@@ -109,15 +109,70 @@ def _non0_acc(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
 METRICS = {"Corr": (_corr, True), "MAE": (lambda p, y: np.abs(p - y).mean(-1), False), "Non0_acc_2": (_non0_acc, True)}
 
 
+def _side_acc(pred: np.ndarray, y: np.ndarray, positive: bool) -> np.ndarray:
+    """Non0 Acc-2 on one side only, along the last axis: the share of the clips with y > 0 (or y < 0)
+    that the prediction puts on their side (p > 0, or p <= 0, as MMSA's threshold does)."""
+    side = y > 0 if positive else y < 0
+    hit = pred > 0 if positive else pred <= 0
+    return (hit & side).sum(-1) / side.sum(-1)
+
+
+def _balanced_non0(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The mean of the two sides' accuracies: Non0 Acc-2 with the positive and negative clips weighted
+    equally, so a split's share of positive clips does not reward predicting positive."""
+    return (_side_acc(pred, y, True) + _side_acc(pred, y, False)) / 2
+
+
+def _sign_auc(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """ROC AUC of the prediction for the label's sign over the non-zero clips, along the last axis
+    (Mann-Whitney: the chance that a positive clip is scored above a negative one, ties 1/2): how well
+    the scores separate the two sides at every threshold, not only at 0."""
+    from scipy.stats import rankdata
+
+    pred, y = np.broadcast_arrays(pred, y)
+    flat_p, flat_y = pred.reshape(-1, pred.shape[-1]), y.reshape(-1, y.shape[-1])
+    out = np.empty(len(flat_p))
+    for i, (p, t) in enumerate(zip(flat_p, flat_y, strict=True)):
+        keep = t != 0
+        ranks, pos = rankdata(p[keep]), t[keep] > 0
+        n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+        out[i] = (ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return out.reshape(pred.shape[:-1])
+
+
+# --sides: where a Non0 Acc-2 gap comes from (each side's accuracy, and the threshold-free separation)
+SIDE_METRICS = {"balanced_non0": (_balanced_non0, True), "sign_auc": (_sign_auc, True)}
+
+
+def side_scores(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Mean over the seeds (rows of `pred`; one row for the probe) of each side's accuracy, the share of
+    non-zero clips predicted positive, the balanced Non0 Acc-2 and the sign AUC."""
+    pred = np.atleast_2d(pred)
+    nonzero = y != 0
+    return {
+        "positive_acc": float(_side_acc(pred, y, True).mean()),
+        "negative_acc": float(_side_acc(pred, y, False).mean()),
+        "predicted_positive": float((pred[:, nonzero] > 0).mean()),
+        **{key: float(fn(pred, y).mean()) for key, (fn, _) in SIDE_METRICS.items()},
+    }
+
+
 def paired_gap(
-    model: np.ndarray, probe: np.ndarray, y: np.ndarray, *, resamples: int, seed: int
+    model: np.ndarray,
+    probe: np.ndarray,
+    y: np.ndarray,
+    *,
+    resamples: int,
+    seed: int,
+    metrics: dict[str, tuple[Any, bool]] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Observed model − probe difference of each metric, with its paired-bootstrap 95 % interval."""
+    """Observed model − probe difference of each metric (default: METRICS), with its paired-bootstrap
+    95 % interval."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(y), size=(resamples, len(y)))
     yb, pb = y[idx], probe[idx]  # (B, n): the same resampled clips for the model and the probe
     out: dict[str, dict[str, float]] = {}
-    for metric, (fn, higher) in METRICS.items():
+    for metric, (fn, higher) in (METRICS if metrics is None else metrics).items():
         observed = float(fn(model, y).mean() - fn(probe, y))
         diffs = np.stack([fn(m[idx], yb) for m in model]).mean(0) - fn(pb, yb)
         at_least = float((diffs >= 0).mean() if higher else (diffs <= 0).mean())
@@ -167,6 +222,38 @@ def markdown(command: str, probe: dict[str, Any], rows: dict[str, dict[str, Any]
     return "\n".join(lines) + "\n"
 
 
+def sides_markdown(priors: dict[str, float], probe: dict[str, Any], rows: dict[str, dict[str, Any]]) -> str:
+    """The --sides table: each side's test accuracy, the share predicted positive, and the balanced
+    Non0 Acc-2 and sign AUC with their paired intervals against the probe."""
+    share = ", ".join(f"{split} {100 * v:.1f} %" for split, v in priors.items())
+    lines = [
+        "\nWhere the Non0 Acc-2 difference comes from (test split). Share of the non-zero clips that are "
+        f"positive: {share}. Positive / negative clips: the share of each side put on its side; balanced = "
+        "their mean; sign AUC: the chance that a positive clip scores above a negative one (every threshold). "
+        "Differences are model − probe with the paired 95 % interval of the table above.\n",
+        "| run | Non0 Acc-2 | positive clips | negative clips | predicted positive | balanced Non0 Acc-2 "
+        "| balanced difference [95 % interval] | sign AUC | AUC difference [95 % interval] |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cells(sides: dict[str, float]) -> str:
+        return (
+            f"{100 * sides['positive_acc']:.1f} | {100 * sides['negative_acc']:.1f} "
+            f"| {100 * sides['predicted_positive']:.1f} | {100 * sides['balanced_non0']:.1f}"
+        )
+
+    ps = probe["sides"]
+    lines.append(f"| probe | {100 * probe['test']['Non0_acc_2']:.1f} | {cells(ps)} | – | {ps['sign_auc']:.3f} | – |")
+    for label, r in rows.items():
+        b, a = r["side_gap"]["balanced_non0"], r["side_gap"]["sign_auc"]
+        lines.append(
+            f"| {label} | {100 * r['Non0_acc_2']:.1f} | {cells(r['sides'])} "
+            f"| {100 * b['observed']:+.1f} [{100 * b['low']:+.1f}, {100 * b['high']:+.1f}] "
+            f"| {r['sides']['sign_auc']:.3f} | {a['observed']:+.3f} [{a['low']:+.3f}, {a['high']:+.3f}] |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", metavar="LABEL=RUN")
@@ -175,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path)
     p.add_argument("--probe-row", default="text", help="the probe row to compare with: a modality, or all")
+    p.add_argument(
+        "--sides",
+        action="store_true",
+        help="also each side's accuracy (positive / negative clips), the share predicted positive, "
+        "and the balanced Non0 Acc-2 and sign AUC against the probe",
+    )
     args = p.parse_args(argv)
     if args.resamples < 100:
         print("probe_gap: error: --resamples must be at least 100", file=sys.stderr)
@@ -204,14 +297,28 @@ def main(argv: list[str] | None = None) -> int:
             "resamples": args.resamples,
             "gap": paired_gap(preds, probe, y, resamples=args.resamples, seed=args.seed),
         }
-    command = "python benchmarks/probe_gap.py --data {} --resamples {} --seed {} {}{}".format(
+        if args.sides:
+            rows[label or run]["sides"] = side_scores(preds, y)
+            rows[label or run]["side_gap"] = paired_gap(
+                preds, probe, y, resamples=args.resamples, seed=args.seed, metrics=SIDE_METRICS
+            )
+    command = "python benchmarks/probe_gap.py --data {} --resamples {} --seed {} {}{}{}".format(
         args.data,
         args.resamples,
         args.seed,
         "" if args.probe_row == "text" else f"--probe-row {args.probe_row} ",
+        "--sides " if args.sides else "",
         " ".join(shlex.quote(s) for s in args.runs),
     )
     md = markdown(command, probe_info, rows)
+    if args.sides:
+        probe_info["sides"] = side_scores(probe, y)
+        priors = {}
+        for split in ("train", "valid", "test"):
+            labels = np.asarray(data.split(split).labels, dtype=np.float64)
+            priors[split] = float((labels > 0).sum() / (labels != 0).sum())
+        probe_info["positive_share"] = priors
+        md += sides_markdown(priors, probe_info, rows)
     print(md)
     if args.json is not None:
         from msakit.io import atomic_write_json

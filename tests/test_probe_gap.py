@@ -77,3 +77,32 @@ def test_a_member_path_reads_member_j_of_every_seed_of_an_ensemble_run(tmp_path:
     assert bench.seed_checkpoints(run) == [run / f"seed{s}" / "best" for s in (1, 2, 10)]
     assert bench.valid_means(run / "member0") == {"MAE": pytest.approx(0.7), "Corr": pytest.approx(0.35)}
     assert bench.valid_means(run) == {"MAE": 9.0, "Corr": 4.5}
+
+
+def test_sides_split_non0_accuracy_by_the_labels_side_and_auc_is_threshold_free() -> None:
+    """--sides: each side's accuracy, their mean, and the sign AUC (checked against an all-pairs count)."""
+    bench = load_benchmark("probe_gap")
+    y = np.array([1.0, 2.0, 0.5, -1.0, -2.0, 0.0])
+    p = np.array([0.5, -0.2, 1.0, -0.5, 0.3, 9.0])  # positives 2 of 3 right, negatives 1 of 2 right
+    assert bench._side_acc(p, y, True) == 2 / 3 and bench._side_acc(p, y, False) == 1 / 2
+    assert bench._balanced_non0(p, y) == (2 / 3 + 1 / 2) / 2
+    at_zero = np.zeros(2), np.array([1.0, -1.0])  # MMSA's threshold: a prediction of exactly 0 is negative
+    assert bench._side_acc(*at_zero, True) == 0 and bench._side_acc(*at_zero, False) == 1
+    pos, neg = p[y > 0], p[y < 0]
+    pairs = [(a > b) + 0.5 * (a == b) for a in pos for b in neg]
+    assert abs(float(bench._sign_auc(p, y)) - float(np.mean(pairs))) < 1e-12
+    # a constant shift moves the operating point (Non0 Acc-2, each side) but not the separation (AUC)
+    y2, p2 = _data()
+    shifted = p2 + 0.8
+    assert bench._non0_acc(shifted, y2) != bench._non0_acc(p2, y2)
+    assert abs(float(bench._sign_auc(shifted, y2)) - float(bench._sign_auc(p2, y2))) < 1e-12
+    # more positive clips reward predicting positive in Non0 Acc-2, not in the balanced score
+    lean = np.where(y2 != 0, np.abs(p2) + 0.1, p2)  # everything positive: every negative clip wrong
+    twice = np.concatenate([y2, y2[y2 > 0]]), np.concatenate([lean, lean[y2 > 0]])
+    assert bench._non0_acc(twice[1], twice[0]) > bench._non0_acc(lean, y2)
+    assert abs(float(bench._balanced_non0(twice[1], twice[0]) - bench._balanced_non0(lean, y2))) < 1e-12
+    scores = bench.side_scores(np.stack([p, p]), y)
+    assert scores["predicted_positive"] == 3 / 5 and scores["positive_acc"] == 2 / 3
+    # vectorised along the leading axes, as the paired bootstrap calls it
+    many = bench._sign_auc(np.stack([p, p[::-1]]), np.stack([y, y]))
+    assert many.shape == (2,) and abs(many[0] - bench._sign_auc(p, y)) < 1e-12

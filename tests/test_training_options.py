@@ -21,7 +21,7 @@ from msakit import create_model
 from msakit.cli import main
 from msakit.data import MSADataset
 from msakit.errors import ConfigError
-from msakit.models.base import concordance_loss
+from msakit.models.base import concordance_loss, sign_loss
 from msakit.training import Trainer, evaluate, load_checkpoint, train_config_from
 from msakit.training.engine import Callback, FitState
 
@@ -76,17 +76,47 @@ def test_ccc_weight_adds_the_term_to_the_task_loss_and_off_is_the_plain_loss(tin
     expected = torch.nn.functional.l1_loss(p, y) + 0.5 * (1 - _ccc_reference(p.numpy(), y.numpy()))
     assert float(on.task_loss(p, y)) == pytest.approx(float(expected), abs=1e-6)
     assert float(on.task_loss(y, y)) == pytest.approx(0.0, abs=1e-6)  # perfect: no extra loss
-    classifier = create_model("late_fusion", **dims, num_classes=3, ccc_weight=0.5)
-    logits, labels = torch.randn(6, 3, generator=gen), torch.tensor([0, 1, 2, 0, 1, 2])
+
+
+@pytest.mark.parametrize("term", ["ccc_weight", "sign_weight"])
+def test_loss_terms_leave_classifiers_alone(term: str, tiny_dataset: MSADataset) -> None:
+    dims = {f"{m}_dim": d for m, d in tiny_dataset.info.dims.items()}
+    classifier = create_model("late_fusion", **dims, num_classes=3, **{term: 0.5})
+    logits, labels = torch.randn(6, 3, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 0, 1, 2])
     assert torch.equal(classifier.task_loss(logits, labels), torch.nn.functional.cross_entropy(logits, labels))
 
 
-def test_ccc_weight_changes_training(tiny_dataset: MSADataset, tmp_path: Path) -> None:
+@pytest.mark.parametrize("term", ["ccc_weight", "sign_weight"])
+def test_loss_terms_change_training(term: str, tiny_dataset: MSADataset, tmp_path: Path) -> None:
     base = Trainer("late_fusion", tiny_dataset, train_config=_cfg(), out_dir=tmp_path / "a").fit()
-    ccc = Trainer(
-        "late_fusion", tiny_dataset, model_overrides={"ccc_weight": 1.0}, train_config=_cfg(), out_dir=tmp_path / "b"
+    on = Trainer(
+        "late_fusion", tiny_dataset, model_overrides={term: 1.0}, train_config=_cfg(), out_dir=tmp_path / "b"
     ).fit()
-    assert ccc.seeds[0].valid != base.seeds[0].valid
+    assert on.seeds[0].valid != base.seeds[0].valid
+
+
+# ---- the sign term (sign_weight) ------------------------------------------------------------------------
+def test_sign_loss_is_the_logistic_margin_over_nonzero_labels() -> None:
+    pred, y = torch.tensor([2.0, -1.0, 0.5, 3.0]), torch.tensor([1.5, 1.0, 0.0, -2.0])
+    reference = np.mean([np.log1p(np.exp(-2.0)), np.log1p(np.exp(1.0)), np.log1p(np.exp(3.0))])  # y = 0 dropped
+    assert float(sign_loss(pred, y)) == pytest.approx(float(reference), abs=1e-6)
+    zeros = torch.zeros(3)
+    pred.requires_grad_(True)
+    empty = sign_loss(pred[:3], zeros)
+    empty.backward()  # no non-zero label: 0, and still differentiable
+    assert float(empty) == 0.0 and pred.grad is not None and torch.equal(pred.grad, torch.zeros(4))
+    label = torch.tensor([0.5])
+    right, wrong = sign_loss(torch.tensor([1.0]), label), sign_loss(torch.tensor([-1.0]), label)
+    assert float(right) < float(wrong)  # the right side of zero costs less
+
+
+def test_sign_weight_adds_the_term_to_the_task_loss(tiny_dataset: MSADataset) -> None:
+    dims = {f"{m}_dim": d for m, d in tiny_dataset.info.dims.items()}
+    on = create_model("late_fusion", **dims, sign_weight=0.5)
+    gen = torch.Generator().manual_seed(2)
+    p, y = torch.randn(16, generator=gen), torch.randn(16, generator=gen)
+    expected = torch.nn.functional.l1_loss(p, y) + 0.5 * sign_loss(p, y)
+    assert float(on.task_loss(p, y)) == pytest.approx(float(expected), abs=1e-6)
 
 
 # ---- weight averaging ----------------------------------------------------------------------------------
@@ -107,7 +137,7 @@ def test_off_is_the_old_training_bit_for_bit(tiny_dataset: MSADataset, tmp_path:
     b = Trainer(
         "late_fusion",
         tiny_dataset,
-        model_overrides={"ccc_weight": 0.0},
+        model_overrides={"ccc_weight": 0.0, "sign_weight": 0.0},
         train_config=_cfg(epochs=1, ema_decay=0.0),
         out_dir=tmp_path / "b",
     ).fit()
@@ -186,6 +216,7 @@ def test_weight_averaging_with_training_hooks(
         ("train", "ema_decay", 1.0, r"'ema_decay' must be in \[0, 1\)"),
         ("train", "ema_decay", -0.1, r"'ema_decay' must be in \[0, 1\)"),
         ("model", "ccc_weight", -0.5, r"'ccc_weight' must be >= 0"),
+        ("model", "sign_weight", -0.5, r"'sign_weight' must be >= 0"),
         ("train", "average_top_k", -1, r"'average_top_k' must be >= 0"),
     ],
 )

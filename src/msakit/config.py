@@ -102,6 +102,9 @@ class ModelConfig:
     # regression: task loss + ccc_weight · (1 − CCC(pred, y)) over each batch (Lin's concordance, the
     # AVEC loss for continuous affect; msakit.models.base.concordance_loss); 0 = off, classification untouched
     ccc_weight: float = 0.0
+    # regression: + sign_weight · log(1 + exp(−sign(y)·pred)) over the batch's non-zero labels (the sign
+    # that Non0 Acc-2 scores; msakit.models.base.sign_loss); 0 = off, classification untouched
+    sign_weight: float = 0.0
     # normalise each input feature with robust training-split statistics (msakit.layers.normalize)
     feature_norm: bool = True
     # add the linear-probe floor, fitted on the training split and frozen, to the prediction, so that
@@ -250,7 +253,7 @@ def _check_value(key: str, value: Any, owner: str) -> None:
             problem = "> 0"
         elif (key == "dropout" or key.endswith("_dropout") or key == "ema_decay") and not 0 <= value < 1:
             problem = "in [0, 1)"
-        elif key in ("ccc_weight", "average_top_k", "ensemble") and value < 0:
+        elif key in ("ccc_weight", "sign_weight", "average_top_k", "ensemble") and value < 0:
             problem = ">= 0"
     if key == "seeds" and isinstance(value, tuple) and not value:
         problem = "at least one seed"

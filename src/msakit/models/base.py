@@ -39,6 +39,21 @@ def concordance_loss(pred: Tensor, y: Tensor, eps: float = 1e-8) -> Tensor:
     return 1.0 - 2.0 * cov / (denom + eps)
 
 
+def sign_loss(pred: Tensor, y: Tensor) -> Tensor:
+    """Logistic loss on the sign margin, log(1 + exp(−sign(y)·pred)), averaged over the non-zero labels.
+
+    The binary view of a regression label that Non0 Acc-2 scores (MMSA's metricsTop drops the
+    zeros and thresholds at 0): pushes each prediction to the side of zero its label is on,
+    strongest near zero, and fades once the margin is a few label units wide. A batch with no
+    non-zero label has no sign to learn: the term is 0 (still in the graph). Shape: pred, y (B,).
+    """
+    p, t = pred.float().reshape(-1), y.float().reshape(-1)
+    nonzero = t != 0
+    if not bool(nonzero.any()):
+        return pred.sum() * 0.0
+    return nn.functional.softplus(-torch.sign(t[nonzero]) * p[nonzero]).mean()
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a model needs and does, declared on the class and read by the trainer, the
@@ -217,6 +232,8 @@ class MSAModel(nn.Module):
             )
         if self.config.ccc_weight > 0:  # off: exactly the plain loss (no extra op in the graph)
             loss = loss + self.config.ccc_weight * concordance_loss(pred, y.float())
+        if self.config.sign_weight > 0:  # off: exactly the plain loss, as for ccc_weight
+            loss = loss + self.config.sign_weight * sign_loss(pred, y.float())
         return loss
 
     def num_parameters(self) -> int:
