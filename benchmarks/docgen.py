@@ -669,6 +669,8 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "promma_missing_mosi_e5_topk3_paired_s7": render_paired,
     "promma_missing_mosi_e5_topk3_vs_default_s7": render_paired,
     "promma_missing_mmmo_ens3_s8": render_compare,
+    "promma_missing_mmmo_ens3_s13": render_compare,  # the eighth stop's command rerun at the thirteenth
+    "promma_missing_mmmo_vs_lf_s13": render_paired,
     "promma_missing_synthetic_ens3_bands_s8": render_compare,
     "promma_missing_mmmo_ens3_paired_s8": render_paired,
     "promma_missing_mmmo_single_paired_s8": render_paired,
