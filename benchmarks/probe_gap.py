@@ -136,7 +136,8 @@ def _sign_auc(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
         keep = t != 0
         ranks, pos = rankdata(p[keep]), t[keep] > 0
         n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-        out[i] = (ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+        # one side empty (a resample of a tiny split): no pair to compare, so no AUC
+        out[i] = (ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg) if n_pos and n_neg else np.nan
     return out.reshape(pred.shape[:-1])
 
 

@@ -106,3 +106,4 @@ def test_sides_split_non0_accuracy_by_the_labels_side_and_auc_is_threshold_free(
     # vectorised along the leading axes, as the paired bootstrap calls it
     many = bench._sign_auc(np.stack([p, p[::-1]]), np.stack([y, y]))
     assert many.shape == (2,) and abs(many[0] - bench._sign_auc(p, y)) < 1e-12
+    assert np.isnan(bench._sign_auc(np.array([0.3, 0.1]), np.array([1.0, 2.0])))  # no negative clip: no AUC
