@@ -125,19 +125,18 @@ def _balanced_non0(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _sign_auc(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
     """ROC AUC of the prediction for the label's sign over the non-zero clips, along the last axis
-    (Mann-Whitney: the chance that a positive clip is scored above a negative one, ties 1/2): how well
-    the scores separate the two sides at every threshold, not only at 0."""
-    from scipy.stats import rankdata
+    (scikit-learn's `roc_auc_score`: the chance that a positive clip is scored above a negative one, ties
+    1/2): how well the scores separate the two sides at every threshold, not only at 0."""
+    from sklearn.metrics import roc_auc_score
 
     pred, y = np.broadcast_arrays(pred, y)
     flat_p, flat_y = pred.reshape(-1, pred.shape[-1]), y.reshape(-1, y.shape[-1])
     out = np.empty(len(flat_p))
     for i, (p, t) in enumerate(zip(flat_p, flat_y, strict=True)):
         keep = t != 0
-        ranks, pos = rankdata(p[keep]), t[keep] > 0
-        n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+        positive = t[keep] > 0
         # one side empty (a resample of a tiny split): no pair to compare, so no AUC
-        out[i] = (ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg) if n_pos and n_neg else np.nan
+        out[i] = roc_auc_score(positive, p[keep]) if 0 < positive.sum() < positive.size else np.nan
     return out.reshape(pred.shape[:-1])
 
 
