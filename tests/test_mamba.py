@@ -107,6 +107,22 @@ def test_cuda_kernel_matches_reference() -> None:
     torch.testing.assert_close(out, sequential_scan(*args), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.gpu
+def test_mambapy_path_on_cuda_matches_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scan a GPU machine without mamba_ssm runs (mambapy's pscan on CUDA tensors, chunked past
+    SCAN_CHUNK) equals the sequential reference; the kernel lookup is forced to miss."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    import msakit.layers.mamba as mamba
+
+    monkeypatch.setattr(mamba, "_cuda_scan", lambda: None)
+    g = torch.Generator().manual_seed(0)
+    args = _scan_inputs(g, 2, mamba.SCAN_CHUNK + 37, 8, 4)
+    out = selective_scan(*[a.cuda() for a in args])
+    assert out.is_cuda
+    torch.testing.assert_close(out.cpu(), sequential_scan(*args), atol=1e-5, rtol=1e-5)
+
+
 def test_modality_aware_mamba_routes_tokens_to_their_own_expert() -> None:
     torch.manual_seed(0)
     layer = ModalityAwareMamba(16, 2, num_shared=2, state_size=4).eval()
