@@ -1133,8 +1133,15 @@ def write_doc(doc: Path, bench: Path) -> None:
         "### Not measured or not done here",
         "",
         "- GPU: `benchmarks/gpu_bench.py` (step time, peak memory, FLOPs ÷ the device's measured matmul "
-        "throughput, fp32 and bf16 autocast) and its `gpu`-marked test run only with CUDA; no device was lent "
-        "to this task, so nothing is measured. bf16 autocast is `-t precision=bf16` (CUDA, or a CPU with native "
+        "throughput, fp32 and bf16 autocast) and its `gpu`-marked test run only with CUDA; nothing is measured "
+        "yet (no session that had a device lent ran them). `scripts/device_check.sh` runs every GPU check of the "
+        "project as one prepared, time-boxed run for a lent machine (its header says how the `mambapy` and "
+        "`geomloss` wheels travel, since a lent machine has no internet): the `gpu`-marked tests "
+        "(tests/test_mamba.py: the mambapy scan on CUDA tensors against the sequential reference, and the "
+        "`mamba_ssm` kernel against it where installed; tests/test_speed.py), `benchmarks/mamba_scaling.py "
+        "--device cuda` and this benchmark, with a log and the JSON results under `$OUT`. Without CUDA it "
+        "reports the machine and skips the CUDA steps in one line (tests/test_device_check.py dry-runs it so). "
+        "bf16 autocast is `-t precision=bf16` (CUDA, or a CPU with native "
         "bf16: the tenth stop above); CUDA graphs are not implemented.",
         *[f"- {note}" for note in _not_done(bench)],
         END,
