@@ -12,7 +12,7 @@
 #   bash scripts/device_check.sh
 #
 # Everything it measures lands under $OUT (or device-out/ when $OUT is unset, as in a dry run here):
-# log, gpu_tests.txt, mamba_scaling_gpu.json, gpu.json. Each step has its own time box, so one that
+# log (every step's output and exit status), mamba_scaling_gpu.json, gpu.json. Each step has its own time box, so one that
 # hangs costs its box and not the run. Without CUDA every CUDA step says so in one line and is skipped,
 # which is how the script is checked on a CPU machine (tests/test_device_check.py).
 set -uo pipefail
@@ -56,8 +56,7 @@ fi
 
 # the gpu-marked tests: the mambapy scan on CUDA against the sequential reference, the mamba_ssm
 # kernel against it (skips unless mamba_ssm is installed), and the GPU training-step benchmark's test
-step "gpu tests" 180 bash -c "python3 -m pytest -m gpu -p no:cacheprovider -rs tests/test_mamba.py tests/test_speed.py \
-  | tee '$out/gpu_tests.txt'"
+step "gpu tests" 180 python3 -m pytest -m gpu -p no:cacheprovider -rs tests/test_mamba.py tests/test_speed.py
 # issue 18's length-scaling benchmark, the CUDA column (14 subprocesses)
 step "mamba length scaling" 240 python3 benchmarks/mamba_scaling.py --device cuda --out "$out/mamba_scaling_gpu.json"
 # one training step per model on the device: time, peak memory, share of the matmul throughput
